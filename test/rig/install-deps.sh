@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test rig runs for real (ZooKeeper, libvirtd, QEMU, iproute2),
+# but only those that are missing, so a provisioned machine pays nothing. Needs root on a fresh machine.
+set -euo pipefail
+wanted=(zookeeper libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils iproute2 procps)
+missing=()
+for p in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test rig: missing Debian packages: ${missing[*]}; run as root: apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
+  exit 2
+fi
+echo "test rig: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
