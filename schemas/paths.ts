@@ -1,0 +1,151 @@
+import { ValidationError } from './errors.ts';
+import { assertName, assertVni, isValidName, isValidVni } from './names.ts';
+
+export const DEFAULT_ROOT = '/virtkeeper';
+
+// Conservative: what ZooKeeper allows is much wider, but a root is typed by people.
+const ROOT_SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/;
+const ROOT_RULE =
+  "must be an absolute znode path without a trailing '/', made of segments of letters, digits, '_', '-', '.' (not '.' or '..')";
+
+function rootProblem(root: string): string | undefined {
+  if (!root.startsWith('/') || root === '/' || root.endsWith('/')) return ROOT_RULE;
+  const segments = root.slice(1).split('/');
+  if (segments.some((s) => !ROOT_SEGMENT.test(s) || s === '.' || s === '..')) return ROOT_RULE;
+  if (segments[0] === 'zookeeper') return "must not be under /zookeeper, which ZooKeeper reserves";
+  return undefined;
+}
+
+/** What a znode path under the root refers to; see ZkPaths.parse. */
+export type ZkPathInfo =
+  | { kind: 'schema' | 'config' | 'vms' | 'networks' | 'nodes' | 'locks' }
+  | { kind: 'vm'; name: string; leaf?: 'spec' | 'xml' | 'status' | 'migration' | 'console' }
+  | { kind: 'network'; vni: string; leaf?: 'spec' }
+  | { kind: 'node'; name: string; leaf?: 'spec' | 'status' | 'alive' }
+  | { kind: 'lock'; name: string; child?: string };
+
+const VM_LEAVES = ['spec', 'xml', 'status', 'migration', 'console'] as const;
+const NODE_LEAVES = ['spec', 'status', 'alive'] as const;
+
+/**
+ * The ZooKeeper key layout (DESIGN.md §3). Fixed znodes are properties,
+ * per-object znodes are methods; every method validates its name, so no
+ * path built here can contain '/', '..' or anything else unexpected.
+ */
+export class ZkPaths {
+  readonly root: string;
+  /** {"version":1} */
+  readonly schema: string;
+  readonly config: string;
+  readonly vms: string;
+  readonly networks: string;
+  readonly nodes: string;
+  readonly locks: string;
+
+  constructor(root: string = DEFAULT_ROOT) {
+    if (typeof root !== 'string') throw new ValidationError('root', root, ROOT_RULE, { kind: 'znode path' });
+    const problem = rootProblem(root);
+    if (problem) throw new ValidationError('root', root, problem, { kind: 'znode path' });
+    this.root = root;
+    this.schema = `${root}/schema`;
+    this.config = `${root}/config`;
+    this.vms = `${root}/vms`;
+    this.networks = `${root}/networks`;
+    this.nodes = `${root}/nodes`;
+    this.locks = `${root}/locks`;
+  }
+
+  vm(name: string): string {
+    return `${this.vms}/${assertName(name, 'vm name')}`;
+  }
+  vmSpec(name: string): string {
+    return `${this.vm(name)}/spec`;
+  }
+  /** libvirt domain XML. */
+  vmXml(name: string): string {
+    return `${this.vm(name)}/xml`;
+  }
+  vmStatus(name: string): string {
+    return `${this.vm(name)}/status`;
+  }
+  /** In-flight migration record. */
+  vmMigration(name: string): string {
+    return `${this.vm(name)}/migration`;
+  }
+  /** Last lines of the serial console log. */
+  vmConsole(name: string): string {
+    return `${this.vm(name)}/console`;
+  }
+
+  /** `vni` may be given as a number; the path holds its decimal form. */
+  network(vni: string | number): string {
+    return `${this.networks}/${assertVni(vni, 'network vni')}`;
+  }
+  networkSpec(vni: string | number): string {
+    return `${this.network(vni)}/spec`;
+  }
+
+  node(name: string): string {
+    return `${this.nodes}/${assertName(name, 'node name')}`;
+  }
+  nodeSpec(name: string): string {
+    return `${this.node(name)}/spec`;
+  }
+  nodeStatus(name: string): string {
+    return `${this.node(name)}/status`;
+  }
+  /** Ephemeral: exists while the node's daemon holds a session. */
+  nodeAlive(name: string): string {
+    return `${this.node(name)}/alive`;
+  }
+
+  /** Parent of a lock recipe's sequential-ephemeral children. */
+  lock(name: string): string {
+    return `${this.locks}/${assertName(name, 'lock name')}`;
+  }
+
+  /**
+   * Tells what a path built by this layout refers to (for routing watch
+   * events); undefined for paths outside the root or not in the layout.
+   */
+  parse(path: string): ZkPathInfo | undefined {
+    if (!path.startsWith(`${this.root}/`)) return undefined;
+    const parts = path.slice(this.root.length + 1).split('/');
+    const [top, id, leaf, ...rest] = parts;
+    switch (top) {
+      case 'schema':
+      case 'config':
+        return parts.length === 1 ? { kind: top } : undefined;
+      case 'vms':
+      case 'networks':
+      case 'nodes':
+      case 'locks':
+        if (parts.length === 1) return { kind: top };
+        break;
+      default:
+        return undefined;
+    }
+    if (rest.length > 0) return undefined;
+    if (top === 'vms' && isValidName(id)) {
+      if (leaf === undefined) return { kind: 'vm', name: id };
+      return isOneOf(leaf, VM_LEAVES) ? { kind: 'vm', name: id, leaf } : undefined;
+    }
+    if (top === 'nodes' && isValidName(id)) {
+      if (leaf === undefined) return { kind: 'node', name: id };
+      return isOneOf(leaf, NODE_LEAVES) ? { kind: 'node', name: id, leaf } : undefined;
+    }
+    if (top === 'networks' && isValidVni(id)) {
+      if (leaf === undefined) return { kind: 'network', vni: id };
+      return leaf === 'spec' ? { kind: 'network', vni: id, leaf } : undefined;
+    }
+    if (top === 'locks' && isValidName(id)) {
+      if (leaf === undefined) return { kind: 'lock', name: id };
+      return leaf.length > 0 ? { kind: 'lock', name: id, child: leaf } : undefined;
+    }
+    return undefined;
+  }
+}
+
+function isOneOf<T extends string>(value: string, options: readonly T[]): value is T {
+  return (options as readonly string[]).includes(value);
+}

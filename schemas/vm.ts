@@ -1,0 +1,158 @@
+import { z } from 'zod';
+import { decodeWith, encodeWith } from './codec.ts';
+import { ConditionListSchema, MessageSchema, ReasonSchema } from './condition.ts';
+import { formatValue } from './errors.ts';
+import { checkedString, IdSchema, RbdImageSchema, Sha256Schema, textProblem, TimestampSchema } from './formats.ts';
+import { NameSchema } from './names.ts';
+import { intInRange, noDuplicates } from './rules.ts';
+
+export const VM_STATES = ['running', 'stopped', 'disabled'] as const;
+export const STOP_MODES = ['graceful', 'force'] as const;
+export const VM_NODE_SELECTORS = ['mem', 'memprov', 'load', 'vcpus', 'vms', 'default'] as const;
+export const VM_MIGRATION_METHODS = ['default', 'live', 'shutdown'] as const;
+export type VmState = (typeof VM_STATES)[number];
+export type StopMode = (typeof STOP_MODES)[number];
+export type VmNodeSelector = (typeof VM_NODE_SELECTORS)[number];
+export type VmMigrationMethod = (typeof VM_MIGRATION_METHODS)[number];
+
+export const VmMetaSchema = z
+  .strictObject({
+    /** Hosts the VM may run on; empty means any. */
+    nodeLimit: z.array(NameSchema).default([]),
+    nodeSelector: z.enum(VM_NODE_SELECTORS).default('default'),
+    /** Start again when its home node becomes ready. */
+    autostart: z.boolean().default(false),
+    migrationMethod: z.enum(VM_MIGRATION_METHODS).default('default'),
+    maxDowntimeMs: intInRange(1).default(300),
+  })
+  .superRefine((meta, ctx) => noDuplicates(meta.nodeLimit, ctx, ['nodeLimit'], 'name'));
+
+/** The fields of a VM spec, also used (with xml/xmlFile) by the VM manifest. */
+export const vmSpecShape = {
+  state: z.enum(VM_STATES).default('running'),
+  stopMode: z.enum(STOP_MODES).default('graceful'),
+  shutdownTimeoutMs: intInRange(1).default(90_000),
+  /** Bumped by `vk vm restart`; the node restarts the domain once per new value. */
+  restartedAt: TimestampSchema.optional(),
+  node: NameSchema,
+  /** Where the VM came from, for unmigrate; null when it has none. */
+  previousNode: NameSchema.nullable().optional(),
+  meta: VmMetaSchema.prefault({}),
+  /** 'pool/image' of every RBD disk, derived from the XML at define time. */
+  rbd: z.array(RbdImageSchema).default([]),
+};
+
+/** Cross-field rules of a VM spec (run only once every field is valid). */
+export function checkVmSpec(
+  spec: { node: string; meta: { nodeLimit: string[] }; rbd: string[] },
+  ctx: z.RefinementCtx,
+): void {
+  const limit = spec.meta.nodeLimit;
+  if (limit.length > 0 && !limit.includes(spec.node)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['node'],
+      input: spec.node,
+      params: { kind: 'name' },
+      message: `not in meta.nodeLimit ${formatValue(limit)}`,
+    });
+  }
+  noDuplicates(spec.rbd, ctx, ['rbd'], 'RBD image');
+}
+
+export const VmSpecSchema = z.strictObject(vmSpecShape).superRefine(checkVmSpec);
+export type VmSpec = z.output<typeof VmSpecSchema>;
+/** What encodeVmSpec accepts: defaulted fields may be left out. */
+export type VmSpecInput = z.input<typeof VmSpecSchema>;
+export type VmMeta = VmSpec['meta'];
+
+export const VM_PHASES = [
+  'Pending',
+  'Starting',
+  'Running',
+  'ShuttingDown',
+  'Stopped',
+  'Disabled',
+  'Migrating',
+  'Failed',
+] as const;
+export type VmPhase = (typeof VM_PHASES)[number];
+
+export const VmStatusSchema = z.strictObject({
+  phase: z.enum(VM_PHASES),
+  node: NameSchema,
+  /** Version of the spec znode acted on; -1 before any. */
+  observedGeneration: intInRange(-1),
+  /** libvirt's domain state as last seen, e.g. "running", "shutoff". */
+  domainState: checkedString('domain state', textProblem(64)).optional(),
+  /** The last spec.restartedAt this node honoured. */
+  restartedAt: TimestampSchema.optional(),
+  /** xmlHash() of the XML the domain was defined from. */
+  xmlHash: Sha256Schema.optional(),
+  /** Consecutive unexpected deaths and the last one, for the restart back-off. */
+  crash: z.strictObject({ count: intInRange(1), lastAt: TimestampSchema }).optional(),
+  conditions: ConditionListSchema,
+  updatedAt: TimestampSchema,
+});
+export type VmStatus = z.output<typeof VmStatusSchema>;
+export type VmStatusInput = z.input<typeof VmStatusSchema>;
+
+export const MIGRATION_METHODS = ['live', 'shutdown'] as const;
+export const MIGRATION_PHASES = ['requested', 'prepared', 'copying', 'switching', 'done', 'aborted', 'failed'] as const;
+export type MigrationMethod = (typeof MIGRATION_METHODS)[number];
+export type MigrationPhase = (typeof MIGRATION_PHASES)[number];
+
+export const MigrationProgressSchema = z.strictObject({
+  processedBytes: intInRange(0),
+  remainingBytes: intInRange(0),
+  bandwidthBps: intInRange(0),
+  updatedAt: TimestampSchema,
+});
+export type MigrationProgress = z.output<typeof MigrationProgressSchema>;
+
+export const MigrationRecordSchema = z
+  .strictObject({
+    id: IdSchema,
+    source: NameSchema,
+    target: NameSchema,
+    method: z.enum(MIGRATION_METHODS),
+    phase: z.enum(MIGRATION_PHASES),
+    startedAt: TimestampSchema,
+    progress: MigrationProgressSchema.optional(),
+    reason: ReasonSchema.optional(),
+    message: MessageSchema.optional(),
+  })
+  .superRefine((record, ctx) => {
+    if (record.source === record.target) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['target'],
+        input: record.target,
+        params: { kind: 'name' },
+        message: 'must differ from source',
+      });
+    }
+  });
+export type MigrationRecord = z.output<typeof MigrationRecordSchema>;
+export type MigrationRecordInput = z.input<typeof MigrationRecordSchema>;
+
+export function decodeVmSpec(value: unknown, fieldPrefix = 'spec'): VmSpec {
+  return decodeWith(VmSpecSchema, value, fieldPrefix);
+}
+export function encodeVmSpec(spec: VmSpecInput): string {
+  return encodeWith(VmSpecSchema, spec, 'spec');
+}
+
+export function decodeVmStatus(value: unknown, fieldPrefix = 'status'): VmStatus {
+  return decodeWith(VmStatusSchema, value, fieldPrefix);
+}
+export function encodeVmStatus(status: VmStatusInput): string {
+  return encodeWith(VmStatusSchema, status, 'status');
+}
+
+export function decodeMigrationRecord(value: unknown, fieldPrefix = 'migration'): MigrationRecord {
+  return decodeWith(MigrationRecordSchema, value, fieldPrefix);
+}
+export function encodeMigrationRecord(record: MigrationRecordInput): string {
+  return encodeWith(MigrationRecordSchema, record, 'migration');
+}
