@@ -1,0 +1,274 @@
+// The domain reconciler's decision, as a pure function of what is wanted and what is seen.
+//
+// The node named in spec.node converges the domain: define it from the XML,
+// start it, stop it (graceful with a timeout, or forced), restart it once per
+// new spec.restartedAt, disable it. A domain that dies while it should run is
+// started again, with a back-off so a crashing guest never loops hot. Any
+// other node that finds the domain (and is not part of a migration of it)
+// destroys and undefines it. Status is written only when something other
+// than its timestamps changed, so a converged cluster makes no writes.
+import type { Condition, MigrationRecord, VmSpec, VmStatus } from '../schemas/index.ts';
+
+/** libvirt's domain states, by name. */
+export type DomainRunState =
+  | 'nostate'
+  | 'running'
+  | 'blocked'
+  | 'paused'
+  | 'shutdown'
+  | 'shutoff'
+  | 'crashed'
+  | 'pmsuspended';
+
+export interface LocalDomain {
+  state: DomainRunState;
+  persistent: boolean;
+}
+
+export interface DomainDesired {
+  spec: VmSpec;
+  /** The spec znode's version: the object's generation. */
+  generation: number;
+  xml: string;
+  xmlHash: string;
+}
+
+export interface DomainObserved {
+  /** The node this planner runs for. */
+  node: string;
+  /** The domain of that name in the local libvirt, or null. */
+  domain: LocalDomain | null;
+  status: { value: VmStatus; version: number } | null;
+  migration: MigrationRecord | null;
+  /** ISO time, passed in to keep the planner pure. */
+  now: string;
+}
+
+export type DomainAction =
+  | { kind: 'define'; xml: string; xmlHash: string; why: 'missing' | 'xmlChanged' }
+  | { kind: 'start' }
+  | { kind: 'shutdown'; timeoutMs: number }
+  | { kind: 'destroy' }
+  | { kind: 'undefine' }
+  | { kind: 'wait'; ms: number; why: string }
+  | { kind: 'writeStatus'; status: VmStatus; version: number | null };
+
+/** States in which the guest occupies the hypervisor (counts as "running" for convergence). */
+const ACTIVE: ReadonlySet<DomainRunState> = new Set(['running', 'blocked', 'paused', 'shutdown', 'pmsuspended']);
+
+export function isActive(domain: LocalDomain | null): boolean {
+  return domain !== null && ACTIVE.has(domain.state);
+}
+
+/**
+ * Crash back-off: the first death is restarted at once, then 1 s doubling to
+ * 5 min; the streak is forgotten after 10 min without a death.
+ */
+export const CRASH_BACKOFF = { baseMs: 1_000, maxMs: 300_000, resetAfterMs: 600_000 } as const;
+
+export function crashBackoffMs(streak: number): number {
+  if (streak <= 1) return 0;
+  return Math.min(CRASH_BACKOFF.maxMs, CRASH_BACKOFF.baseMs * 2 ** Math.min(streak - 2, 30));
+}
+
+/** Whether a migration of this VM that involves this node is in flight: the migration reconciler owns it then. */
+export function migrationInFlight(migration: MigrationRecord | null, node: string): boolean {
+  if (!migration) return false;
+  if (migration.phase === 'done' || migration.phase === 'aborted' || migration.phase === 'failed') return false;
+  return migration.source === node || migration.target === node;
+}
+
+export function planDomain(name: string, desired: DomainDesired | undefined, observed: DomainObserved): DomainAction[] {
+  const { node, domain } = observed;
+
+  if (migrationInFlight(observed.migration, node)) return [];
+
+  // Deleted VM, or a VM homed elsewhere: nothing of it may remain here.
+  if (!desired || desired.spec.node !== node) {
+    const actions: DomainAction[] = [];
+    if (isActive(domain)) actions.push({ kind: 'destroy' });
+    if (domain?.persistent) actions.push({ kind: 'undefine' });
+    return actions;
+  }
+
+  const { spec } = desired;
+  const previous = observed.status?.value ?? null;
+  const actions: DomainAction[] = [];
+  const active = isActive(domain);
+  let willRun = active;
+  let restartPending = hasTrueCondition(previous, 'RestartPending') && active;
+  let honouredRestart = previous?.restartedAt;
+  let crash = previous?.crash;
+
+  if (domain === null || !domain.persistent) {
+    actions.push({ kind: 'define', xml: desired.xml, xmlHash: desired.xmlHash, why: 'missing' });
+  } else if (previous?.xmlHash !== desired.xmlHash) {
+    actions.push({ kind: 'define', xml: desired.xml, xmlHash: desired.xmlHash, why: 'xmlChanged' });
+    if (active) restartPending = true;
+  }
+
+  if (spec.state === 'running') {
+    const restartAsked = spec.restartedAt !== undefined && spec.restartedAt !== previous?.restartedAt;
+    if (active && restartAsked) {
+      actions.push(stopAction(spec), { kind: 'start' });
+      restartPending = false;
+      honouredRestart = spec.restartedAt;
+    } else if (!active) {
+      // Died while it should run (the last status said Running): count it, and back off from the second death on.
+      if (previous?.phase === 'Running' && previous.node === node) crash = nextCrash(crash, observed.now);
+      const delay = crash ? remainingBackoffMs(crash, observed.now) : 0;
+      if (delay > 0) {
+        actions.push({ kind: 'wait', ms: delay, why: `died ${crash!.count} times in a row` });
+        willRun = false;
+      } else {
+        actions.push({ kind: 'start' });
+        willRun = true;
+      }
+      restartPending = false;
+      if (restartAsked) honouredRestart = spec.restartedAt;
+    } else if (crash && crashStreakExpired(crash, observed.now)) {
+      crash = undefined;
+    }
+  } else {
+    if (active) actions.push(stopAction(spec));
+    willRun = false;
+    restartPending = false;
+    crash = undefined;
+  }
+
+  const status = nextStatus({
+    node,
+    desired,
+    previous,
+    willRun,
+    waiting: actions.some((a) => a.kind === 'wait'),
+    restartPending,
+    restartedAt: honouredRestart,
+    crash,
+    now: observed.now,
+  });
+  if (!previous || !sameStatus(previous, status)) {
+    actions.push({ kind: 'writeStatus', status, version: observed.status?.version ?? null });
+  }
+  return actions;
+}
+
+function stopAction(spec: VmSpec): DomainAction {
+  return spec.stopMode === 'force' ? { kind: 'destroy' } : { kind: 'shutdown', timeoutMs: spec.shutdownTimeoutMs };
+}
+
+type Crash = NonNullable<VmStatus['crash']>;
+
+function nextCrash(crash: Crash | undefined, now: string): Crash {
+  if (!crash || crashStreakExpired(crash, now)) return { count: 1, lastAt: now };
+  return { count: crash.count + 1, lastAt: now };
+}
+
+function crashStreakExpired(crash: Crash, now: string): boolean {
+  return Date.parse(now) - Date.parse(crash.lastAt) > CRASH_BACKOFF.resetAfterMs;
+}
+
+function remainingBackoffMs(crash: Crash, now: string): number {
+  const until = Date.parse(crash.lastAt) + crashBackoffMs(crash.count);
+  return Math.max(0, until - Date.parse(now));
+}
+
+function hasTrueCondition(status: VmStatus | null, type: string): boolean {
+  return status?.conditions.some((c) => c.type === type && c.status === 'True') ?? false;
+}
+
+interface StatusInputs {
+  node: string;
+  desired: DomainDesired;
+  previous: VmStatus | null;
+  willRun: boolean;
+  waiting: boolean;
+  restartPending: boolean;
+  restartedAt: string | undefined;
+  crash: Crash | undefined;
+  now: string;
+}
+
+function nextStatus(i: StatusInputs): VmStatus {
+  const { spec } = i.desired;
+  const phase: VmStatus['phase'] =
+    spec.state === 'disabled' ? 'Disabled' : spec.state === 'stopped' ? 'Stopped' : i.willRun ? 'Running' : 'Pending';
+  const conditions: Condition[] = [];
+  const keep = (type: string, status: Condition['status'], reason: string, message: string) =>
+    conditions.push(condition(i.previous, type, status, reason, message, i.now));
+  keep(
+    'Running',
+    i.willRun ? 'True' : 'False',
+    i.willRun ? 'DomainRunning' : i.waiting ? 'CrashBackoff' : spec.state === 'running' ? 'Starting' : 'StoppedBySpec',
+    i.willRun ? `running on ${i.node}` : i.waiting ? `waiting before the next start` : `desired state is ${spec.state}`,
+  );
+  if (i.restartPending) keep('RestartPending', 'True', 'XmlChanged', 'the domain XML changed; it takes effect at the next start');
+  const status: VmStatus = {
+    phase,
+    node: i.node,
+    observedGeneration: i.desired.generation,
+    domainState: i.willRun ? 'running' : 'shutoff',
+    xmlHash: i.desired.xmlHash,
+    conditions,
+    updatedAt: i.now,
+  };
+  if (i.restartedAt !== undefined) status.restartedAt = i.restartedAt;
+  if (i.crash !== undefined) status.crash = i.crash;
+  return status;
+}
+
+/** A condition keeps its lastTransitionTime while its status is unchanged. */
+function condition(
+  previous: VmStatus | null,
+  type: string,
+  status: Condition['status'],
+  reason: string,
+  message: string,
+  now: string,
+): Condition {
+  const before = previous?.conditions.find((c) => c.type === type);
+  const lastTransitionTime = before && before.status === status ? before.lastTransitionTime : now;
+  return { type, status, reason, message, lastTransitionTime };
+}
+
+/** Equal but for updatedAt: nothing worth a write. */
+export function sameStatus(a: VmStatus, b: VmStatus): boolean {
+  return JSON.stringify({ ...a, updatedAt: '' }) === JSON.stringify({ ...b, updatedAt: '' });
+}
+
+/** The status to record when an action failed: the planned one with a failure condition carrying libvirt's message. */
+export function failedStatus(planned: VmStatus, action: DomainAction, reason: string, message: string, now: string): VmStatus {
+  const type = action.kind === 'start' ? 'StartFailed' : action.kind === 'define' ? 'DefineFailed' : 'ActionFailed';
+  const others = planned.conditions.filter((c) => c.type !== 'Running' && c.type !== type);
+  return {
+    ...planned,
+    phase: 'Failed',
+    domainState: planned.domainState,
+    conditions: [
+      { type: 'Running', status: 'False', reason, message, lastTransitionTime: now },
+      ...others,
+      { type, status: 'True', reason, message, lastTransitionTime: now },
+    ],
+    updatedAt: now,
+  };
+}
+
+/** One line per action, as `vk plan` and dry-run print them. */
+export function describeDomainAction(node: string, vm: string, action: DomainAction): string {
+  switch (action.kind) {
+    case 'define':
+      return `${node} ${vm} define (${action.why === 'missing' ? 'not defined here' : 'XML changed'})`;
+    case 'start':
+      return `${node} ${vm} start`;
+    case 'shutdown':
+      return `${node} ${vm} shutdown (graceful, destroy after ${Math.round(action.timeoutMs / 1000)}s)`;
+    case 'destroy':
+      return `${node} ${vm} destroy`;
+    case 'undefine':
+      return `${node} ${vm} undefine`;
+    case 'wait':
+      return `${node} ${vm} wait ${action.ms}ms (${action.why})`;
+    case 'writeStatus':
+      return `${node} ${vm} status ${action.status.phase} (generation ${action.status.observedGeneration})`;
+  }
+}

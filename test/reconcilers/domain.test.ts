@@ -1,0 +1,171 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  crashBackoffMs,
+  describeDomainAction,
+  planDomain,
+  type DomainAction,
+  type DomainDesired,
+  type DomainObserved,
+  type LocalDomain,
+} from '../../reconcilers/domain.ts';
+import { decodeVmSpec, type VmStatus } from '../../schemas/index.ts';
+
+const NOW = '2026-11-21T12:00:00.000Z';
+const HASH_A = 'a'.repeat(64);
+const HASH_B = 'b'.repeat(64);
+
+function desired(spec: Record<string, unknown> = {}, xmlHash = HASH_A): DomainDesired {
+  return { spec: decodeVmSpec({ node: 'hv1', ...spec }), generation: 3, xml: `<domain/>`, xmlHash };
+}
+
+function observed(domain: LocalDomain | null, status: Partial<VmStatus> | null = null, extra: Partial<DomainObserved> = {}): DomainObserved {
+  const full: VmStatus | null = status
+    ? { phase: 'Running', node: 'hv1', observedGeneration: 3, domainState: 'running', xmlHash: HASH_A, conditions: [], updatedAt: NOW, ...status }
+    : null;
+  return { node: 'hv1', domain, status: full ? { value: full, version: 7 } : null, migration: null, now: NOW, ...extra };
+}
+
+const kinds = (actions: DomainAction[]) => actions.map((a) => a.kind);
+const running: LocalDomain = { state: 'running', persistent: true };
+const shutoff: LocalDomain = { state: 'shutoff', persistent: true };
+
+/** The status a converged, running VM has: what the planner writes after starting it. */
+function convergedStatus(d: DomainDesired, domain: LocalDomain | null): VmStatus {
+  const first = planDomain('web1', d, observed(domain));
+  const write = first.find((a) => a.kind === 'writeStatus');
+  assert.ok(write && write.kind === 'writeStatus');
+  return write.status;
+}
+
+describe('planDomain on the home node', () => {
+  it('defines and starts a VM that does not exist, then writes Running status', () => {
+    const actions = planDomain('web1', desired(), observed(null));
+    assert.deepEqual(kinds(actions), ['define', 'start', 'writeStatus']);
+    const write = actions[2];
+    assert.ok(write?.kind === 'writeStatus');
+    assert.equal(write.status.phase, 'Running');
+    assert.equal(write.status.observedGeneration, 3);
+    assert.equal(write.status.xmlHash, HASH_A);
+    assert.equal(write.version, null);
+  });
+
+  it('does nothing once converged (no status write either)', () => {
+    const d = desired();
+    const status = convergedStatus(d, null);
+    assert.deepEqual(planDomain('web1', d, observed(running, status)), []);
+  });
+
+  it('does not redefine an unchanged XML after a daemon restart', () => {
+    const d = desired();
+    const status = convergedStatus(d, null);
+    assert.ok(!kinds(planDomain('web1', d, observed(running, status))).includes('define'));
+  });
+
+  it('redefines a changed XML while running and marks a restart pending', () => {
+    const d = desired({}, HASH_B);
+    const actions = planDomain('web1', d, observed(running, convergedStatus(desired(), null)));
+    assert.deepEqual(kinds(actions), ['define', 'writeStatus']);
+    const write = actions[1];
+    assert.ok(write?.kind === 'writeStatus');
+    const pending = write.status.conditions.find((c) => c.type === 'RestartPending');
+    assert.equal(pending?.status, 'True');
+    assert.equal(pending?.reason, 'XmlChanged');
+  });
+
+  it('gracefully shuts down a running VM whose state is stopped, with its timeout', () => {
+    const actions = planDomain('web1', desired({ state: 'stopped', shutdownTimeoutMs: 5000 }), observed(running, {}));
+    assert.deepEqual(actions[0], { kind: 'shutdown', timeoutMs: 5000 });
+    const write = actions.at(-1);
+    assert.ok(write?.kind === 'writeStatus');
+    assert.equal(write.status.phase, 'Stopped');
+  });
+
+  it('destroys at once when stopMode is force', () => {
+    assert.deepEqual(kinds(planDomain('web1', desired({ state: 'stopped', stopMode: 'force' }), observed(running, {}))), [
+      'destroy',
+      'writeStatus',
+    ]);
+  });
+
+  it('disables: stops the domain, keeps it defined, phase Disabled', () => {
+    const actions = planDomain('web1', desired({ state: 'disabled' }), observed(running, {}));
+    assert.deepEqual(kinds(actions), ['shutdown', 'writeStatus']);
+    const write = actions[1];
+    assert.ok(write?.kind === 'writeStatus');
+    assert.equal(write.status.phase, 'Disabled');
+  });
+
+  it('restarts once per new restartedAt, and not again for the same value', () => {
+    const at = '2026-11-21T11:59:00.000Z';
+    const d = desired({ restartedAt: at });
+    const before = convergedStatus(desired(), null);
+    const actions = planDomain('web1', d, observed(running, before));
+    assert.deepEqual(kinds(actions), ['shutdown', 'start', 'writeStatus']);
+    const write = actions[2];
+    assert.ok(write?.kind === 'writeStatus');
+    assert.equal(write.status.restartedAt, at);
+    assert.deepEqual(planDomain('web1', d, observed(running, write.status)), []);
+  });
+
+  it('starts a domain that died while it should run, at once the first time', () => {
+    const d = desired();
+    const status = convergedStatus(d, null);
+    const actions = planDomain('web1', d, observed(shutoff, status));
+    assert.deepEqual(kinds(actions), ['start', 'writeStatus']);
+    const write = actions[1];
+    assert.ok(write?.kind === 'writeStatus');
+    assert.deepEqual(write.status.crash, { count: 1, lastAt: NOW });
+  });
+
+  it('backs off when a domain keeps dying, and starts it once the back-off has passed', () => {
+    const d = desired();
+    const status: VmStatus = { ...convergedStatus(d, null), crash: { count: 2, lastAt: '2026-11-21T11:59:59.500Z' } };
+    const actions = planDomain('web1', d, observed(shutoff, status));
+    assert.deepEqual(kinds(actions), ['wait', 'writeStatus']);
+    assert.equal(actions[0]?.kind === 'wait' && actions[0].ms, crashBackoffMs(3));
+    const written = actions[1];
+    assert.ok(written?.kind === 'writeStatus');
+    assert.equal(written.status.phase, 'Pending');
+    // Later, past the back-off: the next look starts it.
+    const later = new Date(Date.parse(NOW) + crashBackoffMs(3)).toISOString();
+    assert.deepEqual(kinds(planDomain('web1', d, observed(shutoff, written.status, { now: later }))), ['start', 'writeStatus']);
+  });
+
+  it('crash back-off grows and is capped', () => {
+    assert.equal(crashBackoffMs(1), 0);
+    assert.equal(crashBackoffMs(2), 1000);
+    assert.equal(crashBackoffMs(3), 2000);
+    assert.equal(crashBackoffMs(50), 300_000);
+  });
+
+  it('leaves the VM alone while a migration involving this node is in flight', () => {
+    const migration = { id: 'm1', source: 'hv1', target: 'hv2', method: 'live' as const, phase: 'copying' as const, startedAt: NOW };
+    assert.deepEqual(planDomain('web1', desired({ node: 'hv2' }), observed(running, {}, { migration })), []);
+  });
+});
+
+describe('planDomain elsewhere', () => {
+  it('destroys and undefines a domain running on a node that is not its spec.node', () => {
+    assert.deepEqual(kinds(planDomain('web1', desired({ node: 'hv2' }), observed(running))), ['destroy', 'undefine']);
+  });
+
+  it('undefines a stopped leftover definition', () => {
+    assert.deepEqual(kinds(planDomain('web1', desired({ node: 'hv2' }), observed(shutoff))), ['undefine']);
+  });
+
+  it('removes a domain whose VM was deleted from ZooKeeper', () => {
+    assert.deepEqual(kinds(planDomain('web1', undefined, observed(running))), ['destroy', 'undefine']);
+  });
+
+  it('never writes the status of a VM homed on another node', () => {
+    assert.deepEqual(planDomain('web1', desired({ node: 'hv2' }), observed(null)), []);
+  });
+});
+
+describe('describeDomainAction', () => {
+  it('prints one line per action naming node and VM', () => {
+    assert.equal(describeDomainAction('hv1', 'web1', { kind: 'start' }), 'hv1 web1 start');
+    assert.equal(describeDomainAction('hv1', 'web1', { kind: 'shutdown', timeoutMs: 90_000 }), 'hv1 web1 shutdown (graceful, destroy after 90s)');
+  });
+});
