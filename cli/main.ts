@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { registerDaemon } from './commands/daemon.ts';
 import { registerSchema } from './commands/schema.ts';
 
 const program = new Command('vk')
@@ -8,6 +9,7 @@ const program = new Command('vk')
   .exitOverride();
 
 registerSchema(program);
+registerDaemon(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -7,7 +7,7 @@
 // other node that finds the domain (and is not part of a migration of it)
 // destroys and undefines it. Status is written only when something other
 // than its timestamps changed, so a converged cluster makes no writes.
-import type { Condition, MigrationRecord, VmSpec, VmStatus } from '../schemas/index.ts';
+import { encodeVmStatus, type Condition, type MigrationRecord, type VmSpec, type VmStatus } from '../schemas/index.ts';
 
 /** libvirt's domain states, by name. */
 export type DomainRunState =
@@ -233,7 +233,8 @@ function condition(
 
 /** Equal but for updatedAt: nothing worth a write. */
 export function sameStatus(a: VmStatus, b: VmStatus): boolean {
-  return JSON.stringify({ ...a, updatedAt: '' }) === JSON.stringify({ ...b, updatedAt: '' });
+  // Canonical encoding (schema key order), so field order cannot make equal statuses differ.
+  return encodeVmStatus({ ...a, updatedAt: b.updatedAt }) === encodeVmStatus(b);
 }
 
 /** The status to record when an action failed: the planned one with a failure condition carrying libvirt's message. */

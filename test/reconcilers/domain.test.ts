@@ -9,7 +9,7 @@ import {
   type DomainObserved,
   type LocalDomain,
 } from '../../reconcilers/domain.ts';
-import { decodeVmSpec, type VmStatus } from '../../schemas/index.ts';
+import { decodeVmSpec, decodeVmStatus, encodeVmStatus, type VmStatus } from '../../schemas/index.ts';
 
 const NOW = '2026-11-21T12:00:00.000Z';
 const HASH_A = 'a'.repeat(64);
@@ -167,5 +167,19 @@ describe('describeDomainAction', () => {
   it('prints one line per action naming node and VM', () => {
     assert.equal(describeDomainAction('hv1', 'web1', { kind: 'start' }), 'hv1 web1 start');
     assert.equal(describeDomainAction('hv1', 'web1', { kind: 'shutdown', timeoutMs: 90_000 }), 'hv1 web1 shutdown (graceful, destroy after 90s)');
+  });
+});
+
+describe('status comparison', () => {
+  it('treats a status as unchanged whatever its key order (no write loop after a restart)', () => {
+    const d = desired({ restartedAt: '2026-11-21T11:59:00.000Z' });
+    const first = planDomain('web1', d, observed(running, convergedStatus(desired(), null)));
+    const write = first.find((a) => a.kind === 'writeStatus');
+    assert.ok(write?.kind === 'writeStatus');
+    // What the informer hands back after the write: the decoded znode, keys in schema order.
+    const decoded = decodeVmStatus(encodeVmStatus(write.status));
+    assert.notEqual(JSON.stringify(decoded), JSON.stringify(write.status), 'precondition: key order differs');
+    const seen: DomainObserved = { ...observed(running), status: { value: decoded, version: 8 } };
+    assert.deepEqual(planDomain('web1', d, seen), []);
   });
 });

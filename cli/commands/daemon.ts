@@ -1,0 +1,95 @@
+// `vk daemon`: run the node's reconcile daemon (or, with --dry-run, print what it would do and exit).
+import type { Command } from 'commander';
+import { envOverrides, loadDaemonConfig, type DaemonOverrides } from '../../controllers/daemon-config.ts';
+import { planNode, startDaemon } from '../../controllers/daemon.ts';
+import { createLogger } from '../../controllers/logger.ts';
+import { ValidationError } from '../../schemas/index.ts';
+
+interface DaemonFlags {
+  node?: string;
+  config?: string;
+  zk?: string;
+  root?: string;
+  auth?: string;
+  libvirtSocket?: string;
+  libvirtUri?: string;
+  keepaliveMs?: string;
+  resyncMs?: string;
+  concurrency?: string;
+  logLevel?: string;
+  dryRun?: boolean;
+}
+
+function toInt(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new ValidationError(flag, value, 'must be a whole number');
+  return Number(value);
+}
+
+function overridesFrom(f: DaemonFlags): DaemonOverrides {
+  const o: DaemonOverrides = {};
+  if (f.node !== undefined) o.node = f.node;
+  if (f.zk !== undefined) o.zk = f.zk;
+  if (f.root !== undefined) o.root = f.root;
+  if (f.auth !== undefined) o.auth = f.auth;
+  if (f.libvirtSocket !== undefined) o.libvirtSocket = f.libvirtSocket;
+  if (f.libvirtUri !== undefined) o.libvirtUri = f.libvirtUri;
+  if (f.logLevel !== undefined) o.logLevel = f.logLevel;
+  const keepaliveMs = toInt('--keepalive-ms', f.keepaliveMs);
+  const resyncMs = toInt('--resync-ms', f.resyncMs);
+  const concurrency = toInt('--concurrency', f.concurrency);
+  if (keepaliveMs !== undefined) o.keepaliveMs = keepaliveMs;
+  if (resyncMs !== undefined) o.resyncMs = resyncMs;
+  if (concurrency !== undefined) o.concurrency = concurrency;
+  return o;
+}
+
+export function registerDaemon(program: Command): void {
+  program
+    .command('daemon')
+    .description('run the reconcile daemon of one hypervisor')
+    .option('--node <name>', 'this hypervisor\'s node name (env VK_NODE)')
+    .option('--config <file>', 'YAML config file (flags and env override it)')
+    .option('--zk <hosts>', 'ZooKeeper hosts host:port,… (env VK_ZK)')
+    .option('--root <path>', 'ZooKeeper root znode (env VK_ROOT, default /virtkeeper)')
+    .option('--auth <user:password>', 'ZooKeeper digest credentials (env VK_AUTH)')
+    .option('--libvirt-socket <path>', 'libvirtd unix socket (env VK_LIBVIRT_SOCKET)')
+    .option('--libvirt-uri <uri>', 'libvirt connection URI, e.g. qemu:///system (env VK_LIBVIRT_URI)')
+    .option('--keepalive-ms <ms>', 'node status interval (default 5000)')
+    .option('--resync-ms <ms>', 'periodic full resync interval (default 60000)')
+    .option('--concurrency <n>', 'VMs reconciled at once (default 8)')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env VK_LOG_LEVEL)')
+    .option('--dry-run', 'print what this node would do now, one action per line, and change nothing')
+    .action(async (flags: DaemonFlags) => {
+      let cfg;
+      try {
+        cfg = loadDaemonConfig(flags.config, envOverrides(process.env), overridesFrom(flags));
+      } catch (error) {
+        if (!(error instanceof ValidationError)) throw error;
+        console.error(`vk daemon: ${error.message}`);
+        process.exitCode = 2;
+        return;
+      }
+      if (flags.dryRun) {
+        const lines = await planNode(cfg, createLogger({ level: 'warn', node: cfg.node }));
+        for (const line of lines) console.log(line);
+        if (lines.length === 0) console.log(`${cfg.node}: nothing to do`);
+        return;
+      }
+      const daemon = await startDaemon(cfg);
+      let stopping = false;
+      const stop = () => {
+        if (stopping) return;
+        stopping = true;
+        daemon.stop().then(
+          () => process.exit(0),
+          (error: unknown) => {
+            daemon.log.error({ err: error }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+    });
+}

@@ -1,0 +1,98 @@
+// The daemon's own configuration: a YAML file, then environment variables, then flags (later wins).
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { DEFAULT_ROOT, NameSchema, ValidationError, parseWith } from '../schemas/index.ts';
+
+const positiveInt = z.number().int().min(1);
+
+export const DaemonConfigSchema = z.strictObject({
+  node: NameSchema,
+  zookeeper: z
+    .strictObject({
+      hosts: z.string().min(1).default('127.0.0.1:2181'),
+      root: z.string().default(DEFAULT_ROOT),
+      sessionTimeoutMs: positiveInt.default(10_000),
+      /** user:password for digest ACLs. */
+      auth: z.string().regex(/^[^:]+:.+$/, 'must be user:password').optional(),
+    })
+    .prefault({}),
+  libvirt: z
+    .strictObject({
+      socket: z.string().min(1).default('/run/libvirt/libvirt-sock'),
+      uri: z.string().min(1).default('qemu:///system'),
+    })
+    .prefault({}),
+  keepaliveMs: positiveInt.default(5_000),
+  resyncMs: positiveInt.default(60_000),
+  consolePollMs: positiveInt.default(500),
+  consoleLines: positiveInt.default(1_000),
+  concurrency: positiveInt.default(8),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+export type DaemonConfig = z.output<typeof DaemonConfigSchema>;
+
+/** Flag and environment overrides, already split into the config's shape. */
+export interface DaemonOverrides {
+  node?: string;
+  zk?: string;
+  root?: string;
+  auth?: string;
+  libvirtSocket?: string;
+  libvirtUri?: string;
+  keepaliveMs?: number;
+  resyncMs?: number;
+  concurrency?: number;
+  logLevel?: string;
+}
+
+export function envOverrides(env: NodeJS.ProcessEnv): DaemonOverrides {
+  const o: DaemonOverrides = {};
+  if (env.VK_NODE) o.node = env.VK_NODE;
+  if (env.VK_ZK) o.zk = env.VK_ZK;
+  if (env.VK_ROOT) o.root = env.VK_ROOT;
+  if (env.VK_AUTH) o.auth = env.VK_AUTH;
+  if (env.VK_LIBVIRT_SOCKET) o.libvirtSocket = env.VK_LIBVIRT_SOCKET;
+  if (env.VK_LIBVIRT_URI) o.libvirtUri = env.VK_LIBVIRT_URI;
+  if (env.VK_LOG_LEVEL) o.logLevel = env.VK_LOG_LEVEL;
+  return o;
+}
+
+/** Reads the file (if any), applies env then flags, validates. Errors name the field and value. */
+export function loadDaemonConfig(file: string | undefined, env: DaemonOverrides, flags: DaemonOverrides): DaemonConfig {
+  let base: Record<string, unknown> = {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new ValidationError('--config', file, `cannot be read: ${(error as Error).message}`);
+    }
+    const parsed: unknown = parseYaml(text);
+    if (parsed !== null && parsed !== undefined && (typeof parsed !== 'object' || Array.isArray(parsed))) {
+      throw new ValidationError(file, parsed, 'must be a YAML mapping');
+    }
+    base = (parsed ?? {}) as Record<string, unknown>;
+  }
+  const merged = structuredClone(base) as Record<string, Record<string, unknown> | unknown>;
+  for (const o of [env, flags]) apply(merged, o);
+  return parseWith(DaemonConfigSchema, merged, file ? `${file}:` : 'config');
+}
+
+function apply(target: Record<string, unknown>, o: DaemonOverrides): void {
+  const section = (name: string) => {
+    const current = target[name];
+    if (typeof current !== 'object' || current === null) target[name] = {};
+    return target[name] as Record<string, unknown>;
+  };
+  if (o.node !== undefined) target.node = o.node;
+  if (o.zk !== undefined) section('zookeeper').hosts = o.zk;
+  if (o.root !== undefined) section('zookeeper').root = o.root;
+  if (o.auth !== undefined) section('zookeeper').auth = o.auth;
+  if (o.libvirtSocket !== undefined) section('libvirt').socket = o.libvirtSocket;
+  if (o.libvirtUri !== undefined) section('libvirt').uri = o.libvirtUri;
+  if (o.keepaliveMs !== undefined) target.keepaliveMs = o.keepaliveMs;
+  if (o.resyncMs !== undefined) target.resyncMs = o.resyncMs;
+  if (o.concurrency !== undefined) target.concurrency = o.concurrency;
+  if (o.logLevel !== undefined) target.logLevel = o.logLevel;
+}

@@ -1,0 +1,109 @@
+// `vk daemon`: wires the store, the hypervisor, the node controller and the node's ephemeral marker.
+import type { Logger } from 'pino';
+import { LibvirtHypervisor } from '../drivers/libvirt-hypervisor.ts';
+import type { Hypervisor } from '../drivers/hypervisor.ts';
+import { describeDomainAction } from '../reconcilers/domain.ts';
+import { ZkPaths } from '../schemas/index.ts';
+import { AliveMarker } from './alive.ts';
+import type { DaemonConfig } from './daemon-config.ts';
+import { createLogger } from './logger.ts';
+import { NodeController } from './node-controller.ts';
+import { ZkStore } from './zk/index.ts';
+
+export const DAEMON_VERSION = '0.1.0';
+
+export interface RunningDaemon {
+  controller: NodeController;
+  store: ZkStore;
+  hv: Hypervisor;
+  log: Logger;
+  stop(): Promise<void>;
+}
+
+export interface DaemonDeps {
+  log?: Logger;
+  onAction?(line: string): void;
+}
+
+async function connect(cfg: DaemonConfig, log: Logger): Promise<{ store: ZkStore; hv: LibvirtHypervisor; paths: ZkPaths }> {
+  const paths = new ZkPaths(cfg.zookeeper.root);
+  const auth = cfg.zookeeper.auth ? splitAuth(cfg.zookeeper.auth) : undefined;
+  const store = await ZkStore.connect({
+    connectString: cfg.zookeeper.hosts,
+    sessionTimeoutMs: cfg.zookeeper.sessionTimeoutMs,
+    ...(auth ? { auth } : {}),
+    logger: log,
+  });
+  try {
+    const hv = await LibvirtHypervisor.open({ socket: cfg.libvirt.socket, uri: cfg.libvirt.uri });
+    return { store, hv, paths };
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+}
+
+export async function startDaemon(cfg: DaemonConfig, deps: DaemonDeps = {}): Promise<RunningDaemon> {
+  const log = deps.log ?? createLogger({ level: cfg.logLevel, node: cfg.node });
+  const { store, hv, paths } = await connect(cfg, log);
+  for (const path of [paths.vms, paths.nodes, paths.node(cfg.node)]) await store.ensurePath(path);
+  const alive = new AliveMarker(
+    store,
+    paths.nodeAlive(cfg.node),
+    () => JSON.stringify({ pid: process.pid, version: DAEMON_VERSION, since: new Date().toISOString() }),
+    log,
+  );
+  await alive.start();
+  const controller = new NodeController({
+    node: cfg.node,
+    store,
+    paths,
+    hv,
+    log,
+    concurrency: cfg.concurrency,
+    resyncMs: cfg.resyncMs,
+    ...(deps.onAction ? { onAction: deps.onAction } : {}),
+  });
+  await controller.start();
+  log.info({ zk: cfg.zookeeper.hosts, libvirt: cfg.libvirt.socket }, 'daemon running');
+  return {
+    controller,
+    store,
+    hv,
+    log,
+    async stop() {
+      alive.stop();
+      await controller.stop();
+      await hv.close();
+      await store.close();
+      log.info('daemon stopped');
+    },
+  };
+}
+
+/** What the node would do now, one action per line; changes nothing. */
+export async function planNode(cfg: DaemonConfig, log: Logger): Promise<string[]> {
+  const { store, hv, paths } = await connect(cfg, log);
+  try {
+    const controller = new NodeController({ node: cfg.node, store, paths, hv, log });
+    controller.informer.start();
+    await controller.informer.synced();
+    const names = new Set(controller.informer.names());
+    for (const d of await hv.listDomains()) names.add(d.name);
+    const lines: string[] = [];
+    for (const vm of [...names].sort()) {
+      const actions = await controller.planFor(vm);
+      for (const action of actions ?? []) lines.push(describeDomainAction(cfg.node, vm, action));
+    }
+    controller.informer.stop();
+    return lines;
+  } finally {
+    await hv.close();
+    await store.close();
+  }
+}
+
+function splitAuth(auth: string): { user: string; password: string } {
+  const at = auth.indexOf(':');
+  return { user: auth.slice(0, at), password: auth.slice(at + 1) };
+}

@@ -1,0 +1,163 @@
+// The per-node controller: sources (ZooKeeper watches, libvirt lifecycle events,
+// a periodic resync) → one work queue of VM names → the domain reconciler.
+//
+// While the ZooKeeper connection is suspended no mutating action starts: the
+// reconcile is deferred, since a partitioned node may no longer own its VMs.
+import { Subscription } from 'rxjs';
+import type { Logger } from 'pino';
+import type { Hypervisor } from '../drivers/hypervisor.ts';
+import { planDomain, type DomainAction, type DomainDesired, type DomainObserved } from '../reconcilers/domain.ts';
+import { executeDomain, type DomainEffects } from '../reconcilers/domain-executor.ts';
+import { encodeVmStatus, decodeVmStatus, type VmStatus, type ZkPaths } from '../schemas/index.ts';
+import { done, requeueAfter, terminal, type Result } from './reconciler.ts';
+import { VmInformer } from './vm-informer.ts';
+import { WorkQueue } from './workqueue.ts';
+import { NodeExistsError, VersionConflictError, type ZkStore } from './zk/index.ts';
+
+export interface NodeControllerOptions {
+  node: string;
+  store: ZkStore;
+  paths: ZkPaths;
+  hv: Hypervisor;
+  log: Logger;
+  concurrency?: number;
+  resyncMs?: number;
+  /** Called with each action line once carried out. */
+  onAction?(line: string): void;
+  now?: () => string;
+}
+
+export class NodeController {
+  readonly informer: VmInformer;
+  readonly queue: WorkQueue<string>;
+  private readonly subs = new Subscription();
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private readonly now: () => string;
+
+  constructor(private readonly o: NodeControllerOptions) {
+    this.now = o.now ?? (() => new Date().toISOString());
+    this.informer = new VmInformer(o.store, o.paths, o.log);
+    this.queue = new WorkQueue<string>({
+      name: 'domain',
+      concurrency: o.concurrency ?? 8,
+      logger: o.log,
+      reconciler: (vm, signal) => this.reconcile(vm, signal),
+    });
+  }
+
+  async start(): Promise<void> {
+    this.queue.start();
+    this.subs.add(this.informer.changes$.subscribe((vm) => this.queue.add(vm)));
+    this.subs.add(this.o.hv.lifecycle$.subscribe(({ name }) => this.queue.add(name)));
+    this.subs.add(
+      this.o.store.connectionState$.subscribe((state) => {
+        if (state === 'connected') this.resync();
+      }),
+    );
+    this.subs.add(this.o.hv.connected$.subscribe((up) => up && this.resync()));
+    this.informer.start();
+    await this.informer.synced();
+    this.resync();
+    const every = this.o.resyncMs ?? 60_000;
+    this.resyncTimer = setInterval(() => this.resync(), every);
+    this.resyncTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.resyncTimer);
+    this.subs.unsubscribe();
+    await this.queue.shutdown({ abort: true });
+    this.informer.stop();
+  }
+
+  /** Every known VM and every local domain: "look again". */
+  resync(): void {
+    for (const vm of this.informer.names()) this.queue.add(vm);
+    this.o.hv.listDomains().then(
+      (domains) => domains.forEach((d) => this.queue.add(d.name)),
+      (error: unknown) => this.o.log.warn({ err: error }, 'listing local domains for resync failed'),
+    );
+  }
+
+  /** What this node would do for `vm` now (no effects). Undefined when it may not decide yet. */
+  async planFor(vm: string): Promise<DomainAction[] | undefined> {
+    const inputs = await this.inputsFor(vm);
+    return inputs && planDomain(vm, inputs.desired, inputs.observed);
+  }
+
+  private async inputsFor(vm: string): Promise<{ desired: DomainDesired | undefined; observed: DomainObserved } | undefined> {
+    const entry = this.informer.get(vm);
+    const removed = this.informer.wasRemoved(vm);
+    // A domain libvirt has but ZooKeeper never listed is not ours to touch.
+    if (!entry && !removed) return undefined;
+    if (entry && !entry.loaded) return undefined;
+    let desired: DomainDesired | undefined;
+    if (entry) {
+      if (!entry.spec || !entry.xml) return undefined;
+      if ('error' in entry.spec || 'error' in entry.xml) return undefined;
+      desired = { spec: entry.spec.value, generation: entry.spec.version, xml: entry.xml.value.text, xmlHash: entry.xml.value.hash };
+    }
+    const domain = await this.o.hv.getDomain(vm);
+    const status = entry?.status && 'value' in entry.status ? entry.status : null;
+    const migration = entry?.migration && 'value' in entry.migration ? entry.migration.value : null;
+    return {
+      desired,
+      observed: {
+        node: this.o.node,
+        domain: domain && { state: domain.state, persistent: domain.persistent },
+        status,
+        migration,
+        now: this.now(),
+      },
+    };
+  }
+
+  private async reconcile(vm: string, signal: AbortSignal): Promise<Result> {
+    if (this.o.store.connectionState !== 'connected') return requeueAfter(500);
+    const entry = this.informer.get(vm);
+    if (entry?.spec && 'error' in entry.spec) return terminal('InvalidSpec', entry.spec.error);
+    if (entry?.xml && 'error' in entry.xml) return terminal('InvalidXml', entry.xml.error);
+    const inputs = await this.inputsFor(vm);
+    if (!inputs) return done;
+    const actions = planDomain(vm, inputs.desired, inputs.observed);
+    if (actions.length === 0) {
+      if (!inputs.desired && !inputs.observed.domain) this.informer.forgetRemoved(vm);
+      return done;
+    }
+    const outcome = await executeDomain(this.o.node, vm, actions, this.effects(), signal);
+    return outcome.kind === 'requeueAfter' ? requeueAfter(outcome.ms) : done;
+  }
+
+  private effects(): DomainEffects {
+    return {
+      hv: this.o.hv,
+      log: this.o.log,
+      now: this.now,
+      onAction: this.o.onAction,
+      writeStatus: (vm, status, version) => this.writeStatus(vm, status, version),
+    };
+  }
+
+  private async writeStatus(vm: string, status: VmStatus, version: number | null): Promise<void> {
+    const path = this.o.paths.vmStatus(vm);
+    const data = encodeVmStatus(status);
+    try {
+      if (version === null) {
+        await this.o.store.create(path, data);
+        this.informer.noteStatus(vm, status, 0);
+      } else {
+        const stat = await this.o.store.set(path, data, version);
+        this.informer.noteStatus(vm, status, stat.version);
+      }
+    } catch (error) {
+      // The cached version was stale: reload it so the retry plans against the truth.
+      if (error instanceof VersionConflictError || error instanceof NodeExistsError) await this.reloadStatus(vm);
+      throw error;
+    }
+  }
+
+  private async reloadStatus(vm: string): Promise<void> {
+    const fresh = await this.o.store.get(this.o.paths.vmStatus(vm));
+    if (fresh) this.informer.noteStatus(vm, decodeVmStatus(fresh.data.toString('utf8')), fresh.version, true);
+  }
+}

@@ -1,0 +1,189 @@
+// A watch-fed cache of every VM's spec, xml, status and migration record (an informer, as in client-go).
+//
+// Level-triggered: each watch emission replaces the cached value with the one
+// re-read after the event, and only says "look at VM <name> again" on
+// changes$. Reconcilers read the cache instead of ZooKeeper, so a reconcile
+// costs no round trip; the CAS versions they need travel with the values.
+import { Subject, Subscription, merge, map } from 'rxjs';
+import type { Logger } from 'pino';
+import {
+  decodeMigrationRecord,
+  decodeVmSpec,
+  decodeVmStatus,
+  isValidName,
+  parseVmXml,
+  xmlHash,
+  type DomainInfo,
+  type MigrationRecord,
+  type VmSpec,
+  type VmStatus,
+  type ZkPaths,
+} from '../schemas/index.ts';
+import type { DataState, ZkStore } from './zk/index.ts';
+
+export type Loaded<T> = { value: T; version: number } | { error: string } | null;
+
+export interface VmEntry {
+  name: string;
+  spec: Loaded<VmSpec>;
+  xml: Loaded<{ text: string; hash: string; info: DomainInfo }>;
+  status: Loaded<VmStatus>;
+  migration: Loaded<MigrationRecord>;
+  /** Every field has been read at least once. */
+  loaded: boolean;
+}
+
+const FIELDS = ['spec', 'xml', 'status', 'migration'] as const;
+type Field = (typeof FIELDS)[number];
+
+export class VmInformer {
+  private readonly entries = new Map<string, VmEntry & { seen: Set<Field> }>();
+  private readonly watches = new Map<string, Subscription>();
+  /** VMs that were in the list and then left it: their local domains must go. */
+  private readonly removed = new Set<string>();
+  private listSub: Subscription | undefined;
+  private listLoaded = false;
+  private syncWaiters: Array<() => void> = [];
+  readonly changes$ = new Subject<string>();
+
+  constructor(
+    private readonly store: ZkStore,
+    private readonly paths: ZkPaths,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.listSub = this.store.watchChildren(this.paths.vms).subscribe({
+      next: (state) => this.onList(state.kind === 'children' ? state.children : []),
+      error: (error: unknown) => this.log.error({ err: error }, 'VM list watch failed'),
+    });
+  }
+
+  stop(): void {
+    this.listSub?.unsubscribe();
+    for (const sub of this.watches.values()) sub.unsubscribe();
+    this.watches.clear();
+    this.changes$.complete();
+  }
+
+  /** Resolves once the list and every listed VM have been read. */
+  synced(): Promise<void> {
+    if (this.isSynced()) return Promise.resolve();
+    return new Promise((resolve) => this.syncWaiters.push(resolve));
+  }
+
+  get(name: string): VmEntry | undefined {
+    return this.entries.get(name);
+  }
+
+  names(): string[] {
+    return [...this.entries.keys()].sort();
+  }
+
+  wasRemoved(name: string): boolean {
+    return this.removed.has(name) && !this.entries.has(name);
+  }
+
+  /** Forget a removed VM once its local domain is gone. */
+  forgetRemoved(name: string): void {
+    this.removed.delete(name);
+  }
+
+  /**
+   * Our own status write (or a fresh read after a CAS conflict, with `force`):
+   * cache it at once so the next reconcile uses the new CAS version.
+   */
+  noteStatus(name: string, value: VmStatus, version: number, force = false): void {
+    const entry = this.entries.get(name);
+    if (entry && (force || entry.status === null || 'error' in entry.status || entry.status.version < version)) {
+      entry.status = { value, version };
+    }
+  }
+
+  private onList(children: string[]): void {
+    const names = new Set(children.filter((child) => isValidName(child)));
+    for (const child of children) if (!names.has(child)) this.log.warn({ child }, 'ignoring a VM znode with an invalid name');
+    for (const name of [...this.entries.keys()]) {
+      if (names.has(name)) continue;
+      this.watches.get(name)?.unsubscribe();
+      this.watches.delete(name);
+      this.entries.delete(name);
+      this.removed.add(name);
+      this.changes$.next(name);
+    }
+    for (const name of names) if (!this.entries.has(name)) this.watchVm(name);
+    this.listLoaded = true;
+    this.checkSynced();
+  }
+
+  private watchVm(name: string): void {
+    this.removed.delete(name);
+    const entry = { name, spec: null, xml: null, status: null, migration: null, loaded: false, seen: new Set<Field>() };
+    this.entries.set(name, entry);
+    const paths: Record<Field, string> = {
+      spec: this.paths.vmSpec(name),
+      xml: this.paths.vmXml(name),
+      status: this.paths.vmStatus(name),
+      migration: this.paths.vmMigration(name),
+    };
+    const streams = FIELDS.map((field) => this.store.watchData(paths[field]).pipe(map((state) => ({ field, state }))));
+    const sub = merge(...streams).subscribe({
+      next: ({ field, state }) => {
+        if (this.entries.get(name) !== entry) return;
+        this.apply(entry, field, state);
+        entry.seen.add(field);
+        if (!entry.loaded && entry.seen.size === FIELDS.length) {
+          entry.loaded = true;
+          this.checkSynced();
+        }
+        if (entry.loaded) this.changes$.next(name);
+      },
+      error: (error: unknown) => this.log.error({ err: error, vm: name }, 'VM watch failed'),
+    });
+    this.watches.set(name, sub);
+  }
+
+  private apply(entry: VmEntry, field: Field, state: DataState): void {
+    if (state.kind === 'deleted') {
+      entry[field] = null;
+      return;
+    }
+    const text = state.data.toString('utf8');
+    try {
+      switch (field) {
+        case 'spec':
+          entry.spec = { value: decodeVmSpec(text), version: state.version };
+          break;
+        case 'xml':
+          entry.xml = { value: { text, hash: xmlHash(text), info: parseVmXml(text, entry.name) }, version: state.version };
+          break;
+        case 'status': {
+          const current = entry.status;
+          // Never step back behind a version we wrote ourselves.
+          if (current && 'version' in current && current.version > state.version) break;
+          entry.status = { value: decodeVmStatus(text), version: state.version };
+          break;
+        }
+        case 'migration':
+          entry.migration = { value: decodeMigrationRecord(text), version: state.version };
+          break;
+      }
+    } catch (error) {
+      entry[field] = { error: (error as Error).message };
+      this.log.warn({ vm: entry.name, field, err: error }, 'unreadable VM znode');
+    }
+  }
+
+  private isSynced(): boolean {
+    if (!this.listLoaded) return false;
+    for (const entry of this.entries.values()) if (!entry.loaded) return false;
+    return true;
+  }
+
+  private checkSynced(): void {
+    if (!this.isSynced()) return;
+    const waiters = this.syncWaiters;
+    this.syncWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}

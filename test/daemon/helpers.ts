@@ -1,0 +1,99 @@
+// Shared pieces of the daemon integration tests: a real ZooKeeper, a private libvirtd (test driver)
+// per node, a held-open libvirt connection (the test driver forgets its state when the last
+// connection closes), and helpers to write VMs and wait for convergence.
+import { LibvirtConnection } from '../../drivers/libvirt/index.ts';
+import { LibvirtHypervisor } from '../../drivers/libvirt-hypervisor.ts';
+import type { DaemonConfig } from '../../controllers/daemon-config.ts';
+import { DaemonConfigSchema } from '../../controllers/daemon-config.ts';
+import { startDaemon, type RunningDaemon } from '../../controllers/daemon.ts';
+import { createLogger } from '../../controllers/logger.ts';
+import { ZkStore } from '../../controllers/zk/index.ts';
+import { encodeVmSpec, ZkPaths, type VmSpecInput } from '../../schemas/index.ts';
+import { startLibvirtd, type Libvirtd } from '../rig/libvirtd.ts';
+
+export const paths = new ZkPaths();
+
+export function testXml(name: string, memoryMiB = 64, vcpus = 1, extra = ''): string {
+  return `<domain type='test'><name>${name}</name><memory unit='MiB'>${memoryMiB}</memory><vcpu>${vcpus}</vcpu><os><type>hvm</type></os>${extra}</domain>`;
+}
+
+export interface HvRig {
+  name: string;
+  libvirtd: Libvirtd;
+  /** Held open so the test driver keeps its domains; also used to look behind the daemon's back. */
+  hv: LibvirtHypervisor;
+}
+
+export async function startHv(name: string): Promise<HvRig> {
+  const libvirtd = await startLibvirtd({ name });
+  const hv = await LibvirtHypervisor.open({ socket: libvirtd.socketPath, uri: 'test:///default' });
+  // The test driver ships a domain called "test"; remove it so every domain here is ours.
+  if (await hv.getDomain('test')) {
+    await hv.destroy('test');
+    await hv.undefine('test');
+  }
+  return { name, libvirtd, hv };
+}
+
+export async function stopHv(rig: HvRig): Promise<void> {
+  await rig.hv.close().catch(() => undefined);
+  await rig.libvirtd.cleanup();
+}
+
+export function daemonConfig(node: string, zk: string, socket: string, extra: Partial<DaemonConfig> = {}): DaemonConfig {
+  return DaemonConfigSchema.parse({
+    node,
+    zookeeper: { hosts: zk, sessionTimeoutMs: 4000 },
+    libvirt: { socket, uri: 'test:///default' },
+    logLevel: 'silent',
+    ...extra,
+  });
+}
+
+export async function runDaemon(cfg: DaemonConfig, actions: string[] = []): Promise<RunningDaemon> {
+  return startDaemon(cfg, { log: createLogger({ level: (process.env.VK_TEST_LOG ?? 'silent') as 'silent', node: cfg.node }), onAction: (l) => actions.push(l) });
+}
+
+export async function writeVm(store: ZkStore, name: string, spec: VmSpecInput, xml = testXml(name)): Promise<void> {
+  await store.ensurePath(paths.vms);
+  await store.multi([
+    { op: 'create', path: paths.vm(name) },
+    { op: 'create', path: paths.vmSpec(name), data: encodeVmSpec(spec) },
+    { op: 'create', path: paths.vmXml(name), data: xml },
+  ]);
+}
+
+/** Read-modify-write of a VM spec with CAS. */
+export async function editSpec(store: ZkStore, name: string, edit: (spec: Record<string, unknown>) => void): Promise<void> {
+  const current = await store.get(paths.vmSpec(name));
+  if (!current) throw new Error(`no spec for ${name}`);
+  const spec = JSON.parse(current.data.toString('utf8')) as Record<string, unknown>;
+  edit(spec);
+  await store.set(paths.vmSpec(name), encodeVmSpec(spec as VmSpecInput), current.version);
+}
+
+export async function readStatus(store: ZkStore, name: string): Promise<Record<string, unknown> | null> {
+  const got = await store.get(paths.vmStatus(name));
+  return got ? (JSON.parse(got.data.toString('utf8')) as Record<string, unknown>) : null;
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined && value !== null && value !== false) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+}
+
+export async function domainState(rig: HvRig, name: string): Promise<string | null> {
+  return (await rig.hv.getDomain(name))?.state ?? null;
+}
+
+export { LibvirtConnection };
