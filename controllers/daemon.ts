@@ -23,6 +23,8 @@ export interface RunningDaemon {
 export interface DaemonDeps {
   log?: Logger;
   onAction?(line: string): void;
+  /** Lets benchmarks observe driver calls (e.g. the instant a domain start is issued). */
+  wrapHypervisor?(hv: Hypervisor): Hypervisor;
 }
 
 async function connect(cfg: DaemonConfig, log: Logger): Promise<{ store: ZkStore; hv: LibvirtHypervisor; paths: ZkPaths }> {
@@ -45,7 +47,8 @@ async function connect(cfg: DaemonConfig, log: Logger): Promise<{ store: ZkStore
 
 export async function startDaemon(cfg: DaemonConfig, deps: DaemonDeps = {}): Promise<RunningDaemon> {
   const log = deps.log ?? createLogger({ level: cfg.logLevel, node: cfg.node });
-  const { store, hv, paths } = await connect(cfg, log);
+  const { store, hv: realHv, paths } = await connect(cfg, log);
+  const hv = deps.wrapHypervisor ? deps.wrapHypervisor(realHv) : realHv;
   for (const path of [paths.vms, paths.nodes, paths.node(cfg.node)]) await store.ensurePath(path);
   const alive = new AliveMarker(
     store,
