@@ -1,0 +1,118 @@
+// converge: 1,000 small VMs across 3 daemons (3 private libvirtds, test driver).
+//
+// Prints the time from the write of every VM to all domains running, each daemon's RSS and CPU
+// over 30 idle seconds once converged, and ZooKeeper write transactions per minute while idle
+// (zxid delta; the goal is keepalives only), beside the raw watch latency of the same ZooKeeper.
+// Usage: npm run bench -- converge [VMS] [IDLE_SECONDS]   (default 1000, 30)
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ListDomainsFlags } from '../drivers/libvirt/index.ts';
+import { ZkStore } from '../controllers/zk/index.ts';
+import { startZooKeeper } from '../test/rig/zookeeper.ts';
+import { startHv, stopHv, testXml, writeVm, type HvRig } from '../test/daemon/helpers.ts';
+import { measureRawWatch } from './lib/raw-watch.ts';
+import { describe, round3, summarize } from './lib/stats.ts';
+
+const VMS = Number(process.argv[2] ?? 1000);
+const IDLE_S = Number(process.argv[3] ?? 30);
+const NODES = ['hv1', 'hv2', 'hv3'];
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
+const CLK_TCK = 100;
+
+function cpuTicks(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return Number(fields[11]) + Number(fields[12]); // utime + stime
+}
+
+function rssMiB(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))!;
+  return Number(line.split(/\s+/)[1]) / 1024;
+}
+
+async function zxid(store: ZkStore): Promise<bigint> {
+  // A read of the root returns its stat; the store tracks the highest zxid seen in replies.
+  await store.exists('/');
+  return store.lastZxid();
+}
+
+async function stopByPid(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+const zk = await startZooKeeper();
+const rigs: HvRig[] = [];
+const daemons: ChildProcess[] = [];
+try {
+  const raw = summarize(await measureRawWatch(zk.connectString, '/raw-watch', 500));
+  console.log(describe('raw ZooKeeper watch (write→data)', raw));
+  for (const node of NODES) rigs.push(await startHv(node));
+  for (const rig of rigs) {
+    const child = spawn(
+      process.execPath,
+      [join(repo, 'cli/vk.mjs'), 'daemon', '--node', rig.name, '--zk', zk.connectString, '--libvirt-socket', rig.libvirtd.socketPath, '--libvirt-uri', 'test:///default', '--log-level', 'warn'],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    daemons.push(child);
+  }
+  const store = await ZkStore.connect({ connectString: zk.connectString });
+  // Wait for every daemon's alive znode.
+  for (const node of NODES) {
+    while (!(await store.exists(`/virtkeeper/nodes/${node}/alive`))) await new Promise((r) => setTimeout(r, 50));
+  }
+
+  const t0 = performance.now();
+  const writes: Promise<void>[] = [];
+  for (let i = 0; i < VMS; i++) {
+    const name = `vm${String(i).padStart(4, '0')}`;
+    writes.push(writeVm(store, name, { node: NODES[i % NODES.length]!, state: 'running', stopMode: 'force' }, testXml(name, 16)));
+  }
+  await Promise.all(writes);
+  const written = performance.now();
+  let running = 0;
+  while (running < VMS) {
+    const counts = await Promise.all(rigs.map((r) => r.hv.conn.connectListAllDomains(ListDomainsFlags.ACTIVE)));
+    running = counts.reduce((n, list) => n + list.length, 0);
+    if (running < VMS) await new Promise((r) => setTimeout(r, 20));
+    if (performance.now() - t0 > 120_000) throw new Error(`only ${running}/${VMS} running after 120 s`);
+  }
+  const convergeS = (performance.now() - t0) / 1000;
+  console.log(`wrote ${VMS} VMs in ${round3((written - t0) / 1000)} s; all running after ${round3(convergeS)} s (goal ≤ 5 s)`);
+
+  // Let status writes settle, then measure an idle window.
+  await new Promise((r) => setTimeout(r, 3000));
+  const z0 = await zxid(store);
+  const c0 = daemons.map((d) => cpuTicks(d.pid!));
+  const w0 = performance.now();
+  await new Promise((r) => setTimeout(r, IDLE_S * 1000));
+  const elapsedS = (performance.now() - w0) / 1000;
+  const z1 = await zxid(store);
+  const cpuPct = daemons.map((d, i) => ((cpuTicks(d.pid!) - c0[i]!) / CLK_TCK / elapsedS) * 100);
+  const rss = daemons.map((d) => rssMiB(d.pid!));
+  const writesPerMin = (Number(z1 - z0) / elapsedS) * 60;
+  NODES.forEach((n, i) => console.log(`${n}: RSS ${round3(rss[i]!)} MiB, idle CPU ${round3(cpuPct[i]!)} % of a core (goals < 150 MB, < 1 %)`));
+  console.log(`ZooKeeper write transactions while idle: ${round3(writesPerMin)} per minute (goal: keepalives only)`);
+  await store.close();
+  console.log(
+    JSON.stringify({
+      bench: 'converge',
+      vms: VMS,
+      nodes: NODES.length,
+      converge_s: round3(convergeS),
+      rss_mb_max: round3(Math.max(...rss)),
+      idle_cpu_pct_max: round3(Math.max(...cpuPct)),
+      zk_writes_per_min: round3(writesPerMin),
+      raw_watch_p50_ms: round3(raw.p50),
+    }),
+  );
+} finally {
+  for (const d of daemons) await stopByPid(d);
+  for (const r of rigs) await stopHv(r);
+  await zk.cleanup();
+}
