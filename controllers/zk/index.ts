@@ -1,0 +1,28 @@
+// virtkeeper's ZooKeeper store: promise API, typed errors, level-triggered watch streams,
+// connection/session state with client-side expiry. See store.ts, watch.ts, connection-state.ts.
+export { ZkStore } from './store.ts';
+export type {
+  AclPolicy,
+  ChildrenState,
+  ConnectionState,
+  CreateMode,
+  DataState,
+  Op,
+  OpResult,
+  Versioned,
+  ZkStat,
+  ZkStoreOptions,
+} from './types.ts';
+export {
+  ConnectionLossError,
+  NoAuthError,
+  NoNodeError,
+  NodeExistsError,
+  NotEmptyError,
+  SessionExpiredError,
+  TransactionError,
+  VersionConflictError,
+  ZkError,
+} from './errors.ts';
+export { digestId } from './acl.ts';
+export { ancestorsAndSelf, childPath, parentOf } from './paths.ts';

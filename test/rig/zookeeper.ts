@@ -1,0 +1,392 @@
+// Test rig: real ZooKeeper servers (Debian package `zookeeper`) on loopback.
+//
+// - startZooKeeper(): one standalone server on a free 127.0.0.1 port, temp dataDir.
+// - startEnsemble(n): n servers on loopback (client, quorum and election ports), one connectString.
+//
+// Every JVM is started by us and stopped by its PID (SIGTERM, then SIGKILL), never by name.
+// Each JVM runs under `setpriv --pdeathsig SIGKILL`, so even a SIGKILLed test process cannot
+// leak it; a process 'exit' handler (and SIGINT/SIGTERM/SIGHUP handlers) SIGKILL whatever is
+// still running as a second line of defence, and remove the temp dirs not cleaned up (set
+// VK_KEEP_TMP=1 to keep them). Logs go to files in the server's temp dir (zookeeper.log).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const JAVA = '/usr/bin/java';
+const SHARE = '/usr/share/java';
+const ZK_JAR = `${SHARE}/zookeeper.jar`;
+const HOST = '127.0.0.1';
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export interface ZkServerOptions {
+  /** ZooKeeper tick in ms (default 200, so session timeouts can be short in tests). */
+  tickTime?: number;
+  /** Default 2 * tickTime (ZooKeeper's own default), set explicitly in zoo.cfg. */
+  minSessionTimeoutMs?: number;
+  /** Default 60000. */
+  maxSessionTimeoutMs?: number;
+  /** fsync the transaction log (default false: tests and benches do not need crash durability;
+   * a killed JVM still leaves its writes in the page cache, so kill/restart keeps the data). */
+  forceSync?: boolean;
+  /** Milliseconds to wait for readiness (default 30000). */
+  readyTimeoutMs?: number;
+}
+
+export interface ZkServer {
+  /** `127.0.0.1:<port>` */
+  readonly connectString: string;
+  readonly port: number;
+  /** PID of the running JVM (changes after start()); 0 when not running. */
+  readonly pid: number;
+  readonly dataDir: string;
+  /** Temp dir holding zoo.cfg, log4j.properties, zookeeper.log, stdout/stderr. */
+  readonly dir: string;
+  readonly logFile: string;
+  readonly running: boolean;
+  /** SIGTERM by PID, SIGKILL after a grace period; resolves once the process has exited. */
+  stop(): Promise<void>;
+  /** SIGKILL by PID (keeps dataDir); resolves once the process has exited. */
+  kill(): Promise<void>;
+  /** (Re)start on the same port and dataDir; resolves once serving. */
+  start(): Promise<void>;
+  /** SIGSTOP / SIGCONT by PID: a server that keeps its sockets open but never answers (a partition). */
+  pause(): void;
+  resume(): void;
+  /** Send a four-letter command (ruok, srvr, mntr, wchp, cons, …) and return the reply. */
+  fourLetter(cmd: string): Promise<string>;
+  /** stop() if running, then delete the temp dir. */
+  cleanup(): Promise<void>;
+}
+
+export interface ZkEnsemble {
+  readonly connectString: string;
+  readonly members: ZkServer[];
+  stop(): Promise<void>;
+  cleanup(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// process bookkeeping: everything we started, SIGKILLed by PID if we go away
+
+const live = new Set<ChildProcess>();
+/** Temp dirs of servers not cleaned up yet: removed at exit too. */
+const dirs = new Set<string>();
+let handlersInstalled = false;
+
+function killAllNow(): void {
+  for (const child of live) {
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+  live.clear();
+  if (!process.env.VK_KEEP_TMP) for (const d of dirs) rmSync(d, { recursive: true, force: true, maxRetries: 2 });
+  dirs.clear();
+}
+
+function installExitHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.on('exit', killAllNow);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = (): void => {
+      killAllNow();
+      process.removeListener(sig, onSignal);
+      process.kill(process.pid, sig); // re-raise with the default behaviour
+    };
+    process.on(sig, onSignal);
+  }
+}
+
+function waitExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((res) => {
+    const timer = setTimeout(() => {
+      child.removeListener('exit', onExit);
+      res(false);
+    }, timeoutMs);
+    const onExit = (): void => {
+      clearTimeout(timer);
+      res(true);
+    };
+    child.once('exit', onExit);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+function ensureInstalled(): void {
+  if (existsSync(ZK_JAR) && existsSync(JAVA)) return;
+  const r = spawnSync('bash', [join(repoRoot, 'test/rig/install-deps.sh')], { stdio: 'inherit' });
+  if (r.status !== 0 || !existsSync(ZK_JAR)) {
+    throw new Error(`test rig: ZooKeeper is not installed (${ZK_JAR}) and install-deps.sh failed (status ${r.status})`);
+  }
+}
+
+/** Distinct free loopback ports, all held open until every one is allocated. */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((res, rej) => {
+      const s = createServer();
+      s.once('error', rej);
+      s.listen(0, HOST, () => res(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise<void>((res) => s.close(() => res()))));
+  return ports;
+}
+
+/** Four-letter-word command over TCP to 127.0.0.1:port. */
+export function fourLetter(port: number, cmd: string, timeoutMs = 2000): Promise<string> {
+  return new Promise((res, rej) => {
+    const sock = createConnection({ host: HOST, port });
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      sock.destroy();
+      rej(new Error(`4lw ${cmd} on ${port}: timeout`));
+    }, timeoutMs);
+    sock.on('connect', () => sock.write(cmd));
+    sock.on('data', (c) => chunks.push(c));
+    sock.on('error', (e) => {
+      clearTimeout(timer);
+      rej(e);
+    });
+    sock.on('close', () => {
+      clearTimeout(timer);
+      res(Buffer.concat(chunks).toString('utf8'));
+    });
+  });
+}
+
+function classpath(dir: string): string {
+  const parts = [dir, ZK_JAR];
+  // zookeeper.jar's manifest Class-Path brings slf4j-api, netty, jute, metrics, …; add a log4j
+  // binding so the server logs to our file instead of printing the SLF4J "NOP" warning.
+  for (const jar of ['slf4j-log4j12.jar', 'log4j-1.2.jar']) {
+    if (existsSync(`${SHARE}/${jar}`)) parts.push(`${SHARE}/${jar}`);
+  }
+  return parts.join(':');
+}
+
+function tail(file: string, lines = 30): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+interface MemberSpec {
+  id: number;
+  clientPort: number;
+  quorum?: { servers: Array<{ id: number; quorumPort: number; electionPort: number }> };
+}
+
+function createServerHandle(spec: MemberSpec, opts: ZkServerOptions): ZkServer {
+  const tickTime = opts.tickTime ?? 200;
+  const minSession = opts.minSessionTimeoutMs ?? 2 * tickTime;
+  const maxSession = opts.maxSessionTimeoutMs ?? 60000;
+  const readyTimeoutMs = opts.readyTimeoutMs ?? 30000;
+  const dir = mkdtempSync(join(tmpdir(), `vk-zk${spec.id}-`));
+  dirs.add(dir);
+  installExitHandlers();
+  const dataDir = join(dir, 'data');
+  mkdirSync(dataDir);
+  const logFile = join(dir, 'zookeeper.log');
+  const outFile = join(dir, 'stdout.log');
+  const cfgFile = join(dir, 'zoo.cfg');
+
+  const cfg = [
+    `tickTime=${tickTime}`,
+    `initLimit=10`,
+    `syncLimit=5`,
+    `dataDir=${dataDir}`,
+    `clientPort=${spec.clientPort}`,
+    `clientPortAddress=${HOST}`,
+    `minSessionTimeout=${minSession}`,
+    `maxSessionTimeout=${maxSession}`,
+    `admin.enableServer=false`,
+    `4lw.commands.whitelist=*`,
+    `maxClientCnxns=0`,
+    `forceSync=${opts.forceSync ? 'yes' : 'no'}`,
+    `preAllocSize=4096`,
+    `autopurge.purgeInterval=0`,
+  ];
+  if (spec.quorum) {
+    for (const s of spec.quorum.servers) cfg.push(`server.${s.id}=${HOST}:${s.quorumPort}:${s.electionPort}`);
+    cfg.push('standaloneEnabled=false', 'quorumListenOnAllIPs=false', 'cnxTimeout=500');
+    writeFileSync(join(dataDir, 'myid'), `${spec.id}\n`);
+  }
+  writeFileSync(cfgFile, cfg.join('\n') + '\n');
+  writeFileSync(
+    join(dir, 'log4j.properties'),
+    [
+      'log4j.rootLogger=INFO, F',
+      'log4j.appender.F=org.apache.log4j.FileAppender',
+      `log4j.appender.F.File=${logFile}`,
+      'log4j.appender.F.layout=org.apache.log4j.PatternLayout',
+      'log4j.appender.F.layout.ConversionPattern=%d{ISO8601} %-5p [%t:%C{1}@%L] - %m%n',
+    ].join('\n') + '\n',
+  );
+
+  let child: ChildProcess | null = null;
+
+  const isRunning = (): boolean => child !== null && child.exitCode === null && child.signalCode === null;
+
+  async function waitReady(c: ChildProcess): Promise<void> {
+    const deadline = Date.now() + readyTimeoutMs;
+    let last = '';
+    while (Date.now() < deadline) {
+      if (c.exitCode !== null || c.signalCode !== null) {
+        throw new Error(`ZooKeeper ${spec.id} exited early (${c.exitCode ?? c.signalCode}):\n${tail(outFile)}\n${tail(logFile)}`);
+      }
+      try {
+        const ok = await fourLetter(spec.clientPort, 'ruok', 1000);
+        if (ok === 'imok') {
+          // ruok only says the process runs; srvr says it serves (has a quorum / is standalone).
+          last = await fourLetter(spec.clientPort, 'srvr', 1000);
+          if (/^Mode: /m.test(last)) return;
+        }
+      } catch (e) {
+        last = String(e);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`ZooKeeper ${spec.id} not ready after ${readyTimeoutMs} ms (${last}):\n${tail(logFile)}`);
+  }
+
+  async function start(): Promise<void> {
+    if (isRunning()) throw new Error(`ZooKeeper ${spec.id} is already running (pid ${child?.pid})`);
+    installExitHandlers();
+    const out = openSync(outFile, 'a');
+    const args = [
+      '--pdeathsig', 'SIGKILL', '--',
+      JAVA,
+      '-Xms32m', '-Xmx256m', '-XX:+UseSerialGC', '-XX:-UsePerfData', '-Djava.awt.headless=true',
+      `-Dlog4j.configuration=file:${join(dir, 'log4j.properties')}`,
+      '-Dzookeeper.jmx.log4j.disable=true',
+      `-Dzookeeper.log.dir=${dir}`,
+      '-cp', classpath(dir),
+      'org.apache.zookeeper.server.quorum.QuorumPeerMain', cfgFile,
+    ];
+    const c = spawn('/usr/bin/setpriv', args, { stdio: ['ignore', out, out], cwd: dir });
+    closeSync(out);
+    child = c;
+    live.add(c);
+    c.once('exit', () => live.delete(c));
+    try {
+      await waitReady(c);
+    } catch (e) {
+      await kill();
+      throw e;
+    }
+  }
+
+  async function signalAndWait(sig: NodeJS.Signals, graceMs: number): Promise<void> {
+    const c = child;
+    if (!c || !isRunning() || c.pid === undefined) return;
+    try {
+      process.kill(c.pid, 'SIGCONT'); // a paused JVM cannot handle SIGTERM
+      process.kill(c.pid, sig);
+    } catch {
+      /* already gone */
+    }
+    if (!(await waitExit(c, graceMs)) && sig !== 'SIGKILL') {
+      try {
+        process.kill(c.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+      await waitExit(c, 10000);
+    } else if (sig === 'SIGKILL') {
+      await waitExit(c, 10000);
+    }
+    live.delete(c);
+  }
+
+  const stop = (): Promise<void> => signalAndWait('SIGTERM', 5000);
+  const kill = (): Promise<void> => signalAndWait('SIGKILL', 10000);
+
+  const sendSignal = (sig: NodeJS.Signals): void => {
+    if (!child || !isRunning() || child.pid === undefined) throw new Error(`ZooKeeper ${spec.id} is not running`);
+    process.kill(child.pid, sig);
+  };
+
+  return {
+    connectString: `${HOST}:${spec.clientPort}`,
+    port: spec.clientPort,
+    get pid() {
+      return isRunning() ? child?.pid ?? 0 : 0;
+    },
+    dataDir,
+    dir,
+    logFile,
+    get running() {
+      return isRunning();
+    },
+    stop,
+    kill,
+    start,
+    pause: () => sendSignal('SIGSTOP'),
+    resume: () => sendSignal('SIGCONT'),
+    fourLetter: (cmd: string) => fourLetter(spec.clientPort, cmd),
+    async cleanup() {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+      dirs.delete(dir);
+    },
+  };
+}
+
+/** One standalone ZooKeeper on a free loopback port, serving when the promise resolves. */
+export async function startZooKeeper(opts: ZkServerOptions = {}): Promise<ZkServer> {
+  ensureInstalled();
+  const [clientPort] = await freePorts(1);
+  const server = createServerHandle({ id: 1, clientPort: clientPort! }, opts);
+  try {
+    await server.start();
+  } catch (e) {
+    await server.cleanup();
+    throw e;
+  }
+  return server;
+}
+
+/** n ZooKeeper servers forming one ensemble on loopback; resolves when every member serves. */
+export async function startEnsemble(n = 3, opts: ZkServerOptions = {}): Promise<ZkEnsemble> {
+  ensureInstalled();
+  const ports = await freePorts(3 * n);
+  const servers = Array.from({ length: n }, (_, i) => ({
+    id: i + 1,
+    clientPort: ports[3 * i]!,
+    quorumPort: ports[3 * i + 1]!,
+    electionPort: ports[3 * i + 2]!,
+  }));
+  const members = servers.map((s) => createServerHandle({ id: s.id, clientPort: s.clientPort, quorum: { servers } }, opts));
+  try {
+    // Start all at once: a member only serves once a quorum exists.
+    await Promise.all(members.map((m) => m.start()));
+  } catch (e) {
+    await Promise.all(members.map((m) => m.cleanup()));
+    throw e;
+  }
+  return {
+    connectString: members.map((m) => m.connectString).join(','),
+    members,
+    async stop() {
+      await Promise.all(members.map((m) => m.stop()));
+    },
+    async cleanup() {
+      await Promise.all(members.map((m) => m.cleanup()));
+    },
+  };
+}
