@@ -1,0 +1,313 @@
+// The node keepalive: every few seconds the daemon records what its hypervisor holds in
+// /nodes/<name>/status (seed 004).
+//
+// The decision is the pure computeNodeStatus(); runKeepalive() gathers its inputs, bounds every
+// call with a timeout and writes the result with a compare-and-set.
+//
+// Memory figures come only from domains that run. "allocated" is the memory of the domains
+// running here; "provisioned" is the memory of every VM assigned here whatever its state, taken
+// from the running domain when there is one and from the VM's XML otherwise. The executor makes no
+// per-domain hypervisor call at all: listDomains() already carries state, memory and vCPUs, so a
+// paused or incoming domain (which stalled PVC's keepalive in memoryStats) is never asked anything.
+import type { Logger } from 'pino';
+import type { HostMemory, HostSample } from '../drivers/host.ts';
+import type { DomainSummary, Hypervisor, NodeResources } from '../drivers/hypervisor.ts';
+import { isValidName, type Condition, type NodeDaemonState, type NodeDomainState, type NodeStatus, type VmState } from '../schemas/index.ts';
+import type { DomainRunState } from './domain.ts';
+
+/** Domain states whose memory and vCPUs are in use and may be read. */
+const RUNNING: ReadonlySet<DomainRunState> = new Set(['running', 'blocked']);
+
+export function isRunningState(state: DomainRunState): boolean {
+  return RUNNING.has(state);
+}
+
+/** A VM whose spec.node is this node, with the size its XML gives. */
+export interface AssignedVm {
+  name: string;
+  /** spec.state; informational: provisioned memory counts every state (as PVC does). */
+  state?: VmState;
+  memoryKiB: number;
+  vcpus: number;
+}
+
+/** Why the hypervisor figures of this tick are stale (the last known ones were used). */
+export interface HypervisorProblem {
+  reason: string;
+  message: string;
+}
+
+export interface KeepaliveInput {
+  node: string;
+  /** Daemon version string. */
+  version: string;
+  /** ISO time of this keepalive. */
+  now: string;
+  resources: NodeResources;
+  hostMemory: HostMemory;
+  /** One-minute load average. */
+  load: number;
+  /** The domains of the local libvirt. */
+  domains: DomainSummary[];
+  /** Every VM whose spec.node is this node. */
+  assigned: AssignedVm[];
+  /** Kept as is: the node flush/ready reconciler owns it. */
+  domainState: NodeDomainState;
+  daemonState: NodeDaemonState;
+  /** Kept as is from the current status (default -1). */
+  observedGeneration?: number;
+  /** Conditions of the current status: kept, except HypervisorResponding which the keepalive owns. */
+  conditions?: Condition[];
+  /** Set when libvirt did not answer this tick. */
+  hypervisorProblem?: HypervisorProblem | null;
+}
+
+export const HYPERVISOR_CONDITION = 'HypervisorResponding';
+
+const kibToMib = (kib: number): number => Math.max(0, Math.round(kib / 1024));
+
+export function computeNodeStatus(input: KeepaliveInput): NodeStatus {
+  const running = input.domains.filter((d) => isRunningState(d.state));
+  const runningByName = new Map(running.map((d) => [d.name, d]));
+
+  const allocatedKiB = sum(running.map((d) => d.memoryKiB));
+  const allocatedVcpus = sum(running.map((d) => d.vcpus));
+
+  const seen = new Set<string>();
+  let provisionedKiB = 0;
+  for (const vm of input.assigned) {
+    if (seen.has(vm.name)) continue;
+    seen.add(vm.name);
+    provisionedKiB += nonNegative(runningByName.get(vm.name)?.memoryKiB ?? vm.memoryKiB);
+  }
+
+  const totalMiB = kibToMib(input.hostMemory.totalKiB);
+  const freeMiB = Math.min(totalMiB, kibToMib(input.hostMemory.availableKiB));
+
+  return {
+    daemonState: input.daemonState,
+    domainState: input.domainState,
+    memory: {
+      totalMiB,
+      usedMiB: totalMiB - freeMiB,
+      freeMiB,
+      allocatedMiB: kibToMib(allocatedKiB),
+      provisionedMiB: kibToMib(provisionedKiB),
+    },
+    vcpus: { total: Math.max(0, Math.floor(input.resources.cpus)), allocated: allocatedVcpus },
+    load: Number.isFinite(input.load) && input.load > 0 ? input.load : 0,
+    // A domain someone defined by hand under a name virtkeeper refuses still counts as allocated above.
+    runningVms: [...new Set(running.map((d) => d.name).filter(isValidName))].sort(),
+    keepaliveAt: input.now,
+    version: input.version,
+    observedGeneration: input.observedGeneration ?? -1,
+    conditions: nextConditions(input),
+  };
+}
+
+function nextConditions(input: KeepaliveInput): Condition[] {
+  const previous = input.conditions ?? [];
+  const before = previous.find((c) => c.type === HYPERVISOR_CONDITION);
+  const problem = input.hypervisorProblem ?? null;
+  const status: Condition['status'] = problem ? 'False' : 'True';
+  const mine: Condition = {
+    type: HYPERVISOR_CONDITION,
+    status,
+    reason: problem ? problem.reason : 'Responding',
+    message: problem ? problem.message : `libvirt on ${input.node} answers`,
+    lastTransitionTime: before && before.status === status ? before.lastTransitionTime : input.now,
+  };
+  return [...previous.filter((c) => c.type !== HYPERVISOR_CONDITION), mine];
+}
+
+function sum(values: number[]): number {
+  return values.reduce((a, b) => a + nonNegative(b), 0);
+}
+
+function nonNegative(n: number): number {
+  return Number.isFinite(n) && n > 0 ? n : 0;
+}
+
+// ------------------------------------------------------------------------------------ executor
+
+export interface KeepaliveEffects {
+  node: string;
+  /** Daemon version string. */
+  version: string;
+  /** Only listDomains() and nodeResources() are called. */
+  hv: Pick<Hypervisor, 'listDomains' | 'nodeResources'>;
+  /** Every VM whose spec.node is this node, with the size its XML gives. */
+  readAssigned(signal: AbortSignal): Promise<AssignedVm[]>;
+  /** The current node status and its znode version; null when there is none. */
+  readNodeStatus(signal: AbortSignal): Promise<{ value: NodeStatus; version: number } | null>;
+  /** Compare-and-set on `version`; null: create. */
+  writeNodeStatus(status: NodeStatus, version: number | null): Promise<unknown>;
+  readHost(): HostSample | Promise<HostSample>;
+  /** Default: always 'run'. */
+  daemonState?(): NodeDaemonState;
+  log: Logger;
+  signal: AbortSignal;
+  /** Default 5000. The first tick runs at once. */
+  intervalMs?: number;
+  /** Bound on each call of a tick (libvirt, ZooKeeper, host). Default min(2000, intervalMs). */
+  callTimeoutMs?: number;
+  /** Default: new Date().toISOString(). */
+  now?(): string;
+  /** Whether a write failed on the version check (default: reason VersionConflict or NodeExists, as ZkError has). */
+  isConflict?(error: unknown): boolean;
+  /** Called after each tick with the status written (null when nothing could be written). */
+  onTick?(status: NodeStatus | null): void;
+}
+
+/** Thrown (internally) when a call of the tick ran past its bound. */
+export class CallTimeoutError extends Error {
+  readonly reason = 'CallTimedOut';
+  constructor(readonly call: string, readonly timeoutMs: number) {
+    super(`${call} did not answer within ${timeoutMs} ms`);
+    this.name = 'CallTimeoutError';
+  }
+}
+
+export function isVersionConflict(error: unknown): boolean {
+  const reason = (error as { reason?: unknown } | null)?.reason;
+  return reason === 'VersionConflict' || reason === 'NodeExists';
+}
+
+interface LastKnown {
+  domains: DomainSummary[] | null;
+  resources: NodeResources | null;
+  assigned: AssignedVm[] | null;
+  host: HostSample | null;
+}
+
+/** Ticks until `signal` aborts; resolves once the tick in progress has settled (no write after that). */
+export async function runKeepalive(fx: KeepaliveEffects): Promise<void> {
+  const intervalMs = fx.intervalMs ?? 5_000;
+  const callTimeoutMs = fx.callTimeoutMs ?? Math.min(2_000, intervalMs);
+  const last: LastKnown = { domains: null, resources: null, assigned: null, host: null };
+  const log = fx.log.child({ component: 'keepalive' });
+  while (!fx.signal.aborted) {
+    const started = Date.now();
+    let written: NodeStatus | null = null;
+    try {
+      written = await keepaliveTick(fx, last, callTimeoutMs, log);
+    } catch (error) {
+      if (!fx.signal.aborted) log.warn({ err: error }, 'keepalive tick failed');
+    }
+    if (fx.signal.aborted) break;
+    fx.onTick?.(written);
+    await sleep(Math.max(0, started + intervalMs - Date.now()), fx.signal);
+  }
+}
+
+async function keepaliveTick(fx: KeepaliveEffects, last: LastKnown, timeoutMs: number, log: Logger): Promise<NodeStatus | null> {
+  const { signal } = fx;
+  const call = <T>(name: string, fn: () => T | Promise<T>) => bounded(name, fn, timeoutMs, signal);
+
+  const [domains, resources, assigned, host] = await Promise.allSettled([
+    call('libvirt listDomains', () => fx.hv.listDomains()),
+    call('libvirt nodeResources', () => fx.hv.nodeResources()),
+    call('readAssigned', () => fx.readAssigned(signal)),
+    call('readHost', () => fx.readHost()),
+  ]);
+  signal.throwIfAborted();
+
+  let hypervisorProblem: HypervisorProblem | null = null;
+  const take = <K extends keyof LastKnown>(key: K, r: PromiseSettledResult<NonNullable<LastKnown[K]>>, libvirt: boolean) => {
+    if (r.status === 'fulfilled') {
+      last[key] = r.value;
+      return;
+    }
+    const timedOut = r.reason instanceof CallTimeoutError;
+    const message = (r.reason as Error)?.message ?? String(r.reason);
+    log.warn({ err: r.reason, use: last[key] ? 'last known' : 'none' }, `keepalive: ${message}; ${last[key] ? 'using the last known value' : 'no value yet'}`);
+    if (libvirt && !hypervisorProblem) {
+      hypervisorProblem = {
+        reason: timedOut ? 'HypervisorTimeout' : 'HypervisorError',
+        message: `${message}; figures are ${last[key] ? 'the last known ones' : 'incomplete'}`,
+      };
+    }
+  };
+  take('domains', domains, true);
+  take('resources', resources, true);
+  take('assigned', assigned, false);
+  take('host', host, false);
+
+  const compute = (current: { value: NodeStatus; version: number } | null): NodeStatus =>
+    computeNodeStatus({
+      node: fx.node,
+      version: fx.version,
+      now: (fx.now ?? (() => new Date().toISOString()))(),
+      resources: last.resources ?? { memoryKiB: 0, cpus: 0 },
+      hostMemory: last.host?.memory ?? { totalKiB: 0, availableKiB: 0 },
+      load: last.host?.load ?? 0,
+      domains: last.domains ?? [],
+      assigned: last.assigned ?? [],
+      domainState: current?.value.domainState ?? 'ready',
+      daemonState: fx.daemonState?.() ?? 'run',
+      observedGeneration: current?.value.observedGeneration ?? -1,
+      conditions: current?.value.conditions ?? [],
+      hypervisorProblem,
+    });
+
+  const isConflict = fx.isConflict ?? isVersionConflict;
+  let current = await call('readNodeStatus', () => fx.readNodeStatus(signal));
+  for (let attempt = 0; ; attempt++) {
+    const status = compute(current);
+    signal.throwIfAborted();
+    try {
+      await call('writeNodeStatus', () => fx.writeNodeStatus(status, current?.version ?? null));
+      return status;
+    } catch (error) {
+      if (attempt > 0 || !isConflict(error)) throw error;
+      log.debug({ err: error }, 'node status changed under the keepalive; re-reading it');
+      current = await call('readNodeStatus', () => fx.readNodeStatus(signal));
+    }
+  }
+}
+
+/**
+ * Runs fn, giving up after timeoutMs or on abort. A call given up on is left to settle on its own
+ * (its outcome is ignored); the next tick issues a fresh one.
+ */
+export function bounded<T>(name: string, fn: () => T | Promise<T>, timeoutMs: number, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    let settled = false;
+    const finish = (settle: () => void) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      settle();
+    };
+    const onAbort = () => finish(() => reject(signal.reason));
+    const timer = setTimeout(() => finish(() => reject(new CallTimeoutError(name, timeoutMs))), timeoutMs);
+    signal.addEventListener('abort', onAbort, { once: true });
+    let pending: Promise<T>;
+    try {
+      pending = Promise.resolve(fn());
+    } catch (error) {
+      pending = Promise.reject(error);
+    }
+    pending.then(
+      (value) => finish(() => resolve(value)),
+      (error: unknown) => finish(() => reject(error)),
+    );
+  });
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
