@@ -8,6 +8,7 @@ import { AliveMarker } from './alive.ts';
 import type { DaemonConfig } from './daemon-config.ts';
 import { createLogger } from './logger.ts';
 import { NodeController } from './node-controller.ts';
+import { NodeServices } from './node-services.ts';
 import { ZkStore } from './zk/index.ts';
 
 export const DAEMON_VERSION = '0.1.0';
@@ -68,6 +69,19 @@ export async function startDaemon(cfg: DaemonConfig, deps: DaemonDeps = {}): Pro
     ...(deps.onAction ? { onAction: deps.onAction } : {}),
   });
   await controller.start();
+  const services = new NodeServices({
+    node: cfg.node,
+    version: DAEMON_VERSION,
+    store,
+    paths,
+    hv: realHv,
+    informer: controller.informer,
+    log,
+    keepaliveMs: cfg.keepaliveMs,
+    consolePollMs: cfg.consolePollMs,
+    consoleLines: cfg.consoleLines,
+  });
+  services.start();
   log.info({ zk: cfg.zookeeper.hosts, libvirt: cfg.libvirt.socket }, 'daemon running');
   return {
     controller,
@@ -76,6 +90,7 @@ export async function startDaemon(cfg: DaemonConfig, deps: DaemonDeps = {}): Pro
     log,
     async stop() {
       alive.stop();
+      await services.stop();
       await controller.stop();
       await hv.close();
       await store.close();
