@@ -10,6 +10,7 @@ import { planDomain, type DomainAction, type DomainDesired, type DomainObserved 
 import { executeDomain, type DomainEffects } from '../reconcilers/domain-executor.ts';
 import { encodeVmStatus, decodeVmStatus, type VmStatus, type ZkPaths } from '../schemas/index.ts';
 import { done, requeueAfter, terminal, type Result } from './reconciler.ts';
+import { LocalDomainIndex } from './local-domains.ts';
 import { VmInformer } from './vm-informer.ts';
 import { WorkQueue } from './workqueue.ts';
 import { NodeExistsError, VersionConflictError, type ZkStore } from './zk/index.ts';
@@ -30,6 +31,7 @@ export interface NodeControllerOptions {
 export class NodeController {
   readonly informer: VmInformer;
   readonly queue: WorkQueue<string>;
+  readonly localDomains: LocalDomainIndex;
   private readonly subs = new Subscription();
   private resyncTimer: NodeJS.Timeout | undefined;
   private readonly now: () => string;
@@ -37,6 +39,7 @@ export class NodeController {
   constructor(private readonly o: NodeControllerOptions) {
     this.now = o.now ?? (() => new Date().toISOString());
     this.informer = new VmInformer(o.store, o.paths, o.log);
+    this.localDomains = new LocalDomainIndex(o.hv, o.log);
     this.queue = new WorkQueue<string>({
       name: 'domain',
       concurrency: o.concurrency ?? 8,
@@ -46,6 +49,7 @@ export class NodeController {
   }
 
   async start(): Promise<void> {
+    this.localDomains.start();
     this.queue.start();
     this.subs.add(this.informer.changes$.subscribe((vm) => this.queue.add(vm)));
     this.subs.add(this.o.hv.lifecycle$.subscribe(({ name }) => this.queue.add(name)));
@@ -68,15 +72,13 @@ export class NodeController {
     this.subs.unsubscribe();
     await this.queue.shutdown({ abort: true });
     this.informer.stop();
+    this.localDomains.stop();
   }
 
   /** Every known VM and every local domain: "look again". */
   resync(): void {
     for (const vm of this.informer.names()) this.queue.add(vm);
-    this.o.hv.listDomains().then(
-      (domains) => domains.forEach((d) => this.queue.add(d.name)),
-      (error: unknown) => this.o.log.warn({ err: error }, 'listing local domains for resync failed'),
-    );
+    this.localDomains.refresh().then(() => this.localDomains.all().forEach((name) => this.queue.add(name)));
   }
 
   /** What this node would do for `vm` now (no effects). Undefined when it may not decide yet. */
@@ -97,8 +99,10 @@ export class NodeController {
       if ('error' in entry.spec || 'error' in entry.xml) return undefined;
       desired = { spec: entry.spec.value, generation: entry.spec.version, xml: entry.xml.value.text, xmlHash: entry.xml.value.hash };
     }
-    const domain = await this.o.hv.getDomain(vm);
     const status = entry?.status && 'value' in entry.status ? entry.status : null;
+    // A VM neither homed nor owned here costs no libvirt call when the index knows it is absent.
+    const mine = desired?.spec.node === this.o.node || status?.value.node === this.o.node;
+    const domain = mine || this.localDomains.mayHave(vm) ? await this.o.hv.getDomain(vm) : null;
     const migration = entry?.migration && 'value' in entry.migration ? entry.migration.value : null;
     return {
       desired,

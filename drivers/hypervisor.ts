@@ -26,6 +26,8 @@ export interface LifecycleNotice {
 export interface Hypervisor {
   getDomain(name: string): Promise<DomainSummary | null>;
   listDomains(): Promise<DomainSummary[]>;
+  /** Names only: one call however many domains there are. */
+  listDomainNames(): Promise<string[]>;
   define(xml: string): Promise<void>;
   start(name: string): Promise<void>;
   /** Asks the guest to shut down (ACPI); returns at once. */

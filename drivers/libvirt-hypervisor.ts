@@ -86,6 +86,10 @@ export class LibvirtHypervisor implements Hypervisor {
     return infos.filter((d): d is DomainSummary => d !== null);
   }
 
+  async listDomainNames(): Promise<string[]> {
+    return (await this.conn.connectListAllDomains(0)).map((d) => d.name);
+  }
+
   async define(xml: string): Promise<void> {
     await this.conn.domainDefineXmlFlags(xml, 0);
   }

@@ -152,6 +152,9 @@ class StubHypervisor implements Hypervisor {
     const a = this.answers();
     return a === 'hang' ? new Promise(() => {}) : Promise.resolve(a);
   }
+  listDomainNames(): Promise<string[]> {
+    return this.stall('listDomainNames', []);
+  }
   nodeResources(): Promise<NodeResources> {
     this.record('nodeResources', []);
     return Promise.resolve(this.resources);
