@@ -1,20 +1,21 @@
-import { Command, CommanderError } from 'commander';
-import { registerDaemon } from './commands/daemon.ts';
-import { registerSchema } from './commands/schema.ts';
+import { CommanderError } from 'commander';
+import { currentConnectString } from './connect.ts';
+import { EXIT_USAGE, reportError } from './errors.ts';
+import { buildProgram } from './program.ts';
 
-const program = new Command('vk')
-  .description('virtkeeper: declarative control of a cluster of libvirt hypervisors through ZooKeeper')
-  .version('0.1.0')
-  // Commander prints usage errors itself; we only choose the exit code.
-  .exitOverride();
-
-registerSchema(program);
-registerDaemon(program);
+// `vk get vms | head`: a closed stdout ends the command quietly.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+  throw error;
+});
 
 try {
-  await program.parseAsync(process.argv);
+  await buildProgram().parseAsync(process.argv);
 } catch (error) {
-  if (!(error instanceof CommanderError)) throw error;
-  const finishedFine = ['commander.helpDisplayed', 'commander.version'].includes(error.code);
-  process.exitCode = finishedFine ? 0 : 2;
+  if (error instanceof CommanderError) {
+    const finishedFine = ['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(error.code);
+    process.exitCode = finishedFine ? 0 : EXIT_USAGE;
+  } else {
+    process.exitCode = reportError(error, currentConnectString);
+  }
 }

@@ -1,0 +1,228 @@
+// Reading the cluster's objects from ZooKeeper, decoded. Specs that do not decode are a runtime
+// error naming the znode (only a foreign writer can produce one); statuses and migration records
+// that do not decode are reported as absent with the problem kept, so listings still work.
+import type { ZkStat, ZkStore } from '../controllers/zk/index.ts';
+import {
+  decodeClusterConfig,
+  decodeMigrationRecord,
+  decodeNetworkSpec,
+  decodeNodeSpec,
+  decodeNodeStatus,
+  decodeVmSpec,
+  decodeVmStatus,
+  defaultClusterConfig,
+  isValidName,
+  isValidVni,
+  parseDomainXml,
+  ValidationError,
+  type ClusterConfig,
+  type DomainInfo,
+  type MigrationRecord,
+  type NetworkSpec,
+  type NodeSpec,
+  type NodeStatus,
+  type VmSpec,
+  type VmStatus,
+  type ZkPaths,
+} from '../schemas/index.ts';
+import { CliError } from './errors.ts';
+
+/**
+ * Bridge naming convention: the bridge of network <VNI> is `vkbr<VNI>` (at most 12 characters, within
+ * Linux's 15). A VM's `<interface type='bridge'><source bridge='vkbr100'/>` attaches it to network 100.
+ */
+export const BRIDGE_PREFIX = 'vkbr';
+
+export function bridgeName(vni: string | number): string {
+  return `${BRIDGE_PREFIX}${vni}`;
+}
+
+/** The VNI a bridge name refers to under the convention, or undefined. */
+export function vniOfBridge(bridge: string): string | undefined {
+  if (!bridge.startsWith(BRIDGE_PREFIX)) return undefined;
+  const vni = bridge.slice(BRIDGE_PREFIX.length);
+  return isValidVni(vni) ? vni : undefined;
+}
+
+export interface Znode<T> {
+  value: T;
+  raw: Buffer;
+  version: number;
+  stat: ZkStat;
+}
+
+export interface XmlZnode {
+  text: string;
+  version: number;
+  stat: ZkStat;
+  /** null when the stored XML does not parse (problem says why). */
+  info: DomainInfo | null;
+  problem?: string;
+}
+
+export interface VmState {
+  name: string;
+  /** Stat of /vms/<name>; null when the VM does not exist at all. */
+  parent: ZkStat | null;
+  spec: Znode<VmSpec> | null;
+  xml: XmlZnode | null;
+  status: Znode<VmStatus> | null;
+  statusProblem?: string;
+  migration: Znode<MigrationRecord> | null;
+  /** Console text (lines joined by '\n'), when asked for. */
+  console?: { text: string; version: number } | null;
+}
+
+function decodeStrict<T>(path: string, raw: Buffer, decode: (v: unknown) => T): T {
+  try {
+    return decode(raw);
+  } catch (error) {
+    if (error instanceof ValidationError) throw new CliError(`${path} in ZooKeeper is invalid: ${error.message}`);
+    throw error;
+  }
+}
+
+function decodeLenient<T>(raw: Buffer, decode: (v: unknown) => T): { value: T } | { problem: string } {
+  try {
+    return { value: decode(raw) };
+  } catch (error) {
+    if (error instanceof ValidationError) return { problem: error.message };
+    throw error;
+  }
+}
+
+export interface VmReadParts {
+  status?: boolean;
+  migration?: boolean;
+  console?: boolean;
+}
+
+export async function readVm(store: ZkStore, paths: ZkPaths, name: string, parts: VmReadParts = {}): Promise<VmState> {
+  const [parent, spec, xml, status, migration, consoleNode] = await Promise.all([
+    store.exists(paths.vm(name)),
+    store.get(paths.vmSpec(name)),
+    store.get(paths.vmXml(name)),
+    parts.status ? store.get(paths.vmStatus(name)) : null,
+    parts.migration ? store.get(paths.vmMigration(name)) : null,
+    parts.console ? store.get(paths.vmConsole(name)) : null,
+  ]);
+  const vm: VmState = { name, parent, spec: null, xml: null, status: null, migration: null };
+  if (spec) {
+    vm.spec = { value: decodeStrict(paths.vmSpec(name), spec.data, (v) => decodeVmSpec(v)), raw: spec.data, version: spec.version, stat: spec.stat };
+  }
+  if (xml) {
+    const text = xml.data.toString('utf8');
+    try {
+      vm.xml = { text, version: xml.version, stat: xml.stat, info: parseDomainXml(text) };
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+      vm.xml = { text, version: xml.version, stat: xml.stat, info: null, problem: error.message };
+    }
+  }
+  if (status) {
+    const decoded = decodeLenient(status.data, (v) => decodeVmStatus(v));
+    if ('value' in decoded) vm.status = { value: decoded.value, raw: status.data, version: status.version, stat: status.stat };
+    else vm.statusProblem = decoded.problem;
+  }
+  if (migration) {
+    const decoded = decodeLenient(migration.data, (v) => decodeMigrationRecord(v));
+    if ('value' in decoded) vm.migration = { value: decoded.value, raw: migration.data, version: migration.version, stat: migration.stat };
+  }
+  if (parts.console) vm.console = consoleNode ? { text: consoleNode.data.toString('utf8'), version: consoleNode.version } : null;
+  return vm;
+}
+
+/** Reads a VM that must exist (it has a spec). */
+export async function readExistingVm(store: ZkStore, paths: ZkPaths, name: string, parts: VmReadParts = {}): Promise<VmState & { spec: Znode<VmSpec> }> {
+  const vm = await readVm(store, paths, name, parts);
+  if (!vm.spec) throw new CliError(`vm ${name} not found`);
+  return vm as VmState & { spec: Znode<VmSpec> };
+}
+
+async function childNames(store: ZkStore, path: string, valid: (n: string) => boolean): Promise<string[]> {
+  return ((await store.children(path)) ?? []).filter(valid).sort();
+}
+
+export async function listVmNames(store: ZkStore, paths: ZkPaths): Promise<string[]> {
+  return childNames(store, paths.vms, isValidName);
+}
+
+/** Every VM that has a spec. */
+export async function readAllVms(store: ZkStore, paths: ZkPaths, parts: VmReadParts = {}): Promise<VmState[]> {
+  const names = await listVmNames(store, paths);
+  const vms = await Promise.all(names.map((n) => readVm(store, paths, n, parts)));
+  return vms.filter((vm) => vm.spec !== null);
+}
+
+export interface NodeState {
+  name: string;
+  parent: ZkStat | null;
+  spec: Znode<NodeSpec> | null;
+  status: Znode<NodeStatus> | null;
+  statusProblem?: string;
+  /** The daemon holds a session (the ephemeral alive znode exists). */
+  alive: boolean;
+}
+
+export async function readNode(store: ZkStore, paths: ZkPaths, name: string): Promise<NodeState> {
+  const [parent, spec, status, alive] = await Promise.all([
+    store.exists(paths.node(name)),
+    store.get(paths.nodeSpec(name)),
+    store.get(paths.nodeStatus(name)),
+    store.exists(paths.nodeAlive(name)),
+  ]);
+  const node: NodeState = { name, parent, spec: null, status: null, alive: alive !== null };
+  if (spec) node.spec = { value: decodeStrict(paths.nodeSpec(name), spec.data, (v) => decodeNodeSpec(v)), raw: spec.data, version: spec.version, stat: spec.stat };
+  if (status) {
+    const decoded = decodeLenient(status.data, (v) => decodeNodeStatus(v));
+    if ('value' in decoded) node.status = { value: decoded.value, raw: status.data, version: status.version, stat: status.stat };
+    else node.statusProblem = decoded.problem;
+  }
+  return node;
+}
+
+export async function readAllNodes(store: ZkStore, paths: ZkPaths): Promise<NodeState[]> {
+  const names = await childNames(store, paths.nodes, isValidName);
+  return Promise.all(names.map((n) => readNode(store, paths, n)));
+}
+
+export interface NetworkState {
+  vni: string;
+  parent: ZkStat | null;
+  spec: Znode<NetworkSpec> | null;
+}
+
+export async function readNetwork(store: ZkStore, paths: ZkPaths, vni: string): Promise<NetworkState> {
+  const [parent, spec] = await Promise.all([store.exists(paths.network(vni)), store.get(paths.networkSpec(vni))]);
+  return {
+    vni,
+    parent,
+    spec: spec && { value: decodeStrict(paths.networkSpec(vni), spec.data, (v) => decodeNetworkSpec(v)), raw: spec.data, version: spec.version, stat: spec.stat },
+  };
+}
+
+/** Networks that have a spec, by VNI in numeric order. */
+export async function readAllNetworks(store: ZkStore, paths: ZkPaths): Promise<NetworkState[]> {
+  const vnis = (await childNames(store, paths.networks, isValidVni)).sort((a, b) => Number(a) - Number(b));
+  const list = await Promise.all(vnis.map((v) => readNetwork(store, paths, v)));
+  return list.filter((n) => n.spec !== null);
+}
+
+export async function readConfig(store: ZkStore, paths: ZkPaths): Promise<{ value: ClusterConfig; znode: Znode<ClusterConfig> | null }> {
+  const config = await store.get(paths.config);
+  if (!config) return { value: defaultClusterConfig(), znode: null };
+  const value = decodeStrict(paths.config, config.data, (v) => decodeClusterConfig(v));
+  return { value, znode: { value, raw: config.data, version: config.version, stat: config.stat } };
+}
+
+/** The networks a VM's XML attaches to: VNIs of existing networks, and bridges that match none. */
+export function vmNetworks(info: DomainInfo | null, existing: ReadonlySet<string>): { vnis: string[]; invalid: string[] } {
+  const vnis: string[] = [];
+  const invalid: string[] = [];
+  for (const bridge of info?.bridges ?? []) {
+    const vni = vniOfBridge(bridge);
+    if (vni !== undefined && existing.has(vni)) vnis.push(vni);
+    else invalid.push(bridge);
+  }
+  return { vnis, invalid };
+}

@@ -1,0 +1,285 @@
+// `vk apply`, `vk diff`, `vk plan`: the declarative commands.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Option, type Command } from 'commander';
+import { createTwoFilesPatch } from 'diff';
+import { isValidName, isValidVni, type ZkPaths } from '../../schemas/index.ts';
+import type { ZkStore } from '../../controllers/zk/index.ts';
+import { readAllNodes, readAllVms } from '../cluster.ts';
+import { withCluster, type Cluster } from '../connect.ts';
+import { CliError, EXIT_USAGE, setRuntimeExitCode, usageError } from '../errors.ts';
+import { checkAgainstCluster, decodeDocuments, loadManifests, sortForWrite, type DesiredObject } from '../manifests.ts';
+import { applyObjects, prepareObject, StalePlanError, type PreparedObject } from '../objects.ts';
+import { colors, println, toJson } from '../output.ts';
+import { planCluster, renderPlan, type NodeView, type PlanAction, type VmView } from '../plan.ts';
+
+interface FileFlags {
+  filename?: string[];
+}
+
+function filenameOption(required: boolean): Option {
+  const option = new Option('-f, --filename <paths...>', 'manifest files or directories (recursive: *.yaml, *.yml, *.json); repeatable');
+  if (required) option.makeOptionMandatory();
+  return option;
+}
+
+async function checkUuids(cluster: Cluster, objects: readonly DesiredObject[]): Promise<void> {
+  if (!objects.some((o) => o.kind === 'VM')) return;
+  checkAgainstCluster(objects, await readAllVms(cluster.store, cluster.paths));
+}
+
+// ------------------------------------------------------------------------------- plan files
+
+const PLAN_KIND = 'Plan';
+
+interface PlanFile {
+  apiVersion: string;
+  kind: typeof PLAN_KIND;
+  root: string;
+  /** ZooKeeper zxid the plan was computed at (decimal string: it is a 64-bit number). */
+  zxid: string;
+  createdAt: string;
+  actions: PlanAction[];
+  /** The manifests' objects, fully resolved (inline XML, defaults filled): what `apply --plan` writes. */
+  objects: Record<string, unknown>[];
+}
+
+function readPlanFile(file: string): PlanFile {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw usageError(`${file}: not a plan file: ${(error as Error).message.split('\n')[0]}`);
+  }
+  const plan = value as Partial<PlanFile> | null;
+  if (
+    plan === null ||
+    typeof plan !== 'object' ||
+    plan.kind !== PLAN_KIND ||
+    typeof plan.root !== 'string' ||
+    typeof plan.zxid !== 'string' ||
+    !/^[0-9]+$/.test(plan.zxid) ||
+    !Array.isArray(plan.objects)
+  ) {
+    throw usageError(`${file}: not a plan file written by vk plan --out (needs kind "Plan", root, zxid and objects)`);
+  }
+  return plan as PlanFile;
+}
+
+/**
+ * The highest zxid at which anything a plan depends on changed: the lists of VMs, networks and
+ * nodes (pzxid), every VM's spec and XML, every network and node spec, the cluster config.
+ * Statuses, consoles and migration records are the daemons' and change all the time; they are
+ * not counted.
+ */
+export async function desiredStateZxid(store: ZkStore, paths: ZkPaths): Promise<bigint> {
+  const [vms, networks, nodes, config, vmsStat, networksStat, nodesStat] = await Promise.all([
+    store.children(paths.vms),
+    store.children(paths.networks),
+    store.children(paths.nodes),
+    store.exists(paths.config),
+    store.exists(paths.vms),
+    store.exists(paths.networks),
+    store.exists(paths.nodes),
+  ]);
+  const leaves = [
+    ...(vms ?? []).filter(isValidName).flatMap((n) => [paths.vmSpec(n), paths.vmXml(n)]),
+    ...(networks ?? []).filter(isValidVni).map((v) => paths.networkSpec(v)),
+    ...(nodes ?? []).filter(isValidName).map((n) => paths.nodeSpec(n)),
+  ];
+  const stats = await Promise.all(leaves.map((p) => store.exists(p)));
+  let max = 0n;
+  for (const s of [vmsStat, networksStat, nodesStat]) if (s && s.pzxid > max) max = s.pzxid;
+  for (const s of [config, ...stats]) if (s && s.mzxid > max) max = s.mzxid;
+  return max;
+}
+
+// ------------------------------------------------------------------------------------- apply
+
+interface ApplyFlags extends FileFlags {
+  dryRun?: boolean;
+  plan?: string;
+}
+
+async function applyPlanFile(cluster: Cluster, file: string, dryRun: boolean): Promise<void> {
+  const plan = readPlanFile(file);
+  if (plan.root !== cluster.paths.root) {
+    throw usageError(`${file}: the plan is for root ${plan.root}, not ${cluster.paths.root}`);
+  }
+  const planZxid = BigInt(plan.zxid);
+  const current = await desiredStateZxid(cluster.store, cluster.paths);
+  if (current > planZxid) {
+    throw new StalePlanError(`the cluster's desired state changed at zxid ${current}, after the plan was made (zxid ${planZxid})`);
+  }
+  const objects = decodeDocuments(plan.objects.map((doc, i) => ({ source: `${file}#objects[${i}]`, file, doc })));
+  await checkUuids(cluster, objects);
+  if (objects.length === 0) println('the plan has no objects to write');
+  await applyObjects(cluster, objects, { dryRun, planZxid });
+}
+
+function registerApplyCommand(program: Command): void {
+  program
+    .command('apply')
+    .description('create or update the objects of manifests (validates every document first; writes nothing if any is bad)')
+    .addOption(filenameOption(false))
+    .option('--dry-run', 'print what would be created/configured and write nothing')
+    .option('--plan <file>', 'apply a plan saved by vk plan --out, refused if the cluster changed since')
+    .action(async (flags: ApplyFlags, cmd: Command) => {
+      if (flags.plan !== undefined && flags.filename !== undefined) throw usageError('give either -f or --plan, not both');
+      if (flags.plan !== undefined) {
+        const file = flags.plan;
+        await withCluster(cmd, (cluster) => applyPlanFile(cluster, file, flags.dryRun === true));
+        return;
+      }
+      if (!flags.filename) throw usageError("apply needs -f <paths…> (or --plan <file>)");
+      const objects = loadManifests(flags.filename);
+      await withCluster(cmd, async (cluster) => {
+        await checkUuids(cluster, objects);
+        await applyObjects(cluster, objects, { dryRun: flags.dryRun === true });
+      });
+    });
+}
+
+// -------------------------------------------------------------------------------------- diff
+
+function withNewline(text: string): string {
+  return text === '' || text.endsWith('\n') ? text : `${text}\n`;
+}
+
+function colourPatch(patch: string): string {
+  return patch
+    .split('\n')
+    .map((line) => {
+      if (line.startsWith('+++') || line.startsWith('---')) return colors.bold(line);
+      if (line.startsWith('@@')) return colors.cyan(line);
+      if (line.startsWith('+')) return colors.green(line);
+      if (line.startsWith('-')) return colors.red(line);
+      return line;
+    })
+    .join('\n');
+}
+
+/** Unified diffs of what apply would change, one per changed part (spec, xml, config). */
+export function diffPrepared(prepared: PreparedObject): string[] {
+  const patches: string[] = [];
+  for (const part of prepared.parts) {
+    if (part.same) continue;
+    const name = `${prepared.id}/${part.label}`;
+    const patch = createTwoFilesPatch(`live/${name}`, `manifest/${name}`, withNewline(part.liveText), withNewline(part.desiredText), undefined, undefined, {
+      context: 3,
+    });
+    patches.push(patch.replace(/^=+\n/, '').trimEnd());
+  }
+  return patches;
+}
+
+function registerDiffCommand(program: Command): void {
+  program
+    .command('diff')
+    .description('show what apply would change, as unified diffs against ZooKeeper (exit 0: none, 1: differences, 2: bad input, 3: error)')
+    .addOption(filenameOption(true))
+    .action(async (flags: FileFlags, cmd: Command) => {
+      setRuntimeExitCode(3);
+      const objects = loadManifests(flags.filename ?? []);
+      const differs = await withCluster(cmd, async (cluster) => {
+        await checkUuids(cluster, objects);
+        let any = false;
+        for (const obj of sortForWrite(objects)) {
+          const prepared = await prepareObject(cluster, obj);
+          for (const patch of diffPrepared(prepared)) {
+            any = true;
+            println(colourPatch(patch));
+          }
+        }
+        return any;
+      });
+      process.exitCode = differs ? 1 : 0;
+    });
+}
+
+// -------------------------------------------------------------------------------------- plan
+
+interface PlanFlags extends FileFlags {
+  output?: string;
+  out?: string;
+}
+
+async function computePlan(cluster: Cluster, objects: readonly DesiredObject[]) {
+  const { store, paths } = cluster;
+  const [liveVms, liveNodes] = await Promise.all([readAllVms(store, paths, { status: true, migration: true }), readAllNodes(store, paths)]);
+  checkAgainstCluster(objects, liveVms);
+  const prepared = await Promise.all(sortForWrite(objects).map((o) => prepareObject(cluster, o)));
+  const zxid = store.lastZxid();
+
+  const vms = new Map<string, VmView>();
+  for (const vm of liveVms) {
+    if (!vm.spec || !vm.xml) continue; // a VM without XML cannot be defined anywhere: nothing to plan
+    vms.set(vm.name, {
+      name: vm.name,
+      spec: vm.spec.value,
+      generation: vm.spec.version,
+      xml: vm.xml.text,
+      status: vm.status && { value: vm.status.value, version: vm.status.version },
+      migration: vm.migration?.value ?? null,
+    });
+  }
+  const nodes = new Map<string, NodeView>(liveNodes.map((n) => [n.name, { name: n.name, spec: n.spec?.value ?? null, status: n.status?.value ?? null }]));
+  for (const p of prepared) {
+    const obj = p.obj;
+    if (obj.kind === 'VM' && p.vmSpec) {
+      const before = vms.get(obj.name);
+      const specPart = p.parts[0]!;
+      const generation = specPart.live === null ? 0 : specPart.live.version + (specPart.same ? 0 : 1);
+      vms.set(obj.name, { name: obj.name, spec: p.vmSpec, generation, xml: obj.xml, status: before?.status ?? null, migration: before?.migration ?? null });
+    } else if (obj.kind === 'Node') {
+      const before = nodes.get(obj.name);
+      nodes.set(obj.name, { name: obj.name, spec: obj.spec, status: before?.status ?? null });
+    }
+  }
+  const actions = planCluster([...vms.values()], [...nodes.values()], new Date().toISOString());
+  return { zxid, actions, prepared };
+}
+
+function registerPlanCommand(program: Command): void {
+  program
+    .command('plan')
+    .description('show what the cluster would do, per node (exit 0: nothing, 1: actions, 2: bad input, 3: error)')
+    .addOption(filenameOption(false))
+    .addOption(new Option('-o, --output <format>', 'print the plan as json').choices(['json']))
+    .option('--out <file>', 'save the plan (with the manifests\' objects and the zxid it was computed at) for vk apply --plan')
+    .action(async (flags: PlanFlags, cmd: Command) => {
+      setRuntimeExitCode(3);
+      const objects = flags.filename ? loadManifests(flags.filename) : [];
+      const result = await withCluster(cmd, async (cluster) => ({ ...(await computePlan(cluster, objects)), root: cluster.paths.root }));
+      const { zxid, actions, prepared } = result;
+      if (flags.output === 'json') {
+        process.stdout.write(toJson({ zxid: zxid.toString(), actions }));
+      } else {
+        for (const p of prepared) if (p.result !== 'unchanged') println(`would apply: ${p.id} ${p.result}`);
+        println(renderPlan(actions));
+      }
+      if (flags.out !== undefined) {
+        const plan: PlanFile = {
+          apiVersion: 'virtkeeper/v1',
+          kind: PLAN_KIND,
+          root: result.root,
+          zxid: zxid.toString(),
+          createdAt: new Date().toISOString(),
+          actions,
+          objects: objects.map((o) => o.manifest),
+        };
+        try {
+          writeFileSync(flags.out, toJson(plan));
+        } catch (error) {
+          throw new CliError(`cannot write ${flags.out}: ${(error as Error).message}`, EXIT_USAGE);
+        }
+        process.stderr.write(`plan saved to ${flags.out} (zxid ${zxid})\n`);
+      }
+      process.exitCode = actions.length > 0 ? 1 : 0;
+    });
+}
+
+export function registerDeclarative(program: Command): void {
+  registerApplyCommand(program);
+  registerDiffCommand(program);
+  registerPlanCommand(program);
+}

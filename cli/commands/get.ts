@@ -1,0 +1,345 @@
+// `vk get vms|nodes|networks` (tables, wide, json, yaml) and `vk describe vm|node|network NAME`.
+import { Argument, Option, type Command } from 'commander';
+import type { Condition } from '../../schemas/index.ts';
+import {
+  bridgeName,
+  readAllNetworks,
+  readAllNodes,
+  readAllVms,
+  readExistingVm,
+  readNetwork,
+  readNode,
+  vmNetworks,
+  type NetworkState,
+  type NodeState,
+  type VmState,
+} from '../cluster.ts';
+import { withCluster } from '../connect.ts';
+import { CliError, usageError } from '../errors.ts';
+import { colors, indent, orDash, println, table, toJson, toYaml, type OutputFormat } from '../output.ts';
+
+export interface GetFlags {
+  output?: OutputFormat;
+}
+
+export function outputOption(): Option {
+  return new Option('-o, --output <format>', 'wide (more columns), json or yaml').choices(['wide', 'json', 'yaml']);
+}
+
+function structured(format: OutputFormat, value: unknown): boolean {
+  if (format === 'json') {
+    process.stdout.write(toJson(value));
+    return true;
+  }
+  if (format === 'yaml') {
+    process.stdout.write(toYaml(value));
+    return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------- VMs
+
+function networksCell(vm: VmState, existing: ReadonlySet<string>): string {
+  const { vnis, invalid } = vmNetworks(vm.xml?.info ?? null, existing);
+  const cells = [...vnis, ...invalid.map((b) => `${b}(invalid)`)];
+  const text = cells.join(',');
+  // As PVC does: the whole list is coloured when any network is invalid.
+  return invalid.length > 0 ? colors.red(text) : orDash(text);
+}
+
+function vmJson(vm: VmState) {
+  return {
+    name: vm.name,
+    spec: vm.spec?.value ?? null,
+    generation: vm.spec?.version ?? null,
+    status: vm.status?.value ?? null,
+    migration: vm.migration?.value ?? null,
+    uuid: vm.xml?.info?.uuid ?? null,
+    networks: vm.xml?.info?.bridges ?? [],
+  };
+}
+
+export function printVms(vms: readonly VmState[], networks: readonly NetworkState[], format: OutputFormat): void {
+  if (structured(format, vms.map(vmJson))) return;
+  const existing = new Set(networks.map((n) => n.vni));
+  const headers = ['NAME', 'NODE', 'STATE', 'PHASE', 'PREVIOUS'];
+  if (format === 'wide') headers.push('LIMIT', 'SELECTOR', 'AUTOSTART', 'METHOD', 'NETWORKS');
+  const rows = vms.map((vm) => {
+    const spec = vm.spec!.value;
+    const status = vm.status?.value;
+    const phase = status ? (status.node === spec.node ? status.phase : `${status.phase}@${status.node}`) : '-';
+    const row = [vm.name, spec.node, spec.state, phase, orDash(spec.previousNode)];
+    if (format === 'wide') {
+      row.push(
+        orDash(spec.meta.nodeLimit.join(',')),
+        spec.meta.nodeSelector,
+        spec.meta.autostart ? 'yes' : 'no',
+        spec.meta.migrationMethod,
+        networksCell(vm, existing),
+      );
+    }
+    return row;
+  });
+  println(table(headers, rows));
+}
+
+// -------------------------------------------------------------------------------------- nodes
+
+function nodeJson(node: NodeState) {
+  return { name: node.name, alive: node.alive, spec: node.spec?.value ?? null, status: node.status?.value ?? null };
+}
+
+export function printNodes(nodes: readonly NodeState[], format: OutputFormat): void {
+  if (structured(format, nodes.map(nodeJson))) return;
+  const headers = ['NAME', 'ALIVE', 'SPEC', 'DOMAIN', 'DAEMON', 'VMS', 'LOAD', 'FREE_MIB', 'PROV_MIB', 'TOTAL_MIB'];
+  if (format === 'wide') headers.push('VCPUS', 'KEEPALIVE', 'VERSION');
+  const rows = nodes.map((node) => {
+    const s = node.status?.value;
+    const row = [
+      node.name,
+      node.alive ? 'yes' : 'no',
+      node.spec?.value.domainState ?? 'ready',
+      orDash(s?.domainState),
+      orDash(s?.daemonState),
+      orDash(s?.runningVms.length),
+      orDash(s?.load.toFixed(2)),
+      orDash(s?.memory.freeMiB),
+      orDash(s?.memory.provisionedMiB),
+      orDash(s?.memory.totalMiB),
+    ];
+    if (format === 'wide') row.push(s ? `${s.vcpus.allocated}/${s.vcpus.total}` : '-', orDash(s?.keepaliveAt), orDash(s?.version));
+    return row;
+  });
+  println(table(headers, rows));
+}
+
+// ----------------------------------------------------------------------------------- networks
+
+function usersOf(vni: string, vms: readonly VmState[]): string[] {
+  return vms.filter((vm) => vm.xml?.info?.bridges.includes(bridgeName(vni))).map((vm) => vm.name);
+}
+
+export function printNetworks(networks: readonly NetworkState[], vms: readonly VmState[], format: OutputFormat): void {
+  if (structured(format, networks.map((n) => ({ vni: n.vni, bridge: bridgeName(n.vni), spec: n.spec?.value ?? null, vms: usersOf(n.vni, vms) })))) return;
+  const headers = ['VNI', 'TYPE', 'MTU', 'BRIDGE', 'DESCRIPTION'];
+  if (format === 'wide') headers.push('GATEWAY4', 'GATEWAY6', 'DHCP4', 'VMS');
+  const rows = networks.map((n) => {
+    const spec = n.spec!.value;
+    const row = [n.vni, spec.type, String(spec.mtu), bridgeName(n.vni), orDash(spec.description)];
+    if (format === 'wide') {
+      row.push(orDash(spec.gateway4), orDash(spec.gateway6), spec.dhcp4 ? `${spec.dhcp4.start}-${spec.dhcp4.end}` : '-', orDash(usersOf(n.vni, vms).join(',')));
+    }
+    return row;
+  });
+  println(table(headers, rows));
+}
+
+// ---------------------------------------------------------------------------------------- get
+
+const RESOURCES: Record<string, 'vms' | 'nodes' | 'networks'> = {
+  vm: 'vms',
+  vms: 'vms',
+  node: 'nodes',
+  nodes: 'nodes',
+  network: 'networks',
+  networks: 'networks',
+  net: 'networks',
+};
+
+function pick<T>(list: readonly T[], names: readonly string[], nameOf: (t: T) => string, kind: string): T[] {
+  if (names.length === 0) return [...list];
+  const missing = names.filter((n) => !list.some((t) => nameOf(t) === n));
+  if (missing.length > 0) throw new CliError(`${kind} not found: ${missing.join(', ')}`);
+  return list.filter((t) => names.includes(nameOf(t)));
+}
+
+function registerGet(program: Command): void {
+  program
+    .command('get')
+    .description('list VMs, nodes or networks')
+    .addArgument(new Argument('<resource>', 'vms, nodes or networks').choices(Object.keys(RESOURCES)))
+    .argument('[names...]', 'only these objects')
+    .addOption(outputOption())
+    .action(async (resource: string, names: string[], flags: GetFlags, cmd: Command) => {
+      const kind = RESOURCES[resource]!;
+      const format = flags.output ?? 'table';
+      await withCluster(cmd, async ({ store, paths }) => {
+        switch (kind) {
+          case 'vms': {
+            const [vms, networks] = await Promise.all([readAllVms(store, paths, { status: true, migration: true }), readAllNetworks(store, paths)]);
+            printVms(pick(vms, names, (v) => v.name, 'vm'), networks, format);
+            return;
+          }
+          case 'nodes':
+            printNodes(pick(await readAllNodes(store, paths), names, (n) => n.name, 'node'), format);
+            return;
+          case 'networks': {
+            const [networks, vms] = await Promise.all([readAllNetworks(store, paths), readAllVms(store, paths)]);
+            printNetworks(pick(networks, names, (n) => n.vni, 'network'), vms, format);
+            return;
+          }
+        }
+      });
+    });
+}
+
+// ----------------------------------------------------------------------------------- describe
+
+function field(label: string, value: unknown): string {
+  return `${`${label}:`.padEnd(22)}${value === undefined || value === null || value === '' ? '-' : String(value)}`;
+}
+
+function conditionsBlock(conditions: readonly Condition[]): string[] {
+  if (conditions.length === 0) return ['Conditions:            -'];
+  return [
+    'Conditions:',
+    indent(
+      table(
+        ['TYPE', 'STATUS', 'REASON', 'LAST TRANSITION', 'MESSAGE'],
+        conditions.map((c) => [c.type, c.status, c.reason, c.lastTransitionTime, c.message.replace(/\n/g, ' ')]),
+      ),
+    ),
+  ];
+}
+
+async function describeVm(cmd: Command, name: string): Promise<void> {
+  await withCluster(cmd, async ({ store, paths }) => {
+    const [vm, networks] = await Promise.all([readExistingVm(store, paths, name, { status: true, migration: true, console: true }), readAllNetworks(store, paths)]);
+    const spec = vm.spec.value;
+    const info = vm.xml?.info ?? null;
+    const { vnis, invalid } = vmNetworks(info, new Set(networks.map((n) => n.vni)));
+    const lines = [
+      field('Name', vm.name),
+      field('UUID', info?.uuid),
+      field('Domain type', info?.type),
+      field('Memory', info ? `${Math.round(info.memoryKiB / 1024)} MiB` : undefined),
+      field('vCPUs', info?.vcpus),
+      field('Networks', [...vnis.map((v) => `${v} (${bridgeName(v)})`), ...invalid.map((b) => `${b} (invalid: no such network)`)].join(', ')),
+      field('RBD disks', spec.rbd.join(', ')),
+      field('Generation', vm.spec.version),
+    ];
+    if (vm.xml?.problem) lines.push(field('XML problem', vm.xml.problem));
+    lines.push('Spec:', indent(toYaml(spec)));
+    const status = vm.status?.value;
+    if (status) {
+      lines.push(
+        'Status:',
+        indent(
+          [
+            field('Phase', status.phase),
+            field('Node', status.node),
+            field('Domain state', status.domainState),
+            field('Observed generation', status.observedGeneration),
+            field('Restarted at', status.restartedAt),
+            field('Crashes', status.crash ? `${status.crash.count} (last ${status.crash.lastAt})` : undefined),
+            field('Updated at', status.updatedAt),
+          ].join('\n'),
+        ),
+        ...conditionsBlock(status.conditions),
+      );
+    } else {
+      lines.push(field('Status', vm.statusProblem ? `invalid: ${vm.statusProblem}` : 'none yet (no node has reported on it)'));
+    }
+    const m = vm.migration?.value;
+    if (m) {
+      lines.push(
+        'Migration:',
+        indent(
+          [
+            field('Id', m.id),
+            field('Route', `${m.source} → ${m.target}`),
+            field('Method', m.method),
+            field('Phase', m.phase),
+            field('Started at', m.startedAt),
+            field(
+              'Progress',
+              m.progress ? `${m.progress.processedBytes} bytes copied, ${m.progress.remainingBytes} remaining, ${m.progress.bandwidthBps} B/s` : undefined,
+            ),
+            field('Reason', m.reason ? `${m.reason}: ${m.message ?? ''}` : undefined),
+          ].join('\n'),
+        ),
+      );
+    } else {
+      lines.push(field('Migration', 'none'));
+    }
+    const consoleLines = vm.console ? (vm.console.text === '' ? [] : vm.console.text.split('\n')).slice(-10) : [];
+    if (consoleLines.length > 0) lines.push('Console (last 10 lines):', ...consoleLines.map((l) => `  ${l}`));
+    else lines.push(field('Console', 'no log'));
+    println(lines.join('\n'));
+  });
+}
+
+async function describeNode(cmd: Command, name: string): Promise<void> {
+  await withCluster(cmd, async ({ store, paths }) => {
+    const [node, vms] = await Promise.all([readNode(store, paths, name), readAllVms(store, paths, { status: true })]);
+    if (!node.parent) throw new CliError(`node ${name} not found`);
+    const s = node.status?.value;
+    const lines = [field('Name', name), field('Alive', node.alive ? 'yes (its daemon holds a session)' : 'no'), field('Spec domain state', node.spec?.value.domainState ?? 'ready (default)')];
+    if (s) {
+      lines.push(
+        'Status:',
+        indent(
+          [
+            field('Daemon state', s.daemonState),
+            field('Domain state', s.domainState),
+            field('Memory (MiB)', `total ${s.memory.totalMiB}, used ${s.memory.usedMiB}, free ${s.memory.freeMiB}, allocated ${s.memory.allocatedMiB}, provisioned ${s.memory.provisionedMiB}`),
+            field('vCPUs', `${s.vcpus.allocated} allocated of ${s.vcpus.total}`),
+            field('Load', s.load),
+            field('Running VMs', s.runningVms.join(', ')),
+            field('Keepalive at', s.keepaliveAt),
+            field('Version', s.version),
+            field('Observed generation', s.observedGeneration),
+          ].join('\n'),
+        ),
+        ...conditionsBlock(s.conditions),
+      );
+    } else {
+      lines.push(field('Status', node.statusProblem ? `invalid: ${node.statusProblem}` : 'none yet'));
+    }
+    const assigned = vms.filter((vm) => vm.spec?.value.node === name).map((vm) => vm.name);
+    const migratedAway = vms.filter((vm) => vm.spec?.value.previousNode === name).map((vm) => vm.name);
+    lines.push(field('VMs assigned', assigned.join(', ')), field('VMs migrated away', migratedAway.join(', ')));
+    println(lines.join('\n'));
+  });
+}
+
+async function describeNetwork(cmd: Command, vni: string): Promise<void> {
+  await withCluster(cmd, async ({ store, paths }) => {
+    let network: NetworkState;
+    try {
+      network = await readNetwork(store, paths, vni);
+    } catch (error) {
+      if (error instanceof Error && error.name === 'ValidationError') throw usageError(error.message);
+      throw error;
+    }
+    if (!network.spec) throw new CliError(`network ${vni} not found`);
+    const vms = await readAllVms(store, paths);
+    println(
+      [field('VNI', vni), field('Bridge', bridgeName(vni)), field('Generation', network.spec.version), 'Spec:', indent(toYaml(network.spec.value)), field('VMs', usersOf(vni, vms).join(', '))].join('\n'),
+    );
+  });
+}
+
+function registerDescribe(program: Command): void {
+  program
+    .command('describe')
+    .description('show everything about one VM, node or network (spec, status, conditions, migration, console)')
+    .addArgument(new Argument('<resource>', 'vm, node or network').choices(Object.keys(RESOURCES)))
+    .argument('<name>', 'VM name, node name or network VNI')
+    .action(async (resource: string, name: string, _flags: unknown, cmd: Command) => {
+      switch (RESOURCES[resource]) {
+        case 'vms':
+          return describeVm(cmd, name);
+        case 'nodes':
+          return describeNode(cmd, name);
+        default:
+          return describeNetwork(cmd, name);
+      }
+    });
+}
+
+export function registerInspect(program: Command): void {
+  registerGet(program);
+  registerDescribe(program);
+}

@@ -1,0 +1,47 @@
+// `vk node flush|ready NAME`: what admins ask of a node (its spec's domainState).
+import type { Command } from 'commander';
+import { decodeNodeStatus, type NodeSpec } from '../../schemas/index.ts';
+import { withCluster } from '../connect.ts';
+import { println } from '../output.ts';
+import { updateNodeSpec } from '../update.ts';
+import { dataOf, waitFor, waitOptions, type Verdict } from '../wait.ts';
+
+interface WaitFlags {
+  wait?: boolean;
+  timeout?: number;
+}
+
+function verb(node: Command, name: string, description: string, domainState: NodeSpec['domainState']): void {
+  const cmd = node.command(name).description(description).argument('<name>', 'node name');
+  for (const option of waitOptions()) cmd.addOption(option);
+  cmd.action(async (nodeName: string, flags: WaitFlags, command: Command) => {
+    await withCluster(command, async (cluster) => {
+      const updated = await updateNodeSpec(cluster, nodeName, (spec) => ({ ...spec, domainState }));
+      println(updated.changed ? `node/${nodeName} ${name} requested` : `node/${nodeName} unchanged (already ${domainState})`);
+      if (!flags.wait) return;
+      const source = cluster.store.watchData(cluster.paths.nodeStatus(nodeName));
+      const done = await waitFor(
+        source,
+        (state): Verdict => {
+          const status = dataOf(state, (raw) => decodeNodeStatus(raw));
+          if (!status) return { pending: 'no status yet (is its daemon running?)' };
+          // A daemon that does not track the node spec's generation reports -1: trust its domainState then.
+          const seen = status.observedGeneration === -1 || status.observedGeneration >= updated.version;
+          if (status.domainState === domainState && seen) {
+            return { done: `node/${nodeName} ${domainState}` };
+          }
+          const vms = status.runningVms.length;
+          return { pending: `${status.domainState}, ${vms} VM${vms === 1 ? '' : 's'} running there` };
+        },
+        { what: `node/${nodeName}`, timeoutSeconds: flags.timeout },
+      );
+      println(done);
+    });
+  });
+}
+
+export function registerNode(program: Command): void {
+  const node = program.command('node').description('act on one node (flush it for maintenance, bring it back)');
+  verb(node, 'flush', 'move every VM off the node (VMs with no valid target are shut down and marked autostart)', 'flushed');
+  verb(node, 'ready', 'make the node take VMs again (brings back VMs whose previous node it is, starts autostart VMs)', 'ready');
+}

@@ -1,0 +1,493 @@
+// `vk vm …`: the imperative verbs (as in PVC). Each is a compare-and-set read-modify-write of the
+// VM's spec znode, retried on conflicts; --wait follows the VM's status until the node has done it.
+import { readFileSync } from 'node:fs';
+import { Option, type Command } from 'commander';
+import { map } from 'rxjs';
+import { ZkError, type DataState } from '../../controllers/zk/index.ts';
+import {
+  decodeMigrationRecord,
+  decodeNodeStatus,
+  decodeVmStatus,
+  encodeVmSpec,
+  parseDomainXml,
+  parseWith,
+  ValidationError,
+  VmMetaSchema,
+  VM_MIGRATION_METHODS,
+  VM_NODE_SELECTORS,
+  VM_STATES,
+  type VmMeta,
+  type VmMigrationMethod,
+  type VmNodeSelector,
+  type VmSpec,
+  type VmState as VmRunState,
+  type VmStatus,
+} from '../../schemas/index.ts';
+import { readAllNodes, readAllVms, readConfig, readExistingVm, readVm, type VmState } from '../cluster.ts';
+import { ensureLayout, parsePositiveInt, withCluster, type Cluster } from '../connect.ts';
+import { CliError, usageError } from '../errors.ts';
+import { println } from '../output.ts';
+import { selectNode } from '../select-node.ts';
+import { updateVmSpec, type Updated } from '../update.ts';
+import { dataOf, waitFor, waitOptions, watchAll, type Verdict } from '../wait.ts';
+
+interface WaitFlags {
+  wait?: boolean;
+  timeout?: number;
+}
+
+interface MetaFlags {
+  limit?: string;
+  selector?: VmNodeSelector;
+  autostart?: boolean;
+  method?: VmMigrationMethod;
+  maxDowntime?: number;
+}
+
+function addMetaOptions(cmd: Command): Command {
+  return cmd
+    .option('--limit <nodes>', 'nodes the VM may run on, comma-separated ("" removes the limit)')
+    .addOption(new Option('--selector <selector>', 'how a target node is chosen when none is given').choices(VM_NODE_SELECTORS))
+    .option('--autostart', 'start the VM again when its home node becomes ready')
+    .option('--no-autostart', 'do not start the VM again automatically')
+    .addOption(new Option('--method <method>', 'migration method').choices(VM_MIGRATION_METHODS))
+    .option('--max-downtime <ms>', 'maximum downtime of a live migration, in milliseconds', parsePositiveInt);
+}
+
+function addWaitOptions(cmd: Command): Command {
+  for (const option of waitOptions()) cmd.addOption(option);
+  return cmd;
+}
+
+function parseLimit(text: string): string[] {
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+function applyMeta(meta: VmMeta, flags: MetaFlags): VmMeta {
+  const next = { ...meta };
+  if (flags.limit !== undefined) next.nodeLimit = parseLimit(flags.limit);
+  if (flags.selector !== undefined) next.nodeSelector = flags.selector;
+  if (flags.autostart !== undefined) next.autostart = flags.autostart;
+  if (flags.method !== undefined) next.migrationMethod = flags.method;
+  if (flags.maxDowntime !== undefined) next.maxDowntimeMs = flags.maxDowntime;
+  return next;
+}
+
+// ------------------------------------------------------------------------------------ waiting
+
+/** The reason a status gives for failing: the first True *Failed condition, else the Running condition. */
+export function failureOf(status: VmStatus): string {
+  const failed = status.conditions.find((c) => c.status === 'True' && c.type.endsWith('Failed'));
+  const running = status.conditions.find((c) => c.type === 'Running' && c.status === 'False');
+  const c = failed ?? running;
+  return c ? `${c.reason}: ${c.message}` : 'no reason given';
+}
+
+function decodeStatus(raw: Buffer): VmStatus {
+  return decodeVmStatus(raw);
+}
+
+/**
+ * Follows the VM's status (and migration record) until `reached` holds for a status that has
+ * seen `generation`; a Failed status at that generation is a failure.
+ */
+async function waitForVm(
+  cluster: Cluster,
+  name: string,
+  generation: number,
+  flags: WaitFlags,
+  goal: string,
+  reached: (status: VmStatus) => boolean,
+): Promise<void> {
+  const { store, paths } = cluster;
+  const source = watchAll(store, [paths.vmStatus(name), paths.vmMigration(name)]);
+  const evaluate = ([statusState, migrationState]: DataState[]): Verdict => {
+    const status = dataOf(statusState, decodeStatus);
+    const migration = dataOf(migrationState, (raw) => decodeMigrationRecord(raw));
+    const moving =
+      migration && !['done', 'aborted', 'failed'].includes(migration.phase) ? `; migration ${migration.source} → ${migration.target} ${migration.phase}` : '';
+    if (!status) return { pending: `no status yet${moving}` };
+    if (status.observedGeneration < generation) {
+      return { pending: `${status.phase} on ${status.node} (waiting for generation ${generation}, seen ${status.observedGeneration})${moving}` };
+    }
+    if (status.phase === 'Failed') return { failed: `vm ${name} failed on ${status.node}: ${failureOf(status)}` };
+    if (reached(status)) return { done: `vm/${name} ${goal}: ${status.phase} on ${status.node}` };
+    return { pending: `${status.phase} on ${status.node}${moving}` };
+  };
+  println(await waitFor(source, evaluate, { what: `vm/${name}`, timeoutSeconds: flags.timeout }));
+}
+
+function phaseFor(state: VmRunState): VmStatus['phase'] {
+  return state === 'running' ? 'Running' : state === 'stopped' ? 'Stopped' : 'Disabled';
+}
+
+async function maybeWait(cluster: Cluster, name: string, updated: Updated<VmSpec>, flags: WaitFlags, goal: string, extra?: (s: VmStatus) => boolean) {
+  if (!flags.wait) return;
+  const spec = updated.after;
+  const phase = phaseFor(spec.state);
+  await waitForVm(cluster, name, updated.version, flags, goal, (s) => s.node === spec.node && s.phase === phase && (extra ? extra(s) : true));
+}
+
+// ------------------------------------------------------------------------------------- verbs
+
+function report(name: string, updated: Updated<VmSpec>, what: string): void {
+  println(updated.changed ? `vm/${name} ${what}` : `vm/${name} unchanged (already ${what})`);
+}
+
+function stateVerb(program: Command, verb: string, description: string, state: VmRunState, stopMode: VmSpec['stopMode'] | undefined, done: string) {
+  addWaitOptions(program.command(verb).description(description).argument('<name>', 'VM name')).action(
+    async (name: string, flags: WaitFlags, cmd: Command) => {
+      await withCluster(cmd, async (cluster) => {
+        const updated = await updateVmSpec(cluster, name, (spec) => ({ ...spec, state, ...(stopMode && { stopMode }) }));
+        report(name, updated, done);
+        await maybeWait(cluster, name, updated, flags, done);
+      });
+    },
+  );
+}
+
+interface DefineFlags extends MetaFlags, WaitFlags {
+  node?: string;
+  state?: VmRunState;
+}
+
+async function chooseNode(cluster: Cluster, spec: { meta: VmMeta }, current: string | undefined, vmName: string): Promise<string> {
+  const [nodes, config] = await Promise.all([readAllNodes(cluster.store, cluster.paths), readConfig(cluster.store, cluster.paths)]);
+  const selection = selectNode({
+    selector: spec.meta.nodeSelector,
+    defaultSelector: config.value.defaultNodeSelector,
+    nodeLimit: spec.meta.nodeLimit,
+    current,
+    nodes: nodes.map((n) => ({ name: n.name, alive: n.alive, spec: n.spec?.value ?? null, status: n.status?.value ?? null })),
+  });
+  if (selection.node === undefined) {
+    const why = selection.excluded.map((e) => `${e.node} (${e.why})`).join(', ');
+    throw new CliError(`no node available for vm ${vmName} (selector ${selection.selector})${why ? `: ${why}` : ': the cluster has no nodes'}; give --node`);
+  }
+  return selection.node;
+}
+
+async function requireNode(cluster: Cluster, node: string): Promise<void> {
+  if (!(await cluster.store.exists(cluster.paths.node(node)))) throw usageError(`--node: no node ${JSON.stringify(node)} in the cluster`);
+}
+
+function registerDefine(vm: Command): void {
+  addWaitOptions(
+    addMetaOptions(
+      vm
+        .command('define')
+        .description('create a VM from a libvirt domain XML file (its name comes from the XML)')
+        .argument('<xmlfile>', 'libvirt domain XML')
+        .option('--node <node>', 'node to run it on (default: chosen by the selector)'),
+    ).addOption(new Option('--state <state>', 'desired state (default running)').choices(VM_STATES)),
+  ).action(async (file: string, flags: DefineFlags, cmd: Command) => {
+    let xml: string;
+    try {
+      xml = readFileSync(file, 'utf8');
+    } catch (error) {
+      throw usageError(`${file}: cannot read: ${(error as Error).message}`);
+    }
+    const info = parseDomainXml(xml, file);
+    const name = info.name;
+    const meta = applyMeta({ nodeLimit: [], nodeSelector: 'default', autostart: false, migrationMethod: 'default', maxDowntimeMs: 300 }, flags);
+    const draft = { state: flags.state ?? 'running', node: flags.node ?? 'unset', meta, rbd: info.rbd };
+    // Validate before touching ZooKeeper: a bad name, or a node outside --limit, is bad input.
+    try {
+      parseWith(VmMetaSchema, meta, 'spec.meta');
+      if (flags.node !== undefined) encodeVmSpec(draft);
+    } catch (error) {
+      if (error instanceof ValidationError) throw error.withSource(`vm ${name}`);
+      throw error;
+    }
+    await withCluster(cmd, async (cluster) => {
+      const { store, paths } = cluster;
+      const existing = await readVm(store, paths, name);
+      if (existing.spec) throw new CliError(`vm ${name} already exists; change it with vk apply or vk vm meta`);
+      const others = await readAllVms(store, paths);
+      const owner = others.find((v) => info.uuid !== undefined && v.xml?.info?.uuid === info.uuid);
+      if (owner) throw usageError(`${file}/domain/uuid: duplicate UUID ${info.uuid}: VM ${JSON.stringify(owner.name)} in the cluster already has it`);
+      let node = flags.node;
+      if (node === undefined) node = await chooseNode(cluster, draft, undefined, name);
+      else await requireNode(cluster, node);
+      const spec: VmSpec = { ...draft, node } as VmSpec;
+      let encoded: string;
+      try {
+        encoded = encodeVmSpec(spec);
+      } catch (error) {
+        if (error instanceof ValidationError) throw error.withSource(`vm ${name}`);
+        throw error;
+      }
+      await ensureLayout(cluster);
+      const ops = [];
+      if (!existing.parent) ops.push({ op: 'create' as const, path: paths.vm(name) });
+      ops.push({ op: 'create' as const, path: paths.vmSpec(name), data: encoded });
+      if (existing.xml) ops.push({ op: 'set' as const, path: paths.vmXml(name), data: xml, version: existing.xml.version });
+      else ops.push({ op: 'create' as const, path: paths.vmXml(name), data: xml });
+      await store.multi(ops);
+      println(`vm/${name} defined on ${node}`);
+      if (flags.wait) {
+        const state = flags.state ?? 'running';
+        await waitForVm(cluster, name, 0, flags, 'defined', (s) => s.node === node && s.phase === phaseFor(state));
+      }
+    });
+  });
+}
+
+function registerMeta(vm: Command): void {
+  addMetaOptions(vm.command('meta').description("change a VM's metadata (node limit, selector, autostart, migration method, downtime)").argument('<name>', 'VM name')).action(
+    async (name: string, flags: MetaFlags, cmd: Command) => {
+      await withCluster(cmd, async (cluster) => {
+        const updated = await updateVmSpec(cluster, name, (spec) => ({ ...spec, meta: applyMeta(spec.meta, flags) }));
+        println(`vm/${name} ${updated.changed ? 'configured' : 'unchanged'}`);
+      });
+    },
+  );
+}
+
+interface MigrateFlags extends WaitFlags {
+  node?: string;
+  force?: boolean;
+  forceLive?: boolean;
+}
+
+async function migrationTarget(cluster: Cluster, vm: VmState & { spec: { value: VmSpec } }, node: string | undefined): Promise<string> {
+  const spec = vm.spec.value;
+  if (node === undefined) return chooseNode(cluster, spec, spec.node, vm.name);
+  await requireNode(cluster, node);
+  return node;
+}
+
+async function waitForMove(cluster: Cluster, name: string, updated: Updated<VmSpec>, flags: WaitFlags, goal: string) {
+  if (!flags.wait) return;
+  await maybeWait(cluster, name, updated, flags, goal);
+}
+
+function registerMigrations(vm: Command): void {
+  addWaitOptions(
+    vm
+      .command('migrate')
+      .description('move a VM to another node for now (vk vm unmigrate brings it back)')
+      .argument('<name>', 'VM name')
+      .option('--node <node>', 'target node (default: chosen by the VM\'s selector within its node limit)')
+      .option('--force', 'migrate a VM that is already migrated (keeps its original previous node)')
+      .option('--force-live', 'live migration only, never fall back to shutdown (sets meta.migrationMethod to live)'),
+  ).action(async (name: string, flags: MigrateFlags, cmd: Command) => {
+    await withCluster(cmd, async (cluster) => {
+      const vm = await readExistingVm(cluster.store, cluster.paths, name);
+      const target = await migrationTarget(cluster, vm, flags.node);
+      const updated = await updateVmSpec(cluster, name, (spec) => {
+        if (spec.previousNode && !flags.force) {
+          throw new CliError(
+            `vm ${name} is already migrated (from ${spec.previousNode}); use --force to migrate it again (keeping ${spec.previousNode} as its previous node), vk vm unmigrate to bring it back, or vk vm move to make the move permanent`,
+          );
+        }
+        if (spec.node === target) throw new CliError(`vm ${name} is already on ${target}`);
+        const meta = flags.forceLive ? { ...spec.meta, migrationMethod: 'live' as const } : spec.meta;
+        // Back to where it came from (only reachable with --force): that is an unmigrate.
+        if (spec.previousNode === target) {
+          const { previousNode: _back, ...rest } = spec;
+          return { ...rest, node: target, meta };
+        }
+        // A forced re-migration keeps the original previous node (seed 002).
+        const previousNode = spec.previousNode ? spec.previousNode : spec.node;
+        return { ...spec, node: target, previousNode, meta };
+      });
+      const previous = updated.after.previousNode;
+      println(`vm/${name} migrating ${updated.before.node} → ${target}${previous ? ` (previous node ${previous})` : ' (back to its previous node)'}`);
+      if (flags.forceLive && updated.before.meta.migrationMethod !== 'live') {
+        println(`note: meta.migrationMethod is now live for this and later migrations (vk vm meta ${name} --method default to undo)`);
+      }
+      await waitForMove(cluster, name, updated, flags, 'migrated');
+    });
+  });
+
+  addWaitOptions(
+    vm
+      .command('move')
+      .description('move a VM to another node permanently (clears its previous node)')
+      .argument('<name>', 'VM name')
+      .option('--node <node>', 'target node (default: chosen by the VM\'s selector within its node limit)'),
+  ).action(async (name: string, flags: MigrateFlags, cmd: Command) => {
+    await withCluster(cmd, async (cluster) => {
+      const vm = await readExistingVm(cluster.store, cluster.paths, name);
+      const target = await migrationTarget(cluster, vm, flags.node);
+      const updated = await updateVmSpec(cluster, name, (spec) => {
+        if (spec.node === target && !spec.previousNode) throw new CliError(`vm ${name} is already on ${target}`);
+        const { previousNode: _dropped, ...rest } = spec;
+        return { ...rest, node: target };
+      });
+      println(`vm/${name} moved ${updated.before.node} → ${target} (permanently)`);
+      await waitForMove(cluster, name, updated, flags, 'moved');
+    });
+  });
+
+  addWaitOptions(vm.command('unmigrate').description('move a migrated VM back to its previous node').argument('<name>', 'VM name')).action(
+    async (name: string, flags: WaitFlags, cmd: Command) => {
+      await withCluster(cmd, async (cluster) => {
+        const updated = await updateVmSpec(cluster, name, (spec) => {
+          if (!spec.previousNode) throw new CliError(`vm ${name} is not migrated (it has no previous node)`);
+          const { previousNode, ...rest } = spec;
+          return { ...rest, node: previousNode };
+        });
+        println(`vm/${name} returning ${updated.before.node} → ${updated.after.node}`);
+        await waitForMove(cluster, name, updated, flags, 'unmigrated');
+      });
+    },
+  );
+}
+
+interface RemoveFlags extends WaitFlags {
+  force?: boolean;
+}
+
+async function removeVm(cluster: Cluster, name: string, force: boolean): Promise<VmState> {
+  const { store, paths } = cluster;
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    const vm = await readExistingVm(store, paths, name, { status: true });
+    const state = vm.spec.value.state;
+    if (state === 'running' && !force) {
+      throw new CliError(`vm ${name} is running (desired state running); stop or disable it first, or use --force`);
+    }
+    const children = (await store.children(paths.vm(name))) ?? [];
+    const stats = await Promise.all(children.map(async (c) => ({ path: `${paths.vm(name)}/${c}`, stat: await store.exists(`${paths.vm(name)}/${c}`) })));
+    const parent = await store.exists(paths.vm(name));
+    if (!parent || stats.some((s) => s.stat === null || s.stat.numChildren > 0)) continue;
+    try {
+      await store.multi([
+        ...stats.map((s) => ({ op: 'delete' as const, path: s.path, version: s.stat!.version })),
+        { op: 'delete' as const, path: paths.vm(name), version: parent.version },
+      ]);
+      return vm;
+    } catch (error) {
+      if (!(error instanceof ZkError) || !['BAD_VERSION', 'NO_NODE', 'NOT_EMPTY', 'NODE_EXISTS'].includes(error.code)) throw error;
+    }
+  }
+  throw new CliError(`vm ${name} kept changing while being removed; gave up after 5 attempts`);
+}
+
+function registerRemove(vm: Command): void {
+  addWaitOptions(
+    vm
+      .command('remove')
+      .description('delete a VM from the cluster (its node destroys and undefines the domain)')
+      .argument('<name>', 'VM name')
+      .option('--force', 'remove it even if its desired state is running'),
+  ).action(async (name: string, flags: RemoveFlags, cmd: Command) => {
+    await withCluster(cmd, async (cluster) => {
+      const removed = await removeVm(cluster, name, flags.force === true);
+      println(`vm/${name} removed`);
+      const node = removed.status?.value.node;
+      if (!flags.wait || node === undefined) return;
+      // The VM's status went with it; the node's status lists what still runs there.
+      const source = cluster.store.watchData(cluster.paths.nodeStatus(node)).pipe(map((s) => [s]));
+      const done = await waitFor(
+        source,
+        ([state]): Verdict => {
+          const status = dataOf(state, (raw) => decodeNodeStatus(raw));
+          if (!status) return { done: `vm/${name} gone (node ${node} reports no status)` };
+          return status.runningVms.includes(name) ? { pending: `still running on ${node}` } : { done: `vm/${name} no longer runs on ${node}` };
+        },
+        { what: `vm/${name}`, timeoutSeconds: flags.timeout },
+      );
+      println(done);
+    });
+  });
+}
+
+interface LogFlags {
+  follow?: boolean;
+  lines?: number;
+}
+
+/** The lines of `next` that were not in `previous`: the console buffer is a sliding window. */
+export function newConsoleLines(previous: readonly string[], next: readonly string[]): string[] {
+  for (let drop = 0; drop <= previous.length; drop++) {
+    const overlap = previous.length - drop;
+    if (overlap > next.length) continue;
+    let match = true;
+    for (let i = 0; i < overlap; i++) {
+      if (previous[drop + i] !== next[i]) {
+        match = false;
+        break;
+      }
+    }
+    if (match && (overlap > 0 || previous.length === 0)) return next.slice(overlap);
+  }
+  // No overlap: the log started over (the domain restarted).
+  return [...next];
+}
+
+function splitConsole(text: string): string[] {
+  return text === '' ? [] : text.split('\n');
+}
+
+function registerLog(vm: Command): void {
+  vm.command('log')
+    .description("show the VM's serial console log (the last lines the node keeps in ZooKeeper)")
+    .argument('<name>', 'VM name')
+    .option('-f, --follow', 'keep printing new lines as they arrive (Ctrl-C to stop)')
+    .option('-n, --lines <count>', 'how many of the last lines to show (default 100)', parsePositiveInt)
+    .action(async (name: string, flags: LogFlags, cmd: Command) => {
+      const count = flags.lines ?? 100;
+      await withCluster(cmd, async (cluster) => {
+        const { store, paths } = cluster;
+        const vm = await readExistingVm(store, paths, name, { console: true });
+        if (!flags.follow) {
+          if (!vm.console) {
+            process.stderr.write(`vm ${name} has no console log yet (its XML needs <serial><log file='…'/></serial>)\n`);
+            return;
+          }
+          for (const line of splitConsole(vm.console.text).slice(-count)) println(line);
+          return;
+        }
+        let shown: string[] | null = null;
+        await new Promise<void>((resolve, reject) => {
+          const subscription = store.watchData(paths.vmConsole(name)).subscribe({
+            next: (state) => {
+              const lines = state.kind === 'data' ? splitConsole(state.data.toString('utf8')) : [];
+              const fresh = shown === null ? lines.slice(-count) : newConsoleLines(shown, lines);
+              for (const line of fresh) println(line);
+              shown = lines;
+            },
+            error: reject,
+            complete: resolve,
+          });
+          const stop = () => {
+            subscription.unsubscribe();
+            resolve();
+          };
+          process.once('SIGINT', stop);
+          process.once('SIGTERM', stop);
+        });
+      });
+    });
+}
+
+export function registerVm(program: Command): void {
+  const vm = program.command('vm').description('act on one VM (PVC-style verbs that edit its spec)');
+  registerDefine(vm);
+  registerMeta(vm);
+  stateVerb(vm, 'start', 'set the desired state to running', 'running', undefined, 'started');
+  stateVerb(vm, 'stop', 'stop the VM at once (desired state stopped, forced: the domain is destroyed)', 'stopped', 'force', 'stopped');
+  stateVerb(vm, 'shutdown', 'shut the VM down gracefully (ACPI, then destroyed after the shutdown timeout)', 'stopped', 'graceful', 'shut down');
+  stateVerb(vm, 'disable', 'stop the VM and keep it stopped (desired state disabled)', 'disabled', undefined, 'disabled');
+  addWaitOptions(vm.command('restart').description('restart a running VM once (bumps restartedAt)').argument('<name>', 'VM name')).action(
+    async (name: string, flags: WaitFlags, cmd: Command) => {
+      await withCluster(cmd, async (cluster) => {
+        const now = new Date().toISOString();
+        const updated = await updateVmSpec(cluster, name, (spec) => {
+          if (spec.state !== 'running') throw new CliError(`vm ${name} is ${spec.state}, not running; use vk vm start`);
+          return { ...spec, restartedAt: now };
+        });
+        println(`vm/${name} restart requested`);
+        await maybeWait(cluster, name, updated, flags, 'restarted', (s) => s.restartedAt === now);
+      });
+    },
+  );
+  registerMigrations(vm);
+  registerRemove(vm);
+  registerLog(vm);
+}

@@ -1,0 +1,279 @@
+// Manifests: YAML or JSON documents of kind VM, Network, Node or ClusterConfig, several per file
+// (`---`), read from files or directories (recursively: *.yaml, *.yml, *.json, sorted).
+//
+// Everything is validated before anything is written: every document of every file, the XML of
+// every VM (inline or xmlFile, relative to the manifest), duplicates among the documents (same
+// kind and name, same domain UUID), and UUIDs already held by another VM in ZooKeeper. Each bad
+// document gives one error line `<file>#<n>: <field>: <reason>`; the run then writes nothing.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, extname, join, resolve } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import {
+  API_VERSION,
+  decodeManifest,
+  parseVmXml,
+  splitVmManifestSpec,
+  ValidationError,
+  type ClusterConfig,
+  type DomainInfo,
+  type NetworkSpec,
+  type NodeSpec,
+  type VmSpec,
+} from '../schemas/index.ts';
+import type { VmState } from './cluster.ts';
+import { ManifestErrors, usageError } from './errors.ts';
+
+const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
+
+/** One parsed document, before validation. */
+export interface RawDocument {
+  /** `file#n`, n counting documents of the file from 1. */
+  source: string;
+  file: string;
+  doc: unknown;
+}
+
+interface Common {
+  name: string;
+  source: string;
+  /** The manifest with everything resolved (xmlFile read into xml, defaults filled): what a plan file stores. */
+  manifest: Record<string, unknown>;
+}
+
+export type DesiredObject =
+  | (Common & { kind: 'VM'; spec: VmSpec; xml: string; info: DomainInfo; xmlField: string })
+  | (Common & { kind: 'Network'; spec: NetworkSpec })
+  | (Common & { kind: 'Node'; spec: NodeSpec })
+  | (Common & { kind: 'ClusterConfig'; spec: ClusterConfig });
+
+/** The kubectl-style id of an object: vm/web1, network/100, node/hv1, clusterconfig/cluster. */
+export function objectId(obj: { kind: string; name: string }): string {
+  return `${obj.kind.toLowerCase()}/${obj.name}`;
+}
+
+/** Order in which objects are written: what VMs refer to comes first. */
+const KIND_ORDER = { ClusterConfig: 0, Network: 1, Node: 2, VM: 3 } as const;
+
+export function sortForWrite<T extends { kind: keyof typeof KIND_ORDER }>(objects: readonly T[]): T[] {
+  return objects
+    .map((o, i) => ({ o, i }))
+    .sort((a, b) => KIND_ORDER[a.o.kind] - KIND_ORDER[b.o.kind] || a.i - b.i)
+    .map(({ o }) => o);
+}
+
+/** Files named by `paths` (directories walked recursively, sorted). A missing path is a usage error. */
+export function manifestFiles(paths: readonly string[]): string[] {
+  const files: string[] = [];
+  const walk = (dir: string) => {
+    const entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const entry of entries) {
+      const full = join(dir, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else if (entry.isFile() && MANIFEST_EXTENSIONS.has(extname(entry.name).toLowerCase())) files.push(full);
+    }
+  };
+  for (const path of paths) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(path).isDirectory();
+    } catch (error) {
+      throw usageError(`${path}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (error as Error).message}`);
+    }
+    if (isDir) walk(path);
+    else files.push(path);
+  }
+  return files;
+}
+
+/** The first line of a parser message, without the colon that introduced its (dropped) context. */
+function oneLine(text: string): string {
+  return text.split('\n')[0]!.trim().replace(/:$/, '');
+}
+
+/** Parses every document of every file; syntax errors are collected, one per document. */
+export function readDocuments(files: readonly string[], errors: ValidationError[]): RawDocument[] {
+  const out: RawDocument[] = [];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      throw usageError(`${file}: cannot read: ${(error as Error).message}`);
+    }
+    if (extname(file).toLowerCase() === '.json') {
+      try {
+        out.push({ source: `${file}#1`, file, doc: JSON.parse(text) });
+      } catch (error) {
+        errors.push(new ValidationError('(document)', undefined, `JSON syntax error: ${oneLine((error as Error).message)}`, { source: `${file}#1`, showValue: false }));
+      }
+      continue;
+    }
+    const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true });
+    const list = Array.isArray(docs) ? docs : [docs];
+    list.forEach((doc, i) => {
+      const source = `${file}#${i + 1}`;
+      const problem = doc.errors[0];
+      if (problem) {
+        errors.push(new ValidationError('(document)', undefined, `YAML syntax error: ${oneLine(problem.message)}`, { source, showValue: false }));
+        return;
+      }
+      const value: unknown = doc.toJS({ maxAliasCount: 100 });
+      if (value === null || value === undefined) return; // an empty document (a trailing ---)
+      out.push({ source, file, doc: value });
+    });
+  }
+  return out;
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** Validates one document; `baseDir` resolves a VM's xmlFile. */
+export function decodeDocument(raw: RawDocument, baseDir: string): DesiredObject {
+  const manifest = decodeManifest(raw.doc, raw.source);
+  const source = raw.source;
+  try {
+    switch (manifest.kind) {
+      case 'VM': {
+        const name = manifest.metadata.name;
+        const split = splitVmManifestSpec(manifest.spec);
+        let xml: string;
+        let xmlField: string;
+        if (split.xml !== undefined) {
+          xml = split.xml;
+          xmlField = 'spec.xml';
+        } else {
+          const file = resolve(baseDir, split.xmlFile!);
+          xmlField = 'spec.xmlFile';
+          try {
+            xml = readFileSync(file, 'utf8');
+          } catch (error) {
+            const code = (error as NodeJS.ErrnoException).code;
+            const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (error as Error).message;
+            throw new ValidationError('spec.xmlFile', split.xmlFile, `cannot read ${file}: ${why}`, { kind: 'path' });
+          }
+        }
+        const info = parseVmXml(xml, name, xmlField);
+        const spec = split.spec;
+        const givenRbd = ((raw.doc as { spec?: { rbd?: unknown } }).spec ?? {}).rbd;
+        if (givenRbd !== undefined && !sameList(spec.rbd, info.rbd)) {
+          throw new ValidationError('spec.rbd', spec.rbd, `must list the RBD disks of the domain XML ${JSON.stringify(info.rbd)} (or be left out: it is derived from the XML)`);
+        }
+        const fullSpec: VmSpec = { ...spec, rbd: info.rbd };
+        return {
+          kind: 'VM',
+          name,
+          source,
+          spec: fullSpec,
+          xml,
+          info,
+          xmlField,
+          manifest: { apiVersion: API_VERSION, kind: 'VM', metadata: { name }, spec: { ...fullSpec, xml } },
+        };
+      }
+      case 'Network':
+        return {
+          kind: 'Network',
+          name: manifest.metadata.name,
+          source,
+          spec: manifest.spec,
+          manifest: { apiVersion: API_VERSION, kind: 'Network', metadata: { name: manifest.metadata.name }, spec: manifest.spec },
+        };
+      case 'Node':
+        return {
+          kind: 'Node',
+          name: manifest.metadata.name,
+          source,
+          spec: manifest.spec,
+          manifest: { apiVersion: API_VERSION, kind: 'Node', metadata: { name: manifest.metadata.name }, spec: manifest.spec },
+        };
+      case 'ClusterConfig':
+        return {
+          kind: 'ClusterConfig',
+          name: 'cluster',
+          source,
+          spec: manifest.spec,
+          manifest: { apiVersion: API_VERSION, kind: 'ClusterConfig', metadata: { name: 'cluster' }, spec: manifest.spec },
+        };
+    }
+  } catch (error) {
+    if (error instanceof ValidationError) throw error.withSource(source);
+    throw error;
+  }
+}
+
+/**
+ * Validates every document and the rules across them; throws ManifestErrors (one line per bad
+ * document) when anything is wrong. `errors` may already hold syntax errors.
+ */
+export function decodeDocuments(docs: readonly RawDocument[], errors: ValidationError[] = []): DesiredObject[] {
+  const objects: DesiredObject[] = [];
+  for (const raw of docs) {
+    try {
+      objects.push(decodeDocument(raw, dirname(raw.file)));
+    } catch (error) {
+      if (error instanceof ValidationError) errors.push(error);
+      else throw error;
+    }
+  }
+  const byId = new Map<string, DesiredObject>();
+  const byUuid = new Map<string, DesiredObject>();
+  for (const obj of objects) {
+    const id = `${obj.kind}/${obj.name}`;
+    const first = byId.get(id);
+    if (first) {
+      errors.push(new ValidationError('metadata.name', obj.name, `duplicate ${obj.kind} name: also defined in ${first.source}`, { source: obj.source, kind: 'name' }));
+      continue;
+    }
+    byId.set(id, obj);
+    if (obj.kind === 'VM' && obj.info.uuid !== undefined) {
+      const other = byUuid.get(obj.info.uuid);
+      if (other) {
+        errors.push(
+          new ValidationError(`${obj.xmlField}/domain/uuid`, obj.info.uuid, `duplicate UUID: VM ${JSON.stringify(other.name)} (${other.source}) has it too`, {
+            source: obj.source,
+            kind: 'UUID',
+          }),
+        );
+      } else byUuid.set(obj.info.uuid, obj);
+    }
+  }
+  if (errors.length > 0) throw new ManifestErrors(errors);
+  return objects;
+}
+
+/** Reads and validates manifests from files/directories (no ZooKeeper involved). */
+export function loadManifests(paths: readonly string[]): DesiredObject[] {
+  const files = manifestFiles(paths);
+  const errors: ValidationError[] = [];
+  const docs = readDocuments(files, errors);
+  if (docs.length === 0 && errors.length === 0) throw usageError(`no manifests found in ${paths.join(', ')}`);
+  return decodeDocuments(docs, errors);
+}
+
+/** Refuses VMs whose domain UUID another VM (of another name) already holds in ZooKeeper. */
+export function checkAgainstCluster(objects: readonly DesiredObject[], liveVms: readonly VmState[]): void {
+  const owners = new Map<string, string>();
+  // A VM the manifests redefine will hold the manifest's UUID, not the one it has now.
+  const redefined = new Set(objects.filter((o) => o.kind === 'VM').map((o) => o.name));
+  for (const vm of liveVms) {
+    if (redefined.has(vm.name)) continue;
+    const uuid = vm.xml?.info?.uuid;
+    if (uuid !== undefined) owners.set(uuid, vm.name);
+  }
+  const errors: ValidationError[] = [];
+  for (const obj of objects) {
+    if (obj.kind !== 'VM' || obj.info.uuid === undefined) continue;
+    const owner = owners.get(obj.info.uuid);
+    if (owner !== undefined && owner !== obj.name) {
+      errors.push(
+        new ValidationError(`${obj.xmlField}/domain/uuid`, obj.info.uuid, `duplicate UUID: VM ${JSON.stringify(owner)} in the cluster already has it`, {
+          source: obj.source,
+          kind: 'UUID',
+        }),
+      );
+    }
+  }
+  if (errors.length > 0) throw new ManifestErrors(errors);
+}

@@ -1,0 +1,215 @@
+// What `vk apply` writes for each manifest object, and what `vk diff` compares.
+//
+// An object maps to znodes ("parts"): a VM to /vms/<name>/spec and /vms/<name>/xml, a network to
+// /networks/<vni>/spec, a node to /nodes/<name>/spec, the cluster config to /config. Writing one
+// object is one multi: create ops for absent znodes (and the object's parent znode), set ops with
+// the versions read for changed ones, check ops for the unchanged parts of a changed object (the
+// write is based on one consistent view). An object whose encoded bytes all equal what ZooKeeper
+// holds is not written at all.
+//
+// A VM's previousNode and restartedAt are operational state set by verbs (migrate, restart): when
+// ZooKeeper has them and the manifest does not, they are kept.
+import { TransactionError, type Op, type ZkStat } from '../controllers/zk/index.ts';
+import {
+  decodeClusterConfig,
+  decodeNetworkSpec,
+  decodeNodeSpec,
+  decodeVmSpec,
+  encodeClusterConfig,
+  encodeNetworkSpec,
+  encodeNodeSpec,
+  encodeVmSpec,
+  type VmSpec,
+} from '../schemas/index.ts';
+import type { Cluster } from './connect.ts';
+import { ensureLayout } from './connect.ts';
+import { CliError, EXIT_USAGE } from './errors.ts';
+import { objectId, sortForWrite, type DesiredObject } from './manifests.ts';
+import { toYaml } from './output.ts';
+
+export type ApplyResult = 'created' | 'configured' | 'unchanged';
+
+export interface Part {
+  path: string;
+  /** spec, xml or config: names the part in diffs. */
+  label: string;
+  desired: string;
+  live: { data: Buffer; version: number; stat: ZkStat } | null;
+  same: boolean;
+  /** Renderings compared by `vk diff` (YAML for JSON values, the text itself for XML). */
+  liveText: string;
+  desiredText: string;
+}
+
+export interface PreparedObject {
+  obj: DesiredObject;
+  id: string;
+  result: ApplyResult;
+  parts: Part[];
+  ops: Op[];
+  /** The VM spec that would be written (manifest plus kept operational fields). */
+  vmSpec?: VmSpec;
+}
+
+type Decoder = (value: unknown) => unknown;
+
+function jsonPart(path: string, label: string, desired: string, live: Part['live'], decode: Decoder, encode: (v: unknown) => string): Part {
+  let liveValue: unknown;
+  let canonical: string | undefined;
+  if (live) {
+    try {
+      liveValue = decode(live.data);
+      canonical = encode(liveValue);
+    } catch {
+      // Not decodable: compare and show the raw text.
+      try {
+        liveValue = JSON.parse(live.data.toString('utf8'));
+      } catch {
+        liveValue = live.data.toString('utf8');
+      }
+    }
+  }
+  const same = live !== null && (live.data.toString('utf8') === desired || canonical === desired);
+  return {
+    path,
+    label,
+    desired,
+    live,
+    same,
+    liveText: live ? toYaml(liveValue) : '',
+    desiredText: toYaml(JSON.parse(desired)),
+  };
+}
+
+function textPart(path: string, label: string, desired: string, live: Part['live']): Part {
+  const liveText = live ? live.data.toString('utf8') : '';
+  return { path, label, desired, live, same: live !== null && liveText === desired, liveText, desiredText: desired };
+}
+
+/** Reads what ZooKeeper holds for `obj` and works out the write. */
+export async function prepareObject({ store, paths }: Cluster, obj: DesiredObject): Promise<PreparedObject> {
+  let parent: string | null = null;
+  let parts: Part[];
+  let vmSpec: VmSpec | undefined;
+  switch (obj.kind) {
+    case 'VM': {
+      parent = paths.vm(obj.name);
+      const [spec, xml] = await Promise.all([store.get(paths.vmSpec(obj.name)), store.get(paths.vmXml(obj.name))]);
+      const merged: VmSpec = { ...obj.spec };
+      if (spec) {
+        let liveSpec: VmSpec | undefined;
+        try {
+          liveSpec = decodeVmSpec(spec.data);
+        } catch {
+          liveSpec = undefined;
+        }
+        if (liveSpec && merged.previousNode === undefined && liveSpec.previousNode !== undefined) merged.previousNode = liveSpec.previousNode;
+        if (liveSpec && merged.restartedAt === undefined && liveSpec.restartedAt !== undefined) merged.restartedAt = liveSpec.restartedAt;
+      }
+      vmSpec = merged;
+      parts = [
+        jsonPart(paths.vmSpec(obj.name), 'spec', encodeVmSpec(merged), spec, (v) => decodeVmSpec(v), (v) => encodeVmSpec(v as VmSpec)),
+        textPart(paths.vmXml(obj.name), 'xml', obj.xml, xml),
+      ];
+      break;
+    }
+    case 'Network': {
+      parent = paths.network(obj.name);
+      const spec = await store.get(paths.networkSpec(obj.name));
+      parts = [jsonPart(paths.networkSpec(obj.name), 'spec', encodeNetworkSpec(obj.spec), spec, (v) => decodeNetworkSpec(v), (v) => encodeNetworkSpec(v as never))];
+      break;
+    }
+    case 'Node': {
+      parent = paths.node(obj.name);
+      const spec = await store.get(paths.nodeSpec(obj.name));
+      parts = [jsonPart(paths.nodeSpec(obj.name), 'spec', encodeNodeSpec(obj.spec), spec, (v) => decodeNodeSpec(v), (v) => encodeNodeSpec(v as never))];
+      break;
+    }
+    case 'ClusterConfig': {
+      const config = await store.get(paths.config);
+      parts = [jsonPart(paths.config, 'config', encodeClusterConfig(obj.spec), config, (v) => decodeClusterConfig(v), (v) => encodeClusterConfig(v as never))];
+      break;
+    }
+  }
+  const result: ApplyResult = parts.every((p) => p.live === null) ? 'created' : parts.every((p) => p.same) ? 'unchanged' : 'configured';
+  const ops: Op[] = [];
+  if (result !== 'unchanged') {
+    if (parent !== null && !(await store.exists(parent))) ops.push({ op: 'create', path: parent });
+    for (const part of parts) {
+      if (part.live === null) ops.push({ op: 'create', path: part.path, data: part.desired });
+      else if (part.same) ops.push({ op: 'check', path: part.path, version: part.live.version });
+      else ops.push({ op: 'set', path: part.path, data: part.desired, version: part.live.version });
+    }
+  }
+  return { obj, id: objectId(obj), result, parts, ops, ...(vmSpec && { vmSpec }) };
+}
+
+/** The highest zxid at which any part of `prepared` changed. */
+export function lastChange(prepared: PreparedObject): bigint {
+  let max = 0n;
+  for (const part of prepared.parts) if (part.live && part.live.stat.mzxid > max) max = part.live.stat.mzxid;
+  return max;
+}
+
+export interface ApplyOptions {
+  dryRun?: boolean;
+  /** Applying a saved plan: refuse when any object changed after this zxid, and never retry. */
+  planZxid?: bigint;
+  print?: (line: string) => void;
+}
+
+export class StalePlanError extends CliError {
+  constructor(detail: string) {
+    super(`the plan is stale: ${detail}; run vk plan again`, EXIT_USAGE);
+  }
+}
+
+function checkFresh(prepared: PreparedObject, planZxid: bigint | undefined): void {
+  if (planZxid === undefined) return;
+  const changed = lastChange(prepared);
+  if (changed > planZxid) throw new StalePlanError(`${prepared.id} changed at zxid ${changed}, after the plan (zxid ${planZxid})`);
+}
+
+function isConflict(error: unknown): boolean {
+  return error instanceof TransactionError && ['BAD_VERSION', 'NODE_EXISTS', 'NO_NODE'].includes(error.cause.code);
+}
+
+/**
+ * Writes `objects` (already validated), one multi each, printing `vm/web1 created|configured|unchanged`.
+ * Every object is read and encoded before the first write; a write that loses a race with another
+ * writer is re-read and retried (not when applying a saved plan: that is a stale plan).
+ */
+export async function applyObjects(cluster: Cluster, objects: readonly DesiredObject[], options: ApplyOptions = {}): Promise<PreparedObject[]> {
+  const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const sorted = sortForWrite(objects);
+  const prepared: PreparedObject[] = [];
+  for (const obj of sorted) {
+    const p = await prepareObject(cluster, obj);
+    checkFresh(p, options.planZxid);
+    prepared.push(p);
+  }
+  if (options.dryRun) {
+    for (const p of prepared) print(`${p.id} ${p.result} (dry run)`);
+    return prepared;
+  }
+  await ensureLayout(cluster);
+  const done: PreparedObject[] = [];
+  for (let i = 0; i < prepared.length; i++) {
+    let p = prepared[i]!;
+    for (let attempt = 1; ; attempt++) {
+      if (p.ops.length === 0) break;
+      try {
+        await cluster.store.multi(p.ops);
+        break;
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+        if (options.planZxid !== undefined) throw new StalePlanError(`${p.id} changed while applying the plan`);
+        if (attempt >= 5) throw error;
+        p = await prepareObject(cluster, p.obj);
+      }
+    }
+    print(`${p.id} ${p.result}`);
+    done.push(p);
+  }
+  return done;
+}

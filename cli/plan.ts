@@ -1,0 +1,154 @@
+// `vk plan`: what the cluster would do, per node, computed from what ZooKeeper holds.
+//
+// The CLI cannot see the nodes' libvirts, so the observation is the VM's status: the domain is
+// taken to be on status.node, in status.domainState (else a state inferred from status.phase).
+// planDomain (the domain reconciler's own pure planner) then runs for spec.node and, when the
+// status names another node, for that node too. A running VM whose spec.node moved is shown as
+// one migration `web1 migrate hv1 → hv2` instead of a destroy there and a start here. Status
+// writes are bookkeeping and left out. A node whose spec asks for another domainState than its
+// status reports shows a flush or ready.
+import { migrationInFlight, planDomain, describeDomainAction, type DomainAction, type DomainRunState, type LocalDomain } from '../reconcilers/domain.ts';
+import { xmlHash, type MigrationRecord, type NodeSpec, type NodeStatus, type VmSpec, type VmStatus } from '../schemas/index.ts';
+
+export interface VmView {
+  name: string;
+  spec: VmSpec;
+  generation: number;
+  xml: string;
+  status: { value: VmStatus; version: number } | null;
+  migration: MigrationRecord | null;
+}
+
+export interface NodeView {
+  name: string;
+  spec: NodeSpec | null;
+  status: NodeStatus | null;
+}
+
+export interface PlanAction {
+  node: string;
+  /** null for an action of the node itself (flush, ready). */
+  vm: string | null;
+  action: string;
+  /** The line printed under the node. */
+  description: string;
+  [detail: string]: unknown;
+}
+
+const RUN_STATES: ReadonlySet<string> = new Set<DomainRunState>(['nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff', 'crashed', 'pmsuspended']);
+
+/** The domain a status describes, as the node that wrote it would see it. */
+export function domainFromStatus(status: VmStatus | null): LocalDomain | null {
+  if (!status) return null;
+  if (status.domainState !== undefined && RUN_STATES.has(status.domainState)) {
+    return { state: status.domainState as DomainRunState, persistent: true };
+  }
+  switch (status.phase) {
+    case 'Running':
+    case 'Starting':
+    case 'ShuttingDown':
+    case 'Migrating':
+      return { state: 'running', persistent: true };
+    default:
+      return { state: 'shutoff', persistent: true };
+  }
+}
+
+function fromDomainAction(node: string, vm: string, action: DomainAction): PlanAction {
+  const description = describeDomainAction(node, vm, action).slice(node.length + 1);
+  switch (action.kind) {
+    case 'define':
+      return { node, vm, action: 'define', why: action.why, description };
+    case 'shutdown':
+      return { node, vm, action: 'shutdown', timeoutMs: action.timeoutMs, description };
+    case 'wait':
+      return { node, vm, action: 'wait', ms: action.ms, why: action.why, description };
+    default:
+      return { node, vm, action: action.kind, description };
+  }
+}
+
+function migrateAction(vm: VmView, from: string, to: string, note?: string): PlanAction {
+  const method = vm.spec.meta.migrationMethod;
+  const description = `${vm.name} migrate ${from} → ${to} (method ${method}${note ? `; ${note}` : ''})`;
+  return { node: from, vm: vm.name, action: 'migrate', from, to, method, description };
+}
+
+export function planVm(vm: VmView, now: string): PlanAction[] {
+  const desired = { spec: vm.spec, generation: vm.generation, xml: vm.xml, xmlHash: xmlHash(vm.xml) };
+  const status = vm.status?.value ?? null;
+  const target = vm.spec.node;
+  const run = (node: string, domain: LocalDomain | null) =>
+    planDomain(vm.name, desired, { node, domain, status: vm.status, migration: vm.migration, now })
+      .filter((a) => a.kind !== 'writeStatus')
+      .map((a) => fromDomainAction(node, vm.name, a));
+
+  // A migration in flight: the migration reconciler owns the VM; a new target means abort and retarget.
+  const record = vm.migration;
+  if (record && migrationInFlight(record, record.source)) {
+    if (record.target !== target && record.source !== target) {
+      return [migrateAction(vm, record.source, target, `aborts the migration to ${record.target} in flight`)];
+    }
+    return [];
+  }
+
+  const here = status && status.node === target ? domainFromStatus(status) : null;
+  const onTarget = run(target, here);
+  if (!status || status.node === target) return onTarget;
+
+  const elsewhere = domainFromStatus(status);
+  const active = elsewhere !== null && ['running', 'blocked', 'paused', 'pmsuspended'].includes(elsewhere.state);
+  if (active && vm.spec.state === 'running') return [migrateAction(vm, status.node, target)];
+  return [...run(status.node, elsewhere), ...onTarget];
+}
+
+export function planNodeState(node: NodeView): PlanAction[] {
+  if (!node.spec || !node.status) return [];
+  const wanted = node.spec.domainState;
+  const now = node.status.domainState;
+  if (wanted === 'flushed' && (now === 'ready' || now === 'unflushing')) {
+    return [{ node: node.name, vm: null, action: 'flush', description: `(node) flush: move its VMs away (now ${now})` }];
+  }
+  if (wanted === 'ready' && (now === 'flushed' || now === 'flushing')) {
+    return [{ node: node.name, vm: null, action: 'ready', description: `(node) ready: take its VMs back (now ${now})` }];
+  }
+  return [];
+}
+
+/** Every action, sorted by node, then node actions first, then VM. */
+export function planCluster(vms: readonly VmView[], nodes: readonly NodeView[], now: string): PlanAction[] {
+  const actions = [...nodes.flatMap(planNodeState), ...vms.flatMap((vm) => planVm(vm, now))];
+  const key = (a: PlanAction) => `${a.node}\u0000${a.vm === null ? '' : `\u0001${a.vm}`}`;
+  return actions
+    .map((a, i) => ({ a, i }))
+    .sort((x, y) => (key(x.a) < key(y.a) ? -1 : key(x.a) > key(y.a) ? 1 : x.i - y.i))
+    .map(({ a }) => a);
+}
+
+/** Human rendering: one block per node. */
+export function renderPlan(actions: readonly PlanAction[]): string {
+  if (actions.length === 0) return 'No changes: the cluster is converged.';
+  const lines: string[] = [];
+  let node: string | undefined;
+  for (const a of actions) {
+    if (a.node !== node) {
+      node = a.node;
+      lines.push(`${node}:`);
+    }
+    lines.push(`  ${a.description}`);
+  }
+  const count = (kind: string) => actions.filter((a) => a.action === kind).length;
+  const summary = [
+    ['start', 'to start'],
+    ['shutdown', 'to shut down'],
+    ['destroy', 'to destroy'],
+    ['migrate', 'to migrate'],
+    ['define', 'to define'],
+    ['undefine', 'to undefine'],
+  ]
+    .map(([kind, text]) => [count(kind!), text] as const)
+    .filter(([n]) => n > 0)
+    .map(([n, text]) => `${n} ${text}`);
+  lines.push(`Plan: ${actions.length} action${actions.length === 1 ? '' : 's'}${summary.length > 0 ? ` (${summary.join(', ')})` : ''}.`);
+  return lines.join('\n');
+}

@@ -1,0 +1,76 @@
+// `--wait`: follow a status in ZooKeeper until it says done or failed, showing progress (one live
+// line on a TTY, a plain line per change otherwise). Failure and timeout are CliErrors (exit 1).
+import { Option } from 'commander';
+import { combineLatest, type Observable } from 'rxjs';
+import type { DataState, ZkStore } from '../controllers/zk/index.ts';
+import { parseSeconds } from './connect.ts';
+import { CliError } from './errors.ts';
+import { stdoutIsTty } from './output.ts';
+
+export const DEFAULT_WAIT_SECONDS = 120;
+
+export type Verdict = { done: string } | { failed: string } | { pending: string };
+
+export function waitOptions(): Option[] {
+  return [
+    new Option('--wait', 'follow the status until the change is done (exits non-zero if it fails)'),
+    new Option('--timeout <seconds>', `with --wait: give up after this long (default ${DEFAULT_WAIT_SECONDS})`).argParser(parseSeconds),
+  ];
+}
+
+/** The data of a znode state decoded with `decode`, or null when absent or undecodable. */
+export function dataOf<T>(state: DataState | undefined, decode: (raw: Buffer) => T): T | null {
+  if (!state || state.kind !== 'data') return null;
+  try {
+    return decode(state.data);
+  } catch {
+    return null;
+  }
+}
+
+/** Watches the data of `paths` together. */
+export function watchAll(store: ZkStore, paths: readonly string[]): Observable<DataState[]> {
+  return combineLatest(paths.map((p) => store.watchData(p)));
+}
+
+export async function waitFor<T>(source: Observable<T>, evaluate: (value: T) => Verdict, opts: { what: string; timeoutSeconds?: number }): Promise<string> {
+  const timeoutMs = Math.round((opts.timeoutSeconds ?? DEFAULT_WAIT_SECONDS) * 1000);
+  const tty = stdoutIsTty();
+  let lastLine = '';
+  const show = (line: string) => {
+    if (line === lastLine) return;
+    lastLine = line;
+    if (tty) process.stdout.write(`\r\u001b[K${line}`);
+    else process.stdout.write(`${line}\n`);
+  };
+  const clear = () => {
+    if (tty && lastLine !== '') process.stdout.write('\r\u001b[K');
+  };
+  return new Promise<string>((resolve, reject) => {
+    let finished = false;
+    const finish = (fn: () => void) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      queueMicrotask(() => subscription.unsubscribe());
+      clear();
+      fn();
+    };
+    const timer = setTimeout(() => {
+      finish(() =>
+        reject(new CliError(`timed out after ${timeoutMs / 1000}s waiting for ${opts.what}${lastLine ? ` (last: ${lastLine.replace(/^[^:]*: /, '')})` : ''}`)),
+      );
+    }, timeoutMs);
+    const subscription = source.subscribe({
+      next: (value) => {
+        if (finished) return;
+        const verdict = evaluate(value);
+        if ('done' in verdict) finish(() => resolve(verdict.done));
+        else if ('failed' in verdict) finish(() => reject(new CliError(verdict.failed)));
+        else show(`${opts.what}: ${verdict.pending}`);
+      },
+      error: (error: unknown) => finish(() => reject(error)),
+      complete: () => finish(() => reject(new CliError(`stopped following ${opts.what}: the connection to ZooKeeper closed`))),
+    });
+  });
+}
