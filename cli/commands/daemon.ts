@@ -1,8 +1,7 @@
 // `vk daemon`: run the node's reconcile daemon (or, with --dry-run, print what it would do and exit).
+// The controllers are imported inside the action, so other vk commands do not pay for loading them.
 import type { Command } from 'commander';
-import { envOverrides, loadDaemonConfig, type DaemonOverrides } from '../../controllers/daemon-config.ts';
-import { planNode, startDaemon } from '../../controllers/daemon.ts';
-import { createLogger } from '../../controllers/logger.ts';
+import type { DaemonOverrides } from '../../controllers/daemon-config.ts';
 import { ValidationError } from '../../schemas/index.ts';
 
 interface DaemonFlags {
@@ -50,9 +49,6 @@ export function registerDaemon(program: Command): void {
     .description('run the reconcile daemon of one hypervisor')
     .option('--node <name>', 'this hypervisor\'s node name (env VK_NODE)')
     .option('--config <file>', 'YAML config file (flags and env override it)')
-    .option('--zk <hosts>', 'ZooKeeper hosts host:port,… (env VK_ZK)')
-    .option('--root <path>', 'ZooKeeper root znode (env VK_ROOT, default /virtkeeper)')
-    .option('--auth <user:password>', 'ZooKeeper digest credentials (env VK_AUTH)')
     .option('--libvirt-socket <path>', 'libvirtd unix socket (env VK_LIBVIRT_SOCKET)')
     .option('--libvirt-uri <uri>', 'libvirt connection URI, e.g. qemu:///system (env VK_LIBVIRT_URI)')
     .option('--keepalive-ms <ms>', 'node status interval (default 5000)')
@@ -60,7 +56,12 @@ export function registerDaemon(program: Command): void {
     .option('--concurrency <n>', 'VMs reconciled at once (default 8)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env VK_LOG_LEVEL)')
     .option('--dry-run', 'print what this node would do now, one action per line, and change nothing')
-    .action(async (flags: DaemonFlags) => {
+    .action(async (_opts: DaemonFlags, cmd: Command) => {
+      // --zk, --root and --auth are the program's global options (env VK_ZK, VK_ROOT, VK_AUTH).
+      const flags = cmd.optsWithGlobals<DaemonFlags>();
+      const { envOverrides, loadDaemonConfig } = await import('../../controllers/daemon-config.ts');
+      const { planNode, startDaemon } = await import('../../controllers/daemon.ts');
+      const { createLogger } = await import('../../controllers/logger.ts');
       let cfg;
       try {
         cfg = loadDaemonConfig(flags.config, envOverrides(process.env), overridesFrom(flags));
