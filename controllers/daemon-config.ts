@@ -23,6 +23,21 @@ export const DaemonConfigSchema = z.strictObject({
       uri: z.string().min(1).default('qemu:///system'),
     })
     .prefault({}),
+  /**
+   * How peers reach this node for live migration; published in the node's alive znode
+   * (`{…, migration: {uri, migrateUri}}`) so a source can look its target up. Without `uri` the node
+   * accepts no live migration (shutdown migrations still work).
+   */
+  migration: z
+    .strictObject({
+      /** libvirt URI the source libvirtd connects to (peer-to-peer), e.g. qemu+tcp://198.51.100.2/system. */
+      uri: z.string().min(1).optional(),
+      /** Where the migration data stream goes, e.g. tcp://198.51.100.2. */
+      migrateUri: z.string().min(1).optional(),
+      /** Cap on the bandwidth of migrations leaving this node, MiB/s. */
+      bandwidthMiBs: positiveInt.optional(),
+    })
+    .prefault({}),
   keepaliveMs: positiveInt.default(5_000),
   resyncMs: positiveInt.default(60_000),
   consolePollMs: positiveInt.default(500),

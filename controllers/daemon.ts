@@ -7,6 +7,8 @@ import { ZkPaths } from '../schemas/index.ts';
 import { AliveMarker } from './alive.ts';
 import type { DaemonConfig } from './daemon-config.ts';
 import { createLogger } from './logger.ts';
+import { MigrationController } from './migration-controller.ts';
+import type { MigrationEvent } from '../reconcilers/migration-executor.ts';
 import { NodeController } from './node-controller.ts';
 import { NodeServices } from './node-services.ts';
 import { ZkStore } from './zk/index.ts';
@@ -15,6 +17,7 @@ export const DAEMON_VERSION = '0.1.0';
 
 export interface RunningDaemon {
   controller: NodeController;
+  migrations: MigrationController;
   store: ZkStore;
   hv: Hypervisor;
   log: Logger;
@@ -26,6 +29,10 @@ export interface DaemonDeps {
   onAction?(line: string): void;
   /** Lets benchmarks observe driver calls (e.g. the instant a domain start is issued). */
   wrapHypervisor?(hv: Hypervisor): Hypervisor;
+  /** Migration events (requested, started, completed, aborted, failed, refused). */
+  onMigrationEvent?(event: MigrationEvent): void;
+  /** performance.now() at the instant a migration's ABORT_JOB is sent (bench/migration.ts). */
+  onAbortIssued?(vm: string, atMs: number): void;
 }
 
 async function connect(cfg: DaemonConfig, log: Logger): Promise<{ store: ZkStore; hv: LibvirtHypervisor; paths: ZkPaths }> {
@@ -54,7 +61,14 @@ export async function startDaemon(cfg: DaemonConfig, deps: DaemonDeps = {}): Pro
   const alive = new AliveMarker(
     store,
     paths.nodeAlive(cfg.node),
-    () => JSON.stringify({ pid: process.pid, version: DAEMON_VERSION, since: new Date().toISOString() }),
+    () =>
+      JSON.stringify({
+        pid: process.pid,
+        version: DAEMON_VERSION,
+        since: new Date().toISOString(),
+        // How peers reach this node for live migration (controllers/migration-controller.ts).
+        ...(cfg.migration.uri && cfg.migration.migrateUri ? { migration: { uri: cfg.migration.uri, migrateUri: cfg.migration.migrateUri } } : {}),
+      }),
     log,
   );
   await alive.start();
@@ -67,8 +81,24 @@ export async function startDaemon(cfg: DaemonConfig, deps: DaemonDeps = {}): Pro
     concurrency: cfg.concurrency,
     resyncMs: cfg.resyncMs,
     ...(deps.onAction ? { onAction: deps.onAction } : {}),
+    onMigrate: (vm) => migrations?.kick(vm),
   });
+  let migrations: MigrationController | undefined;
   await controller.start();
+  migrations = new MigrationController({
+    node: cfg.node,
+    store,
+    paths,
+    hv: realHv,
+    informer: controller.informer,
+    log,
+    ...(cfg.migration.bandwidthMiBs !== undefined ? { bandwidthMiBs: cfg.migration.bandwidthMiBs } : {}),
+    ...(deps.onAction ? { onAction: deps.onAction } : {}),
+    ...(deps.onMigrationEvent ? { onEvent: deps.onMigrationEvent } : {}),
+    ...(deps.onAbortIssued ? { onAbortIssued: deps.onAbortIssued } : {}),
+  });
+  await migrations.start();
+  const runningMigrations = migrations;
   const services = new NodeServices({
     node: cfg.node,
     version: DAEMON_VERSION,
@@ -85,12 +115,14 @@ export async function startDaemon(cfg: DaemonConfig, deps: DaemonDeps = {}): Pro
   log.info({ zk: cfg.zookeeper.hosts, libvirt: cfg.libvirt.socket }, 'daemon running');
   return {
     controller,
+    migrations: runningMigrations,
     store,
     hv,
     log,
     async stop() {
       alive.stop();
       await services.stop();
+      await runningMigrations.stop();
       await controller.stop();
       await hv.close();
       await store.close();

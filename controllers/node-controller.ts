@@ -26,6 +26,8 @@ export interface NodeControllerOptions {
   /** Called with each action line once carried out. */
   onAction?(line: string): void;
   now?: () => string;
+  /** The domain planner handed `vm` to the migration reconciler (controllers/migration-controller.ts). */
+  onMigrate?(vm: string): void;
 }
 
 export class NodeController {
@@ -124,6 +126,10 @@ export class NodeController {
     const inputs = await this.inputsFor(vm);
     if (!inputs) return done;
     const actions = planDomain(vm, inputs.desired, inputs.observed);
+    if (actions.some((a) => a.kind === 'migrate')) {
+      this.o.onMigrate?.(vm);
+      return done;
+    }
     if (actions.length === 0) {
       if (!inputs.desired && !inputs.observed.domain) this.informer.forgetRemoved(vm);
       return done;

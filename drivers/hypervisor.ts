@@ -40,3 +40,53 @@ export interface Hypervisor {
   readonly connected$: Observable<boolean>;
   close(): Promise<void>;
 }
+
+/** A domain's current (or, with `completed`, last finished) job, as the migration reconciler needs it. */
+export interface DomainJob {
+  kind: 'none' | 'bounded' | 'unbounded' | 'completed' | 'failed' | 'cancelled';
+  /** A job is running now (bounded or unbounded). */
+  active: boolean;
+  /** libvirt's job operation, e.g. 'migrationOut'; undefined when libvirt does not say. */
+  operation: 'migrationOut' | 'migrationIn' | 'other' | undefined;
+  /** The source is in post-copy (paused, reason post-copy): such a migration must never be aborted. */
+  postcopy: boolean;
+  elapsedMs: number;
+  processedBytes: number;
+  remainingBytes: number;
+  totalBytes: number;
+  /** Bytes per second. */
+  bandwidthBps: number;
+  /** Downtime of a completed migration, when libvirt reports it. */
+  downtimeMs: number | undefined;
+}
+
+export interface LiveMigrationOptions {
+  /** Bandwidth cap in MiB/s (libvirt's unit); unlimited when absent. */
+  bandwidthMiBs?: number;
+  /** Longest pause of the guest at switch-over. */
+  maxDowntimeMs?: number;
+}
+
+/**
+ * The migration operations (reconcilers/migration-executor.ts). A sibling of Hypervisor rather than
+ * more required members of it, so test doubles of the domain-only interface keep compiling.
+ */
+export interface MigrationOps {
+  /**
+   * Peer-to-peer live migration to `destUri` (e.g. `qemu+tcp://198.51.100.2/system`) with the data
+   * stream on `migrateUri` (`tcp://198.51.100.2`); persistent on the destination, undefined on the
+   * source. Resolves once the guest runs on the destination; rejects when the job fails or is
+   * aborted (the guest then still runs here). `signal` only stops waiting: libvirt carries on.
+   */
+  migrateLive(name: string, destUri: string, migrateUri: string, opts: LiveMigrationOptions, signal?: AbortSignal): Promise<void>;
+  /** virDomainAbortJob: cancels the running job (a migration leaves the guest running here). */
+  abortJob(name: string): Promise<void>;
+  /** The guest is in post-copy here (from its state and reason only: no call into QEMU). */
+  inPostcopy(name: string): Promise<boolean>;
+  /** The domain's current job (or its last completed one); null when there is no such domain. */
+  jobStats(name: string, opts?: { completed?: boolean }): Promise<DomainJob | null>;
+  /** Resumes a paused guest. */
+  resume(name: string): Promise<void>;
+}
+
+export type MigratingHypervisor = Hypervisor & MigrationOps;

@@ -1,12 +1,16 @@
 // The Hypervisor interface over one reconnecting libvirt RPC connection.
 import { distinctUntilChanged, map, type Observable } from 'rxjs';
 import type { DomainRunState } from '../reconcilers/domain.ts';
-import type { DomainSummary, Hypervisor, LifecycleNotice, NodeResources } from './hypervisor.ts';
+import type { DomainJob, DomainSummary, LifecycleNotice, LiveMigrationOptions, MigratingHypervisor, NodeResources } from './hypervisor.ts';
 import {
+  DomainState,
   ErrorCode,
   isLibvirtError,
+  JobStatsFlags,
   LibvirtConnection,
   ListDomainsFlags,
+  migrateParams,
+  MigrateFlags,
   type Domain,
   type DomainRef,
 } from './libvirt/index.ts';
@@ -24,11 +28,33 @@ export interface LibvirtHypervisorOptions {
   callTimeoutMs?: number;
 }
 
-export class LibvirtHypervisor implements Hypervisor {
+const JOB_KINDS: readonly DomainJob['kind'][] = ['none', 'bounded', 'unbounded', 'completed', 'failed', 'cancelled'];
+/** virDomainPausedReason VIR_DOMAIN_PAUSED_POSTCOPY and _POSTCOPY_FAILED. */
+const PAUSED_POSTCOPY = new Set([12, 13]);
+/** virDomainJobOperation: MIGRATION_IN 4, MIGRATION_OUT 5. */
+const JOB_OPERATION_MIGRATION_IN = 4;
+const JOB_OPERATION_MIGRATION_OUT = 5;
+/** Peer-to-peer live migration, persistent on the destination, undefined on the source. */
+const P2P_LIVE = MigrateFlags.LIVE | MigrateFlags.PEER2PEER | MigrateFlags.PERSIST_DEST | MigrateFlags.UNDEFINE_SOURCE;
+/** A migration may take long; its RPC must not hit the per-call default timeout. */
+const MIGRATE_CALL_TIMEOUT_MS = 24 * 3600_000;
+
+export class LibvirtHypervisor implements MigratingHypervisor {
   readonly lifecycle$: Observable<LifecycleNotice>;
   readonly connected$: Observable<boolean>;
 
+  /**
+   * name → {name, uuid} of domains seen, so a call needs no lookup round trip first. libvirt
+   * resolves a ref by UUID, so a stale entry can only fail with NO_DOMAIN, never reach another
+   * domain; entries go on (re)definition, undefinition, reconnection and NO_DOMAIN.
+   */
+  private readonly refs = new Map<string, Domain>();
+
   private constructor(readonly conn: LibvirtConnection) {
+    conn.lifecycle$.subscribe((e) => {
+      if (e.eventName === 'defined' || e.eventName === 'undefined') this.refs.delete(e.domain.name);
+    });
+    conn.state$.subscribe(() => this.refs.clear());
     this.lifecycle$ = conn.lifecycle$.pipe(map((e) => ({ name: e.domain.name, event: e.eventName })));
     this.connected$ = conn.state$.pipe(
       map((s) => s === 'connected'),
@@ -45,16 +71,28 @@ export class LibvirtHypervisor implements Hypervisor {
   }
 
   async getDomain(name: string): Promise<DomainSummary | null> {
-    let ref: Domain;
+    const cached = this.refs.get(name);
+    if (cached) {
+      try {
+        return await this.summarise(cached);
+      } catch (error) {
+        if (!isLibvirtError(error, ErrorCode.NO_DOMAIN)) throw error;
+        this.refs.delete(name);
+      }
+    }
+    let ref: DomainRef;
     try {
-      ref = await this.conn.domainLookupByName(name);
+      ref = await this.ref(name);
     } catch (error) {
       if (isLibvirtError(error, ErrorCode.NO_DOMAIN)) return null;
       throw error;
     }
     return this.summarise(ref).catch((error: unknown) => {
       // Gone between the lookup and the next call.
-      if (isLibvirtError(error, ErrorCode.NO_DOMAIN)) return null;
+      if (isLibvirtError(error, ErrorCode.NO_DOMAIN)) {
+        this.refs.delete(name);
+        return null;
+      }
       throw error;
     });
   }
@@ -91,7 +129,8 @@ export class LibvirtHypervisor implements Hypervisor {
   }
 
   async define(xml: string): Promise<void> {
-    await this.conn.domainDefineXmlFlags(xml, 0);
+    const domain = await this.conn.domainDefineXmlFlags(xml, 0);
+    this.refs.set(domain.name, domain);
   }
 
   async start(name: string): Promise<void> {
@@ -113,6 +152,7 @@ export class LibvirtHypervisor implements Hypervisor {
 
   async undefine(name: string): Promise<void> {
     await this.conn.domainUndefineFlags(await this.ref(name), 0);
+    this.refs.delete(name);
   }
 
   async nodeResources(): Promise<NodeResources> {
@@ -120,15 +160,80 @@ export class LibvirtHypervisor implements Hypervisor {
     return { memoryKiB: info.memoryKiB, cpus: info.cpus };
   }
 
+  async migrateLive(name: string, destUri: string, migrateUri: string, opts: LiveMigrationOptions, signal?: AbortSignal): Promise<void> {
+    const ref = await this.ref(name);
+    const params = migrateParams({ uri: migrateUri, ...(opts.bandwidthMiBs !== undefined ? { bandwidthMiBs: opts.bandwidthMiBs } : {}) });
+    // Set before the job starts: libvirt applies the domain's max downtime to the next migration.
+    if (opts.maxDowntimeMs !== undefined) await this.conn.domainMigrateSetMaxDowntime(ref, opts.maxDowntimeMs).catch(() => undefined);
+    await this.conn.domainMigratePerform3Params(ref, destUri, params, P2P_LIVE, {
+      timeoutMs: MIGRATE_CALL_TIMEOUT_MS,
+      ...(signal ? { signal } : {}),
+    });
+  }
+
+  async abortJob(name: string): Promise<void> {
+    await this.conn.domainAbortJob(await this.ref(name));
+  }
+
+  async inPostcopy(name: string): Promise<boolean> {
+    const state = await this.conn.domainGetState(await this.ref(name));
+    return state.state === DomainState.PAUSED && PAUSED_POSTCOPY.has(state.reason);
+  }
+
+  async jobStats(name: string, opts: { completed?: boolean } = {}): Promise<DomainJob | null> {
+    let ref: Domain;
+    try {
+      ref = await this.conn.domainLookupByName(name);
+    } catch (error) {
+      if (isLibvirtError(error, ErrorCode.NO_DOMAIN)) return null;
+      throw error;
+    }
+    try {
+      const [job, state] = await Promise.all([
+        this.conn.domainGetJobStats(ref, opts.completed ? JobStatsFlags.COMPLETED : 0),
+        this.conn.domainGetState(ref),
+      ]);
+      const num = (key: string): number => {
+        const v = job.stats[key];
+        return typeof v === 'number' && Number.isFinite(v) ? v : 0;
+      };
+      const op = job.stats['operation'];
+      const kind = JOB_KINDS[job.type] ?? 'none';
+      return {
+        kind,
+        active: kind === 'bounded' || kind === 'unbounded',
+        operation: op === undefined ? undefined : op === JOB_OPERATION_MIGRATION_OUT ? 'migrationOut' : op === JOB_OPERATION_MIGRATION_IN ? 'migrationIn' : 'other',
+        postcopy: state.state === DomainState.PAUSED && PAUSED_POSTCOPY.has(state.reason),
+        elapsedMs: num('time_elapsed'),
+        processedBytes: num('data_processed') || num('memory_processed'),
+        remainingBytes: num('data_remaining') || num('memory_remaining'),
+        totalBytes: num('data_total') || num('memory_total'),
+        bandwidthBps: num('memory_bps'),
+        downtimeMs: typeof job.stats['downtime'] === 'number' ? (job.stats['downtime'] as number) : undefined,
+      };
+    } catch (error) {
+      if (isLibvirtError(error, ErrorCode.NO_DOMAIN)) return null;
+      throw error;
+    }
+  }
+
+  async resume(name: string): Promise<void> {
+    await this.conn.domainResume(await this.ref(name));
+  }
+
   close(): Promise<void> {
     return this.conn.close();
   }
 
-  private ref(name: string): Promise<DomainRef> {
-    return this.conn.domainLookupByName(name);
+  private async ref(name: string): Promise<DomainRef> {
+    const cached = this.refs.get(name);
+    if (cached) return cached;
+    const found = await this.conn.domainLookupByName(name);
+    this.refs.set(name, found);
+    return found;
   }
 
-  private async summarise(ref: Domain): Promise<DomainSummary> {
+  private async summarise(ref: DomainRef): Promise<DomainSummary> {
     const [info, persistent] = await Promise.all([this.conn.domainGetInfo(ref), this.conn.domainIsPersistent(ref)]);
     return {
       name: ref.name,

@@ -5,8 +5,11 @@
 // new spec.restartedAt, disable it. A domain that dies while it should run is
 // started again, with a back-off so a crashing guest never loops hot. Any
 // other node that finds the domain (and is not part of a migration of it)
-// destroys and undefines it. Status is written only when something other
-// than its timestamps changed, so a converged cluster makes no writes.
+// destroys and undefines it — except the VM's owner (status.node) running it
+// while spec.node names another node: that is a migration (reconcilers/
+// migration.ts), and the new home waits until the owner hands the guest over.
+// Status is written only when something other than its timestamps changed, so
+// a converged cluster makes no writes.
 import { encodeVmStatus, type Condition, type MigrationRecord, type VmSpec, type VmStatus } from '../schemas/index.ts';
 
 /** libvirt's domain states, by name. */
@@ -51,7 +54,9 @@ export type DomainAction =
   | { kind: 'destroy' }
   | { kind: 'undefine' }
   | { kind: 'wait'; ms: number; why: string }
-  | { kind: 'writeStatus'; status: VmStatus; version: number | null };
+  | { kind: 'writeStatus'; status: VmStatus; version: number | null }
+  /** The guest runs here, this node owns it and its spec names another node: the migration reconciler moves it. */
+  | { kind: 'migrate'; target: string };
 
 /** States in which the guest occupies the hypervisor (counts as "running" for convergence). */
 const ACTIVE: ReadonlySet<DomainRunState> = new Set(['running', 'blocked', 'paused', 'shutdown', 'pmsuspended']);
@@ -83,13 +88,27 @@ export function planDomain(name: string, desired: DomainDesired | undefined, obs
 
   if (migrationInFlight(observed.migration, node)) return [];
 
+  // The owner is the node whose status last said where the guest is (status.node).
+  const owner = observed.status?.value.node;
+  if (desired && desired.spec.node !== node && owner === node && desired.spec.state === 'running' && isActive(domain)) {
+    return [{ kind: 'migrate', target: desired.spec.node }];
+  }
+
   // Deleted VM, or a VM homed elsewhere: nothing of it may remain here.
   if (!desired || desired.spec.node !== node) {
     const actions: DomainAction[] = [];
     if (isActive(domain)) actions.push({ kind: 'destroy' });
     if (domain?.persistent) actions.push({ kind: 'undefine' });
+    // This node owned it: say the guest no longer runs here, so its new home may start it.
+    if (desired && owner === node && statusHoldsGuest(observed.status!.value)) {
+      actions.push({ kind: 'writeStatus', status: releasedStatus(observed.status!.value, desired, node, observed.now), version: observed.status!.version });
+    }
     return actions;
   }
+
+  // Homed here, but the guest may still run on its previous owner: that node hands it over (a
+  // migration, or a released status) and the status change brings us back. Never start a second copy.
+  if (owner !== undefined && owner !== node && statusHoldsGuest(observed.status!.value)) return [];
 
   const { spec } = desired;
   const previous = observed.status?.value ?? null;
@@ -153,6 +172,23 @@ export function planDomain(name: string, desired: DomainDesired | undefined, obs
   return actions;
 }
 
+const ACTIVE_STATE_NAMES: ReadonlySet<string> = ACTIVE;
+
+/** The status says the guest occupies its node (status.node). */
+export function statusHoldsGuest(status: VmStatus): boolean {
+  return status.phase === 'Running' || status.phase === 'Migrating' || (status.domainState !== undefined && ACTIVE_STATE_NAMES.has(status.domainState));
+}
+
+/** What the former owner writes once nothing of the guest runs there any more. */
+function releasedStatus(previous: VmStatus, desired: DomainDesired, node: string, now: string): VmStatus {
+  const { spec } = desired;
+  const { crash: _crash, ...rest } = previous;
+  const phase: VmStatus['phase'] = spec.state === 'disabled' ? 'Disabled' : spec.state === 'stopped' ? 'Stopped' : 'Pending';
+  const message = `no longer runs on ${node}; ${spec.node} takes over`;
+  const conditions = [condition(previous, 'Running', 'False', 'MovedAway', message, now), ...previous.conditions.filter((c) => c.type !== 'Running')];
+  return { ...rest, phase, node, domainState: 'shutoff', conditions, updatedAt: now };
+}
+
 function stopAction(spec: VmSpec): DomainAction {
   return spec.stopMode === 'force' ? { kind: 'destroy' } : { kind: 'shutdown', timeoutMs: spec.shutdownTimeoutMs };
 }
@@ -203,6 +239,8 @@ function nextStatus(i: StatusInputs): VmStatus {
     i.willRun ? `running on ${i.node}` : i.waiting ? `waiting before the next start` : `desired state is ${spec.state}`,
   );
   if (i.restartPending) keep('RestartPending', 'True', 'XmlChanged', 'the domain XML changed; it takes effect at the next start');
+  // The migration reconciler's conditions (Migrating, MigrationAborted) ride along unchanged.
+  for (const c of i.previous?.conditions ?? []) if (c.type === 'Migrating' || c.type.startsWith('Migration')) conditions.push(c);
   const status: VmStatus = {
     phase,
     node: i.node,
@@ -271,5 +309,7 @@ export function describeDomainAction(node: string, vm: string, action: DomainAct
       return `${node} ${vm} wait ${action.ms}ms (${action.why})`;
     case 'writeStatus':
       return `${node} ${vm} status ${action.status.phase} (generation ${action.status.observedGeneration})`;
+    case 'migrate':
+      return `${node} ${vm} migrate to ${action.target}`;
   }
 }

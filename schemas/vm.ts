@@ -98,7 +98,13 @@ export type VmStatus = z.output<typeof VmStatusSchema>;
 export type VmStatusInput = z.input<typeof VmStatusSchema>;
 
 export const MIGRATION_METHODS = ['live', 'shutdown'] as const;
-export const MIGRATION_PHASES = ['requested', 'prepared', 'copying', 'switching', 'done', 'aborted', 'failed'] as const;
+/**
+ * Lockstep phases (reconcilers/migration.ts): the source writes requested → (the target writes
+ * prepared) → copying (live) | switching (shutdown) → done | failed; on a retarget or a lost
+ * target the source writes aborting and the target confirms with aborted (or the source does,
+ * after the phase timeout). done, aborted and failed are terminal.
+ */
+export const MIGRATION_PHASES = ['requested', 'prepared', 'copying', 'switching', 'aborting', 'done', 'aborted', 'failed'] as const;
 export type MigrationMethod = (typeof MIGRATION_METHODS)[number];
 export type MigrationPhase = (typeof MIGRATION_PHASES)[number];
 
@@ -109,6 +115,19 @@ export const MigrationProgressSchema = z.strictObject({
   updatedAt: TimestampSchema,
 });
 export type MigrationProgress = z.output<typeof MigrationProgressSchema>;
+
+/** One ended attempt, kept in the next record's history (the migration's event trail). */
+export const MigrationHistoryEntrySchema = z.strictObject({
+  id: IdSchema,
+  target: NameSchema,
+  method: z.enum(MIGRATION_METHODS),
+  phase: z.enum(['done', 'aborted', 'failed']),
+  reason: ReasonSchema.optional(),
+  message: MessageSchema.optional(),
+  endedAt: TimestampSchema,
+});
+export type MigrationHistoryEntry = z.output<typeof MigrationHistoryEntrySchema>;
+export const MIGRATION_HISTORY_MAX = 10;
 
 export const MigrationRecordSchema = z
   .strictObject({
@@ -121,6 +140,16 @@ export const MigrationRecordSchema = z
     progress: MigrationProgressSchema.optional(),
     reason: ReasonSchema.optional(),
     message: MessageSchema.optional(),
+    /** When the record entered its current phase (the phase barrier's timeout runs from here). */
+    phaseSince: TimestampSchema.optional(),
+    /** When it reached a terminal phase. */
+    endedAt: TimestampSchema.optional(),
+    /** ZooKeeper session (16 hex digits) of the source daemon that owns the record. */
+    sourceSession: checkedString('session id', (v) => (/^[0-9a-f]{16}$/.test(v) ? undefined : 'must be 16 lower-case hex digits'), { pattern: '^[0-9a-f]{16}$' }).optional(),
+    /** Consecutive failed attempts before this one (for the retry back-off). */
+    failures: intInRange(0).optional(),
+    /** The previous attempts of this VM, oldest first (at most MIGRATION_HISTORY_MAX). */
+    history: z.array(MigrationHistoryEntrySchema).max(MIGRATION_HISTORY_MAX).optional(),
   })
   .superRefine((record, ctx) => {
     if (record.source === record.target) {

@@ -1,0 +1,95 @@
+// migration: on three simulated QEMU hypervisors (test/rig/cluster.ts) with real daemons,
+//  - retarget latency: the time from the spec.node write (performance.now() just before the
+//    ZooKeeper set) to the source daemon sending ABORT_JOB for the running copy (goal ≤ 50 ms
+//    p50), over ROUNDS copies capped at 1 MiB/s that are turned back to the source mid-copy;
+//  - migration wall time: from the spec.node write to the VM settled on the target (record done,
+//    status handed over, guest running there only), next to libvirt's own job time (the
+//    completed incoming job's time_elapsed on the target) for MIGRATIONS uncapped live migrations.
+// Usage: npm run bench -- migration [ROUNDS] [MIGRATIONS]   (default 10, 4)
+import { Cluster, clusterUnavailable } from '../test/rig/cluster.ts';
+import { describe, round3, summarize } from './lib/stats.ts';
+
+const ROUNDS = Number(process.argv[2] ?? 10);
+const MIGRATIONS = Number(process.argv[3] ?? 4);
+
+const unavailable = clusterUnavailable();
+if (unavailable) {
+  console.error(`bench migration: cannot run: ${unavailable}`);
+  process.exit(2);
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 120_000, everyMs = 10): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined && v !== null && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+const c = await Cluster.start();
+try {
+  const vm = 'bench1';
+  const settledOn = (node: string) =>
+    until(`${vm} settled on ${node}`, async () => {
+      const [running, status, record] = await Promise.all([c.runningOn(vm), c.status(vm), c.record(vm)]);
+      const recordSettled = !record || ['done', 'aborted', 'failed'].includes(record.phase);
+      return running.length === 1 && running[0] === node && status?.node === node && status.phase === 'Running' && recordSettled;
+    });
+
+  await c.startDaemon('hv1', { bandwidthMiBs: 1 });
+  await c.startDaemon('hv2');
+  await c.startDaemon('hv3');
+  await c.writeVm(vm, { node: 'hv1', state: 'running' });
+  await settledOn('hv1');
+
+  // Retarget → ABORT_JOB issued.
+  const abortMs: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    await c.migrate(vm, 'hv2');
+    // The copy is running: record copying and a live job on the source.
+    await until('copy running', async () => (await c.record(vm))?.phase === 'copying' && (await c.hv('hv1').probe.jobStats(vm))?.active);
+    await new Promise((r) => setTimeout(r, 300));
+    const seen = c.abortsIssued.length;
+    const t0 = await c.unmigrate(vm);
+    const issued = await until('ABORT_JOB issued', async () => c.abortsIssued[seen], 30_000, 1);
+    abortMs.push(issued.at - t0);
+    await settledOn('hv1');
+  }
+  const abort = summarize(abortMs);
+  console.log(describe('spec.node write → ABORT_JOB issued', abort));
+
+  // Uncapped live migrations: wall time beside libvirt's job time.
+  await c.stopDaemon('hv1');
+  await c.startDaemon('hv1');
+  const wall: number[] = [];
+  const job: number[] = [];
+  const downtime: number[] = [];
+  let here = 'hv1';
+  for (let i = 0; i < MIGRATIONS; i++) {
+    const there = here === 'hv1' ? 'hv2' : 'hv1';
+    const t0 = i % 2 === 0 ? await c.migrate(vm, there) : await c.unmigrate(vm);
+    await settledOn(there);
+    wall.push((performance.now() - t0) / 1000);
+    const completed = await c.hv(there).probe.jobStats(vm, { completed: true });
+    if (completed && completed.elapsedMs > 0) job.push(completed.elapsedMs / 1000);
+    if (completed?.downtimeMs !== undefined) downtime.push(completed.downtimeMs);
+    here = there;
+  }
+  const wallS = summarize(wall);
+  const jobS = summarize(job);
+  console.log(`live migration wall time (spec write → settled)  n=${wallS.n}  p50=${round3(wallS.p50)} s  max=${round3(wallS.max)} s`);
+  console.log(`libvirt job time (time_elapsed, target)         n=${jobS.n}  p50=${round3(jobS.p50)} s  max=${round3(jobS.max)} s`);
+  if (downtime.length) console.log(`libvirt-reported downtime                       n=${downtime.length}  p50=${round3(summarize(downtime).p50)} ms`);
+  console.log(
+    JSON.stringify({
+      bench: 'migration',
+      abort_p50_ms: round3(abort.p50),
+      migration_wall_s: round3(wallS.p50),
+      libvirt_job_s: jobS.n ? round3(jobS.p50) : null,
+    }),
+  );
+} finally {
+  await c.cleanup();
+}

@@ -1,0 +1,531 @@
+// A cluster of simulated QEMU hypervisors for migration tests and benches (DESIGN.md §5).
+//
+//   fabric namespace <p>f: bridge br0
+//     ├─ veth ─ namespace <p>1: libvirtd "hv1" (QEMU/TCG) on 198.51.100.1, TCP 16509 for peer-to-peer
+//     ├─ veth ─ namespace <p>2: libvirtd "hv2" on 198.51.100.2
+//     └─ veth ─ namespace <p>3: libvirtd "hv3" on 198.51.100.3
+//
+// Each libvirtd runs in its own mount + UTS + network namespace (test/rig/libvirtd.ts). The
+// daemons run in this process (startDaemon) or as `vk daemon` child processes (for kill tests);
+// they reach their libvirtd over its unix socket and publish `qemu+tcp://198.51.100.N/system` /
+// `tcp://198.51.100.N` as their migration URIs. One real ZooKeeper on loopback.
+//
+// Guests are diskless 256 MiB TCG domains with a `loader` device that fills part of guest RAM with
+// random bytes (all-zero pages migrate almost for free), so a migration capped at 1 MiB/s takes
+// about as many seconds as the blob has MiB.
+//
+// Everything started here is stopped by PID and every namespace created here deleted by
+// cleanup(), or at process exit.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify as toYaml } from 'yaml';
+import { DaemonConfigSchema, type DaemonConfig } from '../../controllers/daemon-config.ts';
+import { startDaemon, type RunningDaemon } from '../../controllers/daemon.ts';
+import { createLogger } from '../../controllers/logger.ts';
+import type { MigrationEvent } from '../../reconcilers/migration-executor.ts';
+import { ZkStore } from '../../controllers/zk/index.ts';
+import { LibvirtHypervisor } from '../../drivers/libvirt-hypervisor.ts';
+import {
+  decodeMigrationRecord,
+  decodeVmStatus,
+  encodeClusterConfig,
+  encodeVmSpec,
+  ZkPaths,
+  type ClusterConfigInput,
+  type MigrationRecord,
+  type VmSpecInput,
+  type VmStatus,
+} from '../../schemas/index.ts';
+import { ensureLibvirtInstalled, qemuAvailable, startLibvirtd, type Libvirtd } from './libvirtd.ts';
+import { netnsSupported } from './netns.ts';
+import { startZooKeeper, type ZkServer } from './zookeeper.ts';
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const paths = new ZkPaths();
+
+// ------------------------------------------------------------------------------ namespaces
+
+const createdNs = new Set<string>();
+let nsHooked = false;
+
+function ip(...args: string[]): string {
+  return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function deleteNs(ns: string): void {
+  try {
+    ip('netns', 'del', ns);
+  } catch {
+    // already gone
+  }
+  createdNs.delete(ns);
+}
+
+export interface Fabric {
+  /** Per hypervisor: namespace and address (198.51.100.<i+1>). */
+  hosts: Array<{ ns: string; addr: string }>;
+  fabricNs: string;
+  cleanup(): void;
+}
+
+/** n namespaces joined through a bridge in a fabric namespace; addresses 198.51.100.1…n. */
+export function createFabric(n: number, prefix = `vk${randomBytes(3).toString('hex')}`): Fabric {
+  if (!nsHooked) {
+    nsHooked = true;
+    process.once('exit', () => [...createdNs].forEach(deleteNs));
+  }
+  const fabricNs = `${prefix}f`;
+  const hosts = Array.from({ length: n }, (_, i) => ({ ns: `${prefix}h${i + 1}`, addr: `198.51.100.${i + 1}` }));
+  const all = [fabricNs, ...hosts.map((h) => h.ns)];
+  try {
+    for (const ns of all) {
+      ip('netns', 'add', ns);
+      createdNs.add(ns);
+      ip('-n', ns, 'link', 'set', 'lo', 'up');
+    }
+    ip('-n', fabricNs, 'link', 'add', 'br0', 'type', 'bridge');
+    ip('-n', fabricNs, 'link', 'set', 'br0', 'up');
+    hosts.forEach((h, i) => {
+      const inside = `eth0`;
+      const port = `p${i + 1}`;
+      ip('-n', fabricNs, 'link', 'add', port, 'type', 'veth', 'peer', 'name', inside, 'netns', h.ns);
+      ip('-n', fabricNs, 'link', 'set', port, 'master', 'br0');
+      ip('-n', fabricNs, 'link', 'set', port, 'up');
+      ip('-n', h.ns, 'addr', 'add', `${h.addr}/24`, 'dev', inside);
+      ip('-n', h.ns, 'link', 'set', inside, 'up');
+    });
+  } catch (error) {
+    all.forEach(deleteNs);
+    throw error;
+  }
+  return { hosts, fabricNs, cleanup: () => all.forEach(deleteNs) };
+}
+
+// ------------------------------------------------------------------------------ guests
+
+/** A diskless 256 MiB TCG guest; `blob` is loaded into its RAM so migrations have work to do. */
+export function guestXml(name: string, blob: string): string {
+  return `<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>${name}</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <serial type='pty'/><console type='pty'/>
+    <video><model type='none'/></video>
+    <memballoon model='none'/>
+  </devices>
+  <qemu:commandline>
+    <qemu:arg value='-device'/>
+    <qemu:arg value='loader,file=${blob},addr=0x2000000,force-raw=on'/>
+  </qemu:commandline>
+</domain>`;
+}
+
+/** Why the QEMU cluster cannot run here, or undefined when it can. */
+export function clusterUnavailable(): string | undefined {
+  ensureLibvirtInstalled();
+  if (!qemuAvailable()) return '/usr/bin/qemu-system-x86_64 is missing (install qemu-system-x86)';
+  if (!netnsSupported()) return '`ip netns` is not usable here (needs root and iproute2)';
+  return undefined;
+}
+
+// ------------------------------------------------------------------------------ hypervisors
+
+export interface Hv {
+  name: string;
+  ns: string;
+  addr: string;
+  libvirtd: Libvirtd;
+  /** The test's own connection: looks behind the daemons' backs (sampler, assertions). */
+  probe: LibvirtHypervisor;
+  /** The in-process daemon, when one runs. */
+  daemon: RunningDaemon | undefined;
+  /** The `vk daemon` child process, when one runs. */
+  child: ChildProcess | undefined;
+  config(extra?: DaemonExtra): DaemonConfig;
+}
+
+export interface DaemonExtra {
+  bandwidthMiBs?: number;
+}
+
+export interface ClusterOptions {
+  nodes?: number;
+  /** MiB of random data loaded into each guest's RAM (default 12). */
+  blobMiB?: number;
+  /** Written to /virtkeeper/config (default: phaseTimeoutMs 8000). */
+  clusterConfig?: ClusterConfigInput;
+}
+
+export class Cluster {
+  readonly events: Array<MigrationEvent & { node: string; at: number }> = [];
+  readonly actions: string[] = [];
+  /** performance.now() of each ABORT_JOB, per VM. */
+  readonly abortsIssued: Array<{ node: string; vm: string; at: number }> = [];
+  private constructor(
+    readonly zk: ZkServer,
+    readonly store: ZkStore,
+    readonly fabric: Fabric,
+    readonly hvs: Hv[],
+    readonly work: string,
+    readonly blob: string,
+  ) {}
+
+  static async start(o: ClusterOptions = {}): Promise<Cluster> {
+    const n = o.nodes ?? 3;
+    const work = mkdtempSync(join(tmpdir(), 'vk-cluster-'));
+    const blob = join(work, 'ram.bin');
+    writeFileSync(blob, randomBytes((o.blobMiB ?? 12) * 1024 * 1024));
+    let zk: ZkServer | undefined;
+    let store: ZkStore | undefined;
+    let fabric: Fabric | undefined;
+    const hvs: Hv[] = [];
+    try {
+      zk = await startZooKeeper();
+      store = await ZkStore.connect({ connectString: zk.connectString });
+      fabric = createFabric(n);
+      const libvirtds = await Promise.all(fabric.hosts.map((h, i) => startLibvirtd({ name: `hv${i + 1}`, netns: h.ns })));
+      const zkHosts = zk.connectString;
+      for (const [i, libvirtd] of libvirtds.entries()) {
+        const host = fabric.hosts[i]!;
+        const name = `hv${i + 1}`;
+        const probe = await LibvirtHypervisor.open({ socket: libvirtd.socketPath, uri: 'qemu:///system' }, 30_000);
+        hvs.push({
+          name,
+          ns: host.ns,
+          addr: host.addr,
+          libvirtd,
+          probe,
+          daemon: undefined,
+          child: undefined,
+          config: (extra: DaemonExtra = {}) =>
+            DaemonConfigSchema.parse({
+              node: name,
+              zookeeper: { hosts: zkHosts, sessionTimeoutMs: 4000 },
+              libvirt: { socket: libvirtd.socketPath, uri: 'qemu:///system' },
+              migration: {
+                uri: `qemu+tcp://${host.addr}/system`,
+                migrateUri: `tcp://${host.addr}`,
+                ...(extra.bandwidthMiBs !== undefined ? { bandwidthMiBs: extra.bandwidthMiBs } : {}),
+              },
+              resyncMs: 10_000,
+              logLevel: (process.env.VK_TEST_LOG ?? 'silent') as 'silent',
+            }),
+        });
+      }
+      await store.ensurePath(paths.root);
+      await store.create(paths.config, encodeClusterConfig(o.clusterConfig ?? { migration: { phaseTimeoutMs: 8000 } }));
+      return new Cluster(zk, store, fabric, hvs, work, blob);
+    } catch (error) {
+      for (const hv of hvs) await hv.probe.close().catch(() => undefined);
+      await store?.close().catch(() => undefined);
+      await zk?.cleanup();
+      fabric?.cleanup();
+      rmSync(work, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  hv(name: string): Hv {
+    const hv = this.hvs.find((h) => h.name === name);
+    if (!hv) throw new Error(`no hypervisor ${name}`);
+    return hv;
+  }
+
+  /** Starts the node's daemon in this process. */
+  async startDaemon(name: string, extra: DaemonExtra = {}): Promise<RunningDaemon> {
+    const hv = this.hv(name);
+    if (hv.daemon || hv.child) throw new Error(`${name} already has a daemon`);
+    const cfg = hv.config(extra);
+    hv.daemon = await startDaemon(cfg, {
+      log: createLogger({ level: cfg.logLevel, node: name }),
+      onAction: (line) => this.actions.push(line),
+      onMigrationEvent: (e) => this.events.push({ ...e, node: name, at: performance.now() }),
+      onAbortIssued: (vm, at) => this.abortsIssued.push({ node: name, vm, at }),
+    });
+    return hv.daemon;
+  }
+
+  async stopDaemon(name: string): Promise<void> {
+    const hv = this.hv(name);
+    const d = hv.daemon;
+    hv.daemon = undefined;
+    await d?.stop();
+    await this.stopChild(name);
+  }
+
+  /**
+   * Starts the node's daemon as a `vk daemon` child process (so a test can SIGKILL it); resolves
+   * once it holds the node's alive znode (a session other than `previousSession`, when given).
+   */
+  async spawnDaemon(name: string, extra: DaemonExtra = {}, readyTimeoutMs = 30_000): Promise<ChildProcess> {
+    const hv = this.hv(name);
+    if (hv.daemon || hv.child) throw new Error(`${name} already has a daemon`);
+    const before = (await this.store.exists(paths.nodeAlive(name)))?.ephemeralOwner ?? null;
+    const cfgFile = join(this.work, `${name}.yaml`);
+    const cfg = hv.config(extra);
+    writeFileSync(cfgFile, toYaml({ ...cfg, logLevel: process.env.VK_TEST_LOG ?? 'warn' }));
+    const log = openSync(join(this.work, `${name}-daemon.log`), 'a');
+    try {
+      hv.child = spawn(process.execPath, [join(repo, 'cli/vk.mjs'), 'daemon', '--config', cfgFile], { stdio: ['ignore', log, log] });
+    } finally {
+      closeSync(log);
+    }
+    const child = hv.child;
+    const deadline = Date.now() + readyTimeoutMs;
+    for (;;) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        hv.child = undefined;
+        throw new Error(`vk daemon for ${name} exited (${child.exitCode ?? child.signalCode}) during start:\n${this.daemonLog(name).slice(-3000)}`);
+      }
+      // A new alive znode: a fresh session, and (a crashed predecessor's) old one has expired.
+      const owner = (await this.store.exists(paths.nodeAlive(name)))?.ephemeralOwner ?? null;
+      if (owner !== null && owner !== before) return child;
+      if (Date.now() > deadline) throw new Error(`vk daemon for ${name} not up after ${readyTimeoutMs} ms:\n${this.daemonLog(name).slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** SIGKILL the node's daemon child process (a crash), by PID. */
+  async killChild(name: string): Promise<void> {
+    const hv = this.hv(name);
+    const child = hv.child;
+    hv.child = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  async stopChild(name: string): Promise<void> {
+    const hv = this.hv(name);
+    const child = hv.child;
+    hv.child = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  daemonLog(name: string): string {
+    try {
+      return readFileSync(join(this.work, `${name}-daemon.log`), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  // ---------------------------------------------------------------------------- ZooKeeper
+
+  async writeVm(name: string, spec: VmSpecInput): Promise<void> {
+    await this.store.ensurePath(paths.vms);
+    await this.store.multi([
+      { op: 'create', path: paths.vm(name) },
+      { op: 'create', path: paths.vmSpec(name), data: encodeVmSpec(spec) },
+      { op: 'create', path: paths.vmXml(name), data: guestXml(name, this.blob) },
+    ]);
+  }
+
+  /** Read-modify-write of a VM spec with CAS; resolves to performance.now() just before the write. */
+  async editSpec(name: string, edit: (spec: Record<string, unknown>) => void): Promise<number> {
+    const current = await this.store.get(paths.vmSpec(name));
+    if (!current) throw new Error(`no spec for ${name}`);
+    const spec = JSON.parse(current.data.toString('utf8')) as Record<string, unknown>;
+    edit(spec);
+    const data = encodeVmSpec(spec as VmSpecInput);
+    const t = performance.now();
+    await this.store.set(paths.vmSpec(name), data, current.version);
+    return t;
+  }
+
+  /** `vk vm migrate NAME --node TARGET`: node = target, previousNode = where it was. */
+  migrate(name: string, target: string): Promise<number> {
+    return this.editSpec(name, (s) => {
+      s.previousNode = (s.previousNode as string | undefined) ?? (s.node as string);
+      s.node = target;
+    });
+  }
+
+  /** `vk vm unmigrate NAME`: back to previousNode, which is dropped. */
+  unmigrate(name: string): Promise<number> {
+    return this.editSpec(name, (s) => {
+      s.node = s.previousNode;
+      delete s.previousNode;
+    });
+  }
+
+  async deleteVm(name: string): Promise<void> {
+    await this.store.deleteRecursive(paths.vm(name));
+  }
+
+  async status(name: string): Promise<VmStatus | null> {
+    const got = await this.store.get(paths.vmStatus(name));
+    return got ? decodeVmStatus(got.data.toString('utf8')) : null;
+  }
+
+  async record(name: string): Promise<MigrationRecord | null> {
+    const got = await this.store.get(paths.vmMigration(name));
+    return got ? decodeMigrationRecord(got.data.toString('utf8')) : null;
+  }
+
+  async spec(name: string): Promise<Record<string, unknown>> {
+    const got = await this.store.get(paths.vmSpec(name));
+    return JSON.parse(got!.data.toString('utf8')) as Record<string, unknown>;
+  }
+
+  // ---------------------------------------------------------------------------- libvirt
+
+  /** The guest's state on each hypervisor ('unknown' when its libvirtd does not answer). */
+  async where(vm: string): Promise<Record<string, string | null>> {
+    const out: Record<string, string | null> = {};
+    await Promise.all(
+      this.hvs.map(async (hv) => {
+        try {
+          out[hv.name] = (await hv.probe.getDomain(vm))?.state ?? null;
+        } catch {
+          out[hv.name] = 'unknown';
+        }
+      }),
+    );
+    return out;
+  }
+
+  /** Names of the hypervisors where the guest runs (state running). */
+  async runningOn(vm: string): Promise<string[]> {
+    const w = await this.where(vm);
+    return Object.keys(w)
+      .filter((k) => w[k] === 'running')
+      .sort();
+  }
+
+  sampler(vm: string, o: SamplerOptions = {}): Sampler {
+    return new Sampler(this, vm, o);
+  }
+
+  async cleanup(): Promise<void> {
+    for (const hv of this.hvs) {
+      await hv.daemon?.stop().catch(() => undefined);
+      hv.daemon = undefined;
+      await this.stopChild(hv.name).catch(() => undefined);
+    }
+    await this.store.close().catch(() => undefined);
+    for (const hv of this.hvs) {
+      await hv.probe.close().catch(() => undefined);
+      await hv.libvirtd.cleanup();
+    }
+    this.fabric.cleanup();
+    await this.zk.cleanup();
+    if (!process.env.VK_KEEP_TMP) rmSync(this.work, { recursive: true, force: true });
+  }
+}
+
+// ------------------------------------------------------------------------------ sampler
+
+export interface SamplerOptions {
+  everyMs?: number;
+  /** Gaps where the guest runs nowhere are expected (a shutdown migration), not violations. */
+  allowDowntime?: boolean;
+}
+
+export interface Sample {
+  t: number;
+  states: Record<string, string | null>;
+}
+
+export interface SamplerReport {
+  samples: number;
+  /** Samples with the guest running (not paused) on two hypervisors or more. */
+  doubleRunning: Sample[];
+  /** Gaps where it ran nowhere and came back on the same host (or never came back). */
+  outages: Array<{ fromMs: number; toMs: number | null; host: string | null }>;
+  /**
+   * Switch-overs: ran on A, then (possibly) nowhere for `absentSamples` samples, then on B.
+   * `boundMs` is the time between the last sample on A and the first on B: an upper bound of
+   * the downtime at the sampler's resolution.
+   */
+  switchOvers: Array<{ from: string; to: string; absentSamples: number; boundMs: number }>;
+  /** Every host the guest was ever seen running on, in order of first appearance. */
+  ranOn: string[];
+}
+
+/**
+ * Looks at every hypervisor every `everyMs` (default 100): the guest must never run on two at
+ * once, and never be absent from all of them while it should run — except across a switch-over
+ * (running on A, gap, running on B), which is reported with its downtime. Starts counting once
+ * the guest is first seen running.
+ */
+export class Sampler {
+  private readonly samples: Sample[] = [];
+  private timer: NodeJS.Timeout;
+  private busy = false;
+
+  constructor(
+    private readonly cluster: Cluster,
+    private readonly vm: string,
+    private readonly o: SamplerOptions,
+  ) {
+    this.timer = setInterval(() => this.tick(), o.everyMs ?? 100);
+    void this.tick();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      const t = performance.now();
+      this.samples.push({ t, states: await this.cluster.where(this.vm) });
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Hosts where the guest runs in the latest sample. */
+  latest(): string[] {
+    const s = this.samples.at(-1);
+    return s ? Object.keys(s.states).filter((k) => s.states[k] === 'running') : [];
+  }
+
+  async stop(): Promise<SamplerReport> {
+    clearInterval(this.timer);
+    while (this.busy) await new Promise((r) => setTimeout(r, 10));
+    await this.tick();
+    return analyse(this.samples, this.o.allowDowntime ?? false);
+  }
+}
+
+export function analyse(samples: Sample[], allowDowntime: boolean): SamplerReport {
+  const report: SamplerReport = { samples: samples.length, doubleRunning: [], outages: [], switchOvers: [], ranOn: [] };
+  let last: { host: string; t: number } | null = null;
+  let gapFrom: number | null = null;
+  let absent = 0;
+  for (const s of samples) {
+    const running = Object.keys(s.states).filter((k) => s.states[k] === 'running');
+    for (const h of running) if (!report.ranOn.includes(h)) report.ranOn.push(h);
+    if (running.length > 1) report.doubleRunning.push(s);
+    if (running.length === 0) {
+      if (last && gapFrom === null) gapFrom = s.t;
+      if (last) absent++;
+      continue;
+    }
+    const host = running[0]!;
+    if (last && host !== last.host) {
+      report.switchOvers.push({ from: last.host, to: host, absentSamples: absent, boundMs: Math.round(s.t - last.t) });
+    } else if (gapFrom !== null && !allowDowntime) {
+      report.outages.push({ fromMs: Math.round(gapFrom), toMs: Math.round(s.t), host });
+    }
+    gapFrom = null;
+    absent = 0;
+    last = { host, t: s.t };
+  }
+  if (gapFrom !== null && !allowDowntime) report.outages.push({ fromMs: Math.round(gapFrom), toMs: null, host: null });
+  return report;
+}
