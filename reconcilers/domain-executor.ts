@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Hypervisor } from '../drivers/hypervisor.ts';
 import type { VmStatus } from '../schemas/index.ts';
 import { describeDomainAction, failedStatus, isActive, type DomainAction } from './domain.ts';
+import { sleep } from './sleep.ts';
 
 export interface DomainEffects {
   hv: Hypervisor;
@@ -96,21 +97,6 @@ async function gracefulShutdown(vm: string, timeoutMs: number, fx: DomainEffects
     fx.log.warn({ vm, timeoutMs }, 'guest did not shut down in time; destroying it');
     await fx.hv.destroy(vm);
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 function reasonOf(action: DomainAction, error: unknown): string {

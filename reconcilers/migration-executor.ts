@@ -27,6 +27,7 @@ import {
   type MigrationInputs,
   type MigrationStep,
 } from './migration.ts';
+import { sleep } from './sleep.ts';
 
 export type MigrationDriver = Pick<
   MigratingHypervisor,
@@ -403,17 +404,3 @@ async function shutdownMove(vm: string, step: Extract<MigrationStep, { kind: 'sh
   await complete(vm, r, version, fx);
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
