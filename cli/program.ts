@@ -6,6 +6,7 @@ import { registerDaemon } from './commands/daemon.ts';
 import { registerInspect } from './commands/get.ts';
 import { registerNetwork } from './commands/network.ts';
 import { registerNode } from './commands/node.ts';
+import { registerSandbox } from './commands/sandbox.ts';
 import { registerSchema } from './commands/schema.ts';
 import { registerVm } from './commands/vm.ts';
 import { addGlobalOptions } from './connect.ts';
@@ -32,6 +33,7 @@ vk diff and vk plan: 0 no differences/actions, 1 differences/actions, 2 bad inpu
   registerInspect(program);
   registerSchema(program);
   registerDaemon(program);
+  registerSandbox(program);
   registerCompletion(program);
 
   // The connection options are the program's, so they work before or after the subcommand; a

@@ -1,0 +1,476 @@
+// `vk sandbox up|status|down|env`: a local cluster in one command. drivers/sandbox/ starts and
+// stops the processes and namespaces; this file installs what is missing, applies the example
+// manifests, waits for convergence and tells people what to type next.
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { parseAllDocuments } from 'yaml';
+import { ZkStore } from '../../controllers/zk/index.ts';
+import {
+  aptLine,
+  binDir,
+  defaultSandboxDir,
+  ensureLibvirtUsers,
+  inspectSandbox,
+  installPackages,
+  markUp,
+  MAX_NODES,
+  missingPackages,
+  missingPrograms,
+  netnsUsable,
+  readState,
+  removeTestDomain,
+  REPO_ROOT,
+  startSandbox,
+  stopSandbox,
+  tailFile,
+  virshUri,
+  VK_BIN,
+  type SandboxHealth,
+  type SandboxState,
+} from '../../drivers/sandbox/index.ts';
+import { ZkPaths } from '../../schemas/index.ts';
+import { CliError, EXIT_USAGE } from '../errors.ts';
+
+/** The example manifests the sandbox applies. */
+export const EXAMPLES_DIR = join(REPO_ROOT, 'manifests', 'examples');
+/** The examples place VMs on hv1, hv2 and hv3. */
+const MIN_NODES = 3;
+
+interface UpFlags {
+  nodes: number;
+  /** --nodes was given (not the default). */
+  nodesGiven?: boolean;
+  qemu?: boolean;
+  dir?: string;
+  timeout: number;
+  logLevel?: string;
+}
+
+function parseNodes(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < MIN_NODES || n > MAX_NODES) {
+    throw new InvalidArgumentError(`must be a whole number from ${MIN_NODES} (the examples use hv1-hv3) to ${MAX_NODES}`);
+  }
+  return n;
+}
+
+function parseTimeout(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < 1) throw new InvalidArgumentError('must be a whole number of seconds');
+  return n;
+}
+
+const say = (line = ''): void => {
+  process.stdout.write(`${line}\n`);
+};
+
+function dirOf(flags: { dir?: string }): string {
+  return flags.dir ? resolve(flags.dir) : defaultSandboxDir();
+}
+
+/** Where the user's shell is (npm run changes the cwd to the package; INIT_CWD keeps the original). */
+function userCwd(): string {
+  return resolve(process.env.INIT_CWD ?? process.cwd());
+}
+
+/** A path as the user should type it: relative when their shell is in the repository, else absolute. */
+function shown(path: string, trailingSlash = false): string {
+  const p = userCwd() === REPO_ROOT ? relative(REPO_ROOT, path) || '.' : path;
+  return trailingSlash && !p.endsWith('/') ? `${p}/` : p;
+}
+
+const shq = (s: string): string => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+
+/** The line that points a shell at the sandbox: `export VK_ZK=… PATH=…`. */
+export function envLine(state: SandboxState): string {
+  const parts = [`VK_ZK=${state.zookeeper.connectString}`];
+  if (state.dir !== defaultSandboxDir({})) parts.push(`VK_SANDBOX_DIR=${shq(state.dir)}`);
+  parts.push(`PATH="${binDir(state.dir)}:$PATH"`);
+  return `export ${parts.join(' ')}`;
+}
+
+/** What to type after `up`, each line a command that works as printed (in the shell the env line set up). */
+export function nextCommands(state: SandboxState): string[] {
+  const examples = shown(EXAMPLES_DIR, true);
+  const lines = [
+    'vk get nodes',
+    'vk describe vm web1',
+    `vk diff -f ${examples}`,
+    'vk vm migrate web1 --node hv2 --wait',
+    'vk vm unmigrate web1 --wait',
+    'vk node flush hv3 --wait',
+    'vk node ready hv3 --wait',
+  ];
+  if (state.driver === 'qemu') lines.push('vk vm log web1');
+  lines.push(`virsh -c '${virshUri(state.nodes[0]!, state.driver)}' list --all`);
+  lines.push('vk sandbox status');
+  return lines;
+}
+
+/** Network VNIs of the example manifests: the sandbox makes their bridges (vkbr<VNI>) on every node. */
+export function exampleBridges(dir = EXAMPLES_DIR): string[] {
+  const bridges = new Set<string>();
+  for (const f of readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort()) {
+    for (const doc of parseAllDocuments(readFileSync(join(dir, f), 'utf8'))) {
+      const v = doc.toJS() as { kind?: unknown; metadata?: { name?: unknown } } | null;
+      if (v?.kind === 'Network' && v.metadata?.name !== undefined) bridges.add(`vkbr${String(v.metadata.name)}`);
+    }
+  }
+  return [...bridges];
+}
+
+function vkEnv(state: SandboxState): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, VK_ZK: state.zookeeper.connectString };
+  delete env.VK_ROOT;
+  delete env.VK_AUTH;
+  return env;
+}
+
+/** Runs `vk …` against the sandbox with the terminal as its output; returns the exit code. */
+function runVk(state: SandboxState, args: string[]): number {
+  const r = spawnSync(process.execPath, [VK_BIN, ...args], { stdio: 'inherit', env: vkEnv(state), cwd: REPO_ROOT });
+  return r.status ?? 1;
+}
+
+// ------------------------------------------------------------------------------------ host checks
+
+function checkHost(): void {
+  const missing = missingPackages();
+  const root = process.getuid?.() === 0;
+  if (missing.length > 0) {
+    if (!root) {
+      throw new CliError(`sandbox: missing Debian packages: ${missing.join(' ')}. Run as root:\n  ${aptLine(missing)}`, EXIT_USAGE);
+    }
+    say(`installing ${missing.join(' ')} (apt-get)`);
+    installPackages(missing);
+  }
+  if (!root) {
+    throw new CliError('sandbox up needs root: it makes network and mount namespaces and runs libvirtd (run it with sudo)', EXIT_USAGE);
+  }
+  const programs = missingPrograms();
+  if (programs.length > 0) throw new CliError(`sandbox: still missing after installation: ${programs.join(' ')}`);
+  const netns = netnsUsable();
+  if (netns) throw new CliError(`sandbox: network namespaces are not usable here: ${netns}`);
+  ensureLibvirtUsers();
+}
+
+// -------------------------------------------------------------------------------- cluster waits
+
+async function withStore<T>(state: SandboxState, fn: (store: ZkStore, paths: ZkPaths) => Promise<T>): Promise<T> {
+  const store = await ZkStore.connect({ connectString: state.zookeeper.connectString, sessionTimeoutMs: 10_000, connectTimeoutMs: 5_000 });
+  try {
+    return await fn(store, new ZkPaths());
+  } finally {
+    await store.close().catch(() => undefined);
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function daemonProblem(health: SandboxHealth | undefined): string | undefined {
+  if (!health) return 'the state file disappeared';
+  for (const n of health.nodes) {
+    if (!n.daemon.alive) return `vk daemon of ${n.name} exited:\n${tailFile(join(health.state.dir, n.name, 'daemon.log'))}`;
+    if (!n.libvirtd.alive) return `libvirtd of ${n.name} exited:\n${tailFile(join(health.state.dir, n.name, 'log', 'libvirtd.log'))}`;
+  }
+  if (!health.zookeeper.alive) return `ZooKeeper exited:\n${tailFile(join(health.state.zookeeper.dir, 'zookeeper.log'))}`;
+  return undefined;
+}
+
+async function waitDaemonsAlive(state: SandboxState, deadline: number): Promise<void> {
+  await withStore(state, async (store, paths) => {
+    for (;;) {
+      const alive = await Promise.all(state.nodes.map(async (n) => ((await store.exists(paths.nodeAlive(n.name))) ? n.name : null)));
+      if (alive.every((a) => a !== null)) return;
+      const problem = daemonProblem(await inspectSandbox(state.dir));
+      if (problem) throw new CliError(problem);
+      if (Date.now() > deadline) {
+        const missing = state.nodes.filter((_, i) => alive[i] === null).map((n) => n.name);
+        throw new CliError(`sandbox: the daemons of ${missing.join(', ')} did not register in ZooKeeper in time; see ${state.dir}/<node>/daemon.log`);
+      }
+      await sleep(100);
+    }
+  });
+}
+
+interface VmProgress {
+  name: string;
+  done: boolean;
+  detail: string;
+}
+
+const EXPECTED_PHASE: Record<string, string> = { running: 'Running', stopped: 'Stopped', disabled: 'Disabled' };
+
+/** Converged: the status of every VM acted on its spec's current version and reached the phase the spec asks for, on the spec's node. */
+export async function vmProgress(store: ZkStore, paths: ZkPaths): Promise<VmProgress[]> {
+  const names = (await store.children(paths.vms)) ?? [];
+  return Promise.all(
+    names.sort().map(async (name): Promise<VmProgress> => {
+      const [spec, status] = await Promise.all([store.get(paths.vmSpec(name)), store.get(paths.vmStatus(name))]);
+      if (!spec) return { name, done: false, detail: 'no spec' };
+      const s = JSON.parse(spec.data.toString('utf8')) as { state?: string; node?: string };
+      const want = EXPECTED_PHASE[s.state ?? 'running'] ?? 'Running';
+      if (!status) return { name, done: false, detail: `no status yet (wants ${want} on ${s.node})` };
+      const st = JSON.parse(status.data.toString('utf8')) as {
+        phase?: string;
+        node?: string;
+        observedGeneration?: number;
+        conditions?: Array<{ status?: string; reason?: string; message?: string }>;
+      };
+      const done = st.phase === want && st.node === s.node && st.observedGeneration === spec.version;
+      const failing = st.phase === 'Failed' ? st.conditions?.find((c) => c.status === 'False' || /Failed/.test(c.reason ?? '')) : undefined;
+      const why = failing ? `: ${failing.reason ?? ''} ${(failing.message ?? '').split('\n')[0]!.slice(0, 160)}` : '';
+      return { name, done, detail: `${st.phase} on ${st.node}, wants ${want} on ${s.node}${why}` };
+    }),
+  );
+}
+
+async function waitConverged(state: SandboxState, deadline: number): Promise<void> {
+  await withStore(state, async (store, paths) => {
+    let lastReport = 0;
+    let lastText = '';
+    for (;;) {
+      const progress = await vmProgress(store, paths);
+      const pending = progress.filter((p) => !p.done);
+      if (progress.length > 0 && pending.length === 0) {
+        say(`converged: ${progress.length} VMs`);
+        return;
+      }
+      const problem = daemonProblem(await inspectSandbox(state.dir));
+      if (problem) throw new CliError(problem);
+      if (Date.now() > deadline) {
+        throw new CliError(
+          `sandbox: not converged in time; still waiting for ${pending.map((p) => `${p.name}: ${p.detail}`).join('; ')}.\n` +
+            `The sandbox keeps running: look at ${state.dir}/<node>/daemon.log, \`vk sandbox status\`; remove it with \`vk sandbox down\`.`,
+        );
+      }
+      const report = pending.map((p) => `${p.name}: ${p.detail}`).join('; ');
+      if (report !== lastText || Date.now() - lastReport > 15_000) {
+        lastReport = Date.now();
+        lastText = report;
+        say(`converging: ${progress.length - pending.length}/${progress.length} VMs${pending.length > 0 && pending.length <= 6 ? ` (${report})` : ''}`);
+      }
+      await sleep(200);
+    }
+  });
+}
+
+// ----------------------------------------------------------------------------------------- verbs
+
+function printNext(state: SandboxState): void {
+  say();
+  say('Next, in this shell:');
+  say();
+  say(`  ${envLine(state)}`);
+  for (const line of nextCommands(state)) say(`  ${line}`);
+  say();
+  say('When you are done:');
+  say();
+  say(`  vk sandbox down`);
+  say();
+  say(`The five-minute tour in README.md goes on from here. Logs: ${state.dir}/<node>/daemon.log, ${state.dir}/<node>/log/libvirtd.log, ${state.zookeeper.dir}/zookeeper.log`);
+}
+
+async function up(flags: UpFlags): Promise<void> {
+  const dir = dirOf(flags);
+  const driver = flags.qemu ? 'qemu' : 'test';
+  const deadline = Date.now() + flags.timeout * 1000;
+  checkHost();
+
+  const existing = await inspectSandbox(dir);
+  if (existing) {
+    if (existing.healthy && existing.state.phase === 'up') {
+      // Only what was asked for explicitly must match: `npm run sandbox` finds any running sandbox fine.
+      const nodesDiffer = flags.nodesGiven && existing.state.nodes.length !== flags.nodes;
+      const driverDiffers = flags.qemu === true && existing.state.driver !== 'qemu';
+      if (nodesDiffer || driverDiffers) {
+        throw new CliError(
+          `sandbox: a sandbox already runs in ${dir} (${existing.state.nodes.length} nodes, ${existing.state.driver} driver); \`vk sandbox down\` first`,
+        );
+      }
+      say(`the sandbox in ${dir} is already up`);
+      if (runVk(existing.state, ['get', 'vms', '-o', 'wide']) !== 0) process.exitCode = 1;
+      printNext(existing.state);
+      return;
+    }
+    say(`removing what is left of an earlier sandbox in ${dir}`);
+    const report = await stopSandbox(dir, { log: (l) => say(`  ${l}`) });
+    if (report && report.leftovers.length > 0) throw new CliError(`sandbox: could not remove the earlier sandbox: ${report.leftovers.join('; ')}`);
+  }
+
+  // Ctrl-C (or a kill) half-way: take down what was started.
+  let interrupted = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (interrupted) return;
+    interrupted = true;
+    say(`\n${sig}: removing what was started`);
+    void stopSandbox(dir, { keepFiles: true, log: (l) => say(`  ${l}`) }).finally(() => process.exit(130));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const state = await startSandbox({
+      dir,
+      nodes: flags.nodes,
+      driver,
+      bridges: exampleBridges(),
+      ...(flags.logLevel ? { daemonLogLevel: flags.logLevel } : {}),
+      log: say,
+    });
+    if (interrupted) return;
+    try {
+      await waitDaemonsAlive(state, deadline);
+      if (driver === 'test') for (const node of state.nodes) await removeTestDomain(node);
+      say(`applying ${shown(EXAMPLES_DIR, true)}`);
+      if (runVk(state, ['apply', '-f', EXAMPLES_DIR]) !== 0) throw new CliError('sandbox: vk apply of the example manifests failed (see above)');
+    } catch (error) {
+      // A cluster that never got going is no use: take it down, keep the logs.
+      say(`${error instanceof Error ? error.message : String(error)}\nremoving what was started (logs stay in ${dir})`);
+      await stopSandbox(dir, { keepFiles: true, log: (l) => say(`  ${l}`) });
+      throw new CliError('sandbox: up failed (see above)');
+    }
+    // Not converged in time: the cluster stays up for a look (waitConverged says how to remove it).
+    await waitConverged(state, deadline);
+    markUp(state);
+    say();
+    if (runVk(state, ['get', 'vms', '-o', 'wide']) !== 0) process.exitCode = 1;
+    printNext(state);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+interface StatusFlags {
+  dir?: string;
+  output?: 'json';
+}
+
+interface ClusterView {
+  nodes: Array<{ name: string; alive: boolean; daemonState?: string; domainState?: string }>;
+  vms: Record<string, number>;
+  error?: string;
+}
+
+async function clusterView(state: SandboxState): Promise<ClusterView> {
+  try {
+    return await withStore(state, async (store, paths) => {
+      const nodes = await Promise.all(
+        state.nodes.map(async (n) => {
+          const [alive, status] = await Promise.all([store.exists(paths.nodeAlive(n.name)), store.get(paths.nodeStatus(n.name))]);
+          const s = status ? (JSON.parse(status.data.toString('utf8')) as { daemonState?: string; domainState?: string }) : {};
+          return { name: n.name, alive: alive !== null, ...(s.daemonState ? { daemonState: s.daemonState } : {}), ...(s.domainState ? { domainState: s.domainState } : {}) };
+        }),
+      );
+      const vms: Record<string, number> = {};
+      for (const name of (await store.children(paths.vms)) ?? []) {
+        const status = await store.get(paths.vmStatus(name));
+        const phase = status ? ((JSON.parse(status.data.toString('utf8')) as { phase?: string }).phase ?? '?') : 'NoStatus';
+        vms[phase] = (vms[phase] ?? 0) + 1;
+      }
+      return { nodes, vms };
+    });
+  } catch (error) {
+    return { nodes: [], vms: {}, error: (error as Error).message };
+  }
+}
+
+async function status(flags: StatusFlags): Promise<void> {
+  const dir = dirOf(flags);
+  const h = await inspectSandbox(dir);
+  if (!h) {
+    if (flags.output === 'json') say(JSON.stringify({ dir, running: false }));
+    else say(`no sandbox in ${dir} (vk sandbox up starts one)`);
+    process.exitCode = 1;
+    return;
+  }
+  const view = h.zookeeper.serving ? await clusterView(h.state) : undefined;
+  const healthy = h.healthy && view !== undefined && view.error === undefined && view.nodes.every((n) => n.alive);
+  if (flags.output === 'json') {
+    say(JSON.stringify({ dir, running: true, healthy, phase: h.state.phase, driver: h.state.driver, zookeeper: h.zookeeper, connectString: h.state.zookeeper.connectString, fabric: h.fabric, nodes: h.nodes, cluster: view ?? null }, null, 2));
+    process.exitCode = healthy ? 0 : 1;
+    return;
+  }
+  const ok = (b: boolean): string => (b ? 'ok' : 'DOWN');
+  say(`sandbox ${dir}: ${h.state.nodes.length} nodes, ${h.state.driver === 'test' ? 'libvirt test driver' : 'QEMU/TCG guests'}, ${h.state.phase}${healthy ? '' : ' (DEGRADED)'}`);
+  say(`zookeeper  ${h.state.zookeeper.connectString}  pid ${h.zookeeper.pid ?? '-'}  ${h.zookeeper.serving ? 'serving' : 'DOWN'}`);
+  say(`fabric     netns ${h.state.fabric.netns} ${ok(h.fabric)}`);
+  const rows = [['NODE', 'NETNS', 'ADDRESS', 'LIBVIRTD', 'DAEMON', 'GUESTS', 'ALIVE', 'STATE']];
+  for (const n of h.nodes) {
+    const zk = view?.nodes.find((v) => v.name === n.name);
+    rows.push([
+      n.name,
+      `${n.netns} ${ok(n.netnsExists)}`,
+      n.address,
+      `pid ${n.libvirtd.pid ?? '-'} ${ok(n.libvirtd.alive)}`,
+      `pid ${n.daemon.pid ?? '-'} ${ok(n.daemon.alive)}`,
+      h.state.driver === 'qemu' ? String(n.guests) : '-',
+      zk ? (zk.alive ? 'yes' : 'no') : '?',
+      zk ? `${zk.daemonState ?? '-'}/${zk.domainState ?? '-'}` : '?',
+    ]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  for (const r of rows) say(r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
+  if (view?.error) say(`ZooKeeper: ${view.error}`);
+  else if (view) say(`vms: ${Object.entries(view.vms).map(([phase, n]) => `${n} ${phase}`).join(', ') || 'none'}`);
+  say(envLine(h.state));
+  process.exitCode = healthy ? 0 : 1;
+}
+
+async function down(flags: { dir?: string; keepLogs?: boolean }): Promise<void> {
+  const dir = dirOf(flags);
+  if (!readState(dir)) {
+    say(`no sandbox in ${dir}: nothing to stop`);
+    return;
+  }
+  const report = await stopSandbox(dir, { keepFiles: flags.keepLogs === true, log: say });
+  if (report && report.leftovers.length > 0) throw new CliError(`sandbox down: could not remove: ${report.leftovers.join('; ')}`);
+  say(`sandbox in ${dir} removed`);
+}
+
+function env(flags: { dir?: string }): void {
+  const dir = dirOf(flags);
+  const state = readState(dir);
+  if (!state) throw new CliError(`no sandbox in ${dir} (vk sandbox up starts one)`);
+  say(envLine(state));
+}
+
+export function registerSandbox(program: Command): void {
+  const sandbox = program
+    .command('sandbox')
+    .description('a local cluster on this machine: ZooKeeper, simulated hypervisors, the example manifests (needs root)');
+  const dirOption = (): Option =>
+    new Option('--dir <dir>', `where its state, logs and data go (default: .sandbox/ in the repository, or VK_SANDBOX_DIR)`);
+
+  sandbox
+    .command('up')
+    .description('start ZooKeeper and N simulated hypervisors, apply manifests/examples/, wait until converged')
+    .addOption(new Option('--nodes <n>', `number of hypervisors, hv1..hvN (${MIN_NODES}-${MAX_NODES})`).argParser(parseNodes).default(3))
+    .addOption(new Option('--qemu', 'run real QEMU (TCG) guests instead of the libvirt test driver, so live migration and consoles work').env('VK_SANDBOX_QEMU'))
+    .addOption(dirOption())
+    .addOption(new Option('--timeout <seconds>', 'give up waiting for convergence after this long').argParser(parseTimeout).default(180))
+    .addOption(new Option('--log-level <level>', 'log level of the daemons').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace']))
+    .action((flags: UpFlags, cmd: Command) => up({ ...flags, nodesGiven: cmd.getOptionValueSource('nodes') === 'cli' }));
+
+  sandbox
+    .command('status')
+    .description('show the sandbox\'s processes, namespaces and nodes (exit 1 when something is down)')
+    .addOption(dirOption())
+    .addOption(new Option('-o, --output <format>', 'json').choices(['json']))
+    .action(status);
+
+  sandbox
+    .command('down')
+    .description('stop every process the sandbox started (by PID) and remove its namespaces and files')
+    .addOption(dirOption())
+    .option('--keep-logs', 'keep the logs and data under the directory')
+    .action(down);
+
+  sandbox
+    .command('env')
+    .description('print the export line that points a shell at the sandbox (eval "$(vk sandbox env)")')
+    .addOption(dirOption())
+    .action(env);
+}

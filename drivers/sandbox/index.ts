@@ -1,0 +1,22 @@
+// The local sandbox cluster behind `vk sandbox` (see sandbox.ts).
+export { GUEST_GREETING, GUEST_IMAGE, guestImage } from './guest-image.ts';
+export { FABRIC_CIDR, netnsExists, netnsUsable, netnsWithPrefix, nodeAddress } from './netns.ts';
+export { libvirtUri, qemuProcs, removeTestDomain, virshUri, VK_BIN } from './node.ts';
+export { aptLine, ensureLibvirtUsers, installPackages, missingPackages, missingPrograms, SANDBOX_PACKAGES } from './packages.ts';
+export { isAlive, tailFile, type ProcRef } from './proc.ts';
+export {
+  binDir,
+  inspectSandbox,
+  markUp,
+  MAX_NODES,
+  MIN_NODES,
+  nodeNames,
+  startSandbox,
+  stopSandbox,
+  type NodeHealth,
+  type SandboxHealth,
+  type StartOptions,
+  type StopReport,
+} from './sandbox.ts';
+export { defaultSandboxDir, prefixFor, preferredPort, readState, REPO_ROOT, statePath, type NodeState, type SandboxDriver, type SandboxState } from './state.ts';
+export { fourLetter, zkServing } from './zookeeper.ts';

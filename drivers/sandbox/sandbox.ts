@@ -1,0 +1,293 @@
+// A local sandbox cluster (`vk sandbox up|status|down`): ZooKeeper on loopback, N simulated
+// hypervisors (network namespace + private libvirtd + `vk daemon` each) on a bridge of their own.
+// This module starts and stops the processes and namespaces; cli/commands/sandbox.ts talks to the
+// cluster (apply, convergence). Everything made is recorded in DIR/sandbox.json the moment it
+// exists, and only what is recorded there is ever signalled or deleted.
+import { mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync, symlinkSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import {
+  createFabric,
+  createNodeNetns,
+  deleteNetns,
+  FABRIC_BRIDGE,
+  FABRIC_CIDR,
+  netnsDirIsMount,
+  netnsExists,
+  nodeAddress,
+  pidsIn,
+  unmountNetnsDirIfEmpty,
+} from './netns.ts';
+import { launchDaemon, launchLibvirtd, prepareNodeDir, qemuProcs, VK_BIN, waitLibvirtd, writeDaemonConfig } from './node.ts';
+import { isAlive, killProcess, refOf, stopProcess, type ProcRef } from './proc.ts';
+import { prefixFor, preferredPort, readState, STATE_VERSION, statePath, writeState, type NodeState, type SandboxDriver, type SandboxState } from './state.ts';
+import { choosePort, launchZooKeeper, waitZooKeeper, zkServing, ZK_HOST } from './zookeeper.ts';
+
+export const MIN_NODES = 1;
+export const MAX_NODES = 16;
+
+export interface StartOptions {
+  dir: string;
+  nodes: number;
+  driver: SandboxDriver;
+  /** Bridges to make in every node namespace (vkbr<VNI> of the example networks). */
+  bridges: readonly string[];
+  daemonLogLevel?: string;
+  /** Progress lines. */
+  log?: (line: string) => void;
+}
+
+export function nodeNames(n: number): string[] {
+  return Array.from({ length: n }, (_, i) => `hv${i + 1}`);
+}
+
+/** DIR/bin holds a `vk` link to this checkout's cli/vk.mjs, for PATH. */
+export function binDir(dir: string): string {
+  return join(dir, 'bin');
+}
+
+/**
+ * Starts ZooKeeper, the fabric, and every node's namespace, libvirtd and daemon. On any failure
+ * everything started so far is stopped again (log files stay for a look) and the error rethrown.
+ */
+export async function startSandbox(opts: StartOptions): Promise<SandboxState> {
+  const log = opts.log ?? (() => undefined);
+  const dir = resolve(opts.dir);
+  if (opts.nodes < MIN_NODES || opts.nodes > MAX_NODES) throw new Error(`--nodes must be ${MIN_NODES}..${MAX_NODES}`);
+  mkdirSync(dir, { recursive: true });
+  const prefix = prefixFor(dir);
+  const port = await choosePort(preferredPort(dir));
+  const state: SandboxState = {
+    version: STATE_VERSION,
+    dir,
+    prefix,
+    driver: opts.driver,
+    createdAt: new Date().toISOString(),
+    zookeeper: { port, connectString: `${ZK_HOST}:${port}`, dir: join(dir, 'zookeeper') },
+    fabric: { netns: `${prefix}-fab`, bridge: FABRIC_BRIDGE, cidr: FABRIC_CIDR, created: false },
+    bridges: [...opts.bridges],
+    madeNetnsMount: !netnsDirIsMount(),
+    nodes: nodeNames(opts.nodes).map((name, i) => ({
+      name,
+      netns: `${prefix}-${name}`,
+      address: nodeAddress(i + 1),
+      dir: join(dir, name),
+      socket: join(dir, name, 'run', 'libvirt-sock'),
+    })),
+    phase: 'starting',
+  };
+  for (const n of state.nodes) {
+    if (Buffer.byteLength(n.socket) > 107) throw new Error(`--dir is too long: the libvirt socket path ${n.socket} exceeds the 107 bytes of a unix socket address`);
+  }
+  for (const ns of [state.fabric.netns, ...state.nodes.map((n) => n.netns)]) {
+    if (netnsExists(ns)) throw new Error(`network namespace ${ns} exists already, but ${statePath(dir)} does not record it (left by a sandbox whose state file was deleted?); remove it with: ip netns del ${ns}`);
+  }
+  writeState(state);
+  try {
+    rmSync(state.zookeeper.dir, { recursive: true, force: true });
+    mkdirSync(state.zookeeper.dir, { recursive: true });
+    log(`ZooKeeper: starting on ${state.zookeeper.connectString}`);
+    const zk = launchZooKeeper(state.zookeeper.dir, port);
+    state.zookeeper.proc = zk.proc;
+    writeState(state);
+
+    log(`network: fabric ${state.fabric.netns} (${FABRIC_CIDR}), nodes ${state.nodes.map((n) => `${n.name}=${n.address}`).join(' ')}`);
+    state.fabric.created = true; // recorded first: a half-made namespace is still deleted
+    writeState(state);
+    createFabric(state.fabric.netns);
+    for (const node of state.nodes) {
+      prepareNodeDir(node);
+      createNodeNetns(node.netns, state.fabric.netns, node.name, node.address, state.bridges);
+    }
+
+    log(`libvirtd: starting ${state.nodes.length} (${opts.driver === 'test' ? 'test driver' : 'QEMU/TCG guests'})`);
+    for (const node of state.nodes) {
+      node.libvirtd = launchLibvirtd(node);
+      writeState(state);
+    }
+    await waitZooKeeper(zk, port);
+    await Promise.all(state.nodes.map((node) => waitLibvirtd(node, node.libvirtd!)));
+
+    log(`vk daemon: starting ${state.nodes.length}`);
+    for (const node of state.nodes) {
+      const cfg = writeDaemonConfig(node, {
+        zk: state.zookeeper.connectString,
+        driver: opts.driver,
+        address: node.address,
+        ...(opts.daemonLogLevel ? { logLevel: opts.daemonLogLevel } : {}),
+      });
+      node.daemon = launchDaemon(node, cfg);
+      writeState(state);
+    }
+    mkdirSync(binDir(dir), { recursive: true });
+    rmSync(join(binDir(dir), 'vk'), { force: true });
+    symlinkSync(VK_BIN, join(binDir(dir), 'vk'));
+    return state;
+  } catch (error) {
+    state.phase = 'failed';
+    writeState(state);
+    await teardown(state, { keepFiles: true, log });
+    throw error;
+  }
+}
+
+export function markUp(state: SandboxState): void {
+  state.phase = 'up';
+  writeState(state);
+}
+
+export interface StopOptions {
+  /** Keep logs and data (the state file goes anyway). */
+  keepFiles?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface StopReport {
+  stopped: Array<{ what: string; pid: number; how: string }>;
+  netnsDeleted: string[];
+  unmounted: string[];
+  /** What could not be removed (should stay empty). */
+  leftovers: string[];
+}
+
+/** Stops a sandbox by its state file; a directory without one has nothing to stop. */
+export async function stopSandbox(dir: string, opts: StopOptions = {}): Promise<StopReport | undefined> {
+  const state = readState(resolve(dir));
+  if (!state) return undefined;
+  return teardown(state, opts);
+}
+
+async function teardown(state: SandboxState, opts: StopOptions): Promise<StopReport> {
+  const log = opts.log ?? (() => undefined);
+  const report: StopReport = { stopped: [], netnsDeleted: [], unmounted: [], leftovers: [] };
+  const stop = async (what: string, ref: ProcRef | undefined, graceMs: number): Promise<void> => {
+    if (!ref) return;
+    try {
+      const how = await stopProcess(ref, graceMs);
+      if (how !== 'notRunning') report.stopped.push({ what, pid: ref.pid, how });
+    } catch (error) {
+      report.leftovers.push(`${what} pid ${ref.pid}: ${(error as Error).message}`);
+    }
+  };
+
+  // 1. Daemons first, so nothing reacts to libvirtd going away.
+  await Promise.all(state.nodes.map((n) => stop(`vk daemon ${n.name}`, n.daemon, 10_000)));
+  // 2. libvirtd (QEMU guests survive it, as on a real host), then the guests and anything else
+  //    still running in the node's namespace: only processes we started can be in there.
+  await Promise.all(state.nodes.map((n) => stop(`libvirtd ${n.name}`, n.libvirtd, 15_000)));
+  for (const n of state.nodes) {
+    const refs = new Map<number, ProcRef>();
+    for (const r of qemuProcs(n)) refs.set(r.pid, r);
+    for (const pid of pidsIn(n.netns)) {
+      const r = refOf(pid);
+      if (r) refs.set(pid, r);
+    }
+    for (const r of refs.values()) {
+      if (!isAlive(r)) continue;
+      const what = describeProcess(r.pid, n.name);
+      await killProcess(r);
+      report.stopped.push({ what, pid: r.pid, how: 'killed' });
+    }
+  }
+  // 3. ZooKeeper.
+  await stop('ZooKeeper', state.zookeeper.proc, 10_000);
+  // 4. Namespaces (their interfaces and bridges go with them), then /run/netns if ip made it for us.
+  const namespaces = [...state.nodes.map((n) => n.netns), ...(state.fabric.created ? [state.fabric.netns] : [])];
+  for (const ns of namespaces) {
+    if (!netnsExists(ns)) continue;
+    try {
+      deleteNetns(ns);
+      report.netnsDeleted.push(ns);
+    } catch (error) {
+      report.leftovers.push(`netns ${ns}: ${(error as Error).message}`);
+    }
+  }
+  if (state.madeNetnsMount && unmountNetnsDirIfEmpty()) report.unmounted.push('/run/netns');
+  // 5. Check: nothing recorded may be left.
+  const procs: Array<[string, ProcRef | undefined]> = [
+    ['ZooKeeper', state.zookeeper.proc],
+    ...state.nodes.flatMap((n): Array<[string, ProcRef | undefined]> => [
+      [`libvirtd ${n.name}`, n.libvirtd],
+      [`vk daemon ${n.name}`, n.daemon],
+    ]),
+  ];
+  for (const [what, ref] of procs) if (ref && isAlive(ref)) report.leftovers.push(`${what} pid ${ref.pid} still running`);
+  for (const ns of namespaces) if (netnsExists(ns)) report.leftovers.push(`netns ${ns} still exists`);
+  for (const s of report.stopped) log(`stopped ${s.what} (pid ${s.pid}, ${s.how})`);
+  for (const ns of report.netnsDeleted) log(`deleted network namespace ${ns}`);
+  for (const m of report.unmounted) log(`unmounted ${m}`);
+
+  // 6. Files.
+  if (report.leftovers.length === 0) {
+    rmSync(statePath(state.dir), { force: true });
+    if (!opts.keepFiles) {
+      for (const sub of ['zookeeper', 'bin', ...state.nodes.map((n) => n.name)]) rmSync(join(state.dir, sub), { recursive: true, force: true });
+      try {
+        if (readdirSync(state.dir).length === 0) rmdirSync(state.dir);
+      } catch {
+        // not empty, or gone
+      }
+    }
+  }
+  return report;
+}
+
+/** "QEMU guest web1 on hv1" for a QEMU process, else the program and the node. */
+function describeProcess(pid: number, node: string): string {
+  let argv: string[] = [];
+  try {
+    argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    // gone
+  }
+  const guest = argv[argv.indexOf('-name') + 1]?.match(/guest=([^,]+)/)?.[1];
+  if (argv[0]?.includes('qemu-system') && guest) return `QEMU guest ${guest} on ${node}`;
+  return `${argv[0] ?? 'process'} in ${node}'s namespace`;
+}
+
+export interface ProcHealth {
+  pid: number | undefined;
+  alive: boolean;
+}
+
+export interface NodeHealth {
+  name: string;
+  netns: string;
+  netnsExists: boolean;
+  address: string;
+  libvirtd: ProcHealth;
+  daemon: ProcHealth;
+  guests: number;
+}
+
+export interface SandboxHealth {
+  state: SandboxState;
+  zookeeper: ProcHealth & { serving: boolean };
+  fabric: boolean;
+  nodes: NodeHealth[];
+  /** Every recorded process runs and every namespace exists. */
+  healthy: boolean;
+  /** Nothing recorded runs or exists any more (a reboot, or everything was killed). */
+  dead: boolean;
+}
+
+const health = (ref: ProcRef | undefined): ProcHealth => ({ pid: ref?.pid, alive: isAlive(ref) });
+
+export async function inspectSandbox(dir: string): Promise<SandboxHealth | undefined> {
+  const state = readState(resolve(dir));
+  if (!state) return undefined;
+  const zk = { ...health(state.zookeeper.proc), serving: false };
+  if (zk.alive) zk.serving = await zkServing(state.zookeeper.port);
+  const nodes = state.nodes.map((n) => ({
+    name: n.name,
+    netns: n.netns,
+    netnsExists: netnsExists(n.netns),
+    address: n.address,
+    libvirtd: health(n.libvirtd),
+    daemon: health(n.daemon),
+    guests: qemuProcs(n).filter(isAlive).length,
+  }));
+  const fabric = netnsExists(state.fabric.netns);
+  const healthy = zk.serving && fabric && nodes.every((n) => n.netnsExists && n.libvirtd.alive && n.daemon.alive);
+  const dead = !zk.alive && !fabric && nodes.every((n) => !n.netnsExists && !n.libvirtd.alive && !n.daemon.alive);
+  return { state, zookeeper: zk, fabric, nodes, healthy, dead };
+}

@@ -1,0 +1,94 @@
+// DIR/sandbox.json: everything a sandbox made, written as soon as each thing exists, so that
+// `vk sandbox down` (or a failed `up`) finds and removes exactly that, and `status` can check it.
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ProcRef } from './proc.ts';
+
+export const STATE_FILE = 'sandbox.json';
+export const STATE_VERSION = 1;
+
+/**
+ * The checkout this code runs from: the nearest directory upwards holding virtkeeper's
+ * package.json (this module runs from drivers/sandbox/ through tsx, or from cli/vk.bundle.mjs).
+ */
+function findRepoRoot(start: string): string {
+  for (let dir = start; ; dir = dirname(dir)) {
+    try {
+      if ((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string }).name === 'virtkeeper') return dir;
+    } catch {
+      // no package.json here
+    }
+    if (dirname(dir) === dir) throw new Error(`cannot find virtkeeper's package.json above ${start}`);
+  }
+}
+export const REPO_ROOT = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
+/** `.sandbox/` in the repository (gitignored); VK_SANDBOX_DIR overrides it. */
+export function defaultSandboxDir(env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(env.VK_SANDBOX_DIR && env.VK_SANDBOX_DIR !== '' ? env.VK_SANDBOX_DIR : join(REPO_ROOT, '.sandbox'));
+}
+
+export type SandboxDriver = 'test' | 'qemu';
+
+export interface NodeState {
+  name: string;
+  /** Network namespace (ip netns) of the node; libvirtd and its QEMU guests run in it. */
+  netns: string;
+  /** The node's address on the sandbox fabric (its eth0), e.g. 198.51.100.11. */
+  address: string;
+  /** DIR/<name>: the node's private /etc/libvirt, /run/libvirt, /var/lib/libvirt, … and logs. */
+  dir: string;
+  /** libvirtd's read-write socket as seen from outside the node's mount namespace. */
+  socket: string;
+  libvirtd?: ProcRef;
+  daemon?: ProcRef;
+}
+
+export interface SandboxState {
+  version: number;
+  dir: string;
+  /** Prefix of every network namespace this sandbox makes (vks + 4 hex digits of the dir). */
+  prefix: string;
+  driver: SandboxDriver;
+  createdAt: string;
+  zookeeper: { port: number; connectString: string; dir: string; proc?: ProcRef };
+  fabric: { netns: string; bridge: string; cidr: string; created: boolean };
+  /** Bridges made in every node namespace for the example networks (stand-ins for the network reconciler). */
+  bridges: string[];
+  /** /run/netns was not a mount point before the first `ip netns add` of this sandbox (ip made it one). */
+  madeNetnsMount: boolean;
+  nodes: NodeState[];
+  /** 'up' once `vk sandbox up` finished; 'starting' while it runs or if it died half-way. */
+  phase: 'starting' | 'up' | 'failed';
+}
+
+export function statePath(dir: string): string {
+  return join(dir, STATE_FILE);
+}
+
+export function readState(dir: string): SandboxState | undefined {
+  const file = statePath(dir);
+  if (!existsSync(file)) return undefined;
+  const parsed = JSON.parse(readFileSync(file, 'utf8')) as SandboxState;
+  if (parsed.version !== STATE_VERSION) throw new Error(`${file}: state version ${parsed.version}, expected ${STATE_VERSION}`);
+  return parsed;
+}
+
+/** Atomic (write + rename), so a reader never sees half a file. */
+export function writeState(state: SandboxState): void {
+  const file = statePath(state.dir);
+  writeFileSync(`${file}.tmp`, JSON.stringify(state, null, 2) + '\n');
+  renameSync(`${file}.tmp`, file);
+}
+
+/** Namespace prefix derived from the directory: two sandboxes in two directories never collide. */
+export function prefixFor(dir: string): string {
+  return `vks${createHash('sha256').update(resolve(dir)).digest('hex').slice(0, 4)}`;
+}
+
+/** The ZooKeeper port this directory prefers (stable across down/up, so `export VK_ZK=…` stays right). */
+export function preferredPort(dir: string): number {
+  const h = createHash('sha256').update(`port:${resolve(dir)}`).digest().readUInt16BE(0);
+  return 21810 + (h % 180);
+}

@@ -1,0 +1,161 @@
+// The sandbox's pieces that need no root: the README tour parser, the example manifests and the
+// shipped config files (they must stay valid), the guest disk, the state helpers.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { parseAllDocuments } from 'yaml';
+import { exampleBridges, envLine, nextCommands } from '../../cli/commands/sandbox.ts';
+import { loadDaemonConfig } from '../../controllers/daemon-config.ts';
+import { aptLine, GUEST_GREETING, guestImage, prefixFor, preferredPort, type SandboxState } from '../../drivers/sandbox/index.ts';
+import { decodeManifest, parseVmXml, splitVmManifestSpec, type VmManifest } from '../../schemas/index.ts';
+import { parseTour, printedCommands, readmeTour, REPO } from './helpers.ts';
+
+const EXAMPLES = join(REPO, 'manifests', 'examples');
+
+function exampleDocs(): Array<{ file: string; doc: unknown }> {
+  const out: Array<{ file: string; doc: unknown }> = [];
+  for (const f of readdirSync(EXAMPLES).filter((f) => /\.ya?ml$/.test(f)).sort()) {
+    for (const d of parseAllDocuments(readFileSync(join(EXAMPLES, f), 'utf8'))) out.push({ file: f, doc: d.toJS() });
+  }
+  return out;
+}
+
+test('the example manifests decode: a ClusterConfig, a bridged and a managed network, VMs with varied placement', () => {
+  const manifests = exampleDocs().map(({ file, doc }, i) => decodeManifest(doc, `${file}#${i}`));
+  const kinds = manifests.map((m) => m.kind);
+  assert.equal(kinds.filter((k) => k === 'ClusterConfig').length, 1);
+  const networks = manifests.filter((m) => m.kind === 'Network');
+  assert.deepEqual(networks.map((n) => (n.spec as { type: string }).type).sort(), ['bridged', 'managed']);
+  const vms = manifests.filter((m): m is VmManifest => m.kind === 'VM');
+  assert.ok(vms.length >= 4, 'a handful of VMs');
+  const selectors = new Set(vms.map((v) => v.spec.meta.nodeSelector));
+  assert.ok(selectors.size >= 3, `different selectors, got ${[...selectors].join(',')}`);
+  assert.ok(vms.some((v) => v.spec.meta.autostart) && vms.some((v) => !v.spec.meta.autostart), 'autostart both ways');
+  assert.ok(vms.some((v) => v.spec.meta.nodeLimit.length > 0) && vms.some((v) => v.spec.meta.nodeLimit.length === 0), 'limits both ways');
+  assert.ok(vms.some((v) => v.spec.state === 'stopped'), 'one VM is stopped');
+  for (const vm of vms) {
+    const { xmlFile } = splitVmManifestSpec(vm.spec);
+    assert.ok(xmlFile, `${vm.metadata.name} has its XML in a file`);
+    const xml = readFileSync(join(EXAMPLES, xmlFile), 'utf8');
+    const info = parseVmXml(xml, vm.metadata.name);
+    // libxml2 (libvirt) refuses "--" inside comments, which fast-xml-parser lets through.
+    for (const c of xml.match(/<!--([\s\S]*?)-->/g) ?? []) assert.ok(!c.slice(4, -3).includes('--'), `${xmlFile}: "--" in a comment`);
+    assert.equal(info.memoryKiB, 128 * 1024, `${vm.metadata.name}: 128 MiB`);
+    assert.equal(info.serialLog, `/var/log/libvirt/qemu/${vm.metadata.name}-serial.log`);
+    for (const br of info.bridges) assert.ok(exampleBridges().includes(br), `${vm.metadata.name}'s bridge ${br} is one the sandbox makes`);
+    for (const node of [vm.spec.node, ...vm.spec.meta.nodeLimit]) assert.match(node, /^hv[123]$/, 'examples use hv1-hv3 only');
+  }
+  assert.deepEqual(exampleBridges(), ['vkbr100', 'vkbr200']);
+});
+
+test('the shipped daemon config file loads, and the systemd unit runs the daemon with it and restarts it', () => {
+  const cfg = loadDaemonConfig(join(REPO, 'manifests/systemd/virtkeeper.yaml'), {}, {});
+  assert.equal(cfg.node, 'hv1');
+  assert.equal(cfg.zookeeper.hosts.split(',').length, 3);
+  const unit = readFileSync(join(REPO, 'manifests/systemd/vk-daemon.service'), 'utf8');
+  assert.match(unit, /^ExecStart=.*cli\/vk\.mjs daemon --config \/etc\/virtkeeper\/virtkeeper\.yaml$/m);
+  assert.match(unit, /^Restart=always$/m);
+  assert.match(unit, /^\[Install\]$/m);
+});
+
+test('the ZooKeeper ensemble config names three servers and a quorum-only setup', () => {
+  const cfg = readFileSync(join(REPO, 'manifests/zookeeper/zoo.cfg'), 'utf8');
+  const servers = cfg.match(/^server\.\d+=.+:2888:3888$/gm) ?? [];
+  assert.equal(servers.length, 3);
+  assert.match(cfg, /^standaloneEnabled=false$/m);
+  assert.match(cfg, /^dataDir=\/var\/lib\/zookeeper$/m);
+});
+
+test('the guest disk: a boot sector that writes the greeting to COM1', () => {
+  const img = guestImage();
+  assert.equal(img.length, 1024 * 1024);
+  assert.equal(img[510], 0x55);
+  assert.equal(img[511], 0xaa);
+  assert.ok(img.subarray(0, 512).toString('latin1').includes(GUEST_GREETING));
+});
+
+test('prefix and port are stable per directory and differ between directories', () => {
+  assert.equal(prefixFor('/tmp/a'), prefixFor('/tmp/a/'));
+  assert.notEqual(prefixFor('/tmp/a'), prefixFor('/tmp/b'));
+  assert.match(prefixFor('/tmp/a'), /^vks[0-9a-f]{4}$/);
+  const p = preferredPort('/tmp/a');
+  assert.ok(p >= 21810 && p < 21990);
+  assert.equal(preferredPort('/tmp/a'), p);
+});
+
+test('README tour parser: blocks of the tour section only, expected exit codes, --qemu marks, quoted #', () => {
+  const md = [
+    '## Before',
+    '```sh',
+    'not-this',
+    '```',
+    '## Five-minute tour',
+    'text',
+    '```sh',
+    '# a comment line',
+    'vk get vms',
+    "vk diff -f x   # exit 1: differences",
+    "echo '# not a comment' | grep -c '#'",
+    'vk vm log web1 | grep hello   # needs --qemu',
+    '```',
+    '```',
+    'not sh',
+    '```',
+    '## After',
+    '```sh',
+    'not-this-either',
+    '```',
+  ].join('\n');
+  const tour = parseTour(md);
+  assert.deepEqual(
+    tour.map((t) => [t.command, t.expectExit, t.needsQemu]),
+    [
+      ['vk get vms', 0, false],
+      ['vk diff -f x', 1, false],
+      ["echo '# not a comment' | grep -c '#'", 0, false],
+      ['vk vm log web1 | grep hello', 0, true],
+    ],
+  );
+  const real = readmeTour();
+  assert.ok(real.length >= 15, 'the README has a tour');
+  for (const verb of ['vk get', 'vk apply', 'vk diff', 'vk plan', 'vk vm migrate', '--wait', 'vk node flush', 'vk node ready', 'vk vm log']) {
+    assert.ok(real.some((l) => l.command.includes(verb)), `the tour uses ${verb}`);
+  }
+  assert.equal(real[real.length - 1]!.command, 'vk sandbox down', 'the tour cleans up last');
+});
+
+test('the lines up prints: an export line first, then commands, then vk sandbox down', () => {
+  const state = {
+    dir: '/tmp/x',
+    driver: 'test',
+    zookeeper: { connectString: '127.0.0.1:21850' },
+    nodes: [{ name: 'hv1', socket: '/tmp/x/hv1/run/libvirt-sock' }],
+  } as unknown as SandboxState;
+  const env = envLine(state);
+  assert.equal(env, 'export VK_ZK=127.0.0.1:21850 VK_SANDBOX_DIR=/tmp/x PATH="/tmp/x/bin:$PATH"');
+  const output = ['…', 'Next, in this shell:', '', `  ${env}`, ...nextCommands(state).map((c) => `  ${c}`), '', 'When you are done:', '', '  vk sandbox down', '', 'The five-minute tour …'].join('\n');
+  const lines = printedCommands(output).map((l) => l.command);
+  assert.equal(lines[0], env);
+  assert.equal(lines[lines.length - 1], 'vk sandbox down');
+  assert.ok(lines.includes('vk get nodes'));
+  assert.ok(!lines.some((l) => l.includes('vk vm log')), 'no console commands on the test driver');
+});
+
+test('vk sandbox up as a non-root user: exit 2 with what to do, nothing made', { skip: process.getuid?.() === 0 ? undefined : 'needs root to switch to an unprivileged user' }, () => {
+  const dir = join(tmpdir(), `vk-nonroot-${process.pid}`);
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, join(REPO, 'cli/vk.mjs'), 'sandbox', 'up', '--dir', dir], {
+    encoding: 'utf8',
+    env: { ...process.env, HOME: tmpdir() },
+  });
+  assert.equal(r.status, 2, r.stderr);
+  // With every package installed, the remaining problem is root; with some missing, the apt-get line.
+  assert.match(r.stderr, /needs root|apt-get update && apt-get install -y --no-install-recommends /);
+  assert.ok(!existsSync(dir), 'nothing was made');
+});
+
+test('the apt-get line a non-root user is told to run', () => {
+  assert.equal(aptLine(['zookeeper', 'qemu-utils']), 'apt-get update && apt-get install -y --no-install-recommends zookeeper qemu-utils');
+});
