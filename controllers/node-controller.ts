@@ -145,6 +145,10 @@ export class NodeController {
       now: this.now,
       onAction: this.o.onAction,
       writeStatus: (vm, status, version) => this.writeStatus(vm, status, version),
+      currentStatus: (vm) => {
+        const status = this.informer.get(vm)?.status;
+        return status && 'value' in status ? status.value : null;
+      },
     };
   }
 

@@ -39,6 +39,8 @@ type Field = (typeof FIELDS)[number];
 export class VmInformer {
   private readonly entries = new Map<string, VmEntry & { seen: Set<Field> }>();
   private readonly watches = new Map<string, Subscription>();
+  /** Status versions this node wrote itself: their watch events are not news to it. */
+  private readonly ownStatus = new Map<string, number>();
   /** VMs that were in the list and then left it: their local domains must go. */
   private readonly removed = new Set<string>();
   private listSub: Subscription | undefined;
@@ -98,6 +100,7 @@ export class VmInformer {
     if (entry && (force || entry.status === null || 'error' in entry.status || entry.status.version < version)) {
       entry.status = { value, version };
     }
+    if (!force) this.ownStatus.set(name, version);
   }
 
   private onList(children: string[]): void {
@@ -108,6 +111,7 @@ export class VmInformer {
       this.watches.get(name)?.unsubscribe();
       this.watches.delete(name);
       this.entries.delete(name);
+      this.ownStatus.delete(name);
       this.removed.add(name);
       this.changes$.next(name);
     }
@@ -130,13 +134,17 @@ export class VmInformer {
     const sub = merge(...streams).subscribe({
       next: ({ field, state }) => {
         if (this.entries.get(name) !== entry) return;
+        // Our own status write coming back: cache it, but it is no reason to look again (a failed
+        // action's status write would otherwise re-run the reconcile at once, around its back-off).
+        const own = field === 'status' && state.kind === 'data' && this.ownStatus.get(name) === state.version;
+        if (field === 'status') this.ownStatus.delete(name);
         this.apply(entry, field, state);
         entry.seen.add(field);
         if (!entry.loaded && entry.seen.size === FIELDS.length) {
           entry.loaded = true;
           this.checkSynced();
         }
-        if (entry.loaded) this.changes$.next(name);
+        if (entry.loaded && !own) this.changes$.next(name);
       },
       error: (error: unknown) => this.log.error({ err: error, vm: name }, 'VM watch failed'),
     });

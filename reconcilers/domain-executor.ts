@@ -2,13 +2,15 @@
 import type { Logger } from 'pino';
 import type { Hypervisor } from '../drivers/hypervisor.ts';
 import type { VmStatus } from '../schemas/index.ts';
-import { describeDomainAction, failedStatus, isActive, type DomainAction } from './domain.ts';
+import { describeDomainAction, failedStatus, isActive, sameStatus, type DomainAction } from './domain.ts';
 import { sleep } from './sleep.ts';
 
 export interface DomainEffects {
   hv: Hypervisor;
   /** Writes the VM status with a compare-and-set on `version` (null: create). */
   writeStatus(vm: string, status: VmStatus, version: number | null): Promise<void>;
+  /** The status as last read (for a repeated failure, which is then not written again). */
+  currentStatus?(vm: string): VmStatus | null;
   log: Logger;
   now(): string;
   /** Called with each action's line once it has been carried out (dry-run parity, audit). */
@@ -50,7 +52,9 @@ export async function executeDomain(
       if (signal.aborted || action.kind === 'writeStatus' || !plannedStatus || plannedStatus.kind !== 'writeStatus') throw error;
       const reason = reasonOf(action, error);
       const message = (error as Error).message;
-      await fx.writeStatus(vm, failedStatus(plannedStatus.status, action, reason, message, fx.now()), plannedStatus.version);
+      const previous = fx.currentStatus?.(vm) ?? null;
+      const failed = failedStatus(plannedStatus.status, action, reason, message, fx.now(), previous);
+      if (!previous || !sameStatus(previous, failed)) await fx.writeStatus(vm, failed, plannedStatus.version);
       throw new DomainActionError(action.kind, reason, message, { cause: error });
     }
     fx.log.info({ vm, action: action.kind }, describeDomainAction(node, vm, action));

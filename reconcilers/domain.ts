@@ -275,18 +275,33 @@ export function sameStatus(a: VmStatus, b: VmStatus): boolean {
   return encodeVmStatus({ ...a, updatedAt: b.updatedAt }) === encodeVmStatus(b);
 }
 
-/** The status to record when an action failed: the planned one with a failure condition carrying libvirt's message. */
-export function failedStatus(planned: VmStatus, action: DomainAction, reason: string, message: string, now: string): VmStatus {
+/**
+ * The status to record when an action failed: the planned one with a failure condition carrying
+ * libvirt's message. A condition that already said the same keeps its lastTransitionTime, so a
+ * failure repeated at every back-off retry encodes the same and is not written again.
+ */
+export function failedStatus(
+  planned: VmStatus,
+  action: DomainAction,
+  reason: string,
+  message: string,
+  now: string,
+  previous: VmStatus | null = null,
+): VmStatus {
   const type = action.kind === 'start' ? 'StartFailed' : action.kind === 'define' ? 'DefineFailed' : 'ActionFailed';
   const others = planned.conditions.filter((c) => c.type !== 'Running' && c.type !== type);
+  const since = (t: string, status: Condition['status']): string => {
+    const before = previous?.conditions.find((c) => c.type === t);
+    return before && before.status === status && before.reason === reason && before.message === message ? before.lastTransitionTime : now;
+  };
   return {
     ...planned,
     phase: 'Failed',
-    domainState: planned.domainState,
+    domainState: previous?.domainState ?? planned.domainState,
     conditions: [
-      { type: 'Running', status: 'False', reason, message, lastTransitionTime: now },
+      { type: 'Running', status: 'False', reason, message, lastTransitionTime: since('Running', 'False') },
       ...others,
-      { type, status: 'True', reason, message, lastTransitionTime: now },
+      { type, status: 'True', reason, message, lastTransitionTime: since(type, 'True') },
     ],
     updatedAt: now,
   };
