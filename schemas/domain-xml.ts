@@ -103,12 +103,24 @@ function validateWellFormed(xml: string, field: string): void {
     });
   }
   checkCharacters(xml, field);
+  checkComments(xml, field);
   const result = XMLValidator.validate(xml);
   if (result === true) return;
   const { line, col, msg } = result.err;
   const lines = xml.split('\n');
   const where = col === undefined ? `line ${line}` : `line ${line}, column ${col}`;
   throw new ValidationError(field, (lines[line - 1] ?? '').trim(), `malformed XML at ${where}: ${msg}`, { kind: 'XML' });
+}
+
+// XML 1.0 forbids '--' inside a comment and a comment ending in '-'; libxml2 (libvirt) refuses
+// them, fast-xml-parser does not.
+function checkComments(xml: string, field: string): void {
+  for (const match of xml.matchAll(/<!--([\s\S]*?)-->/g)) {
+    const body = match[1] ?? '';
+    if (!body.includes('--') && !body.endsWith('-')) continue;
+    const line = xml.slice(0, match.index).split('\n').length;
+    throw new ValidationError(field, match[0].slice(0, 80), `malformed XML at line ${line}: '--' is not allowed inside a comment`, { kind: 'XML' });
+  }
 }
 
 // The XML 1.0 `Char` production.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { parseDomainXml, parseVmXml, xmlHash } from '../../schemas/index.ts';
+import { parseDomainXml, parseVmXml, ValidationError, xmlHash } from '../../schemas/index.ts';
 import { expectInvalid } from './helpers.ts';
 
 const FULL = `<?xml version="1.0" encoding="UTF-8"?>
@@ -92,6 +92,13 @@ describe('parseDomainXml', () => {
 
   test('memory without a unit is in KiB and may be padded with spaces', () => {
     assert.equal(parseDomainXml(domain('<name>vm1</name><memory> 4096 </memory>')).memoryKiB, 4096);
+  });
+
+  test("'--' inside a comment is rejected, as libvirt's parser does", () => {
+    const bad = `<domain type='test'><!-- a -- b --><name>vm1</name><memory>1024</memory></domain>`;
+    assert.throws(() => parseDomainXml(bad), (e: unknown) => e instanceof ValidationError && e.field === 'xml' && /'--' is not allowed inside a comment/.test(e.message));
+    assert.throws(() => parseDomainXml(`<domain type='test'><!-- ends with ---><name>vm1</name><memory>1</memory></domain>`), ValidationError);
+    assert.equal(parseDomainXml(`<domain type='test'><!-- a - b --><name>vm1</name><memory>1</memory></domain>`).name, 'vm1');
   });
 
   test('memory -1 is rejected, naming the field and the value', () => {
