@@ -6,9 +6,11 @@
 // status names another node, for that node too. A running VM whose spec.node moved is shown as
 // one migration `web1 migrate hv1 → hv2` instead of a destroy there and a start here. Status
 // writes are bookkeeping and left out. A node whose spec asks for another domainState than its
-// status reports shows a flush or ready.
+// status reports shows a flush or ready, and (given a PlanContext) every move of it, from the
+// flush reconciler's own pure planner (reconcilers/flush.ts): what the node's daemon will do.
 import { migrationInFlight, planDomain, describeDomainAction, type DomainAction, type DomainRunState, type LocalDomain } from '../reconcilers/domain.ts';
-import { xmlHash, type MigrationRecord, type NodeSpec, type NodeStatus, type VmSpec, type VmStatus } from '../schemas/index.ts';
+import { describeFlushMove, planFlush, planReady, type FlushMove, type FlushVm, type ReadyMove } from '../reconcilers/flush.ts';
+import { parseVmXml, xmlHash, type MigrationRecord, type NodeSelector, type NodeSpec, type NodeStatus, type VmSpec, type VmStatus } from '../schemas/index.ts';
 
 export interface VmView {
   name: string;
@@ -23,6 +25,13 @@ export interface NodeView {
   name: string;
   spec: NodeSpec | null;
   status: NodeStatus | null;
+  /** Its daemon holds a session (alive znode). Unknown: taken as alive when it has a status. */
+  alive?: boolean;
+}
+
+/** What flush/ready moves need beyond the objects: the cluster's default node selector. */
+export interface PlanContext {
+  defaultSelector: NodeSelector;
 }
 
 export interface PlanAction {
@@ -115,9 +124,55 @@ export function planNodeState(node: NodeView): PlanAction[] {
   return [];
 }
 
+function flushVmOf(vm: VmView): FlushVm {
+  let memoryMiB = 0;
+  let vcpus = 0;
+  try {
+    const info = parseVmXml(vm.xml, vm.name);
+    memoryMiB = Math.max(0, Math.round(info.memoryKiB / 1024));
+    vcpus = info.vcpus;
+  } catch {
+    // An unreadable XML sizes the VM at nothing, as the daemon's informer does.
+  }
+  return { name: vm.name, spec: vm.spec, memoryMiB, vcpus };
+}
+
+function fromMove(move: FlushMove | ReadyMove, vm: VmView | undefined): PlanAction {
+  const method = vm?.spec.meta.migrationMethod;
+  const description = describeFlushMove(move, method);
+  switch (move.kind) {
+    case 'migrate':
+      return { node: move.from, vm: move.vm, action: 'migrate', from: move.from, to: move.to, method, selector: move.selector, by: 'flush', description };
+    case 'stop':
+      return { node: move.from, vm: move.vm, action: 'shutdown', autostart: true, by: 'flush', why: move.why, description };
+    case 'return':
+      return { node: move.from, vm: move.vm, action: 'migrate', from: move.from, to: move.to, method, by: 'ready', description };
+    case 'autostart':
+      return { node: move.node, vm: move.vm, action: 'start', by: 'ready', description };
+    case 'skip':
+      return { node: move.node, vm: move.vm, action: 'stay', by: 'ready', why: move.why, description };
+  }
+}
+
+/** The moves of a node's pending flush or ready: exactly what reconcilers/flush.ts plans for it. */
+export function planNodeMoves(node: NodeView, vms: readonly VmView[], nodes: readonly NodeView[], ctx: PlanContext): PlanAction[] {
+  if (!node.spec || !node.status) return [];
+  const wanted = node.spec.domainState;
+  const now = node.status.domainState;
+  const byName = new Map(vms.map((v) => [v.name, v]));
+  const sized = vms.map(flushVmOf);
+  if (wanted === 'flushed' && now !== 'flushed') {
+    const candidates = nodes.map((n) => ({ name: n.name, alive: n.alive ?? n.status !== null, spec: n.spec, status: n.status }));
+    return planFlush({ node: node.name, vms: sized, nodes: candidates, defaultSelector: ctx.defaultSelector }).map((m) => fromMove(m, byName.get(m.vm)));
+  }
+  if (wanted === 'ready' && now !== 'ready') return planReady(node.name, sized).map((m) => fromMove(m, byName.get(m.vm)));
+  return [];
+}
+
 /** Every action, sorted by node, then node actions first, then VM. */
-export function planCluster(vms: readonly VmView[], nodes: readonly NodeView[], now: string): PlanAction[] {
-  const actions = [...nodes.flatMap(planNodeState), ...vms.flatMap((vm) => planVm(vm, now))];
+export function planCluster(vms: readonly VmView[], nodes: readonly NodeView[], now: string, ctx?: PlanContext): PlanAction[] {
+  const moves = ctx ? nodes.flatMap((n) => planNodeMoves(n, vms, nodes, ctx)) : [];
+  const actions = [...nodes.flatMap(planNodeState), ...moves, ...vms.flatMap((vm) => planVm(vm, now))];
   const key = (a: PlanAction) => `${a.node}\u0000${a.vm === null ? '' : `\u0001${a.vm}`}`;
   return actions
     .map((a, i) => ({ a, i }))

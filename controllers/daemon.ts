@@ -6,6 +6,7 @@ import { describeDomainAction } from '../reconcilers/domain.ts';
 import { ZkPaths } from '../schemas/index.ts';
 import { AliveMarker } from './alive.ts';
 import type { DaemonConfig } from './daemon-config.ts';
+import { FlushController } from './flush-controller.ts';
 import { createLogger } from './logger.ts';
 import { MigrationController } from './migration-controller.ts';
 import type { MigrationEvent } from '../reconcilers/migration-executor.ts';
@@ -18,6 +19,8 @@ export const DAEMON_VERSION = '0.1.0';
 export interface RunningDaemon {
   controller: NodeController;
   migrations: MigrationController;
+  /** Node flush / ready (controllers/flush-controller.ts). */
+  flush: FlushController;
   store: ZkStore;
   hv: Hypervisor;
   log: Logger;
@@ -112,14 +115,19 @@ export async function startDaemon(cfg: DaemonConfig, deps: DaemonDeps = {}): Pro
     consoleLines: cfg.consoleLines,
   });
   services.start();
+  // After the keepalive: the flush controller edits the node status the keepalive creates.
+  const flush = new FlushController({ node: cfg.node, store, paths, informer: controller.informer, log, ...(deps.onAction ? { onAction: deps.onAction } : {}) });
+  flush.start();
   log.info({ zk: cfg.zookeeper.hosts, libvirt: cfg.libvirt.socket }, 'daemon running');
   return {
     controller,
     migrations: runningMigrations,
+    flush,
     store,
     hv,
     log,
     async stop() {
+      await flush.stop();
       alive.stop();
       await services.stop();
       await runningMigrations.stop();

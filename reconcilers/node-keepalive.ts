@@ -12,8 +12,9 @@
 import type { Logger } from 'pino';
 import type { HostMemory, HostSample } from '../drivers/host.ts';
 import type { DomainSummary, Hypervisor, NodeResources } from '../drivers/hypervisor.ts';
-import { isValidName, type Condition, type NodeDaemonState, type NodeDomainState, type NodeStatus, type VmState } from '../schemas/index.ts';
+import { isValidName, type Condition, type NodeDaemonState, type NodeDomainState, type NodeFlush, type NodeStatus, type VmState } from '../schemas/index.ts';
 import type { DomainRunState } from './domain.ts';
+import { sleep } from './sleep.ts';
 
 /** Domain states whose memory and vCPUs are in use and may be read. */
 const RUNNING: ReadonlySet<DomainRunState> = new Set(['running', 'blocked']);
@@ -58,6 +59,8 @@ export interface KeepaliveInput {
   observedGeneration?: number;
   /** Conditions of the current status: kept, except HypervisorResponding which the keepalive owns. */
   conditions?: Condition[];
+  /** Kept as is: flush/ready progress, owned by the flush reconciler (reconcilers/flush.ts). */
+  flush?: NodeFlush;
   /** Set when libvirt did not answer this tick. */
   hypervisorProblem?: HypervisorProblem | null;
 }
@@ -102,6 +105,7 @@ export function computeNodeStatus(input: KeepaliveInput): NodeStatus {
     version: input.version,
     observedGeneration: input.observedGeneration ?? -1,
     conditions: nextConditions(input),
+    ...(input.flush ? { flush: input.flush } : {}),
   };
 }
 
@@ -196,7 +200,8 @@ export async function runKeepalive(fx: KeepaliveEffects): Promise<void> {
     }
     if (fx.signal.aborted) break;
     fx.onTick?.(written);
-    await sleep(Math.max(0, started + intervalMs - Date.now()), fx.signal);
+    // Resolves early on abort: the loop then sees the signal and ends.
+    await sleep(Math.max(0, started + intervalMs - Date.now()), fx.signal).catch(() => undefined);
   }
 }
 
@@ -247,6 +252,7 @@ async function keepaliveTick(fx: KeepaliveEffects, last: LastKnown, timeoutMs: n
       daemonState: fx.daemonState?.() ?? 'run',
       observedGeneration: current?.value.observedGeneration ?? -1,
       conditions: current?.value.conditions ?? [],
+      ...(current?.value.flush ? { flush: current.value.flush } : {}),
       hypervisorProblem,
     });
 
@@ -297,17 +303,3 @@ export function bounded<T>(name: string, fn: () => T | Promise<T>, timeoutMs: nu
   });
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}

@@ -34,6 +34,37 @@ export const NodeVcpusSchema = z.strictObject({
   allocated: intInRange(0),
 });
 
+export const NODE_FLUSH_OPERATIONS = ['flush', 'ready'] as const;
+/**
+ * queued: waiting for the cluster flush lock (flush only); moving: VMs are being moved (or brought
+ * back); done: finished; cancelled: stopped between moves by a newer request (a ready).
+ */
+export const NODE_FLUSH_PHASES = ['queued', 'moving', 'done', 'cancelled'] as const;
+export type NodeFlushPhase = (typeof NODE_FLUSH_PHASES)[number];
+
+/** Progress of the node's last flush or ready (reconcilers/flush.ts), written by its daemon. */
+export const NodeFlushSchema = z.strictObject({
+  operation: z.enum(NODE_FLUSH_OPERATIONS),
+  /** Version of the node spec znode this operation serves. */
+  generation: intInRange(-1),
+  phase: z.enum(NODE_FLUSH_PHASES),
+  /** VMs this operation moves (flush: off the node; ready: back to it) or starts. */
+  total: intInRange(0),
+  /** Moves finished: the VM runs on its target (flush) or back here (ready). */
+  moved: intInRange(0),
+  /** Flush: VMs shut down and marked autostart (no valid target). Ready: autostart VMs started. */
+  stopped: intInRange(0),
+  /** Moves under way now. */
+  inFlight: intInRange(0),
+  /** While queued: the node holding the flush lock, and how many flushes are ahead of this one. */
+  lockHolder: NameSchema.optional(),
+  ahead: intInRange(0).optional(),
+  message: checkedString('message', textProblem(1024, { allowEmpty: true })),
+  startedAt: TimestampSchema,
+  updatedAt: TimestampSchema,
+});
+export type NodeFlush = z.output<typeof NodeFlushSchema>;
+
 export const NodeStatusSchema = z
   .strictObject({
     daemonState: z.enum(NODE_DAEMON_STATES),
@@ -48,6 +79,8 @@ export const NodeStatusSchema = z
     /** Version of the node spec znode acted on; -1 before any. Not in the v1 brief, hence defaulted. */
     observedGeneration: intInRange(-1).default(-1),
     conditions: ConditionListSchema,
+    /** Progress of the last flush or ready; owned by the flush reconciler, carried over by the keepalive. */
+    flush: NodeFlushSchema.optional(),
   })
   .superRefine((status, ctx) => noDuplicates(status.runningVms, ctx, ['runningVms'], 'name'));
 export type NodeStatus = z.output<typeof NodeStatusSchema>;

@@ -4,7 +4,7 @@ import { Option, type Command } from 'commander';
 import { createTwoFilesPatch } from 'diff';
 import { isValidName, isValidVni, type ZkPaths } from '../../schemas/index.ts';
 import type { ZkStore } from '../../controllers/zk/index.ts';
-import { readAllNodes, readAllVms } from '../cluster.ts';
+import { readAllNodes, readAllVms, readConfig } from '../cluster.ts';
 import { withCluster, type Cluster } from '../connect.ts';
 import { CliError, EXIT_USAGE, setRuntimeExitCode, usageError } from '../errors.ts';
 import { checkAgainstCluster, decodeDocuments, loadManifests, sortForWrite, type DesiredObject } from '../manifests.ts';
@@ -201,11 +201,41 @@ function registerDiffCommand(program: Command): void {
 interface PlanFlags extends FileFlags {
   output?: string;
   out?: string;
+  node?: string;
+  libvirtSocket?: string;
+  libvirtUri?: string;
+  config?: string;
+}
+
+/** `vk plan --node N`: what that node's daemon would do now against its local libvirt (as vk daemon --dry-run). */
+async function planOneNode(flags: PlanFlags, cmd: Command): Promise<void> {
+  const { envOverrides, loadDaemonConfig } = await import('../../controllers/daemon-config.ts');
+  const { planNode } = await import('../../controllers/daemon.ts');
+  const { createLogger } = await import('../../controllers/logger.ts');
+  const globals = cmd.optsWithGlobals<{ zk?: string; root?: string; auth?: string }>();
+  const overrides = {
+    node: flags.node,
+    ...(globals.zk !== undefined ? { zk: globals.zk } : {}),
+    ...(globals.root !== undefined ? { root: globals.root } : {}),
+    ...(globals.auth !== undefined ? { auth: globals.auth } : {}),
+    ...(flags.libvirtSocket !== undefined ? { libvirtSocket: flags.libvirtSocket } : {}),
+    ...(flags.libvirtUri !== undefined ? { libvirtUri: flags.libvirtUri } : {}),
+  };
+  let cfg;
+  try {
+    cfg = loadDaemonConfig(flags.config, envOverrides(process.env), overrides);
+  } catch (error) {
+    throw new CliError((error as Error).message, EXIT_USAGE);
+  }
+  const lines = await planNode(cfg, createLogger({ level: 'warn', node: cfg.node }));
+  if (flags.output === 'json') process.stdout.write(toJson({ node: cfg.node, actions: lines }));
+  else println(lines.length === 0 ? `${cfg.node}: nothing to do` : lines.join('\n'));
+  process.exitCode = lines.length === 0 ? 0 : 1;
 }
 
 async function computePlan(cluster: Cluster, objects: readonly DesiredObject[]) {
   const { store, paths } = cluster;
-  const [liveVms, liveNodes] = await Promise.all([readAllVms(store, paths, { status: true, migration: true }), readAllNodes(store, paths)]);
+  const [liveVms, liveNodes, liveConfig] = await Promise.all([readAllVms(store, paths, { status: true, migration: true }), readAllNodes(store, paths), readConfig(store, paths)]);
   checkAgainstCluster(objects, liveVms);
   const prepared = await Promise.all(sortForWrite(objects).map((o) => prepareObject(cluster, o)));
   const zxid = store.lastZxid();
@@ -222,7 +252,8 @@ async function computePlan(cluster: Cluster, objects: readonly DesiredObject[]) 
       migration: vm.migration?.value ?? null,
     });
   }
-  const nodes = new Map<string, NodeView>(liveNodes.map((n) => [n.name, { name: n.name, spec: n.spec?.value ?? null, status: n.status?.value ?? null }]));
+  const nodes = new Map<string, NodeView>(liveNodes.map((n) => [n.name, { name: n.name, spec: n.spec?.value ?? null, status: n.status?.value ?? null, alive: n.alive }]));
+  let defaultSelector = liveConfig.value.defaultNodeSelector;
   for (const p of prepared) {
     const obj = p.obj;
     if (obj.kind === 'VM' && p.vmSpec) {
@@ -232,10 +263,10 @@ async function computePlan(cluster: Cluster, objects: readonly DesiredObject[]) 
       vms.set(obj.name, { name: obj.name, spec: p.vmSpec, generation, xml: obj.xml, status: before?.status ?? null, migration: before?.migration ?? null });
     } else if (obj.kind === 'Node') {
       const before = nodes.get(obj.name);
-      nodes.set(obj.name, { name: obj.name, spec: obj.spec, status: before?.status ?? null });
-    }
+      nodes.set(obj.name, { name: obj.name, spec: obj.spec, status: before?.status ?? null, alive: before?.alive ?? false });
+    } else if (obj.kind === 'ClusterConfig') defaultSelector = obj.spec.defaultNodeSelector;
   }
-  const actions = planCluster([...vms.values()], [...nodes.values()], new Date().toISOString());
+  const actions = planCluster([...vms.values()], [...nodes.values()], new Date().toISOString(), { defaultSelector });
   return { zxid, actions, prepared };
 }
 
@@ -246,8 +277,16 @@ function registerPlanCommand(program: Command): void {
     .addOption(filenameOption(false))
     .addOption(new Option('-o, --output <format>', 'print the plan as json').choices(['json']))
     .option('--out <file>', 'save the plan (with the manifests\' objects and the zxid it was computed at) for vk apply --plan')
+    .option('--node <name>', 'plan one node against its local libvirt, as its daemon would act now (run on that hypervisor)')
+    .option('--libvirt-socket <path>', 'with --node: libvirtd unix socket (env VK_LIBVIRT_SOCKET)')
+    .option('--libvirt-uri <uri>', 'with --node: libvirt URI, e.g. qemu:///system (env VK_LIBVIRT_URI)')
+    .option('--config <file>', 'with --node: the daemon\'s YAML config file')
     .action(async (flags: PlanFlags, cmd: Command) => {
       setRuntimeExitCode(3);
+      if (flags.node !== undefined) {
+        if (flags.filename || flags.out !== undefined) throw usageError('--node plans the live state of one node; it takes no -f or --out');
+        return planOneNode(flags, cmd);
+      }
       const objects = flags.filename ? loadManifests(flags.filename) : [];
       const result = await withCluster(cmd, async (cluster) => ({ ...(await computePlan(cluster, objects)), root: cluster.paths.root }));
       const { zxid, actions, prepared } = result;

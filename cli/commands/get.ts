@@ -15,6 +15,8 @@ import {
   type VmState,
 } from '../cluster.ts';
 import { withCluster } from '../connect.ts';
+import { readLockQueue, type LockEntry } from '../../controllers/lock.ts';
+import { FLUSH_LOCK } from '../../reconcilers/flush.ts';
 import { CliError, usageError } from '../errors.ts';
 import { colors, indent, orDash, println, table, toJson, toYaml, type OutputFormat } from '../output.ts';
 
@@ -86,14 +88,33 @@ export function printVms(vms: readonly VmState[], networks: readonly NetworkStat
 
 // -------------------------------------------------------------------------------------- nodes
 
-function nodeJson(node: NodeState) {
-  return { name: node.name, alive: node.alive, spec: node.spec?.value ?? null, status: node.status?.value ?? null };
+/** Where a node stands in the cluster flush lock's queue: 0 holds it, n > 0 waits behind n others. */
+function flushLockOf(node: string, queue: readonly LockEntry[]): { position: number; holder: string | null; child: string } | null {
+  const index = queue.findIndex((e) => e.owner === node);
+  return index < 0 ? null : { position: index, holder: queue[0]?.owner ?? null, child: queue[index]!.child };
 }
 
-export function printNodes(nodes: readonly NodeState[], format: OutputFormat): void {
-  if (structured(format, nodes.map(nodeJson))) return;
+/** The FLUSH column: the lock queue (holder, waiting) and the progress the node reports. */
+function flushCell(node: NodeState, queue: readonly LockEntry[]): string {
+  const lock = flushLockOf(node.name, queue);
+  const f = node.status?.value.flush;
+  const progress = f && f.phase === 'moving' ? ` ${f.moved + f.stopped}/${f.total}` : '';
+  if (lock && lock.position === 0) return `flushing${progress} (holds lock)`;
+  if (lock) return `queued #${lock.position} (behind ${lock.holder ?? '?'})`;
+  if (f && f.operation === 'ready' && f.phase === 'moving') return `ready${progress}`;
+  return '-';
+}
+
+function nodeJson(node: NodeState, queue: readonly LockEntry[] = []) {
+  return { name: node.name, alive: node.alive, spec: node.spec?.value ?? null, status: node.status?.value ?? null, flushLock: flushLockOf(node.name, queue) };
+}
+
+export function printNodes(nodes: readonly NodeState[], format: OutputFormat, flushQueue: readonly LockEntry[] = []): void {
+  if (structured(format, nodes.map((n) => nodeJson(n, flushQueue)))) return;
+  // FLUSH last: the flush lock queue and progress (columns before it keep their places).
   const headers = ['NAME', 'ALIVE', 'SPEC', 'DOMAIN', 'DAEMON', 'VMS', 'LOAD', 'FREE_MIB', 'PROV_MIB', 'TOTAL_MIB'];
   if (format === 'wide') headers.push('VCPUS', 'KEEPALIVE', 'VERSION');
+  headers.push('FLUSH');
   const rows = nodes.map((node) => {
     const s = node.status?.value;
     const row = [
@@ -109,6 +130,7 @@ export function printNodes(nodes: readonly NodeState[], format: OutputFormat): v
       orDash(s?.memory.totalMiB),
     ];
     if (format === 'wide') row.push(s ? `${s.vcpus.allocated}/${s.vcpus.total}` : '-', orDash(s?.keepaliveAt), orDash(s?.version));
+    row.push(flushCell(node, flushQueue));
     return row;
   });
   println(table(headers, rows));
@@ -171,9 +193,11 @@ function registerGet(program: Command): void {
             printVms(pick(vms, names, (v) => v.name, 'vm'), networks, format);
             return;
           }
-          case 'nodes':
-            printNodes(pick(await readAllNodes(store, paths), names, (n) => n.name, 'node'), format);
+          case 'nodes': {
+            const [nodes, queue] = await Promise.all([readAllNodes(store, paths), readLockQueue(store, paths.lock(FLUSH_LOCK))]);
+            printNodes(pick(nodes, names, (n) => n.name, 'node'), format, queue);
             return;
+          }
           case 'networks': {
             const [networks, vms] = await Promise.all([readAllNetworks(store, paths), readAllVms(store, paths)]);
             printNetworks(pick(networks, names, (n) => n.vni, 'network'), vms, format);

@@ -1,6 +1,8 @@
 // `vk node flush|ready NAME`: what admins ask of a node (its spec's domainState).
 import type { Command } from 'commander';
-import { decodeNodeStatus, type NodeSpec } from '../../schemas/index.ts';
+import { readLockQueue } from '../../controllers/lock.ts';
+import { FLUSH_LOCK } from '../../reconcilers/flush.ts';
+import { decodeNodeStatus, type NodeSpec, type NodeStatus } from '../../schemas/index.ts';
 import { withCluster } from '../connect.ts';
 import { println } from '../output.ts';
 import { updateNodeSpec } from '../update.ts';
@@ -17,7 +19,10 @@ function verb(node: Command, name: string, description: string, domainState: Nod
   cmd.action(async (nodeName: string, flags: WaitFlags, command: Command) => {
     await withCluster(command, async (cluster) => {
       const updated = await updateNodeSpec(cluster, nodeName, (spec) => ({ ...spec, domainState }));
-      println(updated.changed ? `node/${nodeName} ${name} requested` : `node/${nodeName} unchanged (already ${domainState})`);
+      // Seed 003: a flush that will wait for another one's lock says so.
+      const holder = domainState === 'flushed' && updated.changed ? (await readLockQueue(cluster.store, cluster.paths.lock(FLUSH_LOCK)))[0]?.owner : undefined;
+      const queued = holder && holder !== nodeName ? ` (the flush lock is held by ${holder}: this flush waits for it)` : '';
+      println(updated.changed ? `node/${nodeName} ${name} requested${queued}` : `node/${nodeName} unchanged (already ${domainState})`);
       if (!flags.wait) return;
       const source = cluster.store.watchData(cluster.paths.nodeStatus(nodeName));
       const done = await waitFor(
@@ -28,8 +33,13 @@ function verb(node: Command, name: string, description: string, domainState: Nod
           // A daemon that does not track the node spec's generation reports -1: trust its domainState then.
           const seen = status.observedGeneration === -1 || status.observedGeneration >= updated.version;
           if (status.domainState === domainState && seen) {
-            return { done: `node/${nodeName} ${domainState}` };
+            return { done: `node/${nodeName} ${domainState}${status.flush && status.flush.generation >= updated.version ? `: ${status.flush.message}` : ''}` };
           }
+          if (status.observedGeneration > updated.version && status.domainState !== domainState) {
+            return { failed: `node/${nodeName} ${name} superseded by a later request (now ${status.domainState})` };
+          }
+          const progress = flushProgress(status, updated.version);
+          if (progress) return { pending: progress };
           const vms = status.runningVms.length;
           return { pending: `${status.domainState}, ${vms} VM${vms === 1 ? '' : 's'} running there` };
         },
@@ -38,6 +48,15 @@ function verb(node: Command, name: string, description: string, domainState: Nod
       println(done);
     });
   });
+}
+
+/** The progress line of the flush or ready serving spec version `version`, if the node reports one. */
+function flushProgress(status: NodeStatus, version: number): string | undefined {
+  const f = status.flush;
+  if (!f || f.generation < version) return undefined;
+  if (f.phase === 'queued') return `${status.domainState}: ${f.message}`;
+  if (f.phase === 'moving') return `${status.domainState}: ${f.moved + f.stopped}/${f.total} done, ${f.inFlight} under way`;
+  return undefined;
 }
 
 export function registerNode(program: Command): void {

@@ -1,5 +1,7 @@
 // The reconcile daemon against a real ZooKeeper and a real libvirtd (test driver).
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { planNode, type RunningDaemon } from '../../controllers/daemon.ts';
 import { createLogger } from '../../controllers/logger.ts';
@@ -18,6 +20,8 @@ import {
   testXml,
   type HvRig,
 } from './helpers.ts';
+
+const VK = fileURLToPath(new URL('../../cli/vk.mjs', import.meta.url));
 
 describe('vk daemon with the libvirt test driver', () => {
   let zk: ZkServer;
@@ -127,6 +131,14 @@ describe('vk daemon with the libvirt test driver', () => {
       'hv1 web1 destroy',
       'hv1 web1 status Stopped (generation 6)',
     ]);
+    // The same plan from the CLI, as an operator runs it on the hypervisor.
+    const cli = spawnSync(
+      process.execPath,
+      [VK, 'plan', '--node', 'hv1', '--zk', zk.connectString, '--libvirt-socket', hv1.libvirtd.socketPath, '--libvirt-uri', 'test:///default'],
+      { encoding: 'utf8' },
+    );
+    assert.equal(cli.status, 1, cli.stderr);
+    assert.deepEqual(cli.stdout.trimEnd().split('\n'), planned);
     // Nothing changed: db1 still absent, web1 still running, no status for db1.
     assert.equal(await domainState(hv1, 'db1'), null);
     assert.equal(await domainState(hv1, 'web1'), 'running');
