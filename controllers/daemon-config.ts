@@ -28,6 +28,11 @@ export const DaemonConfigSchema = z.strictObject({
    * (`{…, migration: {uri, migrateUri}}`) so a source can look its target up. Without `uri` the node
    * accepts no live migration (shutdown migrations still work).
    */
+  /**
+   * Network namespace (as named by `ip netns`) holding this node's VM bridges, when it is not the
+   * daemon's own (the sandbox keeps each simulated node's bridges in its own namespace).
+   */
+  netns: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a network namespace name').optional(),
   migration: z
     .strictObject({
       /** libvirt URI the source libvirtd connects to (peer-to-peer), e.g. qemu+tcp://198.51.100.2/system. */

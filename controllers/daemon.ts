@@ -1,6 +1,7 @@
 // `vk daemon`: wires the store, the hypervisor, the node controller and the node's ephemeral marker.
 import type { Logger } from 'pino';
 import { LibvirtHypervisor } from '../drivers/libvirt-hypervisor.ts';
+import { bridgeExists } from '../drivers/links.ts';
 import type { Hypervisor } from '../drivers/hypervisor.ts';
 import { describeDomainAction } from '../reconcilers/domain.ts';
 import { ZkPaths } from '../schemas/index.ts';
@@ -96,6 +97,7 @@ export async function startDaemon(cfg: DaemonConfig, deps: DaemonDeps = {}): Pro
     informer: controller.informer,
     log,
     ...(cfg.migration.bandwidthMiBs !== undefined ? { bandwidthMiBs: cfg.migration.bandwidthMiBs } : {}),
+    bridgeExists: (name: string) => bridgeExists(name, cfg.netns),
     ...(deps.onAction ? { onAction: deps.onAction } : {}),
     ...(deps.onMigrationEvent ? { onEvent: deps.onMigrationEvent } : {}),
     ...(deps.onAbortIssued ? { onAbortIssued: deps.onAbortIssued } : {}),

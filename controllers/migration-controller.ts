@@ -14,7 +14,6 @@
 // records it drives, the target the ones it acknowledged, each including writes still in flight,
 // and the count, the plan and the reservation happen in one synchronous stretch, so concurrent
 // reconciles of different VMs cannot overshoot.
-import { readFile } from 'node:fs/promises';
 import { Subscription, map, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import type { MigratingHypervisor } from '../drivers/hypervisor.ts';
@@ -35,6 +34,7 @@ import {
 } from '../schemas/index.ts';
 import { done, requeueAfter, type Result } from './reconciler.ts';
 import type { VmInformer } from './vm-informer.ts';
+import { bridgeExists } from '../drivers/links.ts';
 import { WorkQueue } from './workqueue.ts';
 import { TransactionError, VersionConflictError, type Op, type ZkStore } from './zk/index.ts';
 
@@ -64,14 +64,6 @@ export interface MigrationControllerOptions {
 const OWN_WRITE_SHADOW_MS = 5_000;
 const ACKED: ReadonlySet<string> = new Set(['prepared', 'copying', 'switching']);
 
-async function sysfsBridgeExists(name: string): Promise<boolean> {
-  try {
-    await readFile(`/sys/class/net/${name}/bridge/bridge_id`);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function parsePeer(session: string | null, data: Buffer): PeerInfo | undefined {
   if (!session) return undefined;
@@ -327,7 +319,7 @@ export class MigrationController {
       nowMs: this.now,
       session: () => store.sessionId,
       bandwidthMiBs: this.o.bandwidthMiBs,
-      bridgeExists: this.o.bridgeExists ?? sysfsBridgeExists,
+      bridgeExists: this.o.bridgeExists ?? ((name: string) => bridgeExists(name)),
       ...(this.o.progressIntervalMs !== undefined ? { progressIntervalMs: this.o.progressIntervalMs } : {}),
       ...(this.o.onAction ? { onAction: this.o.onAction } : {}),
       ...(this.o.onEvent ? { onEvent: this.o.onEvent } : {}),

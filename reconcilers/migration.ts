@@ -175,7 +175,7 @@ function planStart(i: MigrationInputs, last: MigrationRecord | null): MigrationS
   // Only the owner that runs the guest moves it; anything else is the domain reconciler's.
   if (i.status?.value.node !== node || !isActive(i.domain)) return NONE;
   const target = spec.node;
-  const method = chooseMethod(spec.meta.migrationMethod, i.config.defaultMethod, last, node, target);
+  let method = chooseMethod(spec.meta.migrationMethod, i.config.defaultMethod, last, node, target);
   const fallback = method === 'shutdown' && spec.meta.migrationMethod === 'default' && isLiveFailure(last, node, target);
   const sameRoute = last !== null && last.source === node && last.target === target;
   const failures = last && sameRoute && countsAsFailure(last) ? (last.failures ?? 0) + 1 : 0;
@@ -188,9 +188,13 @@ function planStart(i: MigrationInputs, last: MigrationRecord | null): MigrationS
   }
   const peer = i.peers.get(target);
   if (!peer) return { kind: 'wait', ms: 5_000, reason: 'TargetUnavailable', message: `no daemon holds a session on ${target}` };
-  if (method === 'live' && !peer.migration) {
+  // A target that takes no live migration makes live fail before it starts: only an explicit
+  // `live` waits for one; otherwise the guest moves by shutdown.
+  const liveImpossible = method === 'live' && !peer.migration;
+  if (liveImpossible && spec.meta.migrationMethod === 'live') {
     return { kind: 'wait', ms: 5_000, reason: 'TargetNotMigratable', message: `${target} publishes no migration URI` };
   }
+  if (liveImpossible) method = 'shutdown';
   if (i.outgoing >= i.config.maxOutgoing) {
     return { kind: 'wait', ms: 1_000, reason: 'OutgoingLimit', message: `${i.outgoing} migrations already leave ${node} (maxOutgoing ${i.config.maxOutgoing})` };
   }
@@ -208,6 +212,9 @@ function planStart(i: MigrationInputs, last: MigrationRecord | null): MigrationS
   if (fallback) {
     record.reason = 'FallbackToShutdown';
     record.message = `live migration to ${target} failed; migrating by shutdown`;
+  } else if (liveImpossible) {
+    record.reason = 'FallbackToShutdown';
+    record.message = `${target} publishes no migration URI; migrating by shutdown`;
   }
   if (failures > 0) record.failures = failures;
   const history = historyAfter(last);

@@ -157,6 +157,8 @@ export function writeDaemonConfig(node: NodeState, s: DaemonSettings): string {
     node: node.name,
     zookeeper: { hosts: s.zk, sessionTimeoutMs: 10_000 },
     libvirt: { socket: '/run/libvirt/libvirt-sock', uri: libvirtUri(s.driver) },
+    // The node's VM bridges live in its network namespace; the daemon runs in the host's.
+    netns: node.netns,
     ...(s.driver === 'qemu' ? { migration: { uri: `qemu+tcp://${s.address}/system`, migrateUri: `tcp://${s.address}` } } : {}),
     keepaliveMs: 5000,
     logLevel: s.logLevel ?? 'info',

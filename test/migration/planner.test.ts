@@ -126,12 +126,18 @@ describe('starting a migration (source)', () => {
     assert.equal(planMigration(inputs({ spec: null })).kind, 'none', 'deleted');
   });
 
-  it('waits for a target whose daemon is away, or that publishes no migration URI', () => {
+  it('waits for a target whose daemon is away; an explicit live waits for a migration URI, default moves by shutdown', () => {
     const peers = new Map(PEERS);
     peers.delete('hv2');
     assert.equal(expectKind(planMigration(inputs({ peers })), 'wait').reason, 'TargetUnavailable');
     peers.set('hv2', { session: S2 });
-    assert.equal(expectKind(planMigration(inputs({ peers })), 'wait').reason, 'TargetNotMigratable');
+    const live = spec({ meta: { migrationMethod: 'live' } });
+    assert.equal(expectKind(planMigration(inputs({ peers, spec: live })), 'wait').reason, 'TargetNotMigratable');
+    // default: live is impossible on that target, so the guest moves by shutdown, and the record says why.
+    const fallback = expectKind(planMigration(inputs({ peers })), 'request');
+    assert.equal(fallback.record.method, 'shutdown');
+    assert.equal(fallback.record.reason, 'FallbackToShutdown');
+    assert.match(fallback.record.message ?? '', /publishes no migration URI/);
     // A shutdown migration needs no URI.
     const step = expectKind(planMigration(inputs({ peers, spec: spec({ meta: { migrationMethod: 'shutdown' } }) })), 'request');
     assert.equal(step.record.method, 'shutdown');
