@@ -10,10 +10,11 @@
 // VK_KEEP_TMP=1 to keep them). Logs go to files in the server's temp dir (zookeeper.log).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fourLetter } from '../../drivers/sandbox/zookeeper.ts';
 
 const JAVA = '/usr/bin/java';
 const SHARE = '/usr/share/java';
@@ -145,27 +146,8 @@ export async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
-/** Four-letter-word command over TCP to 127.0.0.1:port. */
-export function fourLetter(port: number, cmd: string, timeoutMs = 2000): Promise<string> {
-  return new Promise((res, rej) => {
-    const sock = createConnection({ host: HOST, port });
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => {
-      sock.destroy();
-      rej(new Error(`4lw ${cmd} on ${port}: timeout`));
-    }, timeoutMs);
-    sock.on('connect', () => sock.write(cmd));
-    sock.on('data', (c) => chunks.push(c));
-    sock.on('error', (e) => {
-      clearTimeout(timer);
-      rej(e);
-    });
-    sock.on('close', () => {
-      clearTimeout(timer);
-      res(Buffer.concat(chunks).toString('utf8'));
-    });
-  });
-}
+/** Four-letter-word command over TCP to 127.0.0.1:port (the sandbox's, shared). */
+export { fourLetter };
 
 function classpath(dir: string): string {
   const parts = [dir, ZK_JAR];
