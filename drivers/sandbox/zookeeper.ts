@@ -65,10 +65,26 @@ export async function zkServing(port: number): Promise<boolean> {
   }
 }
 
-function classpath(dir: string): string {
+/**
+ * zookeeper.jar's manifest Class-Path brings slf4j-api, netty, jute, metrics, …; a log4j binding
+ * is added so the server logs to our file instead of printing the SLF4J "NOP" warning.
+ */
+export function zkClasspath(dir: string): string {
   const parts = [dir, ZK_JAR];
   for (const jar of ['slf4j-log4j12.jar', 'log4j-1.2.jar']) if (existsSync(`${SHARE}/${jar}`)) parts.push(`${SHARE}/${jar}`);
   return parts.join(':');
+}
+
+/** log4j.properties sending everything the server logs to `logFile`. */
+export function zkLog4jProperties(logFile: string): string {
+  return [
+    'log4j.rootLogger=INFO, F',
+    'log4j.appender.F=org.apache.log4j.FileAppender',
+    `log4j.appender.F.File=${logFile}`,
+    'log4j.appender.F.layout=org.apache.log4j.PatternLayout',
+    'log4j.appender.F.layout.ConversionPattern=%d{ISO8601} %-5p [%t:%C{1}@%L] - %m%n',
+    '',
+  ].join('\n');
 }
 
 export interface ZkLaunch {
@@ -103,17 +119,7 @@ export function launchZooKeeper(dir: string, port: number): ZkLaunch {
       '',
     ].join('\n'),
   );
-  writeFileSync(
-    join(dir, 'log4j.properties'),
-    [
-      'log4j.rootLogger=INFO, F',
-      'log4j.appender.F=org.apache.log4j.FileAppender',
-      `log4j.appender.F.File=${logFile}`,
-      'log4j.appender.F.layout=org.apache.log4j.PatternLayout',
-      'log4j.appender.F.layout.ConversionPattern=%d{ISO8601} %-5p [%t:%C{1}@%L] - %m%n',
-      '',
-    ].join('\n'),
-  );
+  writeFileSync(join(dir, 'log4j.properties'), zkLog4jProperties(logFile));
   const proc = spawnDetached(
     [
       JAVA,
@@ -121,7 +127,7 @@ export function launchZooKeeper(dir: string, port: number): ZkLaunch {
       `-Dlog4j.configuration=file:${join(dir, 'log4j.properties')}`,
       '-Dzookeeper.jmx.log4j.disable=true',
       `-Dzookeeper.log.dir=${dir}`,
-      '-cp', classpath(dir),
+      '-cp', zkClasspath(dir),
       'org.apache.zookeeper.server.quorum.QuorumPeerMain', cfgFile,
     ],
     { logFile: join(dir, 'stdout.log'), cwd: dir },

@@ -14,7 +14,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fourLetter } from '../../drivers/sandbox/zookeeper.ts';
+import { fourLetter, zkClasspath, zkLog4jProperties } from '../../drivers/sandbox/zookeeper.ts';
 
 const JAVA = '/usr/bin/java';
 const SHARE = '/usr/share/java';
@@ -149,15 +149,6 @@ export async function freePorts(n: number): Promise<number[]> {
 /** Four-letter-word command over TCP to 127.0.0.1:port (the sandbox's, shared). */
 export { fourLetter };
 
-function classpath(dir: string): string {
-  const parts = [dir, ZK_JAR];
-  // zookeeper.jar's manifest Class-Path brings slf4j-api, netty, jute, metrics, …; add a log4j
-  // binding so the server logs to our file instead of printing the SLF4J "NOP" warning.
-  for (const jar of ['slf4j-log4j12.jar', 'log4j-1.2.jar']) {
-    if (existsSync(`${SHARE}/${jar}`)) parts.push(`${SHARE}/${jar}`);
-  }
-  return parts.join(':');
-}
 
 function tail(file: string, lines = 30): string {
   try {
@@ -209,16 +200,7 @@ function createServerHandle(spec: MemberSpec, opts: ZkServerOptions): ZkServer {
     writeFileSync(join(dataDir, 'myid'), `${spec.id}\n`);
   }
   writeFileSync(cfgFile, cfg.join('\n') + '\n');
-  writeFileSync(
-    join(dir, 'log4j.properties'),
-    [
-      'log4j.rootLogger=INFO, F',
-      'log4j.appender.F=org.apache.log4j.FileAppender',
-      `log4j.appender.F.File=${logFile}`,
-      'log4j.appender.F.layout=org.apache.log4j.PatternLayout',
-      'log4j.appender.F.layout.ConversionPattern=%d{ISO8601} %-5p [%t:%C{1}@%L] - %m%n',
-    ].join('\n') + '\n',
-  );
+  writeFileSync(join(dir, 'log4j.properties'), zkLog4jProperties(logFile));
 
   let child: ChildProcess | null = null;
 
@@ -257,7 +239,7 @@ function createServerHandle(spec: MemberSpec, opts: ZkServerOptions): ZkServer {
       `-Dlog4j.configuration=file:${join(dir, 'log4j.properties')}`,
       '-Dzookeeper.jmx.log4j.disable=true',
       `-Dzookeeper.log.dir=${dir}`,
-      '-cp', classpath(dir),
+      '-cp', zkClasspath(dir),
       'org.apache.zookeeper.server.quorum.QuorumPeerMain', cfgFile,
     ];
     const c = spawn('/usr/bin/setpriv', args, { stdio: ['ignore', out, out], cwd: dir });
