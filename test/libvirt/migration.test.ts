@@ -19,33 +19,9 @@ import {
   type Domain,
   type LifecycleEvent,
 } from '../../drivers/libvirt/index.ts';
-import { ensureLibvirtInstalled, qemuAvailable, startLibvirtd, type Libvirtd } from '../rig/libvirtd.ts';
+import { ensureLibvirtInstalled, guestXml, qemuAvailable, startLibvirtd, type Libvirtd } from '../rig/libvirtd.ts';
 import { createNetnsPair, netnsSupported, type NetnsPair } from '../rig/netns.ts';
 
-/**
- * 256 MiB, no disks, no graphics, serial on a pty. QEMU migrates all-zero pages almost for free,
- * so a `loader` device fills 8 MiB of guest RAM with random bytes: at 1 MiB/s the migration then
- * takes several seconds, which leaves a wide window to observe and abort it.
- */
-function guestXml(name: string, blob: string): string {
-  return `<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
-  <name>${name}</name>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <serial type='pty'/><console type='pty'/>
-    <video><model type='none'/></video>
-    <memballoon model='none'/>
-  </devices>
-  <qemu:commandline>
-    <qemu:arg value='-device'/>
-    <qemu:arg value='loader,file=${blob},addr=0x2000000,force-raw=on'/>
-  </qemu:commandline>
-</domain>`;
-}
 
 const P2P_LIVE = MigrateFlags.LIVE | MigrateFlags.PEER2PEER | MigrateFlags.PERSIST_DEST | MigrateFlags.UNDEFINE_SOURCE;
 

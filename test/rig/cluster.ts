@@ -40,7 +40,7 @@ import {
   type VmSpecInput,
   type VmStatus,
 } from '../../schemas/index.ts';
-import { ensureLibvirtInstalled, qemuAvailable, startLibvirtd, type Libvirtd } from './libvirtd.ts';
+import { ensureLibvirtInstalled, guestXml, qemuAvailable, startLibvirtd, type Libvirtd } from './libvirtd.ts';
 import { netnsSupported } from './netns.ts';
 import { startZooKeeper, type ZkServer } from './zookeeper.ts';
 
@@ -107,26 +107,7 @@ export function createFabric(n: number, prefix = `vk${randomBytes(3).toString('h
 
 // ------------------------------------------------------------------------------ guests
 
-/** A diskless 256 MiB TCG guest; `blob` is loaded into its RAM so migrations have work to do. */
-export function guestXml(name: string, blob: string): string {
-  return `<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
-  <name>${name}</name>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <serial type='pty'/><console type='pty'/>
-    <video><model type='none'/></video>
-    <memballoon model='none'/>
-  </devices>
-  <qemu:commandline>
-    <qemu:arg value='-device'/>
-    <qemu:arg value='loader,file=${blob},addr=0x2000000,force-raw=on'/>
-  </qemu:commandline>
-</domain>`;
-}
+export { guestXml };
 
 /** Why the QEMU cluster cannot run here, or undefined when it can. */
 export function clusterUnavailable(): string | undefined {
