@@ -2,6 +2,7 @@
 // homed on other nodes cost no libvirt call. Until the first listing lands, every name counts as
 // possibly present (the caller then looks it up), so the index can only save calls, never hide a
 // domain. Events that arrive while a listing is in flight are re-applied on top of its result.
+// Its owner calls refresh() (the node controller's resync, which runs on every (re)connection).
 import { Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import type { Hypervisor } from '../drivers/hypervisor.ts';
@@ -25,7 +26,6 @@ export class LocalDomainIndex {
         if (this.names) this.apply(this.names, name, present);
       }),
     );
-    this.subs.add(this.hv.connected$.subscribe((up) => up && void this.refresh()));
   }
 
   stop(): void {
