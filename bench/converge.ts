@@ -4,7 +4,8 @@
 // over 30 idle seconds once converged, and ZooKeeper write transactions per minute while idle
 // (zxid delta; the goal is keepalives only), beside the raw watch latency of the same ZooKeeper.
 // Usage: npm run bench -- converge [VMS] [IDLE_SECONDS]   (default 1000, 30)
-// DAEMON_NODE_OPTIONS passes node flags to the daemons (e.g. V8 heap experiments).
+// DAEMON_NODE_OPTIONS (NODE_OPTIONS) and DAEMON_NODE_ARGS (node's own argv, e.g. V8 flags) pass
+// flags to the daemons for memory experiments.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -57,7 +58,7 @@ try {
   for (const rig of rigs) {
     const child = spawn(
       process.execPath,
-      [join(repo, 'cli/vk.mjs'), 'daemon', '--node', rig.name, '--zk', zk.connectString, '--libvirt-socket', rig.libvirtd.socketPath, '--libvirt-uri', 'test:///default', '--log-level', 'warn'],
+      [...(process.env.DAEMON_NODE_ARGS ? process.env.DAEMON_NODE_ARGS.split(' ') : []), join(repo, 'cli/vk.mjs'), 'daemon', '--node', rig.name, '--zk', zk.connectString, '--libvirt-socket', rig.libvirtd.socketPath, '--libvirt-uri', 'test:///default', '--log-level', 'warn'],
       { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_OPTIONS: process.env.DAEMON_NODE_OPTIONS ?? '' } },
     );
     daemons.push(child);

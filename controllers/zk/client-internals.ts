@@ -62,21 +62,95 @@ export interface SocketHooks {
   onData(): void;
 }
 
-/** Observe socket activity; must be called before connect(). */
+/**
+ * Observe socket activity and fix two costs of the library's I/O; must be called before connect().
+ *  - Reads: the library re-concatenates the unread rest of a chunk after every packet it decodes
+ *    (`Buffer.concat([pending, empty])`), so a 64 KiB chunk holding hundreds of replies is copied
+ *    hundreds of times. We split chunks into whole frames ourselves and hand it one frame at a
+ *    time, so its own pending buffer stays empty; a frame is copied only when it spans chunks.
+ *    This also drops a partial frame left by a dead socket, which the library would prepend to
+ *    the next connection's bytes.
+ *  - Writes: each request is its own socket write; requests queued in one tick now leave corked
+ *    together in one write.
+ */
 export function instrument(client: RawClient, hooks: SocketHooks): void {
   const m = cm(client);
   const origConnected = m.onSocketConnected;
   const origData = m.onSocketData;
+  const origQueue = m.queue;
+  const frames = new FrameSplitter();
+  let corked: Socket | undefined;
   // The library binds these per socket (`self.onSocketData.bind(self)`) when it creates the socket,
   // so instance properties take precedence over the prototype.
   m.onSocketConnected = function (this: ConnectionManager) {
+    frames.reset();
     hooks.onSocketConnected();
     origConnected.call(this);
   };
   m.onSocketData = function (this: ConnectionManager, buffer: Buffer) {
-    if (buffer.length > 0) hooks.onData();
-    origData.call(this, buffer);
+    if (buffer.length === 0) return;
+    hooks.onData();
+    let whole: Buffer[];
+    try {
+      whole = frames.push(buffer);
+    } catch {
+      // A corrupt stream: drop the connection, as the library does on protocol errors.
+      frames.reset();
+      this.socket?.destroy();
+      return;
+    }
+    for (const frame of whole) origData.call(this, frame);
   };
+  m.queue = function (this: ConnectionManager, request: unknown, callback?: (err: unknown) => void) {
+    const socket = this.socket;
+    if (socket && !corked && !socket.destroyed) {
+      corked = socket;
+      socket.cork();
+      process.nextTick(() => {
+        corked = undefined;
+        socket.uncork();
+      });
+    }
+    origQueue.call(this, request, callback);
+  };
+}
+
+/** Splits a byte stream into ZooKeeper frames (a 4-byte big-endian length, then that many bytes). */
+export class FrameSplitter {
+  private chunks: Buffer[] = [];
+  private total = 0;
+
+  reset(): void {
+    this.chunks = [];
+    this.total = 0;
+  }
+
+  /** The whole frames completed by `chunk`, in order, each with its length prefix. */
+  push(chunk: Buffer): Buffer[] {
+    this.chunks.push(chunk);
+    this.total += chunk.length;
+    const out: Buffer[] = [];
+    while (this.total >= 4) {
+      let head = this.chunks[0]!;
+      if (head.length < 4) head = this.flatten();
+      const length = head.readInt32BE(0);
+      if (length < 0) throw new RangeError(`ZooKeeper frame with negative length ${length}`);
+      const frameBytes = 4 + length;
+      if (this.total < frameBytes) break;
+      if (head.length < frameBytes) head = this.flatten();
+      out.push(head.subarray(0, frameBytes));
+      this.total -= frameBytes;
+      if (head.length === frameBytes) this.chunks.shift();
+      else this.chunks[0] = head.subarray(frameBytes);
+    }
+    return out;
+  }
+
+  private flatten(): Buffer {
+    const whole = Buffer.concat(this.chunks, this.total);
+    this.chunks = [whole];
+    return whole;
+  }
 }
 
 /** The socket of the current connection attempt, if it is connected at TCP level. */
