@@ -594,7 +594,7 @@ export class FlushController {
     for (const name of this.o.informer.names()) {
       const entry = this.o.informer.get(name);
       if (!entry?.spec || 'error' in entry.spec) continue;
-      const info = entry.xml && 'value' in entry.xml ? entry.xml.value.info : null;
+      const info = (entry.xml && 'value' in entry.xml ? entry.xml.value.info : undefined) ?? null;
       out.push({ name, spec: entry.spec.value, memoryMiB: info ? Math.max(0, Math.round(info.memoryKiB / 1024)) : 0, vcpus: info?.vcpus ?? 0 });
     }
     return out;

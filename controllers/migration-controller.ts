@@ -274,7 +274,7 @@ export class MigrationController {
       nowMs,
       session: store.sessionId,
       spec,
-      bridges: entry.xml && 'value' in entry.xml ? entry.xml.value.info.bridges : [],
+      bridges: (entry.xml && 'value' in entry.xml ? entry.xml.value.info?.bridges : undefined) ?? [],
       status,
       record: this.recordOf(vm),
       domain,

@@ -99,7 +99,17 @@ export class NodeController {
     if (entry) {
       if (!entry.spec || !entry.xml) return undefined;
       if ('error' in entry.spec || 'error' in entry.xml) return undefined;
-      desired = { spec: entry.spec.value, generation: entry.spec.version, xml: entry.xml.value.text, xmlHash: entry.xml.value.hash };
+      const xml = entry.xml.value;
+      // Only the home node reads the XML; elsewhere the planner never looks at it.
+      if (entry.spec.value.node === this.o.node && xml.error !== undefined) return undefined;
+      desired = {
+        spec: entry.spec.value,
+        generation: entry.spec.version,
+        xml: xml.text,
+        get xmlHash() {
+          return xml.hash;
+        },
+      };
     }
     const status = entry?.status && 'value' in entry.status ? entry.status : null;
     // A VM neither homed nor owned here costs no libvirt call when the index knows it is absent.
@@ -122,7 +132,8 @@ export class NodeController {
     if (this.o.store.connectionState !== 'connected') return requeueAfter(500);
     const entry = this.informer.get(vm);
     if (entry?.spec && 'error' in entry.spec) return terminal('InvalidSpec', entry.spec.error);
-    if (entry?.xml && 'error' in entry.xml) return terminal('InvalidXml', entry.xml.error);
+    const xmlError = entry?.spec && 'value' in entry.spec && entry.spec.value.node === this.o.node && entry.xml && 'value' in entry.xml ? entry.xml.value.error : undefined;
+    if (xmlError !== undefined) return terminal('InvalidXml', xmlError);
     const inputs = await this.inputsFor(vm);
     if (!inputs) return done;
     const actions = planDomain(vm, inputs.desired, inputs.observed);

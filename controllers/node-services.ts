@@ -86,8 +86,9 @@ export class NodeServices {
     for (const vm of this.o.informer.names()) {
       const entry = this.o.informer.get(vm);
       if (!entry?.spec || 'error' in entry.spec || entry.spec.value.node !== this.o.node) continue;
-      if (!entry.xml || 'error' in entry.xml) continue;
-      const { memoryKiB, vcpus } = entry.xml.value.info;
+      const info = entry.xml && 'value' in entry.xml ? entry.xml.value.info : undefined;
+      if (!info) continue;
+      const { memoryKiB, vcpus } = info;
       out.push({ name: vm, state: entry.spec.value.state, memoryKiB, vcpus });
     }
     return out;
@@ -97,7 +98,7 @@ export class NodeServices {
   private updateConsole(vm: string): void {
     const entry = this.o.informer.get(vm);
     const homed = entry?.spec && 'value' in entry.spec && entry.spec.value.node === this.o.node;
-    const path = homed && entry.xml && 'value' in entry.xml ? entry.xml.value.info.serialLog : undefined;
+    const path = homed && entry.xml && 'value' in entry.xml ? entry.xml.value.info?.serialLog : undefined;
     const current = this.console.state(vm)?.path;
     if (path === current) return;
     const switchOver = current === undefined ? Promise.resolve() : this.console.unfollow(vm);

@@ -11,9 +11,7 @@ import {
   decodeVmSpec,
   decodeVmStatus,
   isValidName,
-  parseVmXml,
-  xmlHash,
-  type DomainInfo,
+  VmXml,
   type MigrationRecord,
   type VmSpec,
   type VmStatus,
@@ -26,7 +24,8 @@ export type Loaded<T> = { value: T; version: number } | { error: string } | null
 export interface VmEntry {
   name: string;
   spec: Loaded<VmSpec>;
-  xml: Loaded<{ text: string; hash: string; info: DomainInfo }>;
+  /** Parsed lazily: a daemon reads the XML only of the VMs it acts on (VmXml.error when unreadable). */
+  xml: Loaded<VmXml>;
   status: Loaded<VmStatus>;
   migration: Loaded<MigrationRecord>;
   /** Every field has been read at least once. */
@@ -130,7 +129,9 @@ export class VmInformer {
       status: this.paths.vmStatus(name),
       migration: this.paths.vmMigration(name),
     };
-    const streams = FIELDS.map((field) => this.store.watchData(paths[field]).pipe(map((state) => ({ field, state }))));
+    const streams = FIELDS.map((field) =>
+      this.store.watchData(paths[field], { expectAbsent: field === 'migration' }).pipe(map((state) => ({ field, state }))),
+    );
     const sub = merge(...streams).subscribe({
       next: ({ field, state }) => {
         if (this.entries.get(name) !== entry) return;
@@ -163,7 +164,7 @@ export class VmInformer {
           entry.spec = { value: decodeVmSpec(text), version: state.version };
           break;
         case 'xml':
-          entry.xml = { value: { text, hash: xmlHash(text), info: parseVmXml(text, entry.name) }, version: state.version };
+          entry.xml = { value: new VmXml(text, entry.name), version: state.version };
           break;
         case 'status': {
           const current = entry.status;

@@ -305,3 +305,44 @@ export function parseVmXml(xml: string, vmName: string, field = 'xml'): DomainIn
   }
   return info;
 }
+
+/**
+ * A VM's XML as kept by a watch cache: its text at once, its hash and parsed info on first use.
+ * A daemon caches the XML of every VM in the cluster but parses only those it acts on.
+ */
+export class VmXml {
+  private digest: string | undefined;
+  private parsed: { info: DomainInfo } | { error: string } | undefined;
+
+  constructor(
+    readonly text: string,
+    private readonly vmName: string,
+  ) {}
+
+  get hash(): string {
+    return (this.digest ??= xmlHash(this.text));
+  }
+
+  /** The parsed domain; undefined when the XML is unreadable (see `error`). */
+  get info(): DomainInfo | undefined {
+    const parsed = this.parse();
+    return 'info' in parsed ? parsed.info : undefined;
+  }
+
+  /** Why the XML is unreadable, or undefined when it is fine. */
+  get error(): string | undefined {
+    const parsed = this.parse();
+    return 'error' in parsed ? parsed.error : undefined;
+  }
+
+  private parse(): { info: DomainInfo } | { error: string } {
+    if (!this.parsed) {
+      try {
+        this.parsed = { info: parseVmXml(this.text, this.vmName) };
+      } catch (error) {
+        this.parsed = { error: (error as Error).message };
+      }
+    }
+    return this.parsed;
+  }
+}

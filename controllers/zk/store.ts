@@ -21,7 +21,7 @@ import { ancestorsAndSelf, assertPath, childPath, parentOf } from './paths.ts';
 import { readWithRetry, writeWithRecovery } from './recover.ts';
 import { toZkStat } from './stat.ts';
 import type { ChildrenState, ConnectionState, CreateMode, DataState, Op, OpResult, Versioned, ZkStat, ZkStoreOptions } from './types.ts';
-import { watchChildren, watchData } from './watch.ts';
+import { watchChildren, watchData, type WatchDataOptions } from './watch.ts';
 
 const EMPTY = Buffer.alloc(0);
 const MODE: Record<CreateMode, number> = { persistent: 0, ephemeral: 1, persistent_sequential: 2, ephemeral_sequential: 3 };
@@ -358,9 +358,9 @@ export class ZkStore {
    * Level-triggered stream of a znode's data (see watch.ts for the invariants). Subscribers of the
    * same path share one ZooKeeper watch; a late subscriber gets the latest state at once.
    */
-  watchData(path: string): Observable<DataState> {
+  watchData(path: string, opts: WatchDataOptions = {}): Observable<DataState> {
     assertPath(path);
-    return this.shared(this.dataWatches, path, () => watchData(this.session, path));
+    return this.shared(this.dataWatches, path, () => watchData(this.session, path, opts));
   }
 
   /** Level-triggered stream of a znode's sorted children (see watch.ts). Shared per path. */

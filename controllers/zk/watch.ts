@@ -135,9 +135,23 @@ function whenAbsent<S>(client: RawClient, path: string, watcher: (e: Event) => v
   });
 }
 
-export function watchData(host: WatchHost, path: string): Observable<DataState> {
+export interface WatchDataOptions {
+  /**
+   * The znode is usually absent (a VM's migration record): probe it with exists() first, which
+   * costs the client no exception object when it is; the first read only.
+   */
+  expectAbsent?: boolean;
+}
+
+export function watchData(host: WatchHost, path: string, opts: WatchDataOptions = {}): Observable<DataState> {
   const deleted: DataState = { kind: 'deleted', path };
+  let probeFirst = opts.expectAbsent === true;
   const read: Reader<DataState> = (client, watcher, done) => {
+    if (probeFirst) {
+      probeFirst = false;
+      whenAbsent(client, path, watcher, done, deleted);
+      return;
+    }
     client.getData(path, watcher, (err: unknown, data: Buffer | undefined, stat: Stat) => {
       if (!err) {
         const st = toZkStat(stat);

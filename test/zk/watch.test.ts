@@ -43,6 +43,24 @@ describe('watchData', () => {
     }
   });
 
+  it('expectAbsent probes with exists() first: absent, created and already-present znodes all read right', async () => {
+    const absent = watcher.watchData('/probe-absent', { expectAbsent: true });
+    const rec = record(absent);
+    try {
+      await next(absent, (s) => s.kind === 'deleted', 5000, 'initial deleted');
+      await writer.create('/probe-absent', 'now');
+      await next(absent, (s) => s.kind === 'data', 5000, 'creation');
+      await writer.set('/probe-absent', 'changed', 0);
+      await next(absent, (s) => s.kind === 'data' && s.version === 1, 5000, 'change');
+      assert.deepEqual(rec.values.map(text), ['<deleted>', 'now', 'changed']);
+    } finally {
+      rec.stop();
+    }
+    await writer.create('/probe-present', 'there');
+    const present = watcher.watchData('/probe-present', { expectAbsent: true });
+    assert.equal(text(await next(present, () => true, 5000, 'first state')), 'there');
+  });
+
   it('1,000 rapid writes: the last value is always seen, versions never go backwards', async () => {
     const path = '/rapid';
     await writer.create(path, 'init');
