@@ -10,7 +10,6 @@ import { planDomain, type DomainAction, type DomainDesired, type DomainObserved 
 import { executeDomain, type DomainEffects } from '../reconcilers/domain-executor.ts';
 import { encodeVmStatus, decodeVmStatus, type VmStatus, type ZkPaths } from '../schemas/index.ts';
 import { done, requeueAfter, terminal, type Result } from './reconciler.ts';
-import { LocalDomainIndex } from './local-domains.ts';
 import { VmInformer } from './vm-informer.ts';
 import { WorkQueue } from './workqueue.ts';
 import { NodeExistsError, VersionConflictError, type ZkStore } from './zk/index.ts';
@@ -33,7 +32,6 @@ export interface NodeControllerOptions {
 export class NodeController {
   readonly informer: VmInformer;
   readonly queue: WorkQueue<string>;
-  readonly localDomains: LocalDomainIndex;
   private readonly subs = new Subscription();
   private resyncTimer: NodeJS.Timeout | undefined;
   private readonly now: () => string;
@@ -41,7 +39,6 @@ export class NodeController {
   constructor(private readonly o: NodeControllerOptions) {
     this.now = o.now ?? (() => new Date().toISOString());
     this.informer = new VmInformer(o.store, o.paths, o.log);
-    this.localDomains = new LocalDomainIndex(o.hv, o.log);
     this.queue = new WorkQueue<string>({
       name: 'domain',
       concurrency: o.concurrency ?? 8,
@@ -51,7 +48,6 @@ export class NodeController {
   }
 
   async start(): Promise<void> {
-    this.localDomains.start();
     this.queue.start();
     this.subs.add(this.informer.changes$.subscribe((vm) => this.queue.add(vm)));
     this.subs.add(this.o.hv.lifecycle$.subscribe(({ name }) => this.queue.add(name)));
@@ -74,13 +70,21 @@ export class NodeController {
     this.subs.unsubscribe();
     await this.queue.shutdown({ abort: true });
     this.informer.stop();
-    this.localDomains.stop();
   }
 
-  /** Every known VM and every local domain: "look again". */
+  /**
+   * Every known VM and every local domain: "look again". The domains are listed first, with their
+   * states, so the reconciles that follow find them in the driver's state cache.
+   */
   resync(): void {
-    for (const vm of this.informer.names()) this.queue.add(vm);
-    this.localDomains.refresh().then(() => this.localDomains.all().forEach((name) => this.queue.add(name)));
+    const enqueue = (domains: string[]): void => {
+      for (const vm of this.informer.names()) this.queue.add(vm);
+      for (const name of domains) this.queue.add(name);
+    };
+    this.o.hv.refreshDomainStates().then(enqueue, (error: unknown) => {
+      this.o.log.warn({ err: error }, 'listing local domains failed; looking each VM up');
+      enqueue([]);
+    });
   }
 
   /** What this node would do for `vm` now (no effects). Undefined when it may not decide yet. */
@@ -112,9 +116,8 @@ export class NodeController {
       };
     }
     const status = entry?.status && 'value' in entry.status ? entry.status : null;
-    // A VM neither homed nor owned here costs no libvirt call when the index knows it is absent.
-    const mine = desired?.spec.node === this.o.node || status?.value.node === this.o.node;
-    const domain = mine || this.localDomains.mayHave(vm) ? await this.o.hv.getDomain(vm) : null;
+    // Usually answered from the driver's state cache: no libvirt call for a VM it knows is absent.
+    const domain = await this.o.hv.domainState(vm);
     const migration = entry?.migration && 'value' in entry.migration ? entry.migration.value : null;
     return {
       desired,

@@ -2,6 +2,9 @@
 // One real implementation (libvirt-hypervisor.ts) speaks libvirt's RPC protocol.
 import type { Observable } from 'rxjs';
 import type { DomainRunState } from '../reconcilers/domain.ts';
+import type { DomainState } from './domain-state-cache.ts';
+
+export type { DomainState } from './domain-state-cache.ts';
 
 export interface DomainSummary {
   name: string;
@@ -24,10 +27,17 @@ export interface LifecycleNotice {
 }
 
 export interface Hypervisor {
+  /** A fresh read of the domain (and of its state into the state cache). */
   getDomain(name: string): Promise<DomainSummary | null>;
+  /**
+   * Run state and persistence, from the driver's state cache when it is sure (no lifecycle event
+   * or call of ours since it last read the domain), else read: a reconcile's usual question
+   * without a round trip. See drivers/domain-state-cache.ts.
+   */
+  domainState(name: string): Promise<DomainState | null>;
+  /** Lists every domain with its state into the state cache; returns their names. */
+  refreshDomainStates(): Promise<string[]>;
   listDomains(): Promise<DomainSummary[]>;
-  /** Names only: one call however many domains there are. */
-  listDomainNames(): Promise<string[]>;
   define(xml: string): Promise<void>;
   start(name: string): Promise<void>;
   /** Asks the guest to shut down (ACPI); returns at once. */

@@ -1,6 +1,7 @@
 // The Hypervisor interface over one reconnecting libvirt RPC connection.
 import { distinctUntilChanged, map, type Observable } from 'rxjs';
 import type { DomainRunState } from '../reconcilers/domain.ts';
+import { DomainStateCache, type DomainState as CachedDomainState } from './domain-state-cache.ts';
 import type { DomainJob, DomainSummary, LifecycleNotice, LiveMigrationOptions, MigratingHypervisor, NodeResources } from './hypervisor.ts';
 import {
   DomainState,
@@ -49,12 +50,18 @@ export class LibvirtHypervisor implements MigratingHypervisor {
    * domain; entries go on (re)definition, undefinition, reconnection and NO_DOMAIN.
    */
   private readonly refs = new Map<string, Domain>();
+  /** Run state and persistence per name, kept exact by events and our own calls (domain-state-cache.ts). */
+  private readonly states = new DomainStateCache();
 
   private constructor(readonly conn: LibvirtConnection) {
     conn.lifecycle$.subscribe((e) => {
+      this.states.invalidate(e.domain.name);
       if (e.eventName === 'defined' || e.eventName === 'undefined') this.refs.delete(e.domain.name);
     });
-    conn.state$.subscribe(() => this.refs.clear());
+    conn.state$.subscribe(() => {
+      this.refs.clear();
+      this.states.forgetAll();
+    });
     this.lifecycle$ = conn.lifecycle$.pipe(map((e) => ({ name: e.domain.name, event: e.eventName })));
     this.connected$ = conn.state$.pipe(
       map((s) => s === 'connected'),
@@ -70,7 +77,41 @@ export class LibvirtHypervisor implements MigratingHypervisor {
     return new LibvirtHypervisor(conn);
   }
 
+  async domainState(name: string): Promise<CachedDomainState | null> {
+    const known = this.states.lookup(name);
+    if (known !== undefined) return known;
+    const summary = await this.getDomain(name);
+    return summary && { state: summary.state, persistent: summary.persistent };
+  }
+
+  async refreshDomainStates(): Promise<string[]> {
+    const ticket = this.states.begin();
+    const [all, persistent, running, paused, shutoff] = await Promise.all(
+      [0, ListDomainsFlags.PERSISTENT, ListDomainsFlags.RUNNING, ListDomainsFlags.PAUSED, ListDomainsFlags.SHUTOFF].map((flags) =>
+        this.conn.connectListAllDomains(flags).then((list) => new Set(list.map((d) => d.name))),
+      ),
+    );
+    const entries = new Map<string, CachedDomainState | undefined>();
+    for (const name of all!) {
+      // Lists are separate calls: a domain whose state changed in between shows in none or two,
+      // stays unknown, and its lifecycle event invalidates it anyway.
+      const matches = [running!.has(name), paused!.has(name), shutoff!.has(name)].filter(Boolean).length;
+      const state: DomainRunState | undefined =
+        matches !== 1 ? undefined : running!.has(name) ? 'running' : paused!.has(name) ? 'paused' : 'shutoff';
+      entries.set(name, state && { state, persistent: persistent!.has(name) });
+    }
+    this.states.storeListing(entries, ticket);
+    return [...all!];
+  }
+
   async getDomain(name: string): Promise<DomainSummary | null> {
+    const ticket = this.states.begin();
+    const summary = await this.readDomain(name);
+    this.states.store(name, summary && { state: summary.state, persistent: summary.persistent }, ticket);
+    return summary;
+  }
+
+  private async readDomain(name: string): Promise<DomainSummary | null> {
     const cached = this.refs.get(name);
     if (cached) {
       try {
@@ -124,34 +165,33 @@ export class LibvirtHypervisor implements MigratingHypervisor {
     return infos.filter((d): d is DomainSummary => d !== null);
   }
 
-  async listDomainNames(): Promise<string[]> {
-    return (await this.conn.connectListAllDomains(0)).map((d) => d.name);
-  }
-
   async define(xml: string): Promise<void> {
     const domain = await this.conn.domainDefineXmlFlags(xml, 0);
+    this.states.invalidate(domain.name);
     this.refs.set(domain.name, domain);
   }
 
   async start(name: string): Promise<void> {
-    await this.conn.domainCreate(await this.ref(name));
+    await this.mutating(name, async () => this.conn.domainCreate(await this.ref(name)));
   }
 
   async shutdown(name: string): Promise<void> {
-    await this.conn.domainShutdown(await this.ref(name));
+    await this.mutating(name, async () => this.conn.domainShutdown(await this.ref(name)));
   }
 
   async destroy(name: string): Promise<void> {
-    try {
-      await this.conn.domainDestroy(await this.ref(name));
-    } catch (error) {
-      // Already off: the wanted end state.
-      if (!isLibvirtError(error, ErrorCode.OPERATION_INVALID)) throw error;
-    }
+    await this.mutating(name, async () => {
+      try {
+        await this.conn.domainDestroy(await this.ref(name));
+      } catch (error) {
+        // Already off: the wanted end state.
+        if (!isLibvirtError(error, ErrorCode.OPERATION_INVALID)) throw error;
+      }
+    });
   }
 
   async undefine(name: string): Promise<void> {
-    await this.conn.domainUndefineFlags(await this.ref(name), 0);
+    await this.mutating(name, async () => this.conn.domainUndefineFlags(await this.ref(name), 0));
     this.refs.delete(name);
   }
 
@@ -165,14 +205,16 @@ export class LibvirtHypervisor implements MigratingHypervisor {
     const params = migrateParams({ uri: migrateUri, ...(opts.bandwidthMiBs !== undefined ? { bandwidthMiBs: opts.bandwidthMiBs } : {}) });
     // Set before the job starts: libvirt applies the domain's max downtime to the next migration.
     if (opts.maxDowntimeMs !== undefined) await this.conn.domainMigrateSetMaxDowntime(ref, opts.maxDowntimeMs).catch(() => undefined);
-    await this.conn.domainMigratePerform3Params(ref, destUri, params, P2P_LIVE, {
-      timeoutMs: MIGRATE_CALL_TIMEOUT_MS,
-      ...(signal ? { signal } : {}),
-    });
+    await this.mutating(name, () =>
+      this.conn.domainMigratePerform3Params(ref, destUri, params, P2P_LIVE, {
+        timeoutMs: MIGRATE_CALL_TIMEOUT_MS,
+        ...(signal ? { signal } : {}),
+      }),
+    );
   }
 
   async abortJob(name: string): Promise<void> {
-    await this.conn.domainAbortJob(await this.ref(name));
+    await this.mutating(name, async () => this.conn.domainAbortJob(await this.ref(name)));
   }
 
   async inPostcopy(name: string): Promise<boolean> {
@@ -218,11 +260,21 @@ export class LibvirtHypervisor implements MigratingHypervisor {
   }
 
   async resume(name: string): Promise<void> {
-    await this.conn.domainResume(await this.ref(name));
+    await this.mutating(name, async () => this.conn.domainResume(await this.ref(name)));
   }
 
   close(): Promise<void> {
     return this.conn.close();
+  }
+
+  /** A call that may change `name`: its cached state is forgotten before and after (cache C1). */
+  private async mutating<T>(name: string, call: () => Promise<T>): Promise<T> {
+    this.states.invalidate(name);
+    try {
+      return await call();
+    } finally {
+      this.states.invalidate(name);
+    }
   }
 
   private async ref(name: string): Promise<DomainRef> {

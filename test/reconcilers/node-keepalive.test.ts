@@ -152,8 +152,11 @@ class StubHypervisor implements Hypervisor {
     const a = this.answers();
     return a === 'hang' ? new Promise(() => {}) : Promise.resolve(a);
   }
-  listDomainNames(): Promise<string[]> {
-    return this.stall('listDomainNames', []);
+  refreshDomainStates(): Promise<string[]> {
+    return this.stall('refreshDomainStates', []);
+  }
+  domainState(name: string) {
+    return this.stall('domainState', [name]);
   }
   nodeResources(): Promise<NodeResources> {
     this.record('nodeResources', []);
