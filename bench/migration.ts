@@ -4,7 +4,9 @@
 //    p50), over ROUNDS copies capped at 1 MiB/s that are turned back to the source mid-copy;
 //  - migration wall time: from the spec.node write to the VM settled on the target (record done,
 //    status handed over, guest running there only), next to libvirt's own job time (the
-//    completed incoming job's time_elapsed on the target) for MIGRATIONS uncapped live migrations.
+//    completed incoming job's time_elapsed on the target) and the copy phase (libvirt's
+//    peer-to-peer migrate call, which also starts QEMU on the target) for MIGRATIONS uncapped
+//    live migrations; the wall time minus the copy phase is what the lockstep protocol costs.
 // Usage: npm run bench -- migration [ROUNDS] [MIGRATIONS]   (default 10, 4)
 import { Cluster, clusterUnavailable } from '../test/rig/cluster.ts';
 import { describe, round3, summarize } from './lib/stats.ts';
@@ -64,6 +66,7 @@ try {
   await c.stopDaemon('hv1');
   await c.startDaemon('hv1');
   const wall: number[] = [];
+  const call: number[] = [];
   const job: number[] = [];
   const downtime: number[] = [];
   let here = 'hv1';
@@ -72,21 +75,31 @@ try {
     const t0 = i % 2 === 0 ? await c.migrate(vm, there) : await c.unmigrate(vm);
     await settledOn(there);
     wall.push((performance.now() - t0) / 1000);
-    const completed = await c.hv(there).probe.jobStats(vm, { completed: true });
-    if (completed && completed.elapsedMs > 0) job.push(completed.elapsedMs / 1000);
-    if (completed?.downtimeMs !== undefined) downtime.push(completed.downtimeMs);
+    // The copy phase: MigrationStarted → MigrationCompleted on the source, i.e. libvirt's
+    // peer-to-peer migrate call (which also starts the target's QEMU) plus the record's last write.
+    const started = c.events.filter((e) => e.vm === vm && e.type === 'MigrationStarted' && e.at >= t0).at(-1);
+    const completed = started && c.events.find((e) => e.id === started.id && e.type === 'MigrationCompleted');
+    if (started && completed) call.push((completed.at - started.at) / 1000);
+    const finished = await c.hv(there).probe.jobStats(vm, { completed: true });
+    if (finished && finished.elapsedMs > 0) job.push(finished.elapsedMs / 1000);
+    if (finished?.downtimeMs !== undefined) downtime.push(finished.downtimeMs);
     here = there;
   }
   const wallS = summarize(wall);
   const jobS = summarize(job);
+  const callS = summarize(call);
   console.log(`live migration wall time (spec write → settled)  n=${wallS.n}  p50=${round3(wallS.p50)} s  max=${round3(wallS.max)} s`);
+  console.log(`copy phase (libvirt's p2p migrate call)         n=${callS.n}  p50=${round3(callS.p50)} s  max=${round3(callS.max)} s`);
   console.log(`libvirt job time (time_elapsed, target)         n=${jobS.n}  p50=${round3(jobS.p50)} s  max=${round3(jobS.max)} s`);
+  console.log(`virtkeeper's own share (wall − copy phase)      p50=${round3(wallS.p50 - callS.p50)} s`);
   if (downtime.length) console.log(`libvirt-reported downtime                       n=${downtime.length}  p50=${round3(summarize(downtime).p50)} ms`);
   console.log(
     JSON.stringify({
       bench: 'migration',
       abort_p50_ms: round3(abort.p50),
       migration_wall_s: round3(wallS.p50),
+      copy_phase_s: callS.n ? round3(callS.p50) : null,
+      own_share_s: callS.n ? round3(wallS.p50 - callS.p50) : null,
       libvirt_job_s: jobS.n ? round3(jobS.p50) : null,
     }),
   );
