@@ -10,6 +10,7 @@
 // flush reconciler's own pure planner (reconcilers/flush.ts): what the node's daemon will do.
 import { migrationInFlight, planDomain, describeDomainAction, type DomainAction, type DomainRunState, type LocalDomain } from '../reconcilers/domain.ts';
 import { describeFlushMove, planFlush, planReady, type FlushMove, type FlushVm, type ReadyMove } from '../reconcilers/flush.ts';
+import type { NodeState, VmState } from './cluster.ts';
 import { parseVmXml, xmlHash, type MigrationRecord, type NodeSelector, type NodeSpec, type NodeStatus, type VmSpec, type VmStatus } from '../schemas/index.ts';
 
 export interface VmView {
@@ -27,6 +28,24 @@ export interface NodeView {
   status: NodeStatus | null;
   /** Its daemon holds a session (alive znode). Unknown: taken as alive when it has a status. */
   alive?: boolean;
+}
+
+/** The planner's views of what ZooKeeper holds (a VM without spec or XML has nothing to plan). */
+export function liveViews(liveVms: readonly VmState[], liveNodes: readonly NodeState[]): { vms: Map<string, VmView>; nodes: Map<string, NodeView> } {
+  const vms = new Map<string, VmView>();
+  for (const vm of liveVms) {
+    if (!vm.spec || !vm.xml) continue;
+    vms.set(vm.name, {
+      name: vm.name,
+      spec: vm.spec.value,
+      generation: vm.spec.version,
+      xml: vm.xml.text,
+      status: vm.status && { value: vm.status.value, version: vm.status.version },
+      migration: vm.migration?.value ?? null,
+    });
+  }
+  const nodes = new Map<string, NodeView>(liveNodes.map((n) => [n.name, { name: n.name, spec: n.spec?.value ?? null, status: n.status?.value ?? null, alive: n.alive }]));
+  return { vms, nodes };
 }
 
 /** What flush/ready moves need beyond the objects: the cluster's default node selector. */

@@ -141,8 +141,15 @@ export async function startDaemon(cfg: DaemonConfig, deps: DaemonDeps = {}): Pro
   };
 }
 
-/** What the node would do now, one action per line; changes nothing. */
-export async function planNode(cfg: DaemonConfig, log: Logger): Promise<string[]> {
+/**
+ * What the node would do now, one action per line; changes nothing. `moreLines` adds what other
+ * planners predict from the same ZooKeeper session (the CLI passes the flush/ready moves).
+ */
+export async function planNode(
+  cfg: DaemonConfig,
+  log: Logger,
+  moreLines?: (store: ZkStore, paths: ZkPaths, node: string) => Promise<string[]>,
+): Promise<string[]> {
   const { store, hv, paths } = await connect(cfg, log);
   try {
     const controller = new NodeController({ node: cfg.node, store, paths, hv, log });
@@ -156,6 +163,7 @@ export async function planNode(cfg: DaemonConfig, log: Logger): Promise<string[]
       for (const action of actions ?? []) lines.push(describeDomainAction(cfg.node, vm, action));
     }
     controller.informer.stop();
+    if (moreLines) lines.push(...(await moreLines(store, paths, cfg.node)));
     return lines;
   } finally {
     await hv.close();

@@ -10,7 +10,7 @@ import { CliError, EXIT_USAGE, setRuntimeExitCode, usageError } from '../errors.
 import { checkAgainstCluster, decodeDocuments, loadManifests, sortForWrite, type DesiredObject } from '../manifests.ts';
 import { applyObjects, prepareObject, StalePlanError, type PreparedObject } from '../objects.ts';
 import { colors, println, toJson } from '../output.ts';
-import { planCluster, renderPlan, type NodeView, type PlanAction, type VmView } from '../plan.ts';
+import { liveViews, planCluster, renderPlan, type PlanAction } from '../plan.ts';
 
 interface FileFlags {
   filename?: string[];
@@ -227,7 +227,8 @@ async function planOneNode(flags: PlanFlags, cmd: Command): Promise<void> {
   } catch (error) {
     throw new CliError((error as Error).message, EXIT_USAGE);
   }
-  const lines = await planNode(cfg, createLogger({ level: 'warn', node: cfg.node }));
+  const { nodeMoveLines } = await import('../node-moves.ts');
+  const lines = await planNode(cfg, createLogger({ level: 'warn', node: cfg.node }), nodeMoveLines);
   if (flags.output === 'json') process.stdout.write(toJson({ node: cfg.node, actions: lines }));
   else println(lines.length === 0 ? `${cfg.node}: nothing to do` : lines.join('\n'));
   process.exitCode = lines.length === 0 ? 0 : 1;
@@ -240,19 +241,7 @@ async function computePlan(cluster: Cluster, objects: readonly DesiredObject[]) 
   const prepared = await Promise.all(sortForWrite(objects).map((o) => prepareObject(cluster, o)));
   const zxid = store.lastZxid();
 
-  const vms = new Map<string, VmView>();
-  for (const vm of liveVms) {
-    if (!vm.spec || !vm.xml) continue; // a VM without XML cannot be defined anywhere: nothing to plan
-    vms.set(vm.name, {
-      name: vm.name,
-      spec: vm.spec.value,
-      generation: vm.spec.version,
-      xml: vm.xml.text,
-      status: vm.status && { value: vm.status.value, version: vm.status.version },
-      migration: vm.migration?.value ?? null,
-    });
-  }
-  const nodes = new Map<string, NodeView>(liveNodes.map((n) => [n.name, { name: n.name, spec: n.spec?.value ?? null, status: n.status?.value ?? null, alive: n.alive }]));
+  const { vms, nodes } = liveViews(liveVms, liveNodes);
   let defaultSelector = liveConfig.value.defaultNodeSelector;
   for (const p of prepared) {
     const obj = p.obj;

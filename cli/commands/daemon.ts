@@ -72,7 +72,8 @@ export function registerDaemon(program: Command): void {
         return;
       }
       if (flags.dryRun) {
-        const lines = await planNode(cfg, createLogger({ level: 'warn', node: cfg.node }));
+        const { nodeMoveLines } = await import('../node-moves.ts');
+        const lines = await planNode(cfg, createLogger({ level: 'warn', node: cfg.node }), nodeMoveLines);
         for (const line of lines) console.log(line);
         if (lines.length === 0) console.log(`${cfg.node}: nothing to do`);
         return;
