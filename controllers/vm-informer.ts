@@ -4,7 +4,7 @@
 // re-read after the event, and only says "look at VM <name> again" on
 // changes$. Reconcilers read the cache instead of ZooKeeper, so a reconcile
 // costs no round trip; the CAS versions they need travel with the values.
-import { Subject, Subscription, merge, map } from 'rxjs';
+import { Subject, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import {
   decodeMigrationRecord,
@@ -37,7 +37,8 @@ type Field = (typeof FIELDS)[number];
 
 export class VmInformer {
   private readonly entries = new Map<string, VmEntry & { seen: Set<Field> }>();
-  private readonly watches = new Map<string, Subscription>();
+  /** Per VM, the teardown of its four znode watches. */
+  private readonly watches = new Map<string, () => void>();
   /** Status versions this node wrote itself: their watch events are not news to it. */
   private readonly ownStatus = new Map<string, number>();
   /** VMs that were in the list and then left it: their local domains must go. */
@@ -62,7 +63,7 @@ export class VmInformer {
 
   stop(): void {
     this.listSub?.unsubscribe();
-    for (const sub of this.watches.values()) sub.unsubscribe();
+    for (const stop of this.watches.values()) stop();
     this.watches.clear();
     this.changes$.complete();
   }
@@ -107,7 +108,7 @@ export class VmInformer {
     for (const child of children) if (!names.has(child)) this.log.warn({ child }, 'ignoring a VM znode with an invalid name');
     for (const name of [...this.entries.keys()]) {
       if (names.has(name)) continue;
-      this.watches.get(name)?.unsubscribe();
+      this.watches.get(name)?.();
       this.watches.delete(name);
       this.entries.delete(name);
       this.ownStatus.delete(name);
@@ -129,27 +130,33 @@ export class VmInformer {
       status: this.paths.vmStatus(name),
       migration: this.paths.vmMigration(name),
     };
-    const streams = FIELDS.map((field) =>
-      this.store.watchData(paths[field], { expectAbsent: field === 'migration' }).pipe(map((state) => ({ field, state }))),
+    const onState = (field: Field, state: DataState): void => {
+      if (this.entries.get(name) !== entry) return;
+      // Our own status write coming back: cache it, but it is no reason to look again (a failed
+      // action's status write would otherwise re-run the reconcile at once, around its back-off).
+      const own = field === 'status' && state.kind === 'data' && this.ownStatus.get(name) === state.version;
+      if (field === 'status') this.ownStatus.delete(name);
+      this.apply(entry, field, state);
+      entry.seen.add(field);
+      if (!entry.loaded && entry.seen.size === FIELDS.length) {
+        entry.loaded = true;
+        this.checkSynced();
+      }
+      if (entry.loaded && !own) this.changes$.next(name);
+    };
+    // Plain callbacks, not four rxjs pipelines per VM: a daemon follows every VM of the cluster.
+    const stops = FIELDS.map((field) =>
+      this.store.followData(
+        paths[field],
+        {
+          next: (state) => onState(field, state),
+          error: (error: unknown) => this.log.error({ err: error, vm: name, field }, 'VM watch failed'),
+          complete: () => undefined,
+        },
+        { expectAbsent: field === 'migration' },
+      ),
     );
-    const sub = merge(...streams).subscribe({
-      next: ({ field, state }) => {
-        if (this.entries.get(name) !== entry) return;
-        // Our own status write coming back: cache it, but it is no reason to look again (a failed
-        // action's status write would otherwise re-run the reconcile at once, around its back-off).
-        const own = field === 'status' && state.kind === 'data' && this.ownStatus.get(name) === state.version;
-        if (field === 'status') this.ownStatus.delete(name);
-        this.apply(entry, field, state);
-        entry.seen.add(field);
-        if (!entry.loaded && entry.seen.size === FIELDS.length) {
-          entry.loaded = true;
-          this.checkSynced();
-        }
-        if (entry.loaded && !own) this.changes$.next(name);
-      },
-      error: (error: unknown) => this.log.error({ err: error, vm: name }, 'VM watch failed'),
-    });
-    this.watches.set(name, sub);
+    this.watches.set(name, () => stops.forEach((stop) => stop()));
   }
 
   private apply(entry: VmEntry, field: Field, state: DataState): void {

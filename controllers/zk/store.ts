@@ -21,7 +21,7 @@ import { ancestorsAndSelf, assertPath, childPath, parentOf } from './paths.ts';
 import { readWithRetry, writeWithRecovery } from './recover.ts';
 import { toZkStat } from './stat.ts';
 import type { ChildrenState, ConnectionState, CreateMode, DataState, Op, OpResult, Versioned, ZkStat, ZkStoreOptions } from './types.ts';
-import { watchChildren, watchData, type WatchDataOptions } from './watch.ts';
+import { followData, watchChildren, watchData, type WatchDataOptions, type WatchSink } from './watch.ts';
 
 const EMPTY = Buffer.alloc(0);
 const MODE: Record<CreateMode, number> = { persistent: 0, ephemeral: 1, persistent_sequential: 2, ephemeral_sequential: 3 };
@@ -361,6 +361,15 @@ export class ZkStore {
   watchData(path: string, opts: WatchDataOptions = {}): Observable<DataState> {
     assertPath(path);
     return this.shared(this.dataWatches, path, () => watchData(this.session, path, opts));
+  }
+
+  /**
+   * The same watch as watchData, unshared and without rxjs: states go to `sink` until the returned
+   * teardown is called. For caches that follow thousands of znodes.
+   */
+  followData(path: string, sink: WatchSink<DataState>, opts: WatchDataOptions = {}): () => void {
+    assertPath(path);
+    return followData(this.session, path, sink, opts);
   }
 
   /** Level-triggered stream of a znode's sorted children (see watch.ts). Shared per path. */

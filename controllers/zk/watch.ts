@@ -52,78 +52,88 @@ interface Identity {
   version?: number;
 }
 
+/** Where a level watch delivers its states (an rxjs Subscriber is one). */
+export interface WatchSink<S> {
+  next(state: S): void;
+  error(error: unknown): void;
+  complete(): void;
+}
+
 function levelWatch<S>(host: WatchHost, path: string, read: Reader<S>, identify: (s: S) => Identity): Observable<S> {
-  return new Observable<S>((subscriber) => {
-    let active = true;
-    let reading = false;
-    let dirty = false;
-    let last: Identity | undefined;
+  return new Observable<S>((subscriber) => startLevelWatch(host, path, read, identify, subscriber));
+}
 
-    // One stable function per subscription: the library de-duplicates identical watchers.
-    const watcher = (): void => {
-      if (active) kick();
-    };
+/** The watch itself (invariants above); returns its teardown (invariant 8). */
+function startLevelWatch<S>(host: WatchHost, path: string, read: Reader<S>, identify: (s: S) => Identity, subscriber: WatchSink<S>): () => void {
+  let active = true;
+  let reading = false;
+  let dirty = false;
+  let last: Identity | undefined;
 
-    const kick = (): void => {
-      if (!active) return;
-      if (reading) {
-        dirty = true;
+  // One stable function per subscription: the library de-duplicates identical watchers.
+  const watcher = (): void => {
+    if (active) kick();
+  };
+
+  const kick = (): void => {
+    if (!active) return;
+    if (reading) {
+      dirty = true;
+      return;
+    }
+    const client = host.current();
+    if (!client) return; // connected$ kicks us when a connection is back
+    reading = true;
+    dirty = false;
+    read(client, watcher, onRead);
+  };
+
+  const onRead: ReadDone<S> = (err, state) => {
+    reading = false;
+    if (!active) return;
+    if (err === AGAIN) {
+      kick();
+      return;
+    }
+    if (err) {
+      const code = codeOf(err);
+      if (code === ZK_CODE.CONNECTION_LOSS || code === ZK_CODE.SESSION_EXPIRED || code === ZK_CODE.OPERATION_TIMEOUT) {
+        // Re-read when connected again (connected$). If that already happened, a kick is pending as dirty.
+        if (dirty) kick();
         return;
       }
-      const client = host.current();
-      if (!client) return; // connected$ kicks us when a connection is back
-      reading = true;
-      dirty = false;
-      read(client, watcher, onRead);
-    };
-
-    const onRead: ReadDone<S> = (err, state) => {
-      reading = false;
-      if (!active) return;
-      if (err === AGAIN) {
-        kick();
-        return;
-      }
-      if (err) {
-        const code = codeOf(err);
-        if (code === ZK_CODE.CONNECTION_LOSS || code === ZK_CODE.SESSION_EXPIRED || code === ZK_CODE.OPERATION_TIMEOUT) {
-          // Re-read when connected again (connected$). If that already happened, a kick is pending as dirty.
-          if (dirty) kick();
-          return;
-        }
-        active = false;
-        subscriber.error(toZkError(err, path));
-        return;
-      }
-      const s = state as S;
-      const id = identify(s);
-      const stale =
-        last !== undefined && id.czxid !== undefined && last.czxid === id.czxid && id.version !== undefined && last.version !== undefined && id.version < last.version;
-      if (!stale && (last === undefined || last.key !== id.key)) {
-        last = id;
-        subscriber.next(s);
-      }
-      if (dirty) kick();
-    };
-
-    const connectedSub = host.connected$.subscribe({
-      next: () => {
-        if (reading) dirty = true;
-        else kick();
-      },
-      // The store was closed: nothing more will ever be read.
-      complete: () => {
-        active = false;
-        subscriber.complete();
-      },
-    });
-    kick();
-
-    return () => {
       active = false;
-      connectedSub.unsubscribe();
-    };
+      subscriber.error(toZkError(err, path));
+      return;
+    }
+    const s = state as S;
+    const id = identify(s);
+    const stale =
+      last !== undefined && id.czxid !== undefined && last.czxid === id.czxid && id.version !== undefined && last.version !== undefined && id.version < last.version;
+    if (!stale && (last === undefined || last.key !== id.key)) {
+      last = id;
+      subscriber.next(s);
+    }
+    if (dirty) kick();
+  };
+
+  const connectedSub = host.connected$.subscribe({
+    next: () => {
+      if (reading) dirty = true;
+      else kick();
+    },
+    // The store was closed: nothing more will ever be read.
+    complete: () => {
+      active = false;
+      subscriber.complete();
+    },
   });
+  kick();
+
+  return () => {
+    active = false;
+    connectedSub.unsubscribe();
+  };
 }
 
 /** exists() with the watcher when the first read said NO_NODE: arms the creation watch. */
@@ -144,6 +154,15 @@ export interface WatchDataOptions {
 }
 
 export function watchData(host: WatchHost, path: string, opts: WatchDataOptions = {}): Observable<DataState> {
+  return new Observable<DataState>((subscriber) => followData(host, path, subscriber, opts));
+}
+
+/**
+ * watchData without an Observable around it: the same watch delivering to `sink`, for a cache
+ * that follows thousands of znodes (controllers/vm-informer.ts) and wants no per-znode rxjs
+ * pipeline. Returns the teardown.
+ */
+export function followData(host: WatchHost, path: string, sink: WatchSink<DataState>, opts: WatchDataOptions = {}): () => void {
   const deleted: DataState = { kind: 'deleted', path };
   let probeFirst = opts.expectAbsent === true;
   const read: Reader<DataState> = (client, watcher, done) => {
@@ -163,9 +182,11 @@ export function watchData(host: WatchHost, path: string, opts: WatchDataOptions 
       }
     });
   };
-  return levelWatch(host, path, read, (s) =>
-    s.kind === 'data' ? { key: `d${s.stat.mzxid}`, czxid: s.stat.czxid, version: s.version } : { key: 'x' },
-  );
+  return startLevelWatch(host, path, read, identifyData, sink);
+}
+
+function identifyData(s: DataState): Identity {
+  return s.kind === 'data' ? { key: `d${s.stat.mzxid}`, czxid: s.stat.czxid, version: s.version } : { key: 'x' };
 }
 
 export function watchChildren(host: WatchHost, path: string): Observable<ChildrenState> {
