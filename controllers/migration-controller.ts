@@ -32,7 +32,7 @@ import {
   type VmStatus,
   type ZkPaths,
 } from '../schemas/index.ts';
-import { done, requeueAfter, type Result } from './reconciler.ts';
+import { done, requeueAfter, type ReconcileContext, type Result } from './reconciler.ts';
 import type { VmInformer } from './vm-informer.ts';
 import { bridgeExists } from '../drivers/links.ts';
 import { WorkQueue } from './workqueue.ts';
@@ -91,7 +91,6 @@ export class MigrationController {
   private readonly reservedIn = new Set<string>();
   private resyncTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
-  private readonly fx: MigrationEffects;
 
   constructor(private readonly o: MigrationControllerOptions) {
     this.now = o.now ?? Date.now;
@@ -99,9 +98,9 @@ export class MigrationController {
       name: 'migration',
       concurrency: o.concurrency ?? 64,
       logger: o.log,
-      reconciler: (vm, signal) => this.reconcile(vm, signal),
+      keyField: 'vm',
+      reconciler: (vm, signal, ctx) => this.reconcile(vm, signal, ctx),
     });
-    this.fx = this.effects();
   }
 
   async start(): Promise<void> {
@@ -184,8 +183,18 @@ export class MigrationController {
     this.queue.add(vm);
   }
 
+  /** Every VM this node may have a migration part in (any other one's reconcile returns at once). */
   resync(): void {
-    for (const vm of this.o.informer.names()) this.queue.add(vm);
+    for (const vm of this.o.informer.names()) if (this.mayInvolveThisNode(vm)) this.queue.add(vm);
+  }
+
+  /** The inverse of reconcile's first test: a record naming this node, or a status held here. */
+  private mayInvolveThisNode(vm: string): boolean {
+    const { node } = this.o;
+    const r = this.recordOf(vm)?.value;
+    if (r && (r.source === node || r.target === node)) return true;
+    const status = this.o.informer.get(vm)?.status;
+    return !!status && 'value' in status && status.value.node === node;
   }
 
   /** The peers this node sees now (for tests and `vk` diagnostics). */
@@ -230,7 +239,7 @@ export class MigrationController {
     return vms.size;
   }
 
-  private async reconcile(vm: string, signal: AbortSignal): Promise<Result> {
+  private async reconcile(vm: string, signal: AbortSignal, ctx: ReconcileContext): Promise<Result> {
     const { store, node, hv, informer } = this.o;
     if (store.connectionState !== 'connected') return requeueAfter(500);
     const entry = informer.get(vm);
@@ -288,13 +297,13 @@ export class MigrationController {
     const step = planMigration(inputs);
     if (step.kind === 'none') return done;
     if (step.kind === 'wait') {
-      this.o.log.debug({ vm, reason: step.reason, ms: step.ms }, step.message);
+      ctx.logger.debug({ reason: step.reason, ms: step.ms }, step.message);
       return requeueAfter(Math.max(10, step.ms));
     }
     const reservation = step.kind === 'request' ? this.reservedOut : step.kind === 'prepare' ? this.reservedIn : undefined;
     reservation?.add(vm);
     try {
-      const outcome = await executeMigration(vm, step, inputs, this.fx, signal);
+      const outcome = await executeMigration(vm, step, inputs, this.effects(ctx), signal);
       return outcome.requeueMs !== undefined ? requeueAfter(outcome.requeueMs) : done;
     } catch (error) {
       // A stale version: the informer has (or will have) the truth; plan again from it.
@@ -305,8 +314,9 @@ export class MigrationController {
     }
   }
 
-  private effects(): MigrationEffects {
-    const { store, paths, node, log, informer } = this.o;
+  /** The executor's effects, logging through the reconcile's own logger. */
+  private effects(ctx: ReconcileContext): MigrationEffects {
+    const { store, paths, node, informer } = this.o;
     const noteRecord = (vm: string, value: MigrationRecord, version: number) => this.ownWrites.set(vm, { value, version, at: this.now() });
     const readStatus = async (vm: string): Promise<{ value: VmStatus; version: number } | null> => {
       const got = await store.get(paths.vmStatus(vm));
@@ -315,7 +325,10 @@ export class MigrationController {
     return {
       node,
       hv: this.o.hv,
-      log,
+      // A getter: the reconcile's child logger is only made when a line is logged.
+      get log() {
+        return ctx.logger;
+      },
       nowMs: this.now,
       session: () => store.sessionId,
       bandwidthMiBs: this.o.bandwidthMiBs,
@@ -372,7 +385,7 @@ export class MigrationController {
             return;
           } catch (error) {
             if (!(error instanceof VersionConflictError)) {
-              log.warn({ vm, err: error }, 'could not update the VM status');
+              ctx.logger.warn({ err: error }, 'could not update the VM status');
               return;
             }
           }

@@ -9,7 +9,7 @@ import type { Hypervisor } from '../drivers/hypervisor.ts';
 import { planDomain, type DomainAction, type DomainDesired, type DomainObserved } from '../reconcilers/domain.ts';
 import { executeDomain, type DomainEffects } from '../reconcilers/domain-executor.ts';
 import { encodeVmStatus, decodeVmStatus, type VmStatus, type ZkPaths } from '../schemas/index.ts';
-import { done, requeueAfter, terminal, type Result } from './reconciler.ts';
+import { done, requeueAfter, terminal, type ReconcileContext, type Result } from './reconciler.ts';
 import { VmInformer } from './vm-informer.ts';
 import { WorkQueue } from './workqueue.ts';
 import { NodeExistsError, VersionConflictError, type ZkStore } from './zk/index.ts';
@@ -43,7 +43,9 @@ export class NodeController {
       name: 'domain',
       concurrency: o.concurrency ?? 8,
       logger: o.log,
-      reconciler: (vm, signal) => this.reconcile(vm, signal),
+      keyField: 'vm',
+      // Every line of a reconcile carries node, vm and its reconcile id (ctx.logger).
+      reconciler: (vm, signal, ctx) => this.reconcile(vm, signal, ctx),
     });
   }
 
@@ -78,13 +80,22 @@ export class NodeController {
    */
   resync(): void {
     const enqueue = (domains: string[]): void => {
-      for (const vm of this.informer.names()) this.queue.add(vm);
+      for (const vm of this.informer.names()) if (this.homedOrOwnedHere(vm)) this.queue.add(vm);
+      // Every local domain, ours or a stray; a VM known to neither side has nothing to do here.
       for (const name of domains) this.queue.add(name);
     };
     this.o.hv.refreshDomainStates().then(enqueue, (error: unknown) => {
       this.o.log.warn({ err: error }, 'listing local domains failed; looking each VM up');
       enqueue([]);
     });
+  }
+
+  /** spec.node or status.node names this node (or the VM is not fully read yet). */
+  private homedOrOwnedHere(vm: string): boolean {
+    const entry = this.informer.get(vm);
+    if (!entry?.loaded || !entry.spec || 'error' in entry.spec) return true;
+    if (entry.spec.value.node === this.o.node) return true;
+    return !!entry.status && 'value' in entry.status && entry.status.value.node === this.o.node;
   }
 
   /** What this node would do for `vm` now (no effects). Undefined when it may not decide yet. */
@@ -131,7 +142,7 @@ export class NodeController {
     };
   }
 
-  private async reconcile(vm: string, signal: AbortSignal): Promise<Result> {
+  private async reconcile(vm: string, signal: AbortSignal, ctx: ReconcileContext): Promise<Result> {
     if (this.o.store.connectionState !== 'connected') return requeueAfter(500);
     const entry = this.informer.get(vm);
     if (entry?.spec && 'error' in entry.spec) return terminal('InvalidSpec', entry.spec.error);
@@ -148,14 +159,17 @@ export class NodeController {
       if (!inputs.desired && !inputs.observed.domain) this.informer.forgetRemoved(vm);
       return done;
     }
-    const outcome = await executeDomain(this.o.node, vm, actions, this.effects(), signal);
+    const outcome = await executeDomain(this.o.node, vm, actions, this.effects(ctx), signal);
     return outcome.kind === 'requeueAfter' ? requeueAfter(outcome.ms) : done;
   }
 
-  private effects(): DomainEffects {
+  private effects(ctx: ReconcileContext): DomainEffects {
     return {
       hv: this.o.hv,
-      log: this.o.log,
+      // A getter: the reconcile's child logger is only made when a line is logged.
+      get log() {
+        return ctx.logger;
+      },
       now: this.now,
       onAction: this.o.onAction,
       writeStatus: (vm, status, version) => this.writeStatus(vm, status, version),

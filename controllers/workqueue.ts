@@ -70,6 +70,8 @@ export interface WorkQueueOptions<K extends string> {
   logger?: Logger;
   /** Queue name bound to log lines (e.g. 'domain'). */
   name?: string;
+  /** Log field the key is bound to (default 'key'; 'vm' for queues of VM names). */
+  keyField?: 'key' | 'vm';
   /** Called after every processing with its (normalised) Result. */
   onResult?(key: K, result: Result, durationMs: number): void;
   /** Called whenever a rate-limited re-add is scheduled (failure n of key, delay chosen). */
@@ -142,6 +144,8 @@ export class WorkQueue<K extends string = string> {
   readonly #now: () => number;
   readonly #onResult: WorkQueueOptions<K>['onResult'];
   readonly #onRetry: WorkQueueOptions<K>['onRetry'];
+  readonly #keyField: 'key' | 'vm';
+  readonly #debug: boolean;
 
   #started = false;
   #shuttingDown = false;
@@ -164,6 +168,8 @@ export class WorkQueue<K extends string = string> {
     this.#log = opts.name === undefined ? base : base.child({ queue: opts.name });
     this.#onResult = opts.onResult;
     this.#onRetry = opts.onRetry;
+    this.#keyField = opts.keyField ?? 'key';
+    this.#debug = this.#log.isLevelEnabled('debug');
     // Each task is a worker slot, not a key: it takes the head of #queue when
     // it runs. One task is enqueued per key pushed onto #queue.
     this.#workers = new PQueue({ concurrency: opts.concurrency, autoStart: false });
@@ -355,9 +361,16 @@ export class WorkQueue<K extends string = string> {
     const controller = new AbortController();
     const reconcileId = newReconcileId();
     this.#processing.set(key, { controller, reconcileId });
-    const log = forReconcile(this.#log, { key, reconcileId });
-    const ctx: ReconcileContext = { reconcileId, logger: log };
-    log.debug('reconcile start');
+    // The child logger is made on first use: most runs log nothing, and pino binds eagerly.
+    let child: Logger | undefined;
+    const log = (): Logger => (child ??= forReconcile(this.#log, { [this.#keyField]: key, reconcileId }));
+    const ctx: ReconcileContext = {
+      reconcileId,
+      get logger() {
+        return log();
+      },
+    };
+    if (this.#debug) log().debug('reconcile start');
     const t0 = this.#now();
     let result: Result;
     try {
@@ -373,29 +386,31 @@ export class WorkQueue<K extends string = string> {
     }
   }
 
-  #handleResult(key: K, result: Result, durationMs: number, aborted: boolean, log: Logger): void {
+  #handleResult(key: K, result: Result, durationMs: number, aborted: boolean, logger: () => Logger): void {
+    // Debug lines only when enabled: the per-run child logger costs a bind.
+    const debug = this.#debug ? logger() : undefined;
     switch (result.kind) {
       case 'done':
         this.forget(key);
-        log.debug({ result: 'done', durationMs }, 'reconcile done');
+        debug?.debug({ result: 'done', durationMs }, 'reconcile done');
         break;
       case 'requeueAfter':
         this.forget(key);
-        log.debug({ result: 'requeueAfter', durationMs, requeueAfterMs: result.ms }, 'reconcile requeued');
+        debug?.debug({ result: 'requeueAfter', durationMs, requeueAfterMs: result.ms }, 'reconcile requeued');
         this.addAfter(key, result.ms);
         break;
       case 'terminal':
         this.forget(key);
-        log.warn({ result: 'terminal', durationMs, reason: result.reason, message: result.message }, 'reconcile failed terminally; not retried');
+        logger().warn({ result: 'terminal', durationMs, reason: result.reason, message: result.message }, 'reconcile failed terminally; not retried');
         break;
       case 'error':
         if (aborted) {
-          log.debug({ result: 'error', durationMs, err: result.error }, 'reconcile aborted');
+          debug?.debug({ result: 'error', durationMs, err: result.error }, 'reconcile aborted');
         } else if (this.#shuttingDown) {
-          log.warn({ result: 'error', durationMs, err: result.error }, 'reconcile failed during shutdown; not retried');
+          logger().warn({ result: 'error', durationMs, err: result.error }, 'reconcile failed during shutdown; not retried');
         } else {
           const delayMs = this.addRateLimited(key);
-          log.warn({ result: 'error', durationMs, err: result.error, failures: this.failures(key), delayMs }, 'reconcile failed; retrying after back-off');
+          logger().warn({ result: 'error', durationMs, err: result.error, failures: this.failures(key), delayMs }, 'reconcile failed; retrying after back-off');
         }
         break;
     }

@@ -11,6 +11,7 @@ export interface DomainEffects {
   writeStatus(vm: string, status: VmStatus, version: number | null): Promise<void>;
   /** The status as last read (for a repeated failure, which is then not written again). */
   currentStatus?(vm: string): VmStatus | null;
+  /** Bound to the VM and the reconcile id by the caller (the work queue's per-run logger). */
   log: Logger;
   now(): string;
   /** Called with each action's line once it has been carried out (dry-run parity, audit). */
@@ -57,7 +58,7 @@ export async function executeDomain(
       if (!previous || !sameStatus(previous, failed)) await fx.writeStatus(vm, failed, plannedStatus.version);
       throw new DomainActionError(action.kind, reason, message, { cause: error });
     }
-    fx.log.info({ vm, action: action.kind }, describeDomainAction(node, vm, action));
+    fx.log.info({ action: action.kind }, describeDomainAction(node, vm, action));
     fx.onAction?.(describeDomainAction(node, vm, action));
   }
   return outcome;
@@ -98,7 +99,7 @@ async function gracefulShutdown(vm: string, timeoutMs: number, fx: DomainEffects
     await sleep(Math.min(pollMs, Math.max(0, deadline - Date.now())), signal);
   }
   if (isActive(await fx.hv.getDomain(vm))) {
-    fx.log.warn({ vm, timeoutMs }, 'guest did not shut down in time; destroying it');
+    fx.log.warn({ timeoutMs }, 'guest did not shut down in time; destroying it');
     await fx.hv.destroy(vm);
   }
 }

@@ -47,6 +47,7 @@ export interface MigrationEvent {
 export interface MigrationEffects {
   node: string;
   hv: MigrationDriver;
+  /** Bound to the VM and the reconcile id by the caller (the work queue's per-run logger). */
   log: Logger;
   nowMs(): number;
   /** This daemon's ZooKeeper session id. */
@@ -92,7 +93,7 @@ export async function executeMigration(vm: string, step: MigrationStep, i: Migra
   const rec = i.record;
   if (step.kind !== 'none' && step.kind !== 'wait') {
     const line = describeMigrationStep(fx.node, vm, step, rec?.value ?? null);
-    fx.log.info({ vm, step: step.kind, id: rec?.value.id }, line);
+    fx.log.info({ step: step.kind, id: rec?.value.id }, line);
     fx.onAction?.(line);
   }
   switch (step.kind) {
@@ -152,7 +153,7 @@ export async function executeMigration(vm: string, step: MigrationStep, i: Migra
 function emit(fx: MigrationEffects, type: MigrationEvent['type'], vm: string, r: MigrationRecord, message: string, reason?: string): void {
   const event: MigrationEvent = { type, vm, id: r.id, source: r.source, target: r.target, message, ...(reason !== undefined ? { reason } : {}) };
   const level = type === 'MigrationAborted' || type === 'MigrationFailed' || type === 'MigrationRefused' ? 'warn' : 'info';
-  fx.log[level]({ event: type, vm, id: r.id, source: r.source, target: r.target, reason }, message);
+  fx.log[level]({ event: type, id: r.id, source: r.source, target: r.target, reason }, message);
   fx.onEvent?.(event);
 }
 
@@ -202,7 +203,7 @@ async function prepare(vm: string, bridges: string[], r: MigrationRecord, versio
 async function confirmAbort(vm: string, r: MigrationRecord, version: number, fx: MigrationEffects): Promise<void> {
   const domain = await fx.hv.getDomain(vm);
   if (domain && isActive(localDomain(domain))) {
-    fx.log.warn({ vm, state: domain.state }, 'destroying the leftover of an aborted incoming migration');
+    fx.log.warn({ state: domain.state }, 'destroying the leftover of an aborted incoming migration');
     await fx.hv.destroy(vm);
   }
   if (await fx.hv.getDomain(vm)) await fx.hv.undefine(vm);
@@ -250,7 +251,7 @@ async function runJob(
   const requestAbort = (why: { reason: string; message: string }): void => {
     if (abort || settled) return;
     abort = why;
-    abortIssued = issueAbort(vm, () => settled, fx).catch((error: unknown) => fx.log.error({ vm, err: error }, 'could not abort the migration job'));
+    abortIssued = issueAbort(vm, () => settled, fx).catch((error: unknown) => fx.log.error({ err: error }, 'could not abort the migration job'));
   };
 
   const subs = new Subscription();
@@ -284,7 +285,7 @@ async function runJob(
         state.record = next;
       } catch (error) {
         progressBroken = true;
-        fx.log.warn({ vm, err: error }, 'could not record migration progress');
+        fx.log.warn({ err: error }, 'could not record migration progress');
       }
     });
   }, fx.progressIntervalMs ?? 1000);
@@ -310,7 +311,7 @@ async function runJob(
   // Where is the guest? (A lost libvirt connection throws here: the outcome is unknown; re-plan later.)
   const here = localDomain(await fx.hv.getDomain(vm));
   if (here === null) {
-    if (abort) fx.log.warn({ vm, reason: abort.reason }, 'the migration completed before the abort took effect');
+    if (abort) fx.log.warn({ reason: abort.reason }, 'the migration completed before the abort took effect');
     await complete(vm, state.record, state.version, fx);
     return;
   }
@@ -320,7 +321,7 @@ async function runJob(
   }
   if (here.state === 'paused') {
     // libvirt resumes the source after a failed or cancelled migration; make sure of it.
-    await fx.hv.resume(vm).catch((error: unknown) => fx.log.warn({ vm, err: error }, 'could not resume the guest after the migration ended'));
+    await fx.hv.resume(vm).catch((error: unknown) => fx.log.warn({ err: error }, 'could not resume the guest after the migration ended'));
   }
   const now = iso(fx.nowMs());
   if (abort) {
@@ -341,17 +342,17 @@ async function issueAbort(vm: string, settled: () => boolean, fx: MigrationEffec
     try {
       // Never abort in post-copy: the guest already runs on the target.
       if (await fx.hv.inPostcopy(vm)) {
-        fx.log.warn({ vm }, 'migration is in post-copy; not aborting it');
+        fx.log.warn('migration is in post-copy; not aborting it');
         return;
       }
       fx.onAbortIssued?.(vm, performance.now());
       await fx.hv.abortJob(vm);
-      fx.log.info({ vm, attempt }, 'ABORT_JOB issued');
+      fx.log.info({ attempt }, 'ABORT_JOB issued');
       return;
     } catch (error) {
       // No job yet (the migrate call has not started it) or a blip: try again shortly.
       if (settled()) return;
-      if (attempt % 50 === 0) fx.log.debug({ vm, err: error }, 'ABORT_JOB not accepted yet; retrying');
+      if (attempt % 50 === 0) fx.log.debug({ err: error }, 'ABORT_JOB not accepted yet; retrying');
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
@@ -395,7 +396,7 @@ async function shutdownMove(vm: string, step: Extract<MigrationStep, { kind: 'sh
       const deadline = fx.nowMs() + step.timeoutMs;
       while (fx.nowMs() < deadline && isActive(localDomain(await fx.hv.getDomain(vm)))) await sleep(fx.pollMs ?? 200, signal);
       if (isActive(localDomain(await fx.hv.getDomain(vm)))) {
-        fx.log.warn({ vm, timeoutMs: step.timeoutMs }, 'guest did not shut down in time; destroying it');
+        fx.log.warn({ timeoutMs: step.timeoutMs }, 'guest did not shut down in time; destroying it');
         await fx.hv.destroy(vm);
       }
     }
