@@ -59,7 +59,7 @@ try {
     const child = spawn(
       process.execPath,
       [...(process.env.DAEMON_NODE_ARGS ? process.env.DAEMON_NODE_ARGS.split(' ') : []), join(repo, 'cli/vk.mjs'), 'daemon', '--node', rig.name, '--zk', zk.connectString, '--libvirt-socket', rig.libvirtd.socketPath, '--libvirt-uri', 'test:///default', '--log-level', 'warn'],
-      { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_OPTIONS: process.env.DAEMON_NODE_OPTIONS ?? '' } },
+      { stdio: ['ignore', process.env.DAEMON_STDOUT ? 'inherit' : 'ignore', 'inherit'], env: { ...process.env, NODE_OPTIONS: process.env.DAEMON_NODE_OPTIONS ?? '' } },
     );
     daemons.push(child);
   }

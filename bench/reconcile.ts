@@ -62,7 +62,8 @@ try {
     await waitFor('Running', async () => (await readStatus(store, 'bench1'))?.phase === 'Running');
     await setState('stopped');
     await waitFor('Stopped', async () => (await readStatus(store, 'bench1'))?.phase === 'Stopped');
-    await daemon.controller.queue.idle();
+    // Each round starts on a settled daemon: both of its work queues idle.
+    await Promise.all([daemon.controller.queue.idle(), daemon.migrations.queue.idle()]);
   }
   const r = summarize(latencies);
   console.log(describe('spec write → libvirt create issued', r));
