@@ -55,9 +55,9 @@ export interface XmlZnode {
   text: string;
   version: number;
   stat: ZkStat;
-  /** null when the stored XML does not parse (problem says why). */
-  info: DomainInfo | null;
-  problem?: string;
+  /** null when the stored XML does not parse (problem says why); both parsed on first use. */
+  readonly info: DomainInfo | null;
+  readonly problem?: string | undefined;
 }
 
 export interface VmState {
@@ -97,6 +97,32 @@ export interface VmReadParts {
   console?: boolean;
 }
 
+/** The XML znode, parsed on first use of info or problem: `vk get vms` needs neither. */
+function xmlZnode(text: string, version: number, stat: ZkStat): XmlZnode {
+  let parsed: { info: DomainInfo | null; problem?: string } | undefined;
+  const parse = (): { info: DomainInfo | null; problem?: string } => {
+    if (parsed) return parsed;
+    try {
+      parsed = { info: parseDomainXml(text) };
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+      parsed = { info: null, problem: error.message };
+    }
+    return parsed;
+  };
+  return {
+    text,
+    version,
+    stat,
+    get info() {
+      return parse().info;
+    },
+    get problem() {
+      return parse().problem;
+    },
+  };
+}
+
 export async function readVm(store: ZkStore, paths: ZkPaths, name: string, parts: VmReadParts = {}): Promise<VmState> {
   const [parent, spec, xml, status, migration, consoleNode] = await Promise.all([
     store.exists(paths.vm(name)),
@@ -110,15 +136,7 @@ export async function readVm(store: ZkStore, paths: ZkPaths, name: string, parts
   if (spec) {
     vm.spec = { value: decodeStrict(paths.vmSpec(name), spec.data, (v) => decodeVmSpec(v)), raw: spec.data, version: spec.version, stat: spec.stat };
   }
-  if (xml) {
-    const text = xml.data.toString('utf8');
-    try {
-      vm.xml = { text, version: xml.version, stat: xml.stat, info: parseDomainXml(text) };
-    } catch (error) {
-      if (!(error instanceof ValidationError)) throw error;
-      vm.xml = { text, version: xml.version, stat: xml.stat, info: null, problem: error.message };
-    }
-  }
+  if (xml) vm.xml = xmlZnode(xml.data.toString('utf8'), xml.version, xml.stat);
   if (status) {
     const decoded = decodeLenient(status.data, (v) => decodeVmStatus(v));
     if ('value' in decoded) vm.status = { value: decoded.value, raw: status.data, version: status.version, stat: status.stat };
