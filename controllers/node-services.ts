@@ -23,11 +23,16 @@ export interface NodeServicesOptions {
   consoleLines: number;
 }
 
+/** How long VM changes gather before the console follower looks at them. */
+const CONSOLE_BATCH_MS = 200;
+
 export class NodeServices {
   private readonly abort = new AbortController();
   private keepalive: Promise<void> | undefined;
   private readonly console: ConsoleFollower;
   private readonly subs = new Subscription();
+  private readonly consoleDirty = new Set<string>();
+  private consoleTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: NodeServicesOptions) {
     this.console = createConsoleFollower({
@@ -70,11 +75,19 @@ export class NodeServices {
       },
     }).catch((error: unknown) => o.log.error({ err: error }, 'keepalive stopped'));
     for (const vm of o.informer.names()) this.updateConsole(vm);
-    this.subs.add(o.informer.changes$.subscribe((vm) => this.updateConsole(vm)));
+    // Batched off the reconcile path: while hundreds of VMs converge, which serial logs to follow
+    // (it parses each homed VM's XML) can wait a moment, and repeated changes of a VM coalesce.
+    this.subs.add(
+      o.informer.changes$.subscribe((vm) => {
+        this.consoleDirty.add(vm);
+        this.consoleTimer ??= setTimeout(() => this.flushConsoleUpdates(), CONSOLE_BATCH_MS);
+      }),
+    );
   }
 
   async stop(): Promise<void> {
     this.subs.unsubscribe();
+    clearTimeout(this.consoleTimer);
     this.abort.abort();
     await this.keepalive;
     await this.console.stop();
@@ -92,6 +105,13 @@ export class NodeServices {
       out.push({ name: vm, state: entry.spec.value.state, memoryKiB, vcpus });
     }
     return out;
+  }
+
+  private flushConsoleUpdates(): void {
+    this.consoleTimer = undefined;
+    const vms = [...this.consoleDirty];
+    this.consoleDirty.clear();
+    for (const vm of vms) this.updateConsole(vm);
   }
 
   /** Follow the serial log of a VM homed here; stop following it otherwise. */

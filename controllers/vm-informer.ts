@@ -115,12 +115,15 @@ export class VmInformer {
       this.removed.add(name);
       this.changes$.next(name);
     }
-    for (const name of names) if (!this.entries.has(name)) this.watchVm(name);
+    // A VM that appears after the first listing was just created: its status (and migration
+    // record) do not exist yet, so probe them with exists() first (no exception per read).
+    const fresh = this.listLoaded;
+    for (const name of names) if (!this.entries.has(name)) this.watchVm(name, fresh);
     this.listLoaded = true;
     this.checkSynced();
   }
 
-  private watchVm(name: string): void {
+  private watchVm(name: string, fresh: boolean): void {
     this.removed.delete(name);
     const entry = { name, spec: null, xml: null, status: null, migration: null, loaded: false, seen: new Set<Field>() };
     this.entries.set(name, entry);
@@ -153,7 +156,7 @@ export class VmInformer {
           error: (error: unknown) => this.log.error({ err: error, vm: name, field }, 'VM watch failed'),
           complete: () => undefined,
         },
-        { expectAbsent: field === 'migration' },
+        { expectAbsent: field === 'migration' || (fresh && field === 'status') },
       ),
     );
     this.watches.set(name, () => stops.forEach((stop) => stop()));
