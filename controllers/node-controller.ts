@@ -75,8 +75,9 @@ export class NodeController {
   }
 
   /**
-   * Every known VM and every local domain: "look again". The domains are listed first, with their
-   * states, so the reconciles that follow find them in the driver's state cache.
+   * "Look again" at every VM homed or owned here and at every local domain (for any other VM the
+   * planner has nothing to do). The domains are listed first, with their states, so the
+   * reconciles that follow find them in the driver's state cache.
    */
   resync(): void {
     const enqueue = (domains: string[]): void => {
