@@ -96,6 +96,8 @@ export async function startDaemon(cfg: DaemonConfig, deps: DaemonDeps = {}): Pro
     hv: realHv,
     informer: controller.informer,
     log,
+    // One resync interval for the node: the config's resyncMs governs both controllers.
+    resyncMs: cfg.resyncMs,
     ...(cfg.migration.bandwidthMiBs !== undefined ? { bandwidthMiBs: cfg.migration.bandwidthMiBs } : {}),
     bridgeExists: (name: string) => bridgeExists(name, cfg.netns),
     ...(deps.onAction ? { onAction: deps.onAction } : {}),
