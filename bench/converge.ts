@@ -4,8 +4,10 @@
 // over 30 idle seconds once converged, and ZooKeeper write transactions per minute while idle
 // (zxid delta; the goal is keepalives only), beside the raw watch latency of the same ZooKeeper.
 // Usage: npm run bench -- converge [VMS] [IDLE_SECONDS]   (default 1000, 30)
-// DAEMON_NODE_OPTIONS (NODE_OPTIONS) and DAEMON_NODE_ARGS (node's own argv, e.g. V8 flags) pass
-// flags to the daemons for memory experiments.
+// The daemons run the bundle (VK_REQUIRE_BUNDLE): a stale one fails the bench instead of
+// silently measuring the sources through tsx. DAEMON_NODE_OPTIONS (NODE_OPTIONS) and
+// DAEMON_NODE_ARGS (node's own argv, e.g. V8 flags) pass flags to the daemons for memory
+// experiments; DAEMON_STDOUT shows their stdout.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -59,14 +61,17 @@ try {
     const child = spawn(
       process.execPath,
       [...(process.env.DAEMON_NODE_ARGS ? process.env.DAEMON_NODE_ARGS.split(' ') : []), join(repo, 'cli/vk.mjs'), 'daemon', '--node', rig.name, '--zk', zk.connectString, '--libvirt-socket', rig.libvirtd.socketPath, '--libvirt-uri', 'test:///default', '--log-level', 'warn'],
-      { stdio: ['ignore', process.env.DAEMON_STDOUT ? 'inherit' : 'ignore', 'inherit'], env: { ...process.env, NODE_OPTIONS: process.env.DAEMON_NODE_OPTIONS ?? '' } },
+      { stdio: ['ignore', process.env.DAEMON_STDOUT ? 'inherit' : 'ignore', 'inherit'], env: { ...process.env, NODE_OPTIONS: process.env.DAEMON_NODE_OPTIONS ?? '', VK_REQUIRE_BUNDLE: '1' } },
     );
     daemons.push(child);
   }
   const store = await ZkStore.connect({ connectString: zk.connectString });
   // Wait for every daemon's alive znode.
-  for (const node of NODES) {
-    while (!(await store.exists(`/virtkeeper/nodes/${node}/alive`))) await new Promise((r) => setTimeout(r, 50));
+  for (const [i, node] of NODES.entries()) {
+    while (!(await store.exists(`/virtkeeper/nodes/${node}/alive`))) {
+      if (daemons[i]!.exitCode !== null) throw new Error(`the ${node} daemon exited with code ${daemons[i]!.exitCode} before it came up`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   const cpuAtWrite = daemons.map((d) => cpuTicks(d.pid!));

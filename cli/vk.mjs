@@ -29,6 +29,10 @@ function bundleIsFresh() {
 
 if (bundleIsFresh()) {
   await import(pathToFileURL(bundle).href);
+} else if (process.env.VK_REQUIRE_BUNDLE) {
+  // Benchmarks measure the bundled daemon; the sources through tsx cost ~35 MB and much CPU more.
+  console.error('vk: cli/vk.bundle.mjs is missing or older than the sources; run `node cli/build.mjs` (VK_REQUIRE_BUNDLE is set)');
+  process.exit(2);
 } else {
   const { register } = await import('tsx/esm/api');
   register();
