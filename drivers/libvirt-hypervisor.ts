@@ -90,18 +90,17 @@ export class LibvirtHypervisor implements MigratingHypervisor {
       [0, ListDomainsFlags.PERSISTENT, ListDomainsFlags.RUNNING, ListDomainsFlags.PAUSED, ListDomainsFlags.SHUTOFF].map((flags) =>
         this.conn.connectListAllDomains(flags).then((list) => new Set(list.map((d) => d.name))),
       ),
-    );
+    ) as [Set<string>, Set<string>, Set<string>, Set<string>, Set<string>];
+    const byState: Array<[DomainRunState, Set<string>]> = [['running', running], ['paused', paused], ['shutoff', shutoff]];
     const entries = new Map<string, CachedDomainState | undefined>();
-    for (const name of all!) {
+    for (const name of all) {
       // Lists are separate calls: a domain whose state changed in between shows in none or two,
       // stays unknown, and its lifecycle event invalidates it anyway.
-      const matches = [running!.has(name), paused!.has(name), shutoff!.has(name)].filter(Boolean).length;
-      const state: DomainRunState | undefined =
-        matches !== 1 ? undefined : running!.has(name) ? 'running' : paused!.has(name) ? 'paused' : 'shutoff';
-      entries.set(name, state && { state, persistent: persistent!.has(name) });
+      const states = byState.filter(([, names]) => names.has(name));
+      entries.set(name, states.length === 1 ? { state: states[0]![0], persistent: persistent.has(name) } : undefined);
     }
     this.states.storeListing(entries, ticket);
-    return [...all!];
+    return [...all];
   }
 
   async getDomain(name: string): Promise<DomainSummary | null> {
