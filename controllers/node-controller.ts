@@ -6,13 +6,13 @@
 import { Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import type { Hypervisor } from '../drivers/hypervisor.ts';
-import { planDomain, type DomainAction, type DomainDesired, type DomainObserved } from '../reconcilers/domain.ts';
-import { executeDomain, type DomainEffects } from '../reconcilers/domain-executor.ts';
-import { encodeVmStatus, decodeVmStatus, type VmStatus, type ZkPaths } from '../schemas/index.ts';
+import { migrationInFlight, planDomain, type DomainAction, type DomainDesired, type DomainObserved } from '../reconcilers/domain.ts';
+import { executeDomain, StatusConflictError, type DomainEffects } from '../reconcilers/domain-executor.ts';
+import { decodeMigrationRecord, encodeVmStatus, decodeVmStatus, type VmStatus, type ZkPaths } from '../schemas/index.ts';
 import { done, requeueAfter, terminal, type ReconcileContext, type Result } from './reconciler.ts';
 import { VmInformer } from './vm-informer.ts';
 import { WorkQueue } from './workqueue.ts';
-import { NodeExistsError, VersionConflictError, type ZkStore } from './zk/index.ts';
+import { NodeExistsError, NoNodeError, VersionConflictError, type ZkStore } from './zk/index.ts';
 
 export interface NodeControllerOptions {
   node: string;
@@ -174,6 +174,7 @@ export class NodeController {
       now: this.now,
       onAction: this.o.onAction,
       writeStatus: (vm, status, version) => this.writeStatus(vm, status, version),
+      readOwnership: (vm) => this.readOwnership(vm),
       currentStatus: (vm) => {
         const status = this.informer.get(vm)?.status;
         return status && 'value' in status ? status.value : null;
@@ -181,22 +182,43 @@ export class NodeController {
     };
   }
 
-  private async writeStatus(vm: string, status: VmStatus, version: number | null): Promise<void> {
+  private async writeStatus(vm: string, status: VmStatus, version: number | null): Promise<number> {
     const path = this.o.paths.vmStatus(vm);
     const data = encodeVmStatus(status);
     try {
       if (version === null) {
         await this.o.store.create(path, data);
         this.informer.noteStatus(vm, status, 0);
-      } else {
-        const stat = await this.o.store.set(path, data, version);
-        this.informer.noteStatus(vm, status, stat.version);
+        return 0;
       }
+      const stat = await this.o.store.set(path, data, version);
+      this.informer.noteStatus(vm, status, stat.version);
+      return stat.version;
     } catch (error) {
       // The cached version was stale: reload it so the retry plans against the truth.
-      if (error instanceof VersionConflictError || error instanceof NodeExistsError) await this.reloadStatus(vm);
+      if (error instanceof VersionConflictError || error instanceof NodeExistsError || error instanceof NoNodeError) {
+        await this.reloadStatus(vm);
+        throw new StatusConflictError(vm, { cause: error });
+      }
       throw error;
     }
+  }
+
+  /** Status and migration record read from ZooKeeper itself, for a decision the cache must not make. */
+  private async readOwnership(vm: string): Promise<{ status: { value: VmStatus; version: number } | null; migrationHere: boolean }> {
+    const [status, record] = await Promise.all([this.o.store.get(this.o.paths.vmStatus(vm)), this.o.store.get(this.o.paths.vmMigration(vm))]);
+    let migrationHere = false;
+    if (record) {
+      try {
+        migrationHere = migrationInFlight(decodeMigrationRecord(record.data.toString('utf8')), this.o.node);
+      } catch {
+        // An unreadable record proves nothing either way: treat it as in flight and keep the guest.
+        migrationHere = true;
+      }
+    }
+    const fresh = status && { value: decodeVmStatus(status.data.toString('utf8')), version: status.version };
+    if (fresh) this.informer.noteStatus(vm, fresh.value, fresh.version, true);
+    return { status: fresh, migrationHere };
   }
 
   private async reloadStatus(vm: string): Promise<void> {

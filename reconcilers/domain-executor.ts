@@ -2,15 +2,23 @@
 import type { Logger } from 'pino';
 import type { Hypervisor } from '../drivers/hypervisor.ts';
 import type { VmStatus } from '../schemas/index.ts';
-import { describeDomainAction, failedStatus, isActive, sameStatus, type DomainAction } from './domain.ts';
+import { describeDomainAction, failedStatus, isActive, sameStatus, statusHoldsGuest, STRAY_CONDITION, type DomainAction } from './domain.ts';
 import { sleep } from './sleep.ts';
 
 export interface DomainEffects {
   hv: Hypervisor;
-  /** Writes the VM status with a compare-and-set on `version` (null: create). */
-  writeStatus(vm: string, status: VmStatus, version: number | null): Promise<void>;
+  /**
+   * Writes the VM status with a compare-and-set on `version` (null: create); resolves to the new
+   * version. Throws StatusConflictError when the status changed since `version` was read.
+   */
+  writeStatus(vm: string, status: VmStatus, version: number | null): Promise<number>;
   /** The status as last read (for a repeated failure, which is then not written again). */
   currentStatus?(vm: string): VmStatus | null;
+  /**
+   * A fresh read of who may run the VM, straight from ZooKeeper (not the cache): the status with
+   * its version, and whether a migration that involves this node is in flight.
+   */
+  readOwnership(vm: string): Promise<{ status: { value: VmStatus; version: number } | null; migrationHere: boolean }>;
   /** Bound to the VM and the reconcile id by the caller (the work queue's per-run logger). */
   log: Logger;
   now(): string;
@@ -18,6 +26,14 @@ export interface DomainEffects {
   onAction?(line: string): void;
   /** How often a graceful shutdown polls the domain state. */
   shutdownPollMs?: number;
+}
+
+/** The status changed since the plan read it: another writer won (a lost claim). */
+export class StatusConflictError extends Error {
+  constructor(vm: string, options?: { cause?: unknown }) {
+    super(`the status of ${vm} changed since it was read`, options);
+    this.name = 'StatusConflictError';
+  }
 }
 
 export type DomainOutcome = { kind: 'done' } | { kind: 'requeueAfter'; ms: number };
@@ -43,25 +59,75 @@ export async function executeDomain(
   signal: AbortSignal,
 ): Promise<DomainOutcome> {
   const plannedStatus = actions.find((a) => a.kind === 'writeStatus');
+  // Every status write is a compare-and-set; a claim moves the version the later writes expect.
+  let statusVersion = actions.find((a) => a.kind === 'claim' || a.kind === 'writeStatus')?.version ?? null;
   let outcome: DomainOutcome = { kind: 'done' };
   for (const action of actions) {
     signal.throwIfAborted();
     try {
-      const waitMs = await perform(vm, action, fx, signal);
-      if (waitMs !== undefined) outcome = { kind: 'requeueAfter', ms: waitMs };
+      switch (action.kind) {
+        case 'claim':
+        case 'writeStatus':
+          statusVersion = await fx.writeStatus(vm, action.status, statusVersion);
+          break;
+        case 'destroy':
+          if (action.stray && !(await confirmStray(node, vm, fx))) return { kind: 'requeueAfter', ms: 0 };
+          await perform(vm, action, fx, signal);
+          if (action.stray) await noteStray(node, vm, action.stray.owner, fx);
+          break;
+        default: {
+          const waitMs = await perform(vm, action, fx, signal);
+          if (waitMs !== undefined) outcome = { kind: 'requeueAfter', ms: waitMs };
+        }
+      }
     } catch (error) {
-      if (signal.aborted || action.kind === 'writeStatus' || !plannedStatus || plannedStatus.kind !== 'writeStatus') throw error;
+      if (action.kind === 'claim' && error instanceof StatusConflictError) {
+        // Another node won the VM (or the status moved on): start nothing; the change brings us back.
+        fx.log.info({ action: 'claim' }, `${node} ${vm} lost the claim: the status changed since it was read; starting nothing`);
+        return { kind: 'done' };
+      }
+      if (signal.aborted || action.kind === 'writeStatus' || action.kind === 'claim' || !plannedStatus || plannedStatus.kind !== 'writeStatus') throw error;
       const reason = reasonOf(action, error);
       const message = (error as Error).message;
       const previous = fx.currentStatus?.(vm) ?? null;
-      const failed = failedStatus(plannedStatus.status, action, reason, message, fx.now(), previous);
-      if (!previous || !sameStatus(previous, failed)) await fx.writeStatus(vm, failed, plannedStatus.version);
+      const domain = await fx.hv.getDomain(vm).catch(() => null);
+      const failed = failedStatus(plannedStatus.status, action, reason, message, fx.now(), previous, domain?.state);
+      if (!previous || !sameStatus(previous, failed)) await fx.writeStatus(vm, failed, statusVersion);
       throw new DomainActionError(action.kind, reason, message, { cause: error });
     }
     fx.log.info({ action: action.kind }, describeDomainAction(node, vm, action));
     fx.onAction?.(describeDomainAction(node, vm, action));
   }
   return outcome;
+}
+
+/** The copy is still a stray by a fresh read: the status holds it for no one here, and no migration of it involves this node. */
+async function confirmStray(node: string, vm: string, fx: DomainEffects): Promise<boolean> {
+  const fresh = await fx.readOwnership(vm);
+  const ours = fresh.status !== null && fresh.status.value.node === node && statusHoldsGuest(fresh.status.value);
+  if (ours || fresh.migrationHere) {
+    fx.log.info({ action: 'destroy' }, `${node} ${vm} is not a stray after all (a fresh read says this node owns it or migrates it); keeping it`);
+    return false;
+  }
+  return true;
+}
+
+/** Says on the status that a stray copy was destroyed here (best effort: the owner's write may win). */
+async function noteStray(node: string, vm: string, owner: string | null, fx: DomainEffects): Promise<void> {
+  const message = `a running copy on ${node}, which does not own the VM${owner ? ` (${owner} does)` : ''}, was destroyed`;
+  fx.log.warn({ action: 'destroy', owner }, `${node} ${vm}: ${message}`);
+  const fresh = await fx.readOwnership(vm);
+  if (!fresh.status) return;
+  const now = fx.now();
+  const conditions = [
+    ...fresh.status.value.conditions.filter((c) => c.type !== STRAY_CONDITION),
+    { type: STRAY_CONDITION, status: 'True' as const, reason: 'NotOwner', message, lastTransitionTime: now },
+  ];
+  try {
+    await fx.writeStatus(vm, { ...fresh.status.value, conditions, updatedAt: now }, fresh.status.version);
+  } catch (error) {
+    if (!(error instanceof StatusConflictError)) throw error;
+  }
 }
 
 async function perform(vm: string, action: DomainAction, fx: DomainEffects, signal: AbortSignal): Promise<number | undefined> {
@@ -83,8 +149,9 @@ async function perform(vm: string, action: DomainAction, fx: DomainEffects, sign
       return;
     case 'wait':
       return action.ms;
+    case 'claim':
     case 'writeStatus':
-      await fx.writeStatus(vm, action.status, action.version);
+    case 'migrate':
       return;
   }
 }

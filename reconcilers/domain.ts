@@ -50,14 +50,20 @@ export interface DomainObserved {
 
 export type DomainAction =
   | { kind: 'define'; xml: string; xmlHash: string; why: 'missing' | 'xmlChanged' }
+  /** Win the VM before starting it: a compare-and-set of the status this plan read (null: create). */
+  | { kind: 'claim'; status: VmStatus; version: number | null }
   | { kind: 'start' }
   | { kind: 'shutdown'; timeoutMs: number }
-  | { kind: 'destroy' }
+  /** With `stray`: a running copy this node does not own, destroyed only once a fresh read confirms it. */
+  | { kind: 'destroy'; stray?: { owner: string | null } }
   | { kind: 'undefine' }
   | { kind: 'wait'; ms: number; why: string }
   | { kind: 'writeStatus'; status: VmStatus; version: number | null }
   /** The guest runs here, this node owns it and its spec names another node: the migration reconciler moves it. */
   | { kind: 'migrate'; target: string };
+
+/** The condition a node puts on the status when it destroyed a running copy it did not own. */
+export const STRAY_CONDITION = 'StrayDomainDestroyed';
 
 /** States in which the guest occupies the hypervisor (counts as "running" for convergence). */
 const ACTIVE: ReadonlySet<DomainRunState> = new Set(['running', 'blocked', 'paused', 'shutdown', 'pmsuspended']);
@@ -95,10 +101,14 @@ export function planDomain(name: string, desired: DomainDesired | undefined, obs
     return [{ kind: 'migrate', target: desired.spec.node }];
   }
 
+  const held = observed.status?.value ?? null;
+  const holder = held && statusHoldsGuest(held) ? held.node : null;
+
   // Deleted VM, or a VM homed elsewhere: nothing of it may remain here.
   if (!desired || desired.spec.node !== node) {
     const actions: DomainAction[] = [];
-    if (isActive(domain)) actions.push({ kind: 'destroy' });
+    // A copy this node does not own is a stray; our own guest of a deleted or stopped VM is just stopped.
+    if (isActive(domain)) actions.push(desired && owner !== node ? { kind: 'destroy', stray: { owner: holder } } : { kind: 'destroy' });
     if (domain?.persistent) actions.push({ kind: 'undefine' });
     // This node owned it: say the guest no longer runs here, so its new home may start it.
     if (desired && owner === node && statusHoldsGuest(observed.status!.value)) {
@@ -108,8 +118,9 @@ export function planDomain(name: string, desired: DomainDesired | undefined, obs
   }
 
   // Homed here, but the guest may still run on its previous owner: that node hands it over (a
-  // migration, or a released status) and the status change brings us back. Never start a second copy.
-  if (owner !== undefined && owner !== node && statusHoldsGuest(observed.status!.value)) return [];
+  // migration, or a released status) and the status change brings us back. Never start a second
+  // copy — and a copy running here anyway (a restarted daemon's leftover, a manual start) goes.
+  if (holder !== null && holder !== node) return isActive(domain) ? [{ kind: 'destroy', stray: { owner: holder } }] : [];
 
   const { spec } = desired;
   const previous = observed.status?.value ?? null;
@@ -167,17 +178,36 @@ export function planDomain(name: string, desired: DomainDesired | undefined, obs
     crash,
     now: observed.now,
   });
-  if (!previous || !sameStatus(previous, status)) {
-    actions.push({ kind: 'writeStatus', status, version: observed.status?.version ?? null });
+  const version = observed.status?.version ?? null;
+  // Win the VM before starting it, unless the status already holds it for this node.
+  if (actions.some((a) => a.kind === 'start') && !(previous && previous.node === node && statusHoldsGuest(previous))) {
+    actions.unshift({ kind: 'claim', status: claimStatus(status, previous, domain, observed.now), version });
   }
+  if (!previous || !sameStatus(previous, status)) actions.push({ kind: 'writeStatus', status, version });
   return actions;
+}
+
+/** What a node writes to win the VM: phase Starting on this node, the domain as it is now. */
+function claimStatus(planned: VmStatus, previous: VmStatus | null, domain: LocalDomain | null, now: string): VmStatus {
+  const { domainState: _planned, xmlHash: _hash, ...rest } = planned;
+  const claim: VmStatus = {
+    ...rest,
+    phase: 'Starting',
+    conditions: [
+      condition(previous, 'Running', 'False', 'Starting', `starting on ${planned.node}`, now),
+      ...planned.conditions.filter((c) => c.type !== 'Running'),
+    ],
+  };
+  if (domain) claim.domainState = domain.state;
+  if (previous?.xmlHash !== undefined) claim.xmlHash = previous.xmlHash;
+  return claim;
 }
 
 const ACTIVE_STATE_NAMES: ReadonlySet<string> = ACTIVE;
 
 /** The status says the guest occupies its node (status.node). */
 export function statusHoldsGuest(status: VmStatus): boolean {
-  return status.phase === 'Running' || status.phase === 'Migrating' || (status.domainState !== undefined && ACTIVE_STATE_NAMES.has(status.domainState));
+  return status.phase === 'Starting' || status.phase === 'Running' || status.phase === 'Migrating' || (status.domainState !== undefined && ACTIVE_STATE_NAMES.has(status.domainState));
 }
 
 /** What the former owner writes once nothing of the guest runs there any more. */
@@ -241,7 +271,8 @@ function nextStatus(i: StatusInputs): VmStatus {
   );
   if (i.restartPending) keep('RestartPending', 'True', 'XmlChanged', 'the domain XML changed; it takes effect at the next start');
   // The migration reconciler's conditions (Migrating, MigrationAborted) ride along unchanged.
-  for (const c of i.previous?.conditions ?? []) if (c.type === 'Migrating' || c.type.startsWith('Migration')) conditions.push(c);
+  // So does the note of the last stray copy another node destroyed.
+  for (const c of i.previous?.conditions ?? []) if (c.type === 'Migrating' || c.type.startsWith('Migration') || c.type === STRAY_CONDITION) conditions.push(c);
   const status: VmStatus = {
     phase,
     node: i.node,
@@ -289,7 +320,9 @@ export function failedStatus(
   reason: string,
   message: string,
   now: string,
-  previous: VmStatus | null = null,
+  previous: VmStatus | null,
+  /** libvirt's state of the domain after the failure; undefined when there is no domain. */
+  domainState: string | undefined,
 ): VmStatus {
   const type = action.kind === 'start' ? 'StartFailed' : action.kind === 'define' ? 'DefineFailed' : 'ActionFailed';
   const others = planned.conditions.filter((c) => c.type !== 'Running' && c.type !== type);
@@ -297,10 +330,11 @@ export function failedStatus(
     const before = previous?.conditions.find((c) => c.type === t);
     return before && before.status === status && before.reason === reason && before.message === message ? before.lastTransitionTime : now;
   };
+  const { domainState: _planned, ...rest } = planned;
   return {
-    ...planned,
+    ...rest,
     phase: 'Failed',
-    domainState: previous?.domainState ?? planned.domainState,
+    ...(domainState !== undefined && { domainState }),
     conditions: [
       { type: 'Running', status: 'False', reason, message, lastTransitionTime: since('Running', 'False') },
       ...others,
@@ -315,12 +349,14 @@ export function describeDomainAction(node: string, vm: string, action: DomainAct
   switch (action.kind) {
     case 'define':
       return `${node} ${vm} define (${action.why === 'missing' ? 'not defined here' : 'XML changed'})`;
+    case 'claim':
+      return `${node} ${vm} claim (status ${action.status.phase} on ${node}, generation ${action.status.observedGeneration})`;
     case 'start':
       return `${node} ${vm} start`;
     case 'shutdown':
       return `${node} ${vm} shutdown (graceful, destroy after ${Math.round(action.timeoutMs / 1000)}s)`;
     case 'destroy':
-      return `${node} ${vm} destroy`;
+      return action.stray ? `${node} ${vm} destroy (a stray copy: ${action.stray.owner ? `${action.stray.owner} owns the VM` : 'no node owns the VM'})` : `${node} ${vm} destroy`;
     case 'undefine':
       return `${node} ${vm} undefine`;
     case 'wait':

@@ -375,7 +375,7 @@ export function notMigratedStatus(previous: VmStatus, record: MigrationRecord, r
 
 /**
  * The status a completed migration hands over. live: the guest runs on the target, which owns the
- * VM from now on. shutdown: the guest is off and released, so its home node starts it.
+ * VM from now on. shutdown: the guest is off and the target owns the VM, which it starts after a claim.
  */
 export function handoffStatus(previous: VmStatus | null, record: MigrationRecord, generation: number, now: string): VmStatus {
   const base: VmStatus = previous ?? { phase: 'Pending', node: record.source, observedGeneration: generation, conditions: [], updatedAt: now };
@@ -387,7 +387,9 @@ export function handoffStatus(previous: VmStatus | null, record: MigrationRecord
     return { ...rest, phase: 'Running', node: record.target, domainState: 'running', conditions, updatedAt: now };
   }
   conditions = setCondition(conditions, { type: 'Running', status: 'False', reason: 'MigratedByShutdown', message: `shut down on ${record.source}; ${record.target} starts it` }, now);
-  return { ...rest, phase: 'Pending', node: record.source, domainState: 'shutoff', conditions, updatedAt: now };
+  // Ownership passes to the target explicitly; the guest is off, so whichever node spec.node names
+  // when it starts must still win it with a claim (reconcilers/domain.ts).
+  return { ...rest, phase: 'Pending', node: record.target, domainState: 'shutoff', conditions, updatedAt: now };
 }
 
 /** The record after a step ends it. */

@@ -332,9 +332,9 @@ describe('status hand-over', () => {
     encodeVmStatus(s);
   });
 
-  it('shutdown: released by the source, so the new home starts it', () => {
+  it('shutdown: handed to the target with the guest off, so the new home claims and starts it', () => {
     const s = handoffStatus(migrating, record({ phase: 'switching', method: 'shutdown' }), 3, iso(T0));
-    assert.deepEqual([s.phase, s.node, s.domainState], ['Pending', 'hv1', 'shutoff']);
+    assert.deepEqual([s.phase, s.node, s.domainState], ['Pending', 'hv2', 'shutoff']);
   });
 
   it('endedRecord stamps the end', () => {
@@ -377,7 +377,7 @@ describe('the domain planner around a migration', () => {
   it('after a shutdown hand-over (or any release) the new home defines and starts it', () => {
     const released = handoffStatus(status({ phase: 'Migrating' }), record({ phase: 'switching', method: 'shutdown' }), 3, iso(T0));
     const kinds = planDomain('vm1', desired(), observed('hv2', null, released, record({ phase: 'done', method: 'shutdown' }))).map((a) => a.kind);
-    assert.deepEqual(kinds, ['define', 'start', 'writeStatus']);
+    assert.deepEqual(kinds, ['claim', 'define', 'start', 'writeStatus']);
   });
 
   it('a former owner whose guest is gone releases the status', () => {

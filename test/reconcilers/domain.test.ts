@@ -41,8 +41,8 @@ function convergedStatus(d: DomainDesired, domain: LocalDomain | null): VmStatus
 describe('planDomain on the home node', () => {
   it('defines and starts a VM that does not exist, then writes Running status', () => {
     const actions = planDomain('web1', desired(), observed(null));
-    assert.deepEqual(kinds(actions), ['define', 'start', 'writeStatus']);
-    const write = actions[2];
+    assert.deepEqual(kinds(actions), ['claim', 'define', 'start', 'writeStatus']);
+    const write = actions[3];
     assert.ok(write?.kind === 'writeStatus');
     assert.equal(write.status.phase, 'Running');
     assert.equal(write.status.observedGeneration, 3);
@@ -129,7 +129,8 @@ describe('planDomain on the home node', () => {
     assert.equal(written.status.phase, 'Pending');
     // Later, past the back-off: the next look starts it.
     const later = new Date(Date.parse(NOW) + crashBackoffMs(3)).toISOString();
-    assert.deepEqual(kinds(planDomain('web1', d, observed(shutoff, written.status, { now: later }))), ['start', 'writeStatus']);
+    // The back-off status (Pending) holds no guest: the start must win the VM again first.
+    assert.deepEqual(kinds(planDomain('web1', d, observed(shutoff, written.status, { now: later }))), ['claim', 'start', 'writeStatus']);
   });
 
   it('crash back-off grows and is capped', () => {
@@ -160,6 +161,59 @@ describe('planDomain elsewhere', () => {
 
   it('never writes the status of a VM homed on another node', () => {
     assert.deepEqual(planDomain('web1', desired({ node: 'hv2' }), observed(null)), []);
+  });
+});
+
+describe('ownership: a VM never runs on two nodes (issue 12 §1)', () => {
+  const claimOf = (actions: DomainAction[]) => {
+    const claim = actions.find((a) => a.kind === 'claim');
+    assert.ok(claim?.kind === 'claim', `a claim in ${JSON.stringify(kinds(actions))}`);
+    return claim;
+  };
+
+  it('claims the VM at the version it read before defining and starting it', () => {
+    const actions = planDomain('web1', desired(), observed(null, { phase: 'Pending', node: 'hv3', domainState: 'shutoff' }));
+    assert.deepEqual(kinds(actions), ['claim', 'define', 'start', 'writeStatus']);
+    const claim = claimOf(actions);
+    assert.equal(claim.version, 7, 'a compare-and-set on the status version the plan read');
+    assert.deepEqual([claim.status.node, claim.status.phase, claim.status.domainState], ['hv1', 'Starting', undefined]);
+  });
+
+  it('a claimed status holds the guest: no other node starts it, and a copy there is a stray', () => {
+    const claim = claimOf(planDomain('web1', desired(), observed(null)));
+    const onHv2: DomainObserved = { ...observed(null), node: 'hv2', status: { value: claim.status, version: 0 } };
+    assert.deepEqual(planDomain('web1', desired({ node: 'hv2' }), onHv2), [], 'hv2 (stale spec) waits for hv1');
+    const strayOnHv2 = planDomain('web1', desired({ node: 'hv2' }), { ...onHv2, domain: running });
+    assert.deepEqual(strayOnHv2, [{ kind: 'destroy', stray: { owner: 'hv1' } }]);
+  });
+
+  it('needs no claim where the status already holds the guest for this node (a crash restart)', () => {
+    const d = desired();
+    const actions = planDomain('web1', d, observed(shutoff, convergedStatus(d, null)));
+    assert.deepEqual(kinds(actions), ['start', 'writeStatus']);
+  });
+
+  it('claims again after a failed start (a Failed status holds nothing)', () => {
+    const actions = planDomain('web1', desired(), observed(shutoff, { phase: 'Failed', domainState: 'shutoff' }));
+    assert.deepEqual(kinds(actions), ['claim', 'start', 'writeStatus']);
+  });
+
+  it('a restart of a running guest claims nothing: it is already held here', () => {
+    const d = desired();
+    const actions = planDomain('web1', desired({ restartedAt: NOW }), observed(running, convergedStatus(d, null)));
+    assert.deepEqual(kinds(actions), ['shutdown', 'start', 'writeStatus']);
+  });
+
+  it('destroys a running copy on its home node while another node holds the guest (stale domains, a manual start)', () => {
+    const actions = planDomain('web1', desired(), observed(running, { node: 'hv2', phase: 'Running' }));
+    assert.deepEqual(actions, [{ kind: 'destroy', stray: { owner: 'hv2' } }]);
+    assert.equal(describeDomainAction('hv1', 'web1', actions[0]!), 'hv1 web1 destroy (a stray copy: hv2 owns the VM)');
+  });
+
+  it('destroys a running copy elsewhere as a stray, but stops its own guest plainly', () => {
+    assert.deepEqual(planDomain('web1', desired({ node: 'hv2' }), observed(running, { node: 'hv3' }))[0], { kind: 'destroy', stray: { owner: 'hv3' } });
+    assert.deepEqual(planDomain('web1', desired({ node: 'hv2', state: 'stopped' }), observed(running, { node: 'hv1' }))[0], { kind: 'destroy' });
+    assert.deepEqual(planDomain('web1', undefined, observed(running, { node: 'hv1' }))[0], { kind: 'destroy' });
   });
 });
 

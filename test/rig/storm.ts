@@ -1,0 +1,40 @@
+// A move storm (issue 12 §1): `writes` version-checked writes of a VM's spec.node, `spacingMs`
+// apart, cycling through the nodes after `from` — the write `vk vm move` makes (node set,
+// previousNode dropped). Shared by test/domain/storm.test.ts and bench/storm.ts.
+import { VersionConflictError, type ZkStore } from '../../controllers/zk/index.ts';
+import { decodeVmSpec, encodeVmSpec, ZkPaths } from '../../schemas/index.ts';
+
+/** The spacings a series of storms cycles through. */
+export const STORM_SPACINGS_MS = [5, 10, 20, 30, 50] as const;
+
+const paths = new ZkPaths();
+
+/** Compare-and-set of spec.node (re-read and retried on a version conflict). */
+export async function moveVm(store: ZkStore, vm: string, node: string): Promise<void> {
+  for (;;) {
+    const got = await store.get(paths.vmSpec(vm));
+    if (!got) throw new Error(`no spec for ${vm}`);
+    const { previousNode: _dropped, ...spec } = decodeVmSpec(got.data.toString('utf8'));
+    try {
+      await store.set(paths.vmSpec(vm), encodeVmSpec({ ...spec, node }), got.version);
+      return;
+    } catch (error) {
+      if (!(error instanceof VersionConflictError)) throw error;
+    }
+  }
+}
+
+/** Runs one storm; resolves to the node written last. */
+export async function moveStorm(store: ZkStore, vm: string, nodes: readonly string[], from: string, o: { writes: number; spacingMs: number }): Promise<string> {
+  let index = nodes.indexOf(from);
+  let last = from;
+  for (let i = 0; i < o.writes; i++) {
+    index = (index + 1) % nodes.length;
+    last = nodes[index]!;
+    const started = performance.now();
+    await moveVm(store, vm, last);
+    const left = o.spacingMs - (performance.now() - started);
+    if (i < o.writes - 1 && left > 0) await new Promise((r) => setTimeout(r, left));
+  }
+  return last;
+}
