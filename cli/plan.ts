@@ -108,7 +108,8 @@ export function planVm(vm: VmView, now: string): PlanAction[] {
   const target = vm.spec.node;
   const run = (node: string, domain: LocalDomain | null) =>
     planDomain(vm.name, desired, { node, domain, status: vm.status, migration: vm.migration, now })
-      .filter((a) => a.kind !== 'writeStatus')
+      // Status bookkeeping (including the claim that wins the VM before a start) is not a change to show.
+      .filter((a) => a.kind !== 'writeStatus' && a.kind !== 'claim')
       .map((a) => fromDomainAction(node, vm.name, a));
 
   // A migration in flight: the migration reconciler owns the VM; a new target means abort and retarget.

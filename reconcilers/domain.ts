@@ -204,10 +204,13 @@ function claimStatus(planned: VmStatus, previous: VmStatus | null, domain: Local
 }
 
 const ACTIVE_STATE_NAMES: ReadonlySet<string> = ACTIVE;
+const HOLDING_PHASES: ReadonlySet<VmStatus['phase']> = new Set(['Starting', 'Running', 'Migrating', 'Failed']);
 
 /** The status says the guest occupies its node (status.node). */
 export function statusHoldsGuest(status: VmStatus): boolean {
-  return status.phase === 'Starting' || status.phase === 'Running' || status.phase === 'Migrating' || (status.domainState !== undefined && ACTIVE_STATE_NAMES.has(status.domainState));
+  // Failed: the owner's start (or stop) failed; it retries under its back-off without a new claim,
+  // and releases the VM when spec.node moves away, like a running guest.
+  return HOLDING_PHASES.has(status.phase) || (status.domainState !== undefined && ACTIVE_STATE_NAMES.has(status.domainState));
 }
 
 /** What the former owner writes once nothing of the guest runs there any more. */

@@ -124,6 +124,8 @@ describe('vk daemon with the libvirt test driver', () => {
     const cfg = daemonConfig('hv1', zk.connectString, hv1.libvirtd.socketPath);
     const planned = await planNode(cfg, createLogger({ level: 'silent' }));
     assert.deepEqual(planned, [
+      // db1 is new: hv1 wins it (creates its status) before it defines and starts it.
+      'hv1 db1 claim (status Starting on hv1, generation 0)',
       'hv1 db1 define (not defined here)',
       'hv1 db1 start',
       'hv1 db1 status Running (generation 0)',

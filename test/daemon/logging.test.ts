@@ -39,7 +39,7 @@ describe('daemon logs', () => {
     const actions = lines.filter((l) => typeof l['action'] === 'string');
     assert.deepEqual(
       actions.map((l) => l['action']),
-      ['define', 'start', 'writeStatus', 'destroy', 'writeStatus'],
+      ['claim', 'define', 'start', 'writeStatus', 'destroy', 'writeStatus'],
     );
     for (const l of actions) {
       assert.equal(l['node'], 'hv1');
@@ -47,8 +47,8 @@ describe('daemon logs', () => {
       assert.match(String(l['reconcileId']), /^[0-9a-f]{8}$/);
     }
     const ids = actions.map((l) => l['reconcileId']);
-    assert.equal(new Set(ids.slice(0, 3)).size, 1, 'define, start and its status: one reconcile');
-    assert.equal(new Set(ids.slice(3)).size, 1, 'destroy and its status: one reconcile');
-    assert.notEqual(ids[0], ids[3], 'the stop was another reconcile');
+    assert.equal(new Set(ids.slice(0, 4)).size, 1, 'claim, define, start and its status: one reconcile');
+    assert.equal(new Set(ids.slice(4)).size, 1, 'destroy and its status: one reconcile');
+    assert.notEqual(ids[0], ids[4], 'the stop was another reconcile');
   });
 });

@@ -193,9 +193,13 @@ describe('ownership: a VM never runs on two nodes (issue 12 §1)', () => {
     assert.deepEqual(kinds(actions), ['start', 'writeStatus']);
   });
 
-  it('claims again after a failed start (a Failed status holds nothing)', () => {
-    const actions = planDomain('web1', desired(), observed(shutoff, { phase: 'Failed', domainState: 'shutoff' }));
-    assert.deepEqual(kinds(actions), ['claim', 'start', 'writeStatus']);
+  it('retries a failed start without a new claim: a Failed status keeps the VM for its node', () => {
+    const failed = { phase: 'Failed' as const, domainState: 'shutoff' };
+    assert.deepEqual(kinds(planDomain('web1', desired(), observed(shutoff, failed))), ['start', 'writeStatus']);
+    const onHv2: DomainObserved = { ...observed(null, failed), node: 'hv2' };
+    assert.deepEqual(planDomain('web1', desired({ node: 'hv2' }), onHv2), [], 'hv2 waits until hv1 releases it');
+    const released = planDomain('web1', desired({ node: 'hv2' }), observed(shutoff, failed));
+    assert.deepEqual(kinds(released), ['undefine', 'writeStatus'], 'hv1 releases it once spec.node moves');
   });
 
   it('a restart of a running guest claims nothing: it is already held here', () => {
