@@ -7,8 +7,8 @@
 // write is based on one consistent view). An object whose encoded bytes all equal what ZooKeeper
 // holds is not written at all.
 //
-// A VM's previousNode and restartedAt are operational state set by verbs (migrate, restart): when
-// ZooKeeper has them and the manifest does not, they are kept.
+// A VM's previousNode, restartedAt and forceStopAt are operational state set by verbs (migrate,
+// restart, stop): when ZooKeeper has them and the manifest does not, they are kept.
 import { TransactionError, type Op, type ZkStat } from '../controllers/zk/index.ts';
 import {
   decodeClusterConfig,
@@ -105,6 +105,7 @@ export async function prepareObject({ store, paths }: Cluster, obj: DesiredObjec
         }
         if (liveSpec && merged.previousNode === undefined && liveSpec.previousNode !== undefined) merged.previousNode = liveSpec.previousNode;
         if (liveSpec && merged.restartedAt === undefined && liveSpec.restartedAt !== undefined) merged.restartedAt = liveSpec.restartedAt;
+        if (liveSpec && merged.forceStopAt === undefined && liveSpec.forceStopAt !== undefined) merged.forceStopAt = liveSpec.forceStopAt;
       }
       vmSpec = merged;
       parts = [

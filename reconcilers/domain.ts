@@ -141,7 +141,7 @@ export function planDomain(name: string, desired: DomainDesired | undefined, obs
   if (spec.state === 'running') {
     const restartAsked = spec.restartedAt !== undefined && spec.restartedAt !== previous?.restartedAt;
     if (active && restartAsked) {
-      actions.push(stopAction(spec), { kind: 'start' });
+      actions.push(stopAction(spec, previous), { kind: 'start' });
       restartPending = false;
       honouredRestart = spec.restartedAt;
     } else if (!active) {
@@ -161,7 +161,7 @@ export function planDomain(name: string, desired: DomainDesired | undefined, obs
       crash = undefined;
     }
   } else {
-    if (active) actions.push(stopAction(spec));
+    if (active) actions.push(stopAction(spec, previous));
     willRun = false;
     restartPending = false;
     crash = undefined;
@@ -223,8 +223,13 @@ function releasedStatus(previous: VmStatus, desired: DomainDesired, node: string
   return { ...rest, phase, node, domainState: 'shutoff', conditions, updatedAt: now };
 }
 
-function stopAction(spec: VmSpec): DomainAction {
-  return spec.stopMode === 'force' ? { kind: 'destroy' } : { kind: 'shutdown', timeoutMs: spec.shutdownTimeoutMs };
+/** A forced stop: the standing stopMode, or a `vk vm stop` request this node has not honoured yet. */
+function forcedStop(spec: VmSpec, previous: VmStatus | null): boolean {
+  return spec.stopMode === 'force' || (spec.forceStopAt !== undefined && spec.forceStopAt !== previous?.forceStopAt);
+}
+
+function stopAction(spec: VmSpec, previous: VmStatus | null): DomainAction {
+  return forcedStop(spec, previous) ? { kind: 'destroy' } : { kind: 'shutdown', timeoutMs: spec.shutdownTimeoutMs };
 }
 
 type Crash = NonNullable<VmStatus['crash']>;
@@ -286,6 +291,8 @@ function nextStatus(i: StatusInputs): VmStatus {
     updatedAt: i.now,
   };
   if (i.restartedAt !== undefined) status.restartedAt = i.restartedAt;
+  // A forced-stop request counts once: honoured by the stop it asked for, or overtaken by anything after it.
+  if (spec.forceStopAt !== undefined) status.forceStopAt = spec.forceStopAt;
   if (i.crash !== undefined) status.crash = i.crash;
   return status;
 }

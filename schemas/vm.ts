@@ -34,6 +34,11 @@ export const vmSpecShape = {
   shutdownTimeoutMs: intInRange(1).default(90_000),
   /** Bumped by `vk vm restart`; the node restarts the domain once per new value. */
   restartedAt: TimestampSchema.optional(),
+  /**
+   * Bumped by `vk vm stop`: the stop of that request destroys the domain instead of shutting it
+   * down gracefully, once per new value. A one-off: stopMode, the standing setting, is unchanged.
+   */
+  forceStopAt: TimestampSchema.optional(),
   node: NameSchema,
   /** Where the VM came from, for unmigrate; null when it has none. */
   previousNode: NameSchema.nullable().optional(),
@@ -87,6 +92,8 @@ export const VmStatusSchema = z.strictObject({
   domainState: checkedString('domain state', textProblem(64)).optional(),
   /** The last spec.restartedAt this node honoured. */
   restartedAt: TimestampSchema.optional(),
+  /** The last spec.forceStopAt this node honoured (or saw overtaken by a start). */
+  forceStopAt: TimestampSchema.optional(),
   /** xmlHash() of the XML the domain was defined from. */
   xmlHash: Sha256Schema.optional(),
   /** Consecutive unexpected deaths and the last one, for the restart back-off. */

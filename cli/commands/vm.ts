@@ -137,11 +137,15 @@ function report(name: string, updated: Updated<VmSpec>, what: string): void {
   println(updated.changed ? `vm/${name} ${what}` : `vm/${name} unchanged (already ${what})`);
 }
 
-function stateVerb(program: Command, verb: string, description: string, state: VmRunState, stopMode: VmSpec['stopMode'] | undefined, done: string) {
+/**
+ * A verb that sets the desired state. `forced`: this stop destroys the domain (a one-off request,
+ * spec.forceStopAt); the VM's standing stopMode is never changed by a verb.
+ */
+function stateVerb(program: Command, verb: string, description: string, state: VmRunState, forced: boolean, done: string) {
   addWaitOptions(program.command(verb).description(description).argument('<name>', 'VM name')).action(
     async (name: string, flags: WaitFlags, cmd: Command) => {
       await withCluster(cmd, async (cluster) => {
-        const updated = await updateVmSpec(cluster, name, (spec) => ({ ...spec, state, ...(stopMode && { stopMode }) }));
+        const updated = await updateVmSpec(cluster, name, (spec) => ({ ...spec, state, ...(forced && { forceStopAt: new Date().toISOString() }) }));
         report(name, updated, done);
         await maybeWait(cluster, name, updated, flags, done);
       });
@@ -470,10 +474,10 @@ export function registerVm(program: Command): void {
   const vm = program.command('vm').description('act on one VM (PVC-style verbs that edit its spec)');
   registerDefine(vm);
   registerMeta(vm);
-  stateVerb(vm, 'start', 'set the desired state to running', 'running', undefined, 'started');
-  stateVerb(vm, 'stop', 'stop the VM at once (desired state stopped, forced: the domain is destroyed)', 'stopped', 'force', 'stopped');
-  stateVerb(vm, 'shutdown', 'shut the VM down gracefully (ACPI, then destroyed after the shutdown timeout)', 'stopped', 'graceful', 'shut down');
-  stateVerb(vm, 'disable', 'stop the VM and keep it stopped (desired state disabled)', 'disabled', undefined, 'disabled');
+  stateVerb(vm, 'start', 'set the desired state to running', 'running', false, 'started');
+  stateVerb(vm, 'stop', 'stop the VM at once (desired state stopped; this stop destroys the domain, its stopMode stays)', 'stopped', true, 'stopped');
+  stateVerb(vm, 'shutdown', 'shut the VM down as its stopMode says (graceful: ACPI, then destroyed after the shutdown timeout)', 'stopped', false, 'shut down');
+  stateVerb(vm, 'disable', 'stop the VM and keep it stopped (desired state disabled)', 'disabled', false, 'disabled');
   addWaitOptions(vm.command('restart').description('restart a running VM once (bumps restartedAt)').argument('<name>', 'VM name')).action(
     async (name: string, flags: WaitFlags, cmd: Command) => {
       await withCluster(cmd, async (cluster) => {

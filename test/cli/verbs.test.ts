@@ -198,7 +198,9 @@ describe('--wait follows the status', () => {
   test('start --wait finishes when the node reports Running at the new generation', async () => {
     assert.equal((await vk('vm', 'stop', 'db1')).code, 0);
     const s0 = await spec('db1');
-    assert.deepEqual([s0.state, s0.stopMode], ['stopped', 'force']);
+    // A forced stop is a property of this stop (forceStopAt), never of the VM (stopMode stays).
+    assert.deepEqual([s0.state, s0.stopMode], ['stopped', 'graceful']);
+    assert.ok(s0.forceStopAt && Date.now() - Date.parse(s0.forceStopAt) < 60_000, `forceStopAt ${s0.forceStopAt}`);
     await put(`${root}/vms/db1/status`, vmStatus({ node: 'hv2', phase: 'Stopped', observedGeneration: s0.version }));
 
     const waiting = vk.start('vm', 'start', 'db1', '--wait', '--timeout', '30');
@@ -206,6 +208,7 @@ describe('--wait follows the status', () => {
     await waiting.until(/waiting for generation/);
     const s1 = await spec('db1');
     assert.equal(s1.state, 'running');
+    assert.equal(s1.stopMode, 'graceful', 'vk vm start leaves the standing stop mode as it was');
     await put(`${root}/vms/db1/status`, vmStatus({ node: 'hv2', phase: 'Running', observedGeneration: s1.version }));
     const run = await waiting.done;
     assert.equal(run.code, 0, run.stderr);
@@ -235,10 +238,13 @@ describe('--wait follows the status', () => {
     assert.equal(errorLines(failed).length, 1, failed.stderr);
     assert.match(failed.stderr, /^vk: vm db1 failed on hv2: StartFailed: boom: disk missing$/m);
 
+    const before = await spec('db1');
     const timeout = await vk('vm', 'shutdown', 'db1', '--wait', '--timeout', '1');
     assert.equal(timeout.code, 1);
     assert.match(timeout.stderr, /^vk: timed out after 1s waiting for vm\/db1/);
-    assert.equal((await spec('db1')).stopMode, 'graceful', 'shutdown is graceful');
+    const shut = await spec('db1');
+    assert.equal(shut.stopMode, 'graceful', 'shutdown is graceful');
+    assert.equal(shut.forceStopAt, before.forceStopAt, 'shutdown asks for no forced stop');
   });
 
   test('node flush --wait finishes when the node reports flushed; ready sets the spec back', async () => {

@@ -81,6 +81,18 @@ describe('planDomain on the home node', () => {
     assert.equal(write.status.phase, 'Stopped');
   });
 
+  it('a forced stop (vk vm stop: forceStopAt) is one-off: honoured once, later stops are graceful again', () => {
+    const at = '2026-11-21T11:59:00.000Z';
+    const stop = planDomain('web1', desired({ state: 'stopped', forceStopAt: at, shutdownTimeoutMs: 5000 }), observed(running, {}));
+    assert.deepEqual(kinds(stop), ['destroy', 'writeStatus']);
+    const written = stop[1];
+    assert.ok(written?.kind === 'writeStatus');
+    assert.equal(written.status.forceStopAt, at, 'the status records the request as honoured');
+    // Started again, then stopped again (a flush, vk vm shutdown): the old request no longer forces anything.
+    const again = planDomain('web1', desired({ state: 'stopped', forceStopAt: at, shutdownTimeoutMs: 5000 }), observed(running, { forceStopAt: at }));
+    assert.deepEqual(again[0], { kind: 'shutdown', timeoutMs: 5000 });
+  });
+
   it('destroys at once when stopMode is force', () => {
     assert.deepEqual(kinds(planDomain('web1', desired({ state: 'stopped', stopMode: 'force' }), observed(running, {}))), [
       'destroy',
