@@ -26,6 +26,7 @@ import {
   type ZkPaths,
 } from '../schemas/index.ts';
 import { CliError } from './errors.ts';
+import { aliveTakesLiveMigration } from '../reconcilers/selectors.ts';
 
 /**
  * Bridge naming convention: the bridge of network <VNI> is `vkbr<VNI>` (at most 12 characters, within
@@ -180,6 +181,8 @@ export interface NodeState {
   statusProblem?: string;
   /** The daemon holds a session (the ephemeral alive znode exists). */
   alive: boolean;
+  /** Its alive znode publishes a migration URI: it takes live migrations. */
+  liveMigration: boolean;
 }
 
 export async function readNode(store: ZkStore, paths: ZkPaths, name: string): Promise<NodeState> {
@@ -187,9 +190,9 @@ export async function readNode(store: ZkStore, paths: ZkPaths, name: string): Pr
     store.exists(paths.node(name)),
     store.get(paths.nodeSpec(name)),
     store.get(paths.nodeStatus(name)),
-    store.exists(paths.nodeAlive(name)),
+    store.get(paths.nodeAlive(name)),
   ]);
-  const node: NodeState = { name, parent, spec: null, status: null, alive: alive !== null };
+  const node: NodeState = { name, parent, spec: null, status: null, alive: alive !== null, liveMigration: alive !== null && aliveTakesLiveMigration(alive.data.toString('utf8')) };
   if (spec) node.spec = { value: decodeStrict(paths.nodeSpec(name), spec.data, (v) => decodeNodeSpec(v)), raw: spec.data, version: spec.version, stat: spec.stat };
   if (status) {
     const decoded = decodeLenient(status.data, (v) => decodeNodeStatus(v));

@@ -28,6 +28,8 @@ export interface NodeView {
   status: NodeStatus | null;
   /** Its daemon holds a session (alive znode). Unknown: taken as alive when it has a status. */
   alive?: boolean;
+  /** It takes live migrations (its alive znode publishes a migration URI). Unknown: assumed so. */
+  liveMigration?: boolean;
 }
 
 /** The planner's views of what ZooKeeper holds (a VM without spec or XML has nothing to plan). */
@@ -44,7 +46,7 @@ export function liveViews(liveVms: readonly VmState[], liveNodes: readonly NodeS
       migration: vm.migration?.value ?? null,
     });
   }
-  const nodes = new Map<string, NodeView>(liveNodes.map((n) => [n.name, { name: n.name, spec: n.spec?.value ?? null, status: n.status?.value ?? null, alive: n.alive }]));
+  const nodes = new Map<string, NodeView>(liveNodes.map((n) => [n.name, { name: n.name, spec: n.spec?.value ?? null, status: n.status?.value ?? null, alive: n.alive, liveMigration: n.liveMigration }]));
   return { vms, nodes };
 }
 
@@ -154,7 +156,7 @@ function flushVmOf(vm: VmView): FlushVm {
   } catch {
     // An unreadable XML sizes the VM at nothing, as the daemon's informer does.
   }
-  return { name: vm.name, spec: vm.spec, memoryMiB, vcpus };
+  return { name: vm.name, spec: vm.spec, memoryMiB, vcpus, statusNode: vm.status?.value.node };
 }
 
 function fromMove(move: FlushMove | ReadyMove, vm: VmView | undefined): PlanAction {
@@ -164,7 +166,7 @@ function fromMove(move: FlushMove | ReadyMove, vm: VmView | undefined): PlanActi
     case 'migrate':
       return { node: move.from, vm: move.vm, action: 'migrate', from: move.from, to: move.to, method, selector: move.selector, by: 'flush', description };
     case 'stop':
-      return { node: move.from, vm: move.vm, action: 'shutdown', autostart: true, by: 'flush', why: move.why, description };
+      return { node: move.from, vm: move.vm, action: 'shutdown', stoppedByFlush: move.from, by: 'flush', why: move.why, description };
     case 'return':
       return { node: move.from, vm: move.vm, action: 'migrate', from: move.from, to: move.to, method, by: 'ready', description };
     case 'autostart':
@@ -182,10 +184,10 @@ export function planNodeMoves(node: NodeView, vms: readonly VmView[], nodes: rea
   const byName = new Map(vms.map((v) => [v.name, v]));
   const sized = vms.map(flushVmOf);
   if (wanted === 'flushed' && now !== 'flushed') {
-    const candidates = nodes.map((n) => ({ name: n.name, alive: n.alive ?? n.status !== null, spec: n.spec, status: n.status }));
+    const candidates = nodes.map((n) => ({ name: n.name, alive: n.alive ?? n.status !== null, liveMigration: n.liveMigration, spec: n.spec, status: n.status }));
     return planFlush({ node: node.name, vms: sized, nodes: candidates, defaultSelector: ctx.defaultSelector }).map((m) => fromMove(m, byName.get(m.vm)));
   }
-  if (wanted === 'ready' && now !== 'ready') return planReady(node.name, sized).map((m) => fromMove(m, byName.get(m.vm)));
+  if (wanted === 'ready' && now !== 'ready') return planReady(node.name, sized, { liveMigration: node.liveMigration }).map((m) => fromMove(m, byName.get(m.vm)));
   return [];
 }
 

@@ -12,10 +12,20 @@
 //             ClusterConfig.migration.maxOutgoing written and not yet settled at once) → flushed.
 //   ready   → ready: status unflushing → the moves from planReady (at most maxIncoming at once)
 //             → ready. No lock: a ready never competes for targets.
-// A spec change to the other state cancels the running operation between moves: no new move
-// starts, and the moves already written are waited for (they settle on their target, or the grace
-// period — 2 × migration.phaseTimeoutMs — ends; a ready then simply brings them back) before the
-// lock is released and the other operation starts. A queued flush leaves the lock queue at once.
+// A spec change to the other state cancels the running operation at once: no new move starts,
+// and the moves already written are no longer waited for — the ready (or flush) that follows plans
+// from the specs those moves wrote, so it brings back (or moves away) their VMs; a migration in
+// flight is retargeted by the migration reconciler, as for any change of spec.node. The lock is
+// released and the other operation starts. A queued flush leaves the lock queue at once. A lost
+// flush lock also stops new moves; the moves under way then get a grace period (2 ×
+// migration.phaseTimeoutMs) to settle.
+//
+// Moves that cannot happen are not written: the selectors skip targets that cannot take the VM's
+// migration method (a live-only VM needs a target whose alive znode publishes a migration URI),
+// and a VM nothing can take is shut down and marked stoppedByFlush — the "no target" rule. A move
+// whose target stops taking live migrations while it waits is re-planned the same way. Every
+// shut-down VM and every re-planned or skipped move is a line in the flush progress (the node
+// status's flush.message, shown by `vk node … --wait`) and in the action log.
 //
 // Status. The node status znode is shared with the keepalive (reconcilers/node-keepalive.ts),
 // which carries domainState, observedGeneration and flush over from the current status; this
@@ -39,7 +49,7 @@ import {
   type ReadyMove,
   type Settlement,
 } from '../reconcilers/flush.ts';
-import { exclusionReason, place, type NodeCandidate, type Placed } from '../reconcilers/selectors.ts';
+import { aliveTakesLiveMigration, exclusionReason, place, type NodeCandidate, type Placed } from '../reconcilers/selectors.ts';
 import {
   decodeClusterConfig,
   decodeNodeSpec,
@@ -77,6 +87,8 @@ type Goal = NodeSpec['domainState'];
 
 interface NodeView {
   alive: boolean;
+  /** Its alive znode publishes a migration URI (it takes live migrations). */
+  liveMigration: boolean;
   spec: NodeSpec | null;
   status: NodeStatus | null;
   /** Version of `status` (our own writes set it first: a watch emission older than it is ignored). */
@@ -191,12 +203,12 @@ export class FlushController {
 
   /** What the selectors see now (for tests and diagnostics). */
   candidates(): NodeCandidate[] {
-    return [...this.nodes.entries()].map(([name, v]) => ({ name, alive: v.alive, spec: v.spec, status: v.status }));
+    return [...this.nodes.entries()].map(([name, v]) => ({ name, alive: v.alive, liveMigration: v.liveMigration, spec: v.spec, status: v.status }));
   }
 
   private watchNode(name: string): void {
     const { store, paths } = this.o;
-    const view: NodeView = { alive: false, spec: null, status: null, statusVersion: -1, seen: new Set() };
+    const view: NodeView = { alive: false, liveMigration: false, spec: null, status: null, statusVersion: -1, seen: new Set() };
     this.nodes.set(name, view);
     const decode = <T>(s: DataState, fn: (raw: string) => T): T | null => {
       if (s.kind !== 'data') return null;
@@ -211,7 +223,10 @@ export class FlushController {
       store.watchData(paths.nodeSpec(name)).pipe(map((s) => ({ field: 'spec' as const, s }))),
       store.watchData(paths.nodeStatus(name)).pipe(map((s) => ({ field: 'status' as const, s }))),
     ).subscribe(({ field, s }) => {
-      if (field === 'alive') view.alive = s.kind === 'data';
+      if (field === 'alive') {
+        view.alive = s.kind === 'data';
+        view.liveMigration = s.kind === 'data' && aliveTakesLiveMigration(s.data.toString('utf8'));
+      }
       else if (field === 'spec') view.spec = decode(s, (raw) => decodeNodeSpec(raw));
       else if (s.kind === 'deleted' || s.version >= view.statusVersion) {
         view.status = decode(s, (raw) => decodeNodeStatus(raw));
@@ -327,7 +342,8 @@ export class FlushController {
       await queueWrite;
       this.o.onAction?.(`${node} (node) flush lock held`);
       const stopStarting = AbortSignal.any([cancel, handle.lost]);
-      const outcome = await this.execute('flush', stopStarting);
+      // A ready (or the daemon stopping) lets go of the moves under way at once; a lost lock waits for them.
+      const outcome = await this.execute('flush', stopStarting, cancel);
       if (handle.lost.aborted && !cancel.aborted) throw handle.lost.reason instanceof Error ? handle.lost.reason : new LockLostError('lock lost');
       if (cancel.aborted) {
         // A daemon that stops leaves the flush as it is (flushing): it resumes when it comes back.
@@ -337,7 +353,7 @@ export class FlushController {
         }
         return;
       }
-      const message = `${outcome.moved} moved, ${outcome.stopped} shut down (autostart)${outcome.failed > 0 ? `, ${outcome.failed} failed on their target` : ''}`;
+      const message = clip(`${outcome.moved} moved, ${outcome.stopped} shut down (ready starts them again)${outcome.failed > 0 ? `, ${outcome.failed} failed on their target` : ''}${notesOf(outcome.notes)}`);
       await this.updateStatus((s) => ({
         ...s,
         domainState: 'flushed',
@@ -367,7 +383,7 @@ export class FlushController {
       }
       return;
     }
-    const message = `${outcome.moved} returned, ${outcome.stopped} autostarted${outcome.failed > 0 ? `, ${outcome.failed} failed` : ''}`;
+    const message = clip(`${outcome.moved} returned, ${outcome.stopped} started${outcome.failed > 0 ? `, ${outcome.failed} failed` : ''}${notesOf(outcome.notes)}`);
     await this.updateStatus((s) => ({
       ...s,
       domainState: 'ready',
@@ -382,9 +398,9 @@ export class FlushController {
   /**
    * Runs the moves of a flush or a ready, at most the configured number written and unsettled at
    * once. `stopStarting` aborting means: start no further move, wait for those under way (bounded
-   * by the grace period).
+   * by the grace period); `abandon` aborting means: stop waiting for them at once.
    */
-  private async execute(kind: 'flush' | 'ready', stopStarting: AbortSignal): Promise<{ moved: number; stopped: number; failed: number }> {
+  private async execute(kind: 'flush' | 'ready', stopStarting: AbortSignal, abandon?: AbortSignal): Promise<{ moved: number; stopped: number; failed: number; notes: string[] }> {
     const { node } = this.o;
     const vms = this.flushVms();
     const sizes = new Map(vms.map((v) => [v.name, v]));
@@ -401,10 +417,16 @@ export class FlushController {
         }
       }
     } else {
-      pending = planReady(node, vms);
-      for (const m of pending) if (m.kind === 'skip') this.o.onAction?.(`${node} ${describeFlushMove(m)}`);
-      pending = pending.filter((m) => m.kind !== 'skip');
+      pending = planReady(node, vms, { liveMigration: this.nodes.get(node)?.liveMigration });
     }
+    // Lines worth reading in the progress: VMs shut down for want of a target, moves skipped.
+    const notes: string[] = [];
+    for (const m of pending) {
+      if (m.kind !== 'skip') continue;
+      this.o.onAction?.(`${node} ${describeFlushMove(m)}`);
+      notes.push(`${m.vm} stays: ${m.why}`);
+    }
+    pending = pending.filter((m) => m.kind !== 'skip');
     const total = pending.length + carried.length;
     const counts = { moved: 0, stopped: 0, failed: 0, skipped: 0 };
     const running = new Map<string, Promise<{ move: AnyMove; result: Settlement | 'notApplied' }>>();
@@ -415,6 +437,8 @@ export class FlushController {
     const settleLimit = new AbortController();
     const onHard = () => settleLimit.abort(new Cancelled());
     this.hard.signal.addEventListener('abort', onHard, { once: true });
+    if (abandon?.aborted) onHard();
+    else abandon?.addEventListener('abort', onHard, { once: true });
     let graceTimer: NodeJS.Timeout | undefined;
     const onStop = () => {
       graceTimer = setTimeout(() => settleLimit.abort(new Cancelled()), 2 * this.config.migration.phaseTimeoutMs);
@@ -434,7 +458,7 @@ export class FlushController {
       trailing = undefined;
       lastWrite = Date.now();
       chain = chain.then(() =>
-        this.updateFlush((f) => ({ ...f, phase: 'moving', total, moved: counts.moved, stopped: counts.stopped, inFlight: running.size, message: latest, updatedAt: this.now() })).catch(
+        this.updateFlush((f) => ({ ...f, phase: 'moving', total, moved: counts.moved, stopped: counts.stopped, inFlight: running.size, message: clip(latest + notesOf(notes)), updatedAt: this.now() })).catch(
           (error: unknown) => this.o.log.warn({ err: error }, 'could not write flush progress'),
         ),
       );
@@ -450,7 +474,7 @@ export class FlushController {
     const startMove = (move: AnyMove, write: boolean) => {
       running.set(
         move.vm,
-        this.runMove(move, write, settleLimit.signal).then(
+        this.runMove(move, write, settleLimit.signal, (line) => notes.push(line)).then(
           (result) => ({ move, result }),
           (error: unknown) => {
             this.o.log.warn({ err: error, vm: move.vm }, 'flush move failed');
@@ -468,7 +492,7 @@ export class FlushController {
         let startedAny = false;
         while (!stopStarting.aborted && running.size < limit && pending.length > 0 && this.o.store.connectionState === 'connected') {
           let move = pending.shift()!;
-          if (move.kind === 'migrate') move = this.revalidate(move, sizes.get(move.vm), placed);
+          if (move.kind === 'migrate') move = this.revalidate(move, sizes.get(move.vm), placed, (line) => notes.push(line));
           startMove(move, true);
           startedAny = true;
         }
@@ -493,22 +517,26 @@ export class FlushController {
       await chain;
       clearTimeout(graceTimer);
       this.hard.signal.removeEventListener('abort', onHard);
+      abandon?.removeEventListener('abort', onHard);
       stopStarting.removeEventListener('abort', onStop);
     }
-    return counts;
+    return { ...counts, notes };
   }
 
   /** A planned target that is no longer valid (died, flushing, …): choose again with the current view. */
-  private revalidate(move: Extract<AnyMove, { kind: 'migrate' }>, vm: FlushVm | undefined, placed: Map<string, Placed>): AnyMove {
+  private revalidate(move: Extract<AnyMove, { kind: 'migrate' }>, vm: FlushVm | undefined, placed: Map<string, Placed>, note: (line: string) => void): AnyMove {
     if (!vm) return move;
     const target = this.nodes.get(move.to);
-    const why = target ? exclusionReason({ name: move.to, ...target }, { nodeLimit: vm.spec.meta.nodeLimit, current: this.o.node }) : 'it is gone';
+    const why = target
+      ? exclusionReason({ name: move.to, ...target }, { nodeLimit: vm.spec.meta.nodeLimit, current: this.o.node, method: vm.spec.meta.migrationMethod })
+      : 'it is gone';
     if (why === undefined) return move;
     const without = new Map(placed);
     const p = without.get(move.to);
     if (p) without.set(move.to, { memoryMiB: p.memoryMiB - vm.memoryMiB, vcpus: p.vcpus - vm.vcpus, vms: p.vms - 1 });
     const [again] = planFlush({ node: this.o.node, vms: [vm], nodes: this.candidates(), defaultSelector: this.config.defaultNodeSelector, placed: without });
     this.o.log.info({ vm: vm.name, was: move.to, why, now: again?.kind === 'migrate' ? again.to : 'stop' }, 'flush target no longer valid; chose again');
+    if (again?.kind === 'migrate') note(`${vm.name} goes to ${again.to}, not ${move.to} (${move.to}: ${why})`);
     if (again?.kind === 'migrate') {
       placed.clear();
       for (const [k, v] of place(without, again.to, vm)) placed.set(k, v);
@@ -517,7 +545,7 @@ export class FlushController {
   }
 
   /** Writes the move's spec edit (unless `write` is false), then waits until it settles. */
-  private async runMove(move: AnyMove, write: boolean, limit: AbortSignal): Promise<Settlement | 'notApplied'> {
+  private async runMove(move: AnyMove, write: boolean, limit: AbortSignal, note: (line: string) => void): Promise<Settlement | 'notApplied'> {
     const expect = expectationOf(move);
     if (!expect) return 'notApplied';
     // The informer must have seen our own write before its view can say anything about the move.
@@ -530,12 +558,16 @@ export class FlushController {
       if (!applied) return 'notApplied';
       written = applied.version;
       this.o.onAction?.(`${this.o.node} ${describeFlushMove(move, applied.spec.meta.migrationMethod)}`);
+      this.o.log.info({ vm: move.vm, move }, describeFlushMove(move, applied.spec.meta.migrationMethod));
+      if (move.kind === 'stop') note(`${move.vm} shut down: ${move.why}`);
     }
     for (;;) {
       const entry = this.o.informer.get(move.vm);
       if (entry && written >= 0 && !(entry.spec && 'value' in entry.spec && entry.spec.version >= written)) {
-        if (limit.aborted) return 'pending';
-        await this.waitChange(limit);
+        // Even when let go, wait (only) until the informer holds our write: whatever runs next plans
+        // from the informer, and must see this move. Only the daemon stopping cuts this short.
+        if (this.hard.signal.aborted) return 'pending';
+        await this.waitChange(this.hard.signal);
         continue;
       }
       const spec = entry?.spec && 'value' in entry.spec ? entry.spec.value : null;
@@ -595,7 +627,8 @@ export class FlushController {
       const entry = this.o.informer.get(name);
       if (!entry?.spec || 'error' in entry.spec) continue;
       const info = (entry.xml && 'value' in entry.xml ? entry.xml.value.info : undefined) ?? null;
-      out.push({ name, spec: entry.spec.value, memoryMiB: info ? Math.max(0, Math.round(info.memoryKiB / 1024)) : 0, vcpus: info?.vcpus ?? 0 });
+      const statusNode = entry.status && 'value' in entry.status ? entry.status.value?.node : undefined;
+      out.push({ name, spec: entry.spec.value, memoryMiB: info ? Math.max(0, Math.round(info.memoryKiB / 1024)) : 0, vcpus: info?.vcpus ?? 0, statusNode });
     }
     return out;
   }
@@ -634,4 +667,16 @@ export class FlushController {
     }
     throw new Error(`the status of node ${this.o.node} kept changing; gave up after 20 attempts`);
   }
+}
+
+/** Longest flush.message the node status takes (schemas/node.ts). */
+const MESSAGE_MAX = 1024;
+
+function clip(message: string): string {
+  return message.length <= MESSAGE_MAX ? message : `${message.slice(0, MESSAGE_MAX - 3)}...`;
+}
+
+/** The notable lines of a flush or ready, appended to its progress message. */
+function notesOf(notes: readonly string[]): string {
+  return notes.length === 0 ? '' : `; ${notes.join('; ')}`;
 }

@@ -2,13 +2,18 @@
 //
 // flush N (spec.domainState flushed): every VM that runs on N (spec.node N, spec.state running),
 //   taken in name order, goes to the node its selector picks (meta.nodeSelector, or the cluster
-//   default) among the nodes that are alive, ready, not asked to flush and inside meta.nodeLimit —
-//   counting the VMs this flush has already placed (reconcilers/selectors.ts, "Placements"). Its
-//   spec gets node = target and previousNode = N unless it already has one (a VM migrated before
-//   keeps its original home, seed 002; a VM going back to its previous node drops it). A VM with no
-//   valid target is shut down (spec.state stopped) and marked meta.autostart.
-// ready N: every VM whose previousNode is N comes back (node N, previousNode cleared), and every
-//   stopped VM homed on N with meta.autostart is started (state running, autostart cleared).
+//   default) among the nodes that are alive, ready, not asked to flush, inside meta.nodeLimit and —
+//   for a VM that migrates live only — taking live migrations, counting the VMs this flush has
+//   already placed (reconcilers/selectors.ts, "Placements"). Its spec gets node = target and
+//   previousNode = N unless it already has one (a VM migrated before keeps its original home, seed
+//   002; a VM going back to its previous node drops it). A VM with no valid target is shut down
+//   (spec.state stopped) and marked: spec.stoppedByFlush = N. The user's meta.autostart is never
+//   changed by a flush or a ready: it is a standing setting, the mark is the flush's own.
+// ready N: every VM whose previousNode is N comes back (node N, previousNode cleared; started again
+//   when a flush stopped it), unless its node limit no longer allows N or it runs elsewhere,
+//   migrates live only and N takes no live migration; and every stopped VM homed on N that a flush stopped or
+//   whose meta.autostart is on is started (state running, the mark cleared, autostart kept).
+//   So a flush/ready cycle leaves every VM's spec as it found it.
 //
 // The executor (controllers/flush-controller.ts) runs the moves under the cluster flush lock, at
 // most ClusterConfig.migration.maxOutgoing at a time, and re-checks each move against the fresh
@@ -27,19 +32,21 @@ export interface FlushVm {
   spec: VmSpec;
   memoryMiB: number;
   vcpus: number;
+  /** The node its status says it is on (its guest has not left it yet), when known. */
+  statusNode?: string | undefined;
 }
 
 export type FlushMove =
   /** Move the VM to `to` (a shutdown or live migration, as the VM's method says). */
   | { kind: 'migrate'; vm: string; from: string; to: string; selector: NodeSelector; memoryMiB: number; vcpus: number }
-  /** No valid target: shut the VM down and mark it autostart. */
+  /** No valid target: shut the VM down and mark it stopped by this flush (ready starts it again). */
   | { kind: 'stop'; vm: string; from: string; selector: NodeSelector; why: string };
 
 export type ReadyMove =
-  /** Bring the VM back from `from`. */
+  /** Bring the VM back from `from` (and start it when a flush shut it down). */
   | { kind: 'return'; vm: string; from: string; to: string }
-  /** Start the autostart VM here. */
-  | { kind: 'autostart'; vm: string; node: string }
+  /** Start the VM here: a flush shut it down, or its meta.autostart is on. */
+  | { kind: 'autostart'; vm: string; node: string; stoppedBy?: string }
   /** Its previous node is here but its node limit no longer allows it: left where it is. */
   | { kind: 'skip'; vm: string; node: string; why: string };
 
@@ -71,6 +78,7 @@ export function planFlush(input: FlushPlanInput): FlushMove[] {
       defaultSelector: input.defaultSelector,
       nodeLimit: vm.spec.meta.nodeLimit,
       current: input.node,
+      method: vm.spec.meta.migrationMethod,
       nodes: input.nodes,
       placed,
     });
@@ -98,15 +106,26 @@ export function flushMoveApplies(move: FlushMove, spec: VmSpec | null): boolean 
 
 /** The spec a flush move writes. */
 export function flushSpecEdit(spec: VmSpec, move: FlushMove): VmSpec {
-  if (move.kind === 'stop') return { ...spec, state: 'stopped', meta: { ...spec.meta, autostart: true } };
+  if (move.kind === 'stop') return { ...spec, state: 'stopped', stoppedByFlush: move.from };
   const { previousNode, ...rest } = spec;
   const home = previousNode ?? move.from;
   // Going back where it came from: that is an unmigrate, it has no previous node any more.
   return home === move.to ? { ...rest, node: move.to } : { ...rest, node: move.to, previousNode: home };
 }
 
+/** What a ready needs to know of its own node. */
+export interface ReadyOptions {
+  /** The node takes live migrations (publishes a migration URI); undefined: unknown, assumed so. */
+  liveMigration?: boolean | undefined;
+}
+
+/** A stopped VM that a flush shut down (and that nobody has changed since). */
+export function stoppedByFlush(spec: VmSpec): boolean {
+  return spec.state === 'stopped' && spec.stoppedByFlush !== undefined;
+}
+
 /** Every move of a ready of `node`, in name order. */
-export function planReady(node: string, vms: readonly FlushVm[]): ReadyMove[] {
+export function planReady(node: string, vms: readonly FlushVm[], options: ReadyOptions = {}): ReadyMove[] {
   const moves: ReadyMove[] = [];
   for (const vm of [...vms].sort(byName)) {
     const { spec } = vm;
@@ -114,9 +133,11 @@ export function planReady(node: string, vms: readonly FlushVm[]): ReadyMove[] {
       const limit = spec.meta.nodeLimit;
       if (limit.length > 0 && !limit.includes(node)) {
         moves.push({ kind: 'skip', vm: vm.name, node, why: `its node limit [${limit.join(', ')}] no longer includes ${node}` });
+      } else if (spec.state === 'running' && spec.meta.migrationMethod === 'live' && options.liveMigration === false && vm.statusNode !== node) {
+        moves.push({ kind: 'skip', vm: vm.name, node, why: `it migrates live only and ${node} takes no live migration (publishes no migration URI)` });
       } else moves.push({ kind: 'return', vm: vm.name, from: spec.node, to: node });
-    } else if (spec.node === node && spec.state === 'stopped' && spec.meta.autostart) {
-      moves.push({ kind: 'autostart', vm: vm.name, node });
+    } else if (spec.node === node && spec.state === 'stopped' && (stoppedByFlush(spec) || spec.meta.autostart)) {
+      moves.push({ kind: 'autostart', vm: vm.name, node, ...(stoppedByFlush(spec) ? { stoppedBy: spec.stoppedByFlush! } : {}) });
     }
   }
   return moves;
@@ -128,7 +149,7 @@ export function readyMoveApplies(move: ReadyMove, spec: VmSpec | null): boolean 
     case 'return':
       return spec.previousNode === move.to;
     case 'autostart':
-      return spec.node === move.node && spec.state === 'stopped' && spec.meta.autostart;
+      return spec.node === move.node && spec.state === 'stopped' && (stoppedByFlush(spec) || spec.meta.autostart);
     case 'skip':
       return false;
   }
@@ -138,11 +159,15 @@ export function readyMoveApplies(move: ReadyMove, spec: VmSpec | null): boolean 
 export function readySpecEdit(spec: VmSpec, move: ReadyMove): VmSpec {
   switch (move.kind) {
     case 'return': {
-      const { previousNode: _back, ...rest } = spec;
-      return { ...rest, node: move.to };
+      const { previousNode: _back, stoppedByFlush: _mark, ...rest } = spec;
+      // A VM a flush shut down (e.g. flushed off its previous node, then off the next one) comes
+      // back running: the flush stopped it, not its owner.
+      return stoppedByFlush(spec) ? { ...rest, node: move.to, state: 'running' } : { ...rest, node: move.to };
     }
-    case 'autostart':
-      return { ...spec, state: 'running', meta: { ...spec.meta, autostart: false } };
+    case 'autostart': {
+      const { stoppedByFlush: _mark, ...rest } = spec;
+      return { ...rest, state: 'running' };
+    }
     case 'skip':
       return spec;
   }
@@ -205,11 +230,11 @@ export function describeFlushMove(move: FlushMove | ReadyMove, method?: string):
     case 'migrate':
       return `${move.vm} migrate ${move.from} → ${move.to} (flush; selector ${move.selector}${method ? `, method ${method}` : ''})`;
     case 'stop':
-      return `${move.vm} shutdown (flush: ${move.why}; marked autostart)`;
+      return `${move.vm} shutdown (flush: ${move.why}; ready starts it again)`;
     case 'return':
       return `${move.vm} migrate ${move.from} → ${move.to} (ready: back to its previous node${method ? `; method ${method}` : ''})`;
     case 'autostart':
-      return `${move.vm} start (ready: autostart)`;
+      return `${move.vm} start (ready: ${move.stoppedBy !== undefined ? `shut down by the flush of ${move.stoppedBy}` : 'autostart'})`;
     case 'skip':
       return `${move.vm} stays (ready: ${move.why})`;
   }

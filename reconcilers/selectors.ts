@@ -13,7 +13,9 @@
 //
 // Candidates: nodes whose daemon is alive (its ephemeral alive znode exists), whose status says
 // domainState ready and whose spec does not ask for a flush, within the VM's nodeLimit (when it has
-// one), other than the node the VM is on. Ties go to the node whose name sorts first, so the same
+// one), other than the node the VM is on, and — for a VM that migrates live only
+// (meta.migrationMethod live) — that take live migrations (publish a migration URI in their alive
+// znode; reconcilers/migration.ts would otherwise wait forever with TargetNotMigratable). Ties go to the node whose name sorts first, so the same
 // input always gives the same node.
 //
 // Placements. A caller that places several VMs in one go (a flush) passes what it has already
@@ -21,7 +23,7 @@
 // provisionedMiB, one VM to the VM count, the vCPUs to the allocated vCPUs, and the vCPUs to the
 // load too (a conservative estimate: a busy vCPU adds one to the load average). Without it, 20 VMs
 // flushed at once would all land on the node that looked best before the first of them arrived.
-import type { NodeSelector, NodeSpec, NodeStatus, VmNodeSelector } from '../schemas/index.ts';
+import type { NodeSelector, NodeSpec, NodeStatus, VmMigrationMethod, VmNodeSelector } from '../schemas/index.ts';
 
 export interface NodeCandidate {
   name: string;
@@ -29,6 +31,11 @@ export interface NodeCandidate {
   alive: boolean;
   spec: NodeSpec | null;
   status: NodeStatus | null;
+  /**
+   * The node takes live migrations: its alive znode publishes a migration URI (daemon config
+   * migration.uri and migrateUri). Undefined when the caller does not know: not held against it.
+   */
+  liveMigration?: boolean | undefined;
 }
 
 /** What a caller has already put on a node and the node's status does not show yet. */
@@ -46,6 +53,8 @@ export interface SelectInput {
   nodeLimit: readonly string[];
   /** The node the VM is on now: never chosen. */
   current?: string | undefined;
+  /** The VM's meta.migrationMethod: `live` rules out nodes that take no live migration. Default: any. */
+  method?: VmMigrationMethod | undefined;
   nodes: readonly NodeCandidate[];
   /** Load already placed on nodes by the caller (see the top of this file). */
   placed?: ReadonlyMap<string, Placed>;
@@ -102,14 +111,29 @@ export function compareFigures(selector: NodeSelector, a: NodeFigures, b: NodeFi
 }
 
 /** Why `node` may not take the VM, or undefined when it may. */
-export function exclusionReason(node: NodeCandidate, input: Pick<SelectInput, 'nodeLimit' | 'current'>): string | undefined {
+export function exclusionReason(node: NodeCandidate, input: Pick<SelectInput, 'nodeLimit' | 'current' | 'method'>): string | undefined {
   if (node.name === input.current) return 'the VM is there now';
   if (input.nodeLimit.length > 0 && !input.nodeLimit.includes(node.name)) return 'outside the node limit';
   if (!node.alive) return 'its daemon is not running';
   if (!node.status) return 'it has reported no status';
   if (node.status.domainState !== 'ready') return `it is ${node.status.domainState}`;
   if (node.spec?.domainState === 'flushed') return 'it is asked to flush';
+  if (input.method === 'live' && node.liveMigration === false) return 'it takes no live migration (publishes no migration URI) and the VM migrates live only';
   return undefined;
+}
+
+/**
+ * Whether a node's alive znode payload publishes a migration URI (controllers/daemon.ts writes
+ * `migration: {uri, migrateUri}` when the daemon's config has both; the migration controller's
+ * parsePeer reads the same): without one, the node takes no live migration.
+ */
+export function aliveTakesLiveMigration(payload: string): boolean {
+  try {
+    const m = (JSON.parse(payload) as { migration?: { uri?: unknown; migrateUri?: unknown } } | null)?.migration;
+    return typeof m?.uri === 'string' && typeof m.migrateUri === 'string';
+  } catch {
+    return false;
+  }
 }
 
 const byName = (a: { name: string }, b: { name: string }): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);

@@ -52,7 +52,7 @@ export const NodeFlushSchema = z.strictObject({
   total: intInRange(0),
   /** Moves finished: the VM runs on its target (flush) or back here (ready). */
   moved: intInRange(0),
-  /** Flush: VMs shut down and marked autostart (no valid target). Ready: autostart VMs started. */
+  /** Flush: VMs shut down for want of a target (marked stoppedByFlush). Ready: VMs started (shut down by a flush, or autostart). */
   stopped: intInRange(0),
   /** Moves under way now. */
   inFlight: intInRange(0),

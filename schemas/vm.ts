@@ -42,6 +42,14 @@ export const vmSpecShape = {
   node: NameSchema,
   /** Where the VM came from, for unmigrate; null when it has none. */
   previousNode: NameSchema.nullable().optional(),
+  /**
+   * The node whose flush shut this VM down because no node could take it (DESIGN.md §4 "Node flush
+   * / ready": no target → stopped + autostart). `vk node ready` of the VM's node (or of its
+   * previousNode, which brings it back) starts it again and clears this. It is the flush's mark,
+   * kept apart from the user's meta.autostart, which no flush or ready changes. It means something
+   * only on a stopped VM: decode and encode drop it whenever state is not stopped.
+   */
+  stoppedByFlush: NameSchema.optional(),
   meta: VmMetaSchema.prefault({}),
   /** 'pool/image' of every RBD disk, derived from the XML at define time. */
   rbd: z.array(RbdImageSchema).default([]),
@@ -172,11 +180,18 @@ export const MigrationRecordSchema = z
 export type MigrationRecord = z.output<typeof MigrationRecordSchema>;
 export type MigrationRecordInput = z.input<typeof MigrationRecordSchema>;
 
+/** A flush's mark outlives no change of state: a VM started (or disabled) since is no longer the flush's. */
+function dropStaleMarks(spec: VmSpec): VmSpec {
+  if (spec.stoppedByFlush === undefined || spec.state === 'stopped') return spec;
+  const { stoppedByFlush: _stale, ...rest } = spec;
+  return rest;
+}
+
 export function decodeVmSpec(value: unknown, fieldPrefix = 'spec'): VmSpec {
-  return decodeWith(VmSpecSchema, value, fieldPrefix);
+  return dropStaleMarks(decodeWith(VmSpecSchema, value, fieldPrefix));
 }
 export function encodeVmSpec(spec: VmSpecInput): string {
-  return encodeWith(VmSpecSchema, spec, 'spec');
+  return JSON.stringify(dropStaleMarks(decodeWith(VmSpecSchema, spec, 'spec')));
 }
 
 export function decodeVmStatus(value: unknown, fieldPrefix = 'status'): VmStatus {

@@ -252,7 +252,7 @@ async function computePlan(cluster: Cluster, objects: readonly DesiredObject[]) 
       vms.set(obj.name, { name: obj.name, spec: p.vmSpec, generation, xml: obj.xml, status: before?.status ?? null, migration: before?.migration ?? null });
     } else if (obj.kind === 'Node') {
       const before = nodes.get(obj.name);
-      nodes.set(obj.name, { name: obj.name, spec: obj.spec, status: before?.status ?? null, alive: before?.alive ?? false });
+      nodes.set(obj.name, { name: obj.name, spec: obj.spec, status: before?.status ?? null, alive: before?.alive ?? false, liveMigration: before?.liveMigration ?? false });
     } else if (obj.kind === 'ClusterConfig') defaultSelector = obj.spec.defaultNodeSelector;
   }
   const actions = planCluster([...vms.values()], [...nodes.values()], new Date().toISOString(), { defaultSelector });

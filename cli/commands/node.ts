@@ -55,12 +55,18 @@ function flushProgress(status: NodeStatus, version: number): string | undefined 
   const f = status.flush;
   if (!f || f.generation < version) return undefined;
   if (f.phase === 'queued') return `${status.domainState}: ${f.message}`;
-  if (f.phase === 'moving') return `${status.domainState}: ${f.moved + f.stopped}/${f.total} done, ${f.inFlight} under way`;
+  if (f.phase === 'moving') {
+    // The daemon's message carries the figures and the lines worth reading (a VM shut down for want
+    // of a target, a move skipped or re-planned); the figures alone when it has none.
+    const figures = `${f.moved + f.stopped}/${f.total} done, ${f.inFlight} under way`;
+    const notes = f.message.indexOf('; ');
+    return `${status.domainState}: ${figures}${notes >= 0 ? f.message.slice(notes) : ''}`;
+  }
   return undefined;
 }
 
 export function registerNode(program: Command): void {
   const node = program.command('node').description('act on one node (flush it for maintenance, bring it back)');
-  verb(node, 'flush', 'move every VM off the node (VMs with no valid target are shut down and marked autostart)', 'flushed');
-  verb(node, 'ready', 'make the node take VMs again (brings back VMs whose previous node it is, starts autostart VMs)', 'ready');
+  verb(node, 'flush', 'move every VM off the node (VMs with no valid target are shut down; ready starts them again)', 'flushed');
+  verb(node, 'ready', 'make the node take VMs again (brings back VMs whose previous node it is, starts the VMs a flush shut down and autostart VMs)', 'ready');
 }

@@ -7,7 +7,9 @@
 // process — hv1's as a `vk daemon` child process for the kill — and the real `vk` binary.
 //
 // No race decides an outcome here: a06, the sixth VM of hv1 in flush order, has migrationMethod
-// live, which the test driver cannot do, so its move never settles. With one move at a time
+// live; hv2 and hv3 publish a migration URI (so the flush may send it there) that leads nowhere,
+// and the test driver cannot migrate anyway: its live migration fails and is retried, and its move
+// never settles. With one move at a time
 // (maxOutgoing 1) hv1's flush moves a01-a05, then holds the lock on a06 until a test changes a06's
 // method or cancels the flush.
 import assert from 'node:assert/strict';
@@ -22,6 +24,8 @@ const BLOCKER = 'a06';
 const B = ['b01', 'b02', 'b03', 'b04'];
 const LOCK = paths.lock('flush');
 const LONG = 90_000;
+/** A migration URI nothing listens on: live migrations to the node are attempted and fail. */
+const NOWHERE = { migration: { uri: 'qemu+tcp://127.0.0.1:9/system', migrateUri: 'tcp://127.0.0.1:9' } };
 
 describe('concurrent, cancelled and orphaned flushes', { timeout: 600_000 }, () => {
   let rig: FlushRig;
@@ -41,7 +45,7 @@ describe('concurrent, cancelled and orphaned flushes', { timeout: 600_000 }, () 
       migration: { maxOutgoing: 1, maxIncoming: 8, phaseTimeoutMs: 4000 },
     });
     vk = vkFor(rig.zk.connectString, '/virtkeeper');
-    for (const name of ['hv1', 'hv2', 'hv3']) await rig.startDaemon(name);
+    for (const name of ['hv1', 'hv2', 'hv3']) await rig.startDaemon(name, name === 'hv1' ? {} : NOWHERE);
     for (const vm of A) {
       await rig.writeVm(vm, { node: 'hv1', state: 'running', shutdownTimeoutMs: 5000, meta: { migrationMethod: vm === BLOCKER ? 'live' : 'shutdown' } });
     }
@@ -109,7 +113,7 @@ describe('concurrent, cancelled and orphaned flushes', { timeout: 600_000 }, () 
     assert.equal(ready.code, 0, ready.stderr + ready.stdout);
 
     // The flush stopped between moves: it started nothing after the ready, every move it had started
-    // was over (a06's let go after the grace period) before it reported the cancellation.
+    // was over (a06's let go at once) before it reported the cancellation.
     const started = rig.actions.filter((l) => /^hv1 a\d\d migrate hv1 → hv\d \(flush;/.test(l)).map((l) => l.split(' ')[1]!);
     const cancelLine = rig.actions.find((l) => l.startsWith('hv1 (node) flush cancelled'));
     assert.ok(cancelLine, `the flush reports its cancellation: ${rig.actions.filter((l) => l.includes('(node)')).join(' | ')}`);
@@ -120,7 +124,9 @@ describe('concurrent, cancelled and orphaned flushes', { timeout: 600_000 }, () 
     assert.ok(atCancel, 'snapshot taken');
     for (const s of atCancel) {
       const where = s.status?.node;
-      assert.equal(s.status?.phase, 'Running', `${s.vm} running at the cancel (${JSON.stringify(s)})`);
+      // a06 may be between two of its failing attempts, or in one.
+      const phases = s.vm === BLOCKER ? ['Running', 'Migrating'] : ['Running'];
+      assert.ok(phases.includes(s.status?.phase ?? ''), `${s.vm} running at the cancel (${JSON.stringify(s)})`);
       if (started.includes(s.vm) && s.vm !== BLOCKER) assert.equal(where, s.node, `${s.vm} on its flush target`);
       else assert.equal(where, 'hv1', `${s.vm} still on hv1`);
     }

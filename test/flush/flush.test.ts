@@ -3,9 +3,9 @@
 //
 // 20 VMs are flushed off hv1 under the `mem` selector: each must land where an independent
 // re-computation of `mem` over provisioned memory (counting what the flush placed) says, never
-// outside its node limit; the VM whose limit allows only hv1 is shut down and marked autostart;
+// outside its node limit; the VM whose limit allows only hv1 is shut down and marked stoppedByFlush;
 // `vk plan` run beforehand predicted every move. `vk node ready hv1` brings back exactly the VMs
-// whose previous node is hv1 and starts the autostart VM.
+// whose previous node is hv1 and starts the VM the flush shut down.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -130,7 +130,8 @@ describe('node flush and ready with three daemons', { timeout: 300_000 }, () => 
       const spec = await rig.spec(vm);
       if (target === null) {
         assert.equal(spec.state, 'stopped', vm);
-        assert.equal(spec.meta.autostart, true, `${vm} is marked autostart`);
+        assert.equal(spec.stoppedByFlush, 'hv1', `${vm} is marked stopped by the flush of hv1`);
+        assert.equal(spec.meta.autostart, false, `${vm}: the user's autostart is left alone`);
         assert.equal(spec.node, 'hv1');
         await waitFor(`${vm} stopped`, async () => (await rig.status(vm))?.phase === 'Stopped');
         assert.deepEqual(await rig.runningOn(vm), []);
@@ -152,7 +153,7 @@ describe('node flush and ready with three daemons', { timeout: 300_000 }, () => 
     const migrated = VMS.filter((vm) => expected.get(vm) !== null && vm !== 'vm05');
     const ready = await vk('node', 'ready', 'hv1', '--wait', '--timeout', '120');
     assert.equal(ready.code, 0, ready.stderr + ready.stdout);
-    assert.match(ready.stdout, new RegExp(`node/hv1 ready: ${migrated.length} returned, 1 autostarted`));
+    assert.match(ready.stdout, new RegExp(`node/hv1 ready: ${migrated.length} returned, 1 started`));
     for (const vm of migrated) {
       const spec = await rig.spec(vm);
       assert.equal(spec.node, 'hv1', vm);
@@ -164,7 +165,7 @@ describe('node flush and ready with three daemons', { timeout: 300_000 }, () => 
     assert.deepEqual([vm05.node, vm05.previousNode], ['hv2', 'hv3'], 'vm05 came from hv3, not hv1: it stays');
     assert.equal(await rig.runsOn('vm05', 'hv2'), true);
     const vm13 = await rig.spec('vm13');
-    assert.deepEqual([vm13.node, vm13.state, vm13.meta.autostart], ['hv1', 'running', false]);
+    assert.deepEqual([vm13.node, vm13.state, vm13.stoppedByFlush, vm13.meta.autostart], ['hv1', 'running', undefined, false]);
     await waitFor('vm13 running on hv1', () => rig.runsOn('vm13', 'hv1'));
     const off1 = await rig.spec('off1');
     assert.deepEqual([off1.node, off1.state], ['hv1', 'stopped'], 'not autostart: stays stopped');

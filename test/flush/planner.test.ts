@@ -18,7 +18,7 @@ import {
 import type { NodeCandidate } from '../../reconcilers/selectors.ts';
 import { computeNodeStatus } from '../../reconcilers/node-keepalive.ts';
 import { planCluster, renderPlan, type NodeView, type VmView } from '../../cli/plan.ts';
-import { decodeMigrationRecord, decodeNodeStatus, decodeVmSpec, encodeNodeStatus, xmlHash, type NodeStatus, type VmSpecInput, type VmStatus } from '../../schemas/index.ts';
+import { decodeMigrationRecord, decodeNodeStatus, decodeVmSpec, encodeNodeStatus, encodeVmSpec, xmlHash, type NodeStatus, type VmSpecInput, type VmStatus } from '../../schemas/index.ts';
 
 function node(name: string, o: { total?: number; prov?: number; state?: NodeStatus['domainState']; alive?: boolean; flushed?: boolean; vms?: number } = {}): NodeCandidate {
   return {
@@ -136,11 +136,13 @@ describe('flush spec edits', () => {
     assert.equal(back.previousNode, undefined, 'back where it came from: no previous node');
   });
 
-  test('stop: state stopped and autostart; the rest as it was', () => {
+  test("stop: state stopped and marked stopped by this flush; the user's autostart and the rest as they were", () => {
     const s = spec({ meta: { nodeLimit: ['hv1'], migrationMethod: 'shutdown' } });
     const out = flushSpecEdit(s, { kind: 'stop', vm: 'a', from: 'hv1', selector: 'mem', why: 'x' });
     assert.equal(out.state, 'stopped');
-    assert.equal(out.meta.autostart, true);
+    assert.equal(out.stoppedByFlush, 'hv1');
+    assert.equal(out.meta.autostart, false, 'autostart is the user\'s: the flush does not touch it');
+    assert.equal(flushSpecEdit(spec({ meta: { autostart: true } }), { kind: 'stop', vm: 'a', from: 'hv1', selector: 'mem', why: 'x' }).meta.autostart, true);
     assert.deepEqual(out.meta.nodeLimit, ['hv1']);
     assert.equal(out.node, 'hv1');
   });
@@ -173,7 +175,7 @@ describe('planReady', () => {
     ]);
   });
 
-  test('edits: return clears previousNode; autostart starts and clears the flag', () => {
+  test("edits: return clears previousNode; autostart starts and keeps the user's flag", () => {
     const s = decodeVmSpec({ node: 'hv2', previousNode: 'hv1', state: 'running' });
     const back = readySpecEdit(s, { kind: 'return', vm: 'a', from: 'hv2', to: 'hv1' });
     assert.equal(back.node, 'hv1');
@@ -181,7 +183,7 @@ describe('planReady', () => {
     const a = decodeVmSpec({ node: 'hv1', state: 'stopped', meta: { autostart: true } });
     const started = readySpecEdit(a, { kind: 'autostart', vm: 'a', node: 'hv1' });
     assert.equal(started.state, 'running');
-    assert.equal(started.meta.autostart, false);
+    assert.equal(started.meta.autostart, true, 'a standing setting: it survives the ready');
     assert.equal(readyMoveApplies({ kind: 'autostart', vm: 'a', node: 'hv1' }, started), false, 'done once');
     assert.equal(readyMoveApplies({ kind: 'return', vm: 'a', from: 'hv2', to: 'hv1' }, back), false, 'done once');
     assert.equal(readyMoveApplies({ kind: 'return', vm: 'a', from: 'hv2', to: 'hv1' }, s), true);
@@ -222,8 +224,9 @@ test('describeFlushMove', () => {
     describeFlushMove({ kind: 'migrate', vm: 'a', from: 'hv1', to: 'hv2', selector: 'mem', memoryMiB: 1, vcpus: 1 }, 'shutdown'),
     'a migrate hv1 → hv2 (flush; selector mem, method shutdown)',
   );
-  assert.equal(describeFlushMove({ kind: 'stop', vm: 'b', from: 'hv1', selector: 'mem', why: 'no other node in the cluster' }), 'b shutdown (flush: no other node in the cluster; marked autostart)');
+  assert.equal(describeFlushMove({ kind: 'stop', vm: 'b', from: 'hv1', selector: 'mem', why: 'no other node in the cluster' }), 'b shutdown (flush: no other node in the cluster; ready starts it again)');
   assert.equal(describeFlushMove({ kind: 'autostart', vm: 'c', node: 'hv1' }), 'c start (ready: autostart)');
+  assert.equal(describeFlushMove({ kind: 'autostart', vm: 'c', node: 'hv1', stoppedBy: 'hv1' }), 'c start (ready: shut down by the flush of hv1)');
 });
 
 describe('vk plan (cli/plan.ts) shows a pending flush or ready move by move', () => {
@@ -266,7 +269,7 @@ describe('vk plan (cli/plan.ts) shows a pending flush or ready move by move', ()
       ],
     );
     assert.match(renderPlan(actions), /a migrate hv1 → hv3 \(flush; selector mem, method default\)/);
-    assert.match(renderPlan(actions), /b shutdown \(flush: no valid target .*; marked autostart\)/);
+    assert.match(renderPlan(actions), /b shutdown \(flush: no valid target .*; ready starts it again\)/);
     const expected = planFlush({
       node: 'hv1',
       vms: vms.map((v) => ({ name: v.name, spec: v.spec, memoryMiB: v.name === 'a' ? 512 : v.name === 'c' ? 128 : 256, vcpus: 1 })),
@@ -325,4 +328,99 @@ test('the keepalive carries the flush progress over (it is the flush reconciler\
   assert.deepEqual(computeNodeStatus({ ...base, flush }).flush, flush);
   assert.equal('flush' in computeNodeStatus(base), false);
   assert.deepEqual(decodeNodeStatus(JSON.parse(encodeNodeStatus(computeNodeStatus({ ...base, flush })))).flush, flush);
+});
+
+// Issue 12 §3 and §4: moves that cannot happen are not planned; a flush/ready cycle gives every VM
+// its spec back.
+describe('live-only VMs and flush/ready cycles (issue 12)', () => {
+  const live = (over: Partial<NodeCandidate> = {}, name = 'hv1') => ({ ...node(name), liveMigration: true, ...over });
+
+  test('a live-only VM skips targets that take no live migration, with the reason; with none left it is shut down', () => {
+    // hv3 has the least memory left: under mem, hv2 wins for every VM it may take.
+    const nodes = [live({}, 'hv1'), live({ liveMigration: false }, 'hv2'), { ...node('hv3', { prov: 8192 }), liveMigration: true }];
+    const vms = [vm('l', { node: 'hv1', meta: { migrationMethod: 'live' } }), vm('d', { node: 'hv1', meta: { nodeLimit: ['hv1', 'hv2'] } })];
+    const moves = planFlush({ node: 'hv1', vms, nodes, defaultSelector: 'mem' });
+    // hv2 would win for l under mem, but it cannot take a live migration.
+    assert.deepEqual(
+      moves.map((m) => (m.kind === 'migrate' ? `${m.vm}>${m.to}` : `${m.vm}:stop`)),
+      ['d>hv2', 'l>hv3'],
+      'a default-method VM may still go to hv2 (it falls back to shutdown there)',
+    );
+
+    const only = planFlush({ node: 'hv1', vms: [vm('l', { node: 'hv1', meta: { migrationMethod: 'live', nodeLimit: ['hv1', 'hv2'] } })], nodes, defaultSelector: 'mem' });
+    assert.equal(only.length, 1);
+    assert.equal(only[0]!.kind, 'stop');
+    assert.match((only[0] as Extract<FlushMove, { kind: 'stop' }>).why, /hv2: it takes no live migration \(publishes no migration URI\)/);
+  });
+
+  test('planReady: a VM a flush shut down comes back running; a running live-only VM does not come back to a node without live migration', () => {
+    const vms = [
+      vm('flushStopped', { node: 'hv2', previousNode: 'hv1', state: 'stopped', stoppedByFlush: 'hv2' }),
+      vm('userStopped', { node: 'hv2', previousNode: 'hv1', state: 'stopped' }),
+      vm('liveOnly', { node: 'hv2', previousNode: 'hv1', meta: { migrationMethod: 'live' } }),
+      vm('homeStopped', { node: 'hv1', state: 'stopped', stoppedByFlush: 'hv1' }),
+      // Its move away never happened (its guest is still here): coming back needs no migration.
+      { ...vm('liveStillHere', { node: 'hv2', previousNode: 'hv1', meta: { migrationMethod: 'live' } }), statusNode: 'hv1' },
+    ];
+    const moves = planReady('hv1', vms, { liveMigration: false });
+    assert.deepEqual(moves, [
+      { kind: 'return', vm: 'flushStopped', from: 'hv2', to: 'hv1' },
+      { kind: 'autostart', vm: 'homeStopped', node: 'hv1', stoppedBy: 'hv1' },
+      { kind: 'skip', vm: 'liveOnly', node: 'hv1', why: 'it migrates live only and hv1 takes no live migration (publishes no migration URI)' },
+      { kind: 'return', vm: 'liveStillHere', from: 'hv2', to: 'hv1' },
+      { kind: 'return', vm: 'userStopped', from: 'hv2', to: 'hv1' },
+    ]);
+    const back = readySpecEdit(vms[0]!.spec, moves[0]!);
+    assert.deepEqual([back.node, back.state, back.previousNode, back.stoppedByFlush], ['hv1', 'running', undefined, undefined]);
+    const user = readySpecEdit(vms[1]!.spec, moves[4]!);
+    assert.deepEqual([user.node, user.state], ['hv1', 'stopped'], 'a VM its user stopped stays stopped');
+    assert.equal(planReady('hv1', vms).some((m) => m.vm === 'liveOnly' && m.kind === 'return'), true, 'unknown: assumed to take it');
+  });
+
+  test('the mark means something only on a stopped VM: decode and encode drop it otherwise', () => {
+    assert.equal(decodeVmSpec({ node: 'hv1', state: 'stopped', stoppedByFlush: 'hv1' }).stoppedByFlush, 'hv1');
+    assert.equal(decodeVmSpec({ node: 'hv1', state: 'running', stoppedByFlush: 'hv1' }).stoppedByFlush, undefined);
+    assert.equal('stoppedByFlush' in JSON.parse(encodeVmSpec({ node: 'hv1', state: 'running', stoppedByFlush: 'hv1' })), false);
+    assert.throws(() => decodeVmSpec({ node: 'hv1', state: 'stopped', stoppedByFlush: 'HV/1' }), /stoppedByFlush/);
+  });
+
+  test("flush hv1, flush hv2, ready hv1, ready hv2 over the examples' VMs (test driver: no live migration) gives every spec back", () => {
+    const examples: FlushVm[] = [
+      vm('web1', { node: 'hv1', shutdownTimeoutMs: 5000, meta: { nodeLimit: ['hv1', 'hv2'], nodeSelector: 'mem', autostart: true } }),
+      vm('web2', { node: 'hv2', shutdownTimeoutMs: 5000, meta: { nodeLimit: ['hv1', 'hv2'], nodeSelector: 'mem', autostart: true, migrationMethod: 'live' } }),
+      vm('db1', { node: 'hv3', shutdownTimeoutMs: 5000, meta: { nodeSelector: 'vms', maxDowntimeMs: 500 } }),
+      vm('cache1', { node: 'hv1', shutdownTimeoutMs: 5000, meta: { nodeLimit: ['hv1', 'hv3'], nodeSelector: 'vcpus', migrationMethod: 'shutdown' } }),
+      vm('batch1', { node: 'hv2', state: 'stopped', shutdownTimeoutMs: 5000, meta: { nodeSelector: 'load' } }),
+    ];
+    const specs = new Map(examples.map((v) => [v.name, v.spec]));
+    const nodeState = new Map<string, { wanted: 'ready' | 'flushed'; now: NodeStatus['domainState'] }>(['hv1', 'hv2', 'hv3'].map((n) => [n, { wanted: 'ready', now: 'ready' }]));
+    const candidates = (): NodeCandidate[] =>
+      [...nodeState].map(([name, st]) => ({ ...node(name, { state: st.now, flushed: st.wanted === 'flushed' }), liveMigration: false }));
+    const current = () => examples.map((v) => ({ ...v, spec: specs.get(v.name)! }));
+    const flush = (n: string) => {
+      nodeState.set(n, { wanted: 'flushed', now: 'flushing' });
+      for (const move of planFlush({ node: n, vms: current(), nodes: candidates(), defaultSelector: 'mem' })) {
+        const spec = specs.get(move.vm)!;
+        assert.ok(flushMoveApplies(move, spec));
+        specs.set(move.vm, decodeVmSpec(JSON.parse(encodeVmSpec(flushSpecEdit(spec, move)))));
+      }
+      nodeState.set(n, { wanted: 'flushed', now: 'flushed' });
+    };
+    const ready = (n: string) => {
+      nodeState.set(n, { wanted: 'ready', now: 'unflushing' });
+      for (const move of planReady(n, current(), { liveMigration: false })) {
+        const spec = specs.get(move.vm)!;
+        if (!readyMoveApplies(move, spec)) continue;
+        specs.set(move.vm, decodeVmSpec(JSON.parse(encodeVmSpec(readySpecEdit(spec, move)))));
+      }
+      nodeState.set(n, { wanted: 'ready', now: 'ready' });
+    };
+    flush('hv1');
+    assert.deepEqual([specs.get('web1')!.node, specs.get('cache1')!.node], ['hv2', 'hv3']);
+    flush('hv2');
+    assert.deepEqual([specs.get('web1')!.state, specs.get('web1')!.stoppedByFlush, specs.get('web2')!.state, specs.get('web2')!.stoppedByFlush], ['stopped', 'hv2', 'stopped', 'hv2']);
+    ready('hv1');
+    ready('hv2');
+    for (const v of examples) assert.deepEqual(specs.get(v.name), v.spec, `${v.name} has its spec back`);
+  });
 });

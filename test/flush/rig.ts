@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
 import type { RunningDaemon } from '../../controllers/daemon.ts';
+import type { DaemonConfig } from '../../controllers/daemon-config.ts';
 import { ZkStore } from '../../controllers/zk/index.ts';
 import {
   decodeNodeStatus,
@@ -79,13 +80,14 @@ export class FlushRig {
     return hv;
   }
 
-  private config(name: string) {
-    return daemonConfig(name, this.zk.connectString, this.hv(name).libvirtd.socketPath, { keepaliveMs: 300, resyncMs: 5_000 });
+  private config(name: string, extra: Partial<DaemonConfig> = {}) {
+    return daemonConfig(name, this.zk.connectString, this.hv(name).libvirtd.socketPath, { keepaliveMs: 300, resyncMs: 5_000, ...extra });
   }
 
-  async startDaemon(name: string): Promise<RunningDaemon> {
+  /** A daemon in this process; `extra` overrides its config (e.g. `migration` to publish a migration URI). */
+  async startDaemon(name: string, extra: Partial<DaemonConfig> = {}): Promise<RunningDaemon> {
     if (this.daemons.has(name) || this.children.has(name)) throw new Error(`${name} already has a daemon`);
-    const d = await runDaemon(this.config(name), this.actions);
+    const d = await runDaemon(this.config(name, extra), this.actions);
     this.daemons.set(name, d);
     return d;
   }
