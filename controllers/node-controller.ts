@@ -6,9 +6,9 @@
 import { Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import type { Hypervisor } from '../drivers/hypervisor.ts';
-import { migrationInFlight, planDomain, type DomainAction, type DomainDesired, type DomainObserved } from '../reconcilers/domain.ts';
+import { migrationInFlight, peekSpec, planDomain, planUnreadableSpec, type DomainAction, type DomainDesired, type DomainObserved } from '../reconcilers/domain.ts';
 import { executeDomain, StatusConflictError, type DomainEffects } from '../reconcilers/domain-executor.ts';
-import { decodeMigrationRecord, encodeVmStatus, decodeVmStatus, type VmStatus, type ZkPaths } from '../schemas/index.ts';
+import { decodeMigrationRecord, encodeVmStatus, decodeVmStatus, type Condition, type VmStatus, type ZkPaths } from '../schemas/index.ts';
 import { done, requeueAfter, terminal, type ReconcileContext, type Result } from './reconciler.ts';
 import { VmInformer } from './vm-informer.ts';
 import { WorkQueue } from './workqueue.ts';
@@ -35,6 +35,8 @@ export class NodeController {
   private readonly subs = new Subscription();
   private resyncTimer: NodeJS.Timeout | undefined;
   private readonly now: () => string;
+  /** The problem last logged per VM (InvalidSpec, InvalidXml), so each is logged once. */
+  private readonly reported = new Map<string, string>();
 
   constructor(private readonly o: NodeControllerOptions) {
     this.now = o.now ?? (() => new Date().toISOString());
@@ -101,6 +103,8 @@ export class NodeController {
 
   /** What this node would do for `vm` now (no effects). Undefined when it may not decide yet. */
   async planFor(vm: string): Promise<DomainAction[] | undefined> {
+    const spec = this.informer.get(vm)?.spec;
+    if (spec && 'error' in spec) return planUnreadableSpec(spec.raw, await this.o.hv.domainState(vm));
     const inputs = await this.inputsFor(vm);
     return inputs && planDomain(vm, inputs.desired, inputs.observed);
   }
@@ -112,19 +116,30 @@ export class NodeController {
     if (!entry && !removed) return undefined;
     if (entry && !entry.loaded) return undefined;
     let desired: DomainDesired | undefined;
-    if (entry) {
-      if (!entry.spec || !entry.xml) return undefined;
-      if ('error' in entry.spec || 'error' in entry.xml) return undefined;
-      const xml = entry.xml.value;
+    // A VM whose spec znode is gone must not run: planned as deleted. An unreadable one is not planned.
+    if (entry?.spec) {
+      if ('error' in entry.spec) return undefined;
+      const xmlPath = this.o.paths.vmXml(vm);
+      const xml = entry.xml && 'value' in entry.xml ? entry.xml.value : undefined;
       // Only the home node reads the XML; elsewhere the planner never looks at it.
-      if (entry.spec.value.node === this.o.node && xml.error !== undefined) return undefined;
+      const homed = entry.spec.value.node === this.o.node;
+      const xmlProblem = !homed
+        ? undefined
+        : !entry.xml
+          ? `${xmlPath} is missing`
+          : 'error' in entry.xml
+            ? `${xmlPath}: ${entry.xml.error}`
+            : xml!.error !== undefined
+              ? `${xmlPath}: ${xml!.error}`
+              : undefined;
       desired = {
         spec: entry.spec.value,
         generation: entry.spec.version,
-        xml: xml.text,
+        xml: xml && xmlProblem === undefined ? xml.text : '',
         get xmlHash() {
-          return xml.hash;
+          return xml && xmlProblem === undefined ? xml.hash : '';
         },
+        ...(xmlProblem !== undefined && { xmlProblem }),
       };
     }
     const status = entry?.status && 'value' in entry.status ? entry.status : null;
@@ -146,11 +161,10 @@ export class NodeController {
   private async reconcile(vm: string, signal: AbortSignal, ctx: ReconcileContext): Promise<Result> {
     if (this.o.store.connectionState !== 'connected') return requeueAfter(500);
     const entry = this.informer.get(vm);
-    if (entry?.spec && 'error' in entry.spec) return terminal('InvalidSpec', entry.spec.error);
-    const xmlError = entry?.spec && 'value' in entry.spec && entry.spec.value.node === this.o.node && entry.xml && 'value' in entry.xml ? entry.xml.value.error : undefined;
-    if (xmlError !== undefined) return terminal('InvalidXml', xmlError);
+    if (entry?.spec && 'error' in entry.spec) return this.reconcileUnreadableSpec(vm, entry.spec, ctx, signal);
     const inputs = await this.inputsFor(vm);
     if (!inputs) return done;
+    this.reportOnce(vm, inputs.desired?.xmlProblem && { reason: 'InvalidXml', message: inputs.desired.xmlProblem });
     const actions = planDomain(vm, inputs.desired, inputs.observed);
     if (actions.some((a) => a.kind === 'migrate')) {
       this.o.onMigrate?.(vm);
@@ -162,6 +176,44 @@ export class NodeController {
     }
     const outcome = await executeDomain(this.o.node, vm, actions, this.effects(ctx), signal);
     return outcome.kind === 'requeueAfter' ? requeueAfter(outcome.ms) : done;
+  }
+
+  /**
+   * A spec that cannot be decoded: stop the guest here if its text says it must not run, and put
+   * an InvalidSpec condition on the status (by the VM's owner, or — for a VM with no status yet —
+   * by the node its text names). Logged once per distinct error, not at every resync.
+   */
+  private async reconcileUnreadableSpec(vm: string, spec: { error: string; raw: string; version: number }, ctx: ReconcileContext, signal: AbortSignal): Promise<Result> {
+    const message = `${this.o.paths.vmSpec(vm)}: ${spec.error}`;
+    this.reportOnce(vm, { reason: 'InvalidSpec', message });
+    const actions = planUnreadableSpec(spec.raw, await this.o.hv.domainState(vm));
+    if (actions.length > 0) await executeDomain(this.o.node, vm, actions, this.effects(ctx), signal);
+    const entry = this.informer.get(vm);
+    const status = entry?.status && 'value' in entry.status ? entry.status : null;
+    const now = this.now();
+    const mark: Condition = { type: 'InvalidSpec', status: 'True', reason: 'InvalidSpec', message, lastTransitionTime: now };
+    if (status && status.value.node === this.o.node) {
+      const before = status.value.conditions.find((c) => c.type === 'InvalidSpec');
+      if (before?.status === 'True' && before.message === message) return done;
+      const conditions = [...status.value.conditions.filter((c) => c.type !== 'InvalidSpec'), mark];
+      await this.writeStatus(vm, { ...status.value, conditions, updatedAt: now }, status.version);
+    } else if (!status && peekSpec(spec.raw).node === this.o.node) {
+      await this.writeStatus(vm, { phase: 'Pending', node: this.o.node, observedGeneration: spec.version, conditions: [mark], updatedAt: now }, null);
+    }
+    // Not `terminal`: the work queue would log that at every resync; the condition and one line say it.
+    return done;
+  }
+
+  /** A warn line when a VM's problem appears or changes, none while it stays the same; cleared once it is gone. */
+  private reportOnce(vm: string, problem: { reason: string; message: string } | undefined | '' | false): void {
+    if (!problem) {
+      this.reported.delete(vm);
+      return;
+    }
+    const key = `${problem.reason}:${problem.message}`;
+    if (this.reported.get(vm) === key) return;
+    this.reported.set(vm, key);
+    this.o.log.warn({ vm, reason: problem.reason }, problem.message);
   }
 
   private effects(ctx: ReconcileContext): DomainEffects {

@@ -19,7 +19,8 @@ import {
 } from '../schemas/index.ts';
 import type { DataState, ZkStore } from './zk/index.ts';
 
-export type Loaded<T> = { value: T; version: number } | { error: string } | null;
+/** A znode as read: its value, or why it could not be decoded (with its text and version), or absent. */
+export type Loaded<T> = { value: T; version: number } | { error: string; raw: string; version: number } | null;
 
 export interface VmEntry {
   name: string;
@@ -188,7 +189,8 @@ export class VmInformer {
           break;
       }
     } catch (error) {
-      entry[field] = { error: (error as Error).message };
+      // Kept (bounded) so a daemon can still tell an unreadable spec says "stopped".
+      entry[field] = { error: (error as Error).message, raw: text.slice(0, 65_536), version: state.version };
       this.log.warn({ vm: entry.name, field, err: error }, 'unreadable VM znode');
     }
   }

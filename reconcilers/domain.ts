@@ -35,6 +35,11 @@ export interface DomainDesired {
   generation: number;
   xml: string;
   xmlHash: string;
+  /**
+   * Set when the XML znode is missing or unreadable: nothing is defined or started from it, the
+   * VM can still be stopped (that needs no XML), and the status says why (condition InvalidXml).
+   */
+  xmlProblem?: string;
 }
 
 export interface DomainObserved {
@@ -131,7 +136,10 @@ export function planDomain(name: string, desired: DomainDesired | undefined, obs
   let honouredRestart = previous?.restartedAt;
   let crash = previous?.crash;
 
-  if (domain === null || !domain.persistent) {
+  const xmlProblem = desired.xmlProblem;
+  if (xmlProblem !== undefined) {
+    // Nothing to define from; a guest that runs keeps running, one that does not cannot start.
+  } else if (domain === null || !domain.persistent) {
     actions.push({ kind: 'define', xml: desired.xml, xmlHash: desired.xmlHash, why: 'missing' });
   } else if (previous?.xmlHash !== desired.xmlHash) {
     actions.push({ kind: 'define', xml: desired.xml, xmlHash: desired.xmlHash, why: 'xmlChanged' });
@@ -144,6 +152,8 @@ export function planDomain(name: string, desired: DomainDesired | undefined, obs
       actions.push(stopAction(spec, previous), { kind: 'start' });
       restartPending = false;
       honouredRestart = spec.restartedAt;
+    } else if (!active && xmlProblem !== undefined) {
+      willRun = false;
     } else if (!active) {
       // Died while it should run (the last status said Running): count it, and back off from the second death on.
       if (previous?.phase === 'Running' && previous.node === node) crash = nextCrash(crash, observed.now);
@@ -176,6 +186,7 @@ export function planDomain(name: string, desired: DomainDesired | undefined, obs
     restartPending,
     restartedAt: honouredRestart,
     crash,
+    xmlProblem,
     now: observed.now,
   });
   const version = observed.status?.version ?? null;
@@ -205,6 +216,28 @@ function claimStatus(planned: VmStatus, previous: VmStatus | null, domain: Local
 
 const ACTIVE_STATE_NAMES: ReadonlySet<string> = ACTIVE;
 const HOLDING_PHASES: ReadonlySet<VmStatus['phase']> = new Set(['Starting', 'Running', 'Migrating', 'Failed']);
+
+/**
+ * What an unreadable spec still tells: its `state` and `node` when the text is JSON with those
+ * fields as strings. Enough to stop a VM whose spec says it must not run, and to know whose status
+ * reports the problem; never enough to start anything.
+ */
+export function peekSpec(raw: string): { state?: string; node?: string } {
+  try {
+    const value = JSON.parse(raw) as unknown;
+    if (typeof value !== 'object' || value === null) return {};
+    const { state, node } = value as Record<string, unknown>;
+    return { ...(typeof state === 'string' && { state }), ...(typeof node === 'string' && { node }) };
+  } catch {
+    return {};
+  }
+}
+
+/** A VM whose spec cannot be read: only a stop is decided, and only when the text says stopped or disabled. */
+export function planUnreadableSpec(raw: string, domain: LocalDomain | null): DomainAction[] {
+  const { state } = peekSpec(raw);
+  return (state === 'stopped' || state === 'disabled') && isActive(domain) ? [{ kind: 'destroy' }] : [];
+}
 
 /** The status says the guest occupies its node (status.node). */
 export function statusHoldsGuest(status: VmStatus): boolean {
@@ -261,6 +294,7 @@ interface StatusInputs {
   restartPending: boolean;
   restartedAt: string | undefined;
   crash: Crash | undefined;
+  xmlProblem: string | undefined;
   now: string;
 }
 
@@ -271,12 +305,14 @@ function nextStatus(i: StatusInputs): VmStatus {
   const conditions: Condition[] = [];
   const keep = (type: string, status: Condition['status'], reason: string, message: string) =>
     conditions.push(condition(i.previous, type, status, reason, message, i.now));
+  const blocked = !i.willRun && spec.state === 'running' && i.xmlProblem !== undefined;
   keep(
     'Running',
     i.willRun ? 'True' : 'False',
-    i.willRun ? 'DomainRunning' : i.waiting ? 'CrashBackoff' : spec.state === 'running' ? 'Starting' : 'StoppedBySpec',
-    i.willRun ? `running on ${i.node}` : i.waiting ? `waiting before the next start` : `desired state is ${spec.state}`,
+    i.willRun ? 'DomainRunning' : i.waiting ? 'CrashBackoff' : blocked ? 'InvalidXml' : spec.state === 'running' ? 'Starting' : 'StoppedBySpec',
+    i.willRun ? `running on ${i.node}` : i.waiting ? `waiting before the next start` : blocked ? 'cannot start without a valid domain XML' : `desired state is ${spec.state}`,
   );
+  if (i.xmlProblem !== undefined) keep('InvalidXml', 'True', 'InvalidXml', i.xmlProblem);
   if (i.restartPending) keep('RestartPending', 'True', 'XmlChanged', 'the domain XML changed; it takes effect at the next start');
   // The migration reconciler's conditions (Migrating, MigrationAborted) ride along unchanged.
   // So does the note of the last stray copy another node destroyed.
@@ -286,10 +322,12 @@ function nextStatus(i: StatusInputs): VmStatus {
     node: i.node,
     observedGeneration: i.desired.generation,
     domainState: i.willRun ? 'running' : 'shutoff',
-    xmlHash: i.desired.xmlHash,
     conditions,
     updatedAt: i.now,
   };
+  // Without a readable XML nothing was defined from it: the hash stays that of the last definition.
+  const xmlHash = i.xmlProblem === undefined ? i.desired.xmlHash : i.previous?.xmlHash;
+  if (xmlHash !== undefined) status.xmlHash = xmlHash;
   if (i.restartedAt !== undefined) status.restartedAt = i.restartedAt;
   // A forced-stop request counts once: honoured by the stop it asked for, or overtaken by anything after it.
   if (spec.forceStopAt !== undefined) status.forceStopAt = spec.forceStopAt;

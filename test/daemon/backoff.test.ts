@@ -38,6 +38,8 @@ describe('a VM libvirt refuses', () => {
     const failed = (status.conditions as Array<{ type: string; status: string; message: string }>).find((c) => c.type === 'DefineFailed');
     assert.equal(failed?.status, 'True');
     assert.match(failed!.message, /no-such-os|os type|unsupported|invalid/i, 'carries libvirt\'s message');
+    // Issue 12 §5: the domain was never defined, so the status claims no domain state (it said "running").
+    assert.equal(status.domainState, undefined, `domainState ${String(status.domainState)} for a domain that does not exist`);
 
     const processedAtFailure = daemon!.controller.queue.metrics().processed;
     await new Promise((r) => setTimeout(r, 3000));
