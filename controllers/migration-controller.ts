@@ -17,7 +17,7 @@
 import { Subscription, map, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import type { MigratingHypervisor } from '../drivers/hypervisor.ts';
-import { planMigration, isTerminal, type MigrationInputs, type PeerInfo } from '../reconcilers/migration.ts';
+import { planMigration, planPlacementCondition, isTerminal, UNKNOWN_NODE, type MigrationInputs, type PeerInfo } from '../reconcilers/migration.ts';
 import { executeMigration, type MigrationEffects, type MigrationEvent } from '../reconcilers/migration-executor.ts';
 import {
   decodeClusterConfig,
@@ -83,6 +83,8 @@ export class MigrationController {
   private readonly subs = new Subscription();
   private readonly peerSubs = new Map<string, Subscription>();
   private readonly peers = new Map<string, PeerInfo>();
+  /** Children of /nodes: the nodes of the cluster (undefined until listed). */
+  private nodeNames: ReadonlySet<string> | undefined;
   private config: MigrationConfig = defaultClusterConfig().migration;
   /** Records as we last wrote them, until the informer has caught up. */
   private readonly ownWrites = new Map<string, { value: MigrationRecord; version: number; at: number }>();
@@ -114,6 +116,7 @@ export class MigrationController {
       store.watchChildren(paths.nodes).subscribe({
         next: (state) => {
           const names = new Set(state.kind === 'children' ? state.children : []);
+          this.nodeNames = names;
           for (const [name, sub] of this.peerSubs) {
             if (names.has(name)) continue;
             sub.unsubscribe();
@@ -139,6 +142,8 @@ export class MigrationController {
           }
           listed = true;
           checkLoaded();
+          // A node that appears (or goes) may be the one some spec.node names.
+          this.resyncPlacements();
         },
         error: (error: unknown) => this.o.log.error({ err: error }, 'node list watch failed'),
       }),
@@ -183,9 +188,22 @@ export class MigrationController {
     this.queue.add(vm);
   }
 
+  /** VMs whose spec.node names no node of the cluster, or whose status still says so. */
+  private resyncPlacements(): void {
+    const names = this.nodeNames;
+    if (!names) return;
+    for (const vm of this.o.informer.names()) {
+      const entry = this.o.informer.get(vm);
+      const spec = entry?.spec && 'value' in entry.spec ? entry.spec.value : null;
+      const status = entry?.status && 'value' in entry.status ? entry.status.value : null;
+      if ((spec && !names.has(spec.node)) || status?.conditions.some((c) => c.type === UNKNOWN_NODE)) this.queue.add(vm);
+    }
+  }
+
   /** Every VM this node may have a migration part in (any other one's reconcile returns at once). */
   resync(): void {
     for (const vm of this.o.informer.names()) if (this.mayInvolveThisNode(vm)) this.queue.add(vm);
+    this.resyncPlacements();
   }
 
   /** The inverse of reconcile's first test: a record naming this node, or a status held here. */
@@ -251,6 +269,18 @@ export class MigrationController {
     if (!entry.loaded || (entry.spec && 'error' in entry.spec)) return done;
     const spec = entry.spec && 'value' in entry.spec ? entry.spec.value : null;
     const status = entry.status && 'value' in entry.status ? entry.status : null;
+    if (this.nodeNames) {
+      const placement = planPlacementCondition(node, spec, status, this.nodeNames, [...this.peers.keys()], new Date(this.now()).toISOString());
+      if (placement) {
+        const path = this.o.paths.vmStatus(vm);
+        if (placement.version === null) await store.create(path, encodeVmStatus(placement.status));
+        else await store.set(path, encodeVmStatus(placement.status), placement.version);
+        const message = placement.status.conditions.find((c) => c.type === UNKNOWN_NODE)?.message;
+        if (message) ctx.logger.warn({ reason: UNKNOWN_NODE }, message);
+        return done;
+      }
+      if (spec && !this.nodeNames.has(spec.node)) return done;
+    }
     const record = this.recordOf(vm);
     const r = record?.value;
     const involved = r !== undefined && !isTerminal(r.phase) && (r.source === node || r.target === node);

@@ -323,6 +323,41 @@ function planTarget(i: MigrationInputs, record: MigrationRecord): MigrationStep 
   return { kind: 'prepare', bridges: i.bridges };
 }
 
+/**
+ * A spec.node that names no node of the cluster (written by another tool: `vk` refuses it) must not
+ * go unsaid: one node puts an UnknownNode condition on the status — its owner, or for a VM without
+ * a status the first live node by name — and takes it off once spec.node is known again. Pure; the
+ * migration controller writes the result with a compare-and-set (null version: create).
+ */
+export function planPlacementCondition(
+  node: string,
+  spec: VmSpec | null,
+  status: { value: VmStatus; version: number } | null,
+  knownNodes: ReadonlySet<string>,
+  liveNodes: readonly string[],
+  now: string,
+): { status: VmStatus; version: number | null } | undefined {
+  if (!spec) return undefined;
+  const unknown = !knownNodes.has(spec.node);
+  const reporter = status?.value.node ?? [...liveNodes].sort()[0];
+  if (reporter !== node) return undefined;
+  const has = status?.value.conditions.some((c) => c.type === UNKNOWN_NODE && c.status === 'True') ?? false;
+  if (!unknown) {
+    if (!has || !status) return undefined;
+    const conditions = status.value.conditions.filter((c) => c.type !== UNKNOWN_NODE);
+    return { status: { ...status.value, conditions, updatedAt: now }, version: status.version };
+  }
+  const message = `spec.node names ${spec.node}, which is not a node of this cluster; the VM stays where it is`;
+  const mark = { type: UNKNOWN_NODE, status: 'True' as const, reason: UNKNOWN_NODE, message };
+  if (!status) {
+    return { status: { phase: 'Pending', node, observedGeneration: -1, conditions: [{ ...mark, lastTransitionTime: now }], updatedAt: now }, version: null };
+  }
+  if (has && status.value.conditions.some((c) => c.type === UNKNOWN_NODE && c.message === message)) return undefined;
+  return { status: { ...status.value, conditions: setCondition(status.value.conditions, mark, now), updatedAt: now }, version: status.version };
+}
+
+export const UNKNOWN_NODE = 'UnknownNode';
+
 /** The target's verdict on preparing: undefined to acknowledge, else why it refuses. */
 export function prepareVerdict(
   node: string,

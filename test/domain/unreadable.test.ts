@@ -103,4 +103,20 @@ describe('a VM whose spec or XML cannot be read', () => {
     });
     assert.match(stopped.conditions.find((c) => c.type === 'InvalidXml')?.message ?? '', /is missing/);
   });
+
+  it('a spec.node naming no node of the cluster (written by another tool): condition UnknownNode, the guest stays', async () => {
+    // No status yet: the first live node by name (hv1, the only one) reports it.
+    await writeVm(store, 'lost1', { node: 'hv9', state: 'running' });
+    const fresh = await waitFor('UnknownNode on a new VM', async () => (await status('lost1'))?.conditions.find((c) => c.type === 'UnknownNode'));
+    assert.match(fresh.message, /spec\.node names hv9, which is not a node of this cluster/);
+    // A running VM whose spec moves to a node that does not exist: its owner says so and keeps it.
+    await writeVm(store, 'lost2', { node: 'hv1', state: 'running' });
+    await waitFor('lost2 running', async () => (await status('lost2'))?.phase === 'Running');
+    await editSpec(store, 'lost2', (spec) => (spec['node'] = 'hv9'));
+    await waitFor('UnknownNode on lost2', async () => (await status('lost2'))?.conditions.some((c) => c.type === 'UnknownNode'));
+    assert.equal(await domainState(hv1, 'lost2'), 'running');
+    await editSpec(store, 'lost2', (spec) => (spec['node'] = 'hv1'));
+    await waitFor('UnknownNode cleared', async () => !(await status('lost2'))?.conditions.some((c) => c.type === 'UnknownNode'));
+    assert.equal(await domainState(hv1, 'lost2'), 'running');
+  });
 });
