@@ -161,7 +161,6 @@ export function writeDaemonConfig(node: NodeState, s: DaemonSettings): string {
     // The node's VM bridges live in its network namespace; the daemon runs in the host's.
     netns: node.netns,
     ...(s.driver === 'qemu' ? { migration: { uri: `qemu+tcp://${s.address}/system`, migrateUri: `tcp://${s.address}` } } : {}),
-    keepaliveMs: 5000,
     logLevel: s.logLevel ?? 'info',
   };
   const file = join(node.dir, 'virtkeeper.yaml');
