@@ -43,10 +43,15 @@ export const DaemonConfigSchema = z.strictObject({
       bandwidthMiBs: positiveInt.optional(),
     })
     .prefault({}),
-  keepaliveMs: positiveInt.default(5_000),
+  /**
+   * Node status interval. Unset: the cluster config's keepaliveIntervalMs (default 5000), followed
+   * as it changes; set here (or by --keepalive-ms), this node keeps its own.
+   */
+  keepaliveMs: positiveInt.optional(),
   resyncMs: positiveInt.default(60_000),
   consolePollMs: positiveInt.default(500),
-  consoleLines: positiveInt.default(1_000),
+  /** Console lines kept per VM. Unset: the cluster config's consoleLogLines (default 1000), followed as it changes. */
+  consoleLines: positiveInt.optional(),
   concurrency: positiveInt.default(8),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });

@@ -1,12 +1,16 @@
 // The node's background services beside the domain reconciler: the keepalive (node status every
 // few seconds) and the console follower (serial logs of this node's VMs into ZooKeeper).
+//
+// Their settings come from the cluster config (/virtkeeper/config: keepaliveIntervalMs,
+// consoleLogLines), watched and applied as it changes, unless the node's daemon config sets its
+// own (keepaliveMs, consoleLines), which then wins for this node.
 import { Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import { readHost } from '../drivers/host.ts';
 import type { Hypervisor } from '../drivers/hypervisor.ts';
 import { createConsoleFollower, type ConsoleFollower } from '../reconcilers/console.ts';
 import { runKeepalive, type AssignedVm } from '../reconcilers/node-keepalive.ts';
-import { decodeNodeStatus, encodeNodeStatus, type ZkPaths } from '../schemas/index.ts';
+import { decodeClusterConfig, decodeNodeStatus, defaultClusterConfig, encodeNodeStatus, type ClusterConfig, type ZkPaths } from '../schemas/index.ts';
 import type { VmInformer } from './vm-informer.ts';
 import type { ZkStore } from './zk/index.ts';
 
@@ -18,17 +22,26 @@ export interface NodeServicesOptions {
   hv: Hypervisor;
   informer: VmInformer;
   log: Logger;
-  keepaliveMs: number;
+  /** The daemon config's keepaliveMs: when set, it wins over the cluster's keepaliveIntervalMs. */
+  keepaliveMs: number | undefined;
   consolePollMs: number;
-  consoleLines: number;
+  /** The daemon config's consoleLines: when set, it wins over the cluster's consoleLogLines. */
+  consoleLines: number | undefined;
+}
+
+/** The keepalive interval and console lines in force: the node's own setting, else the cluster's. */
+export function effectiveSettings(o: Pick<NodeServicesOptions, 'keepaliveMs' | 'consoleLines'>, config: ClusterConfig): { keepaliveMs: number; consoleLines: number } {
+  return { keepaliveMs: o.keepaliveMs ?? config.keepaliveIntervalMs, consoleLines: o.consoleLines ?? config.consoleLogLines };
 }
 
 /** How long VM changes gather before the console follower looks at them. */
 const CONSOLE_BATCH_MS = 200;
 
 export class NodeServices {
-  private readonly abort = new AbortController();
-  private keepalive: Promise<void> | undefined;
+  private stopped = false;
+  /** The keepalive loop in force (restarted when its interval changes) and the interval it runs at. */
+  private keepalive: { abort: AbortController; done: Promise<void>; intervalMs: number } | undefined;
+  private config: ClusterConfig = defaultClusterConfig();
   private readonly console: ConsoleFollower;
   private readonly subs = new Subscription();
   private readonly consoleDirty = new Set<string>();
@@ -37,7 +50,7 @@ export class NodeServices {
   constructor(private readonly o: NodeServicesOptions) {
     this.console = createConsoleFollower({
       log: o.log,
-      maxLines: o.consoleLines,
+      maxLines: effectiveSettings(o, defaultClusterConfig()).consoleLines,
       pollMs: o.consolePollMs,
       readConsole: async (vm) => {
         const got = await o.store.get(o.paths.vmConsole(vm));
@@ -55,25 +68,27 @@ export class NodeServices {
 
   start(): void {
     const { o } = this;
-    this.keepalive = runKeepalive({
-      node: o.node,
-      version: o.version,
-      hv: o.hv,
-      log: o.log,
-      signal: this.abort.signal,
-      intervalMs: o.keepaliveMs,
-      readHost: () => readHost(),
-      readAssigned: async () => this.assigned(),
-      readNodeStatus: async () => {
-        const got = await o.store.get(o.paths.nodeStatus(o.node));
-        return got ? { value: decodeNodeStatus(got.data), version: got.version } : null;
-      },
-      writeNodeStatus: async (status, version) => {
-        const data = encodeNodeStatus(status);
-        if (version === null) await o.store.create(o.paths.nodeStatus(o.node), data, { parents: true });
-        else await o.store.set(o.paths.nodeStatus(o.node), data, version);
-      },
-    }).catch((error: unknown) => o.log.error({ err: error }, 'keepalive stopped'));
+    // The keepalive starts with the first answer of the config watch (the config, or none: defaults).
+    this.subs.add(
+      o.store.watchData(o.paths.config).subscribe({
+        next: (s) => {
+          if (s.kind === 'deleted') this.config = defaultClusterConfig();
+          else {
+            try {
+              this.config = decodeClusterConfig(s.data.toString('utf8'));
+            } catch (error) {
+              o.log.warn({ err: error }, 'unreadable cluster config; keeping the keepalive and console settings in force');
+            }
+          }
+          this.applySettings();
+        },
+        error: (error: unknown) => {
+          // NoAuth and the like: keep going with what is in force (defaults if nothing was read).
+          o.log.error({ err: error }, 'cannot watch the cluster config; keepalive and console settings stay as they are');
+          this.applySettings();
+        },
+      }),
+    );
     for (const vm of o.informer.names()) this.updateConsole(vm);
     // Batched off the reconcile path: while hundreds of VMs converge, which serial logs to follow
     // (it parses each homed VM's XML) can wait a moment, and repeated changes of a VM coalesce.
@@ -86,11 +101,55 @@ export class NodeServices {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     this.subs.unsubscribe();
     clearTimeout(this.consoleTimer);
-    this.abort.abort();
-    await this.keepalive;
+    this.keepalive?.abort.abort();
+    await this.keepalive?.done;
     await this.console.stop();
+  }
+
+  /** The keepalive interval and console lines in force now. */
+  settings(): { keepaliveMs: number; consoleLines: number } {
+    return effectiveSettings(this.o, this.config);
+  }
+
+  private applySettings(): void {
+    if (this.stopped) return;
+    const { keepaliveMs, consoleLines } = this.settings();
+    this.console.setMaxLines(consoleLines);
+    if (this.keepalive?.intervalMs === keepaliveMs) return;
+    const source = this.o.keepaliveMs !== undefined ? 'daemon config' : 'cluster config';
+    this.o.log.info({ keepaliveMs, consoleLines, source }, this.keepalive ? 'keepalive interval changed' : 'keepalive starting');
+    // A new loop at the new interval, once the old one has settled (it writes nothing after that).
+    const previous = this.keepalive;
+    previous?.abort.abort();
+    const abort = new AbortController();
+    const done = (previous?.done ?? Promise.resolve()).then(() => (abort.signal.aborted ? undefined : this.runKeepalive(abort.signal, keepaliveMs)));
+    this.keepalive = { abort, done, intervalMs: keepaliveMs };
+  }
+
+  private runKeepalive(signal: AbortSignal, intervalMs: number): Promise<void> {
+    const { o } = this;
+    return runKeepalive({
+      node: o.node,
+      version: o.version,
+      hv: o.hv,
+      log: o.log,
+      signal,
+      intervalMs,
+      readHost: () => readHost(),
+      readAssigned: async () => this.assigned(),
+      readNodeStatus: async () => {
+        const got = await o.store.get(o.paths.nodeStatus(o.node));
+        return got ? { value: decodeNodeStatus(got.data), version: got.version } : null;
+      },
+      writeNodeStatus: async (status, version) => {
+        const data = encodeNodeStatus(status);
+        if (version === null) await o.store.create(o.paths.nodeStatus(o.node), data, { parents: true });
+        else await o.store.set(o.paths.nodeStatus(o.node), data, version);
+      },
+    }).catch((error: unknown) => o.log.error({ err: error }, 'keepalive stopped'));
   }
 
   /** Every VM whose spec.node is this node, with memory and vCPUs from its XML. */

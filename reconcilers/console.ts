@@ -54,7 +54,7 @@ export interface ConsoleEffects {
   /** Compare-and-set on `version` (null: create); resolves to the znode's new version. */
   writeConsole(vm: string, text: string, version: number | null): Promise<number>;
   log: Logger;
-  /** Default 1000 (ClusterConfig.consoleLogLines). */
+  /** Default 1000; the daemon passes ClusterConfig.consoleLogLines or its own consoleLines (setMaxLines changes it). */
   maxLines?: number;
   /** Default 512 KiB. */
   maxBytes?: number;
@@ -78,6 +78,11 @@ export interface ConsoleFollower {
   unfollow(vm: string): Promise<void>;
   following(): string[];
   state(vm: string): ConsoleFollowState | undefined;
+  /**
+   * Changes how many lines are kept per VM (ClusterConfig.consoleLogLines): buffers longer than that
+   * are cut at once and their znodes rewritten; a raised limit fills up with the output that follows.
+   */
+  setMaxLines(maxLines: number): void;
   /** Polls the file of `vm` (or of every VM) now and waits for the resulting writes. */
   syncNow(vm?: string): Promise<void>;
   /** Stops everything; resolves once no timer, poll or write is left. */
@@ -106,7 +111,7 @@ interface Followed {
 }
 
 export function createConsoleFollower(fx: ConsoleEffects): ConsoleFollower {
-  const maxLines = fx.maxLines ?? DEFAULT_CONSOLE_LINES;
+  let maxLines = fx.maxLines ?? DEFAULT_CONSOLE_LINES;
   const maxBytes = fx.maxBytes ?? DEFAULT_CONSOLE_BYTES;
   const isConflict = fx.isConflict ?? defaultIsConflict;
   const log = fx.log.child({ component: 'console' });
@@ -273,6 +278,17 @@ export function createConsoleFollower(fx: ConsoleEffects): ConsoleFollower {
     state(vm) {
       const f = vms.get(vm);
       return f && { path: f.path, polls: f.tailer.polls, lines: f.lines.length, writes: f.writes };
+    },
+
+    setMaxLines(n) {
+      if (n === maxLines) return;
+      maxLines = n;
+      for (const f of vms.values()) {
+        if (f.lines.length <= maxLines) continue;
+        f.lines = appendLines(f.lines, '', maxLines);
+        f.text = consoleText(f.lines);
+        void sync(f);
+      }
     },
 
     async syncNow(vm) {

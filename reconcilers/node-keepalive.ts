@@ -16,6 +16,19 @@ import { isValidName, type Condition, type NodeDaemonState, type NodeDomainState
 import type { DomainRunState } from './domain.ts';
 import { sleep } from './sleep.ts';
 
+/**
+ * How old a node's last keepalive is, and whether it is stale: older than the cluster config's
+ * keepaliveDeadAfterMs. Reported only (`vk get nodes`, `vk describe node`), never acted on alone
+ * (DESIGN §4 "Fencing": a lost node is one whose alive znode is gone). keepaliveAt is the node's
+ * clock and nowMs the reader's, so this is as good as the two clocks agree.
+ */
+export function keepaliveAge(keepaliveAt: string, deadAfterMs: number, nowMs: number): { ageMs: number; stale: boolean } | undefined {
+  const at = Date.parse(keepaliveAt);
+  if (Number.isNaN(at)) return undefined;
+  const ageMs = Math.max(0, nowMs - at);
+  return { ageMs, stale: ageMs > deadAfterMs };
+}
+
 /** Domain states whose memory and vCPUs are in use and may be read. */
 const RUNNING: ReadonlySet<DomainRunState> = new Set(['running', 'blocked']);
 

@@ -51,7 +51,7 @@ export function registerDaemon(program: Command): void {
     .option('--config <file>', 'YAML config file (flags and env override it)')
     .option('--libvirt-socket <path>', 'libvirtd unix socket (env VK_LIBVIRT_SOCKET)')
     .option('--libvirt-uri <uri>', 'libvirt connection URI, e.g. qemu:///system (env VK_LIBVIRT_URI)')
-    .option('--keepalive-ms <ms>', 'node status interval (default 5000)')
+    .option('--keepalive-ms <ms>', 'node status interval (default: the cluster config\'s keepaliveIntervalMs, 5000)')
     .option('--resync-ms <ms>', 'periodic full resync interval (default 60000)')
     .option('--concurrency <n>', 'VMs reconciled at once (default 8)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env VK_LOG_LEVEL)')

@@ -1,11 +1,12 @@
 // `vk get vms|nodes|networks` (tables, wide, json, yaml) and `vk describe vm|node|network NAME`.
 import { Argument, Option, type Command } from 'commander';
-import type { Condition } from '../../schemas/index.ts';
+import { defaultClusterConfig, type Condition, type ZkPaths } from '../../schemas/index.ts';
 import {
   bridgeName,
   readAllNetworks,
   readAllNodes,
   readAllVms,
+  readConfig,
   readExistingVm,
   readNetwork,
   readNode,
@@ -17,6 +18,8 @@ import {
 import { withCluster } from '../connect.ts';
 import { readLockQueue, type LockEntry } from '../../controllers/lock.ts';
 import { FLUSH_LOCK } from '../../reconcilers/flush.ts';
+import { keepaliveAge } from '../../reconcilers/node-keepalive.ts';
+import type { ZkStore } from '../../controllers/zk/index.ts';
 import { CliError, usageError } from '../errors.ts';
 import { colors, indent, orDash, println, table, toJson, toYaml, type OutputFormat } from '../output.ts';
 
@@ -105,12 +108,47 @@ function flushCell(node: NodeState, queue: readonly LockEntry[]): string {
   return '-';
 }
 
-function nodeJson(node: NodeState, queue: readonly LockEntry[] = []) {
-  return { name: node.name, alive: node.alive, spec: node.spec?.value ?? null, status: node.status?.value ?? null, flushLock: flushLockOf(node.name, queue) };
+/** The cluster config's keepaliveDeadAfterMs (the default when the config is missing or unreadable: this is a report). */
+async function deadAfterMs(store: ZkStore, paths: ZkPaths): Promise<number> {
+  try {
+    return (await readConfig(store, paths)).value.keepaliveDeadAfterMs;
+  } catch {
+    return defaultClusterConfig().keepaliveDeadAfterMs;
+  }
 }
 
-export function printNodes(nodes: readonly NodeState[], format: OutputFormat, flushQueue: readonly LockEntry[] = []): void {
-  if (structured(format, nodes.map((n) => nodeJson(n, flushQueue)))) return;
+/** The node's keepalive age, stale when older than keepaliveDeadAfterMs; undefined without a status. */
+function keepaliveOf(node: NodeState, deadAfter: number, nowMs: number) {
+  const at = node.status?.value.keepaliveAt;
+  const age = at === undefined ? undefined : keepaliveAge(at, deadAfter, nowMs);
+  return age && { at: at!, ageMs: age.ageMs, stale: age.stale, deadAfterMs: deadAfter };
+}
+
+/** ALIVE: yes, no, or stale (a session but no keepalive for longer than keepaliveDeadAfterMs: reported, not acted on). */
+function aliveCell(node: NodeState, deadAfter: number, nowMs: number): string {
+  if (!node.alive) return 'no';
+  return keepaliveOf(node, deadAfter, nowMs)?.stale ? 'stale' : 'yes';
+}
+
+function nodeJson(node: NodeState, queue: readonly LockEntry[], deadAfter: number, nowMs: number) {
+  return {
+    name: node.name,
+    alive: node.alive,
+    keepalive: keepaliveOf(node, deadAfter, nowMs) ?? null,
+    spec: node.spec?.value ?? null,
+    status: node.status?.value ?? null,
+    flushLock: flushLockOf(node.name, queue),
+  };
+}
+
+export function printNodes(
+  nodes: readonly NodeState[],
+  format: OutputFormat,
+  flushQueue: readonly LockEntry[] = [],
+  deadAfter = defaultClusterConfig().keepaliveDeadAfterMs,
+  nowMs = Date.now(),
+): void {
+  if (structured(format, nodes.map((n) => nodeJson(n, flushQueue, deadAfter, nowMs)))) return;
   // FLUSH last: the flush lock queue and progress (columns before it keep their places).
   const headers = ['NAME', 'ALIVE', 'SPEC', 'DOMAIN', 'DAEMON', 'VMS', 'LOAD', 'FREE_MIB', 'PROV_MIB', 'TOTAL_MIB'];
   if (format === 'wide') headers.push('VCPUS', 'KEEPALIVE', 'VERSION');
@@ -119,7 +157,7 @@ export function printNodes(nodes: readonly NodeState[], format: OutputFormat, fl
     const s = node.status?.value;
     const row = [
       node.name,
-      node.alive ? 'yes' : 'no',
+      aliveCell(node, deadAfter, nowMs),
       node.spec?.value.domainState ?? 'ready',
       orDash(s?.domainState),
       orDash(s?.daemonState),
@@ -194,8 +232,8 @@ function registerGet(program: Command): void {
             return;
           }
           case 'nodes': {
-            const [nodes, queue] = await Promise.all([readAllNodes(store, paths), readLockQueue(store, paths.lock(FLUSH_LOCK))]);
-            printNodes(pick(nodes, names, (n) => n.name, 'node'), format, queue);
+            const [nodes, queue, deadAfter] = await Promise.all([readAllNodes(store, paths), readLockQueue(store, paths.lock(FLUSH_LOCK)), deadAfterMs(store, paths)]);
+            printNodes(pick(nodes, names, (n) => n.name, 'node'), format, queue, deadAfter);
             return;
           }
           case 'networks': {
@@ -296,10 +334,12 @@ async function describeVm(cmd: Command, name: string): Promise<void> {
 
 async function describeNode(cmd: Command, name: string): Promise<void> {
   await withCluster(cmd, async ({ store, paths }) => {
-    const [node, vms] = await Promise.all([readNode(store, paths, name), readAllVms(store, paths, { status: true })]);
+    const [node, vms, deadAfter] = await Promise.all([readNode(store, paths, name), readAllVms(store, paths, { status: true }), deadAfterMs(store, paths)]);
     if (!node.parent) throw new CliError(`node ${name} not found`);
     const s = node.status?.value;
-    const lines = [field('Name', name), field('Alive', node.alive ? 'yes (its daemon holds a session)' : 'no'), field('Spec domain state', node.spec?.value.domainState ?? 'ready (default)')];
+    const keepalive = keepaliveOf(node, deadAfter, Date.now());
+    const alive = node.alive ? (keepalive?.stale ? 'stale (its daemon holds a session, but its keepalive is old)' : 'yes (its daemon holds a session)') : 'no';
+    const lines = [field('Name', name), field('Alive', alive), field('Spec domain state', node.spec?.value.domainState ?? 'ready (default)')];
     if (s) {
       lines.push(
         'Status:',
@@ -311,7 +351,12 @@ async function describeNode(cmd: Command, name: string): Promise<void> {
             field('vCPUs', `${s.vcpus.allocated} allocated of ${s.vcpus.total}`),
             field('Load', s.load),
             field('Running VMs', s.runningVms.join(', ')),
-            field('Keepalive at', s.keepaliveAt),
+            field(
+              'Keepalive at',
+              keepalive
+                ? `${s.keepaliveAt} (${Math.round(keepalive.ageMs / 1000)} s ago${keepalive.stale ? `, STALE: older than keepaliveDeadAfterMs ${deadAfter}` : ''})`
+                : s.keepaliveAt,
+            ),
             field('Version', s.version),
             field('Observed generation', s.observedGeneration),
           ].join('\n'),

@@ -12,6 +12,7 @@ import {
   binDir,
   defaultSandboxDir,
   ensureLibvirtUsers,
+  holdTestDriver,
   inspectSandbox,
   installPackages,
   markUp,
@@ -20,13 +21,14 @@ import {
   missingPrograms,
   netnsUsable,
   readState,
-  removeTestDomain,
   REPO_ROOT,
+  restartNodes,
   startSandbox,
   stopSandbox,
   tailFile,
   virshUri,
   VK_BIN,
+  type RestartReport,
   type SandboxHealth,
   type SandboxState,
 } from '../../drivers/sandbox/index.ts';
@@ -174,20 +176,33 @@ function daemonProblem(health: SandboxHealth | undefined): string | undefined {
   for (const n of health.nodes) {
     if (!n.daemon.alive) return `vk daemon of ${n.name} exited:\n${tailFile(join(health.state.dir, n.name, 'daemon.log'))}`;
     if (!n.libvirtd.alive) return `libvirtd of ${n.name} exited:\n${tailFile(join(health.state.dir, n.name, 'log', 'libvirtd.log'))}`;
+    if (n.holder && !n.holder.alive) return `the test-driver holder of ${n.name} exited:\n${tailFile(join(health.state.dir, n.name, 'holder.log'))}`;
   }
   if (!health.zookeeper.alive) return `ZooKeeper exited:\n${tailFile(join(health.state.zookeeper.dir, 'zookeeper.log'))}`;
   return undefined;
 }
 
-async function waitDaemonsAlive(state: SandboxState, deadline: number): Promise<void> {
+/**
+ * Waits until every node's daemon (or those of `only`) has registered: its alive znode exists and
+ * names the PID sandbox.json records (after a crash the old session's znode lingers for a while).
+ */
+async function waitDaemonsAlive(state: SandboxState, deadline: number, only?: readonly string[]): Promise<void> {
+  const nodes = only ? state.nodes.filter((n) => only.includes(n.name)) : state.nodes;
   await withStore(state, async (store, paths) => {
     for (;;) {
-      const alive = await Promise.all(state.nodes.map(async (n) => ((await store.exists(paths.nodeAlive(n.name))) ? n.name : null)));
+      const alive = await Promise.all(
+        nodes.map(async (n) => {
+          const got = await store.get(paths.nodeAlive(n.name));
+          if (!got) return null;
+          const pid = (JSON.parse(got.data.toString('utf8')) as { pid?: number }).pid;
+          return pid === n.daemon?.pid ? n.name : null;
+        }),
+      );
       if (alive.every((a) => a !== null)) return;
       const problem = daemonProblem(await inspectSandbox(state.dir));
       if (problem) throw new CliError(problem);
       if (Date.now() > deadline) {
-        const missing = state.nodes.filter((_, i) => alive[i] === null).map((n) => n.name);
+        const missing = nodes.filter((_, i) => alive[i] === null).map((n) => n.name);
         throw new CliError(`sandbox: the daemons of ${missing.join(', ')} did not register in ZooKeeper in time; see ${state.dir}/<node>/daemon.log`);
       }
       await sleep(100);
@@ -279,7 +294,14 @@ async function up(flags: UpFlags): Promise<void> {
   const deadline = Date.now() + flags.timeout * 1000;
   checkHost();
 
-  const existing = await inspectSandbox(dir);
+  let existing = await inspectSandbox(dir);
+  if (existing && !existing.healthy && existing.restartable && existing.state.phase === 'up') {
+    // Only daemons or test-driver holders are down (killed, crashed): start them again in place,
+    // as systemd would on a real hypervisor, instead of building a new cluster without the guests.
+    const report = await restartNodes(dir, { onlyDead: true, log: say });
+    await waitRestarted(report, dir, deadline);
+    existing = await inspectSandbox(dir);
+  }
   if (existing) {
     if (existing.healthy && existing.state.phase === 'up') {
       // Only what was asked for explicitly must match: `npm run sandbox` finds any running sandbox fine.
@@ -322,7 +344,6 @@ async function up(flags: UpFlags): Promise<void> {
     if (interrupted) return;
     try {
       await waitDaemonsAlive(state, deadline);
-      if (driver === 'test') for (const node of state.nodes) await removeTestDomain(node);
       say(`applying ${shown(EXAMPLES_DIR, true)}`);
       if (runVk(state, ['apply', '-f', EXAMPLES_DIR]) !== 0) throw new CliError('sandbox: vk apply of the example manifests failed (see above)');
     } catch (error) {
@@ -341,6 +362,25 @@ async function up(flags: UpFlags): Promise<void> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** Waits until the daemons a restart started have registered in ZooKeeper. */
+async function waitRestarted(report: RestartReport, dir: string, deadline: number): Promise<void> {
+  const state = readState(dir);
+  if (!state || report.daemons.length === 0) return;
+  await waitDaemonsAlive(state, deadline, report.daemons.map((d) => d.node));
+  say(`restarted: ${report.daemons.map((d) => `${d.node} (pid ${d.pid})`).join(', ')}`);
+}
+
+async function restart(nodes: string[], flags: { dir?: string; timeout: number }): Promise<void> {
+  const dir = dirOf(flags);
+  const health = await inspectSandbox(dir);
+  if (!health) throw new CliError(`no sandbox in ${dir} (vk sandbox up starts one)`);
+  const unknown = nodes.filter((name) => !health.state.nodes.some((n) => n.name === name));
+  if (unknown.length > 0) throw new CliError(`sandbox restart: no node ${unknown.join(', ')} (the sandbox has ${health.state.nodes.map((n) => n.name).join(', ')})`, EXIT_USAGE);
+  if (!health.restartable) throw new CliError(`sandbox restart: ZooKeeper, a namespace or a libvirtd of the sandbox in ${dir} is down; \`vk sandbox up\` builds it again`);
+  const report = await restartNodes(dir, { nodes, log: say });
+  await waitRestarted(report, dir, Date.now() + flags.timeout * 1000);
 }
 
 interface StatusFlags {
@@ -397,7 +437,7 @@ async function status(flags: StatusFlags): Promise<void> {
   say(`sandbox ${dir}: ${h.state.nodes.length} nodes, ${h.state.driver === 'test' ? 'libvirt test driver' : 'QEMU/TCG guests'}, ${h.state.phase}${healthy ? '' : ' (DEGRADED)'}`);
   say(`zookeeper  ${h.state.zookeeper.connectString}  pid ${h.zookeeper.pid ?? '-'}  ${h.zookeeper.serving ? 'serving' : 'DOWN'}`);
   say(`fabric     netns ${h.state.fabric.netns} ${ok(h.fabric)}`);
-  const rows = [['NODE', 'NETNS', 'ADDRESS', 'LIBVIRTD', 'DAEMON', 'GUESTS', 'ALIVE', 'STATE']];
+  const rows = [['NODE', 'NETNS', 'ADDRESS', 'LIBVIRTD', 'HOLDER', 'DAEMON', 'GUESTS', 'ALIVE', 'STATE']];
   for (const n of h.nodes) {
     const zk = view?.nodes.find((v) => v.name === n.name);
     rows.push([
@@ -405,6 +445,7 @@ async function status(flags: StatusFlags): Promise<void> {
       `${n.netns} ${ok(n.netnsExists)}`,
       n.address,
       `pid ${n.libvirtd.pid ?? '-'} ${ok(n.libvirtd.alive)}`,
+      n.holder ? `pid ${n.holder.pid ?? '-'} ${ok(n.holder.alive)}` : '-',
       `pid ${n.daemon.pid ?? '-'} ${ok(n.daemon.alive)}`,
       h.state.driver === 'qemu' ? String(n.guests) : '-',
       zk ? (zk.alive ? 'yes' : 'no') : '?',
@@ -446,7 +487,7 @@ export function registerSandbox(program: Command): void {
 
   sandbox
     .command('up')
-    .description('start ZooKeeper and N simulated hypervisors, apply manifests/examples/, wait until converged')
+    .description('start ZooKeeper and N simulated hypervisors, apply manifests/examples/, wait until converged (on a running sandbox: start the daemons that are down)')
     .addOption(new Option('--nodes <n>', `number of hypervisors, hv1..hvN (${MIN_NODES}-${MAX_NODES})`).argParser(parseNodes).default(3))
     .addOption(new Option('--qemu', 'run real QEMU (TCG) guests instead of the libvirt test driver, so live migration and consoles work').env('VK_SANDBOX_QEMU'))
     .addOption(dirOption())
@@ -467,6 +508,22 @@ export function registerSandbox(program: Command): void {
     .addOption(dirOption())
     .option('--keep-logs', 'keep the logs and data under the directory')
     .action(down);
+
+  sandbox
+    .command('restart')
+    .argument('[nodes...]', 'nodes whose daemon to restart (default: every node)')
+    .description("restart nodes' vk daemons (SIGTERM by PID, then start again), as systemd would; a dead daemon is just started; guests keep running")
+    .addOption(dirOption())
+    .addOption(new Option('--timeout <seconds>', 'give up waiting for the daemons to register after this long').argParser(parseTimeout).default(60))
+    .action((nodes: string[], flags: { dir?: string; timeout: number }) => restart(nodes, flags));
+
+  // Internal: the test-driver holder `up` starts for every node (drivers/sandbox/holder.ts).
+  sandbox
+    .command('hold', { hidden: true })
+    .description("keep a connection to a node's libvirt test driver open until SIGTERM (started by vk sandbox up)")
+    .requiredOption('--socket <path>', "libvirtd's read-write socket")
+    .requiredOption('--uri <uri>', 'driver URI', 'test:///default')
+    .action((flags: { socket: string; uri: string }) => holdTestDriver(flags));
 
   sandbox
     .command('env')

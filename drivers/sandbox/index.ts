@@ -1,6 +1,7 @@
 // The local sandbox cluster behind `vk sandbox` (see sandbox.ts).
 export { GUEST_GREETING, GUEST_IMAGE, guestImage } from './guest-image.ts';
 export { FABRIC_CIDR, netnsExists, netnsUsable, netnsWithPrefix, nodeAddress } from './netns.ts';
+export { holdTestDriver } from './holder.ts';
 export { libvirtUri, qemuProcs, removeTestDomain, virshUri, VK_BIN } from './node.ts';
 export { aptLine, ensureLibvirtUsers, installPackages, missingPackages, missingPrograms, SANDBOX_PACKAGES } from './packages.ts';
 export { isAlive, tailFile, type ProcRef } from './proc.ts';
@@ -11,9 +12,11 @@ export {
   MAX_NODES,
   MIN_NODES,
   nodeNames,
+  restartNodes,
   startSandbox,
   stopSandbox,
   type NodeHealth,
+  type RestartReport,
   type SandboxHealth,
   type StartOptions,
   type StopReport,

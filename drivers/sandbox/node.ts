@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { LibvirtHypervisor } from '../libvirt-hypervisor.ts';
 import { GUEST_IMAGE, writeGuestImage } from './guest-image.ts';
+import { HOLDING } from './holder.ts';
 import { exeOf, isAlive, refOf, sleep, spawnDetached, tailFile, type ProcRef } from './proc.ts';
 import { REPO_ROOT, type NodeState, type SandboxDriver } from './state.ts';
 
@@ -160,7 +161,6 @@ export function writeDaemonConfig(node: NodeState, s: DaemonSettings): string {
     // The node's VM bridges live in its network namespace; the daemon runs in the host's.
     netns: node.netns,
     ...(s.driver === 'qemu' ? { migration: { uri: `qemu+tcp://${s.address}/system`, migrateUri: `tcp://${s.address}` } } : {}),
-    keepaliveMs: 5000,
     logLevel: s.logLevel ?? 'info',
   };
   const file = join(node.dir, 'virtkeeper.yaml');
@@ -168,23 +168,56 @@ export function writeDaemonConfig(node: NodeState, s: DaemonSettings): string {
   return file;
 }
 
+/** The environment of the node's processes: no VK_* of the caller's shell may override their config. */
+function nodeEnv(): NodeJS.ProcessEnv {
+  return { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VK_'))), NO_COLOR: '1' };
+}
+
+export function holderLog(node: NodeState): string {
+  return join(node.dir, 'holder.log');
+}
+
+/**
+ * Test driver only: `vk sandbox hold`, which keeps a connection to the node's test driver open
+ * for the node's whole life (drivers/sandbox/holder.ts). It needs no namespace: it reaches
+ * libvirtd through the socket's path on the host.
+ */
+export function launchHolder(node: NodeState): ProcRef {
+  return spawnDetached([process.execPath, VK_BIN, 'sandbox', 'hold', '--socket', node.socket, '--uri', libvirtUri('test')], {
+    logFile: holderLog(node),
+    cwd: node.dir,
+    env: nodeEnv(),
+  });
+}
+
+/** Waits until the holder says it holds its connection (a line of its log naming its PID). */
+export async function waitHolder(node: NodeState, proc: ProcRef, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const line = new RegExp(`${HOLDING} .* \\(pid ${proc.pid},`);
+  while (Date.now() < deadline) {
+    if (!isAlive(proc)) throw new Error(`the test-driver holder of ${node.name} exited during start:\n${tailFile(holderLog(node))}`);
+    if (line.test(tailFile(holderLog(node), 50))) return;
+    await sleep(50);
+  }
+  throw new Error(`the test-driver holder of ${node.name} (pid ${proc.pid}) did not connect in ${timeoutMs} ms:\n${tailFile(holderLog(node))}`);
+}
+
 export function launchDaemon(node: NodeState, configFile: string): ProcRef {
   ensureMountPoints();
-  // The config file says everything: no VK_* of the caller's shell may override it.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VK_')));
   const script = nodeScript(node, `${q(process.execPath)} ${q(VK_BIN)} daemon --config ${q(configFile)}`);
   return spawnDetached(['unshare', '--mount', '--uts', '--propagation', 'private', '/bin/sh', '-c', script], {
     logFile: join(node.dir, 'daemon.log'),
     cwd: node.dir,
-    env: { ...env, NO_COLOR: '1' },
+    // The config file says everything: no VK_* of the caller's shell may override it.
+    env: nodeEnv(),
   });
 }
 
 /**
  * The test driver starts with a domain called "test" (8 GiB, running). It is not the cluster's, so
  * the daemon leaves it alone; remove it so node statistics and `virsh list` show only cluster VMs.
- * Call this while the daemon holds its connection: the test driver's state lives only as long as
- * some connection is open, and would come back with "test" after the last one closed.
+ * Call this while the node's holder runs: the test driver's state lives only as long as some
+ * connection is open, and would come back with "test" after the last one closed.
  */
 export async function removeTestDomain(node: NodeState): Promise<boolean> {
   const hv = await LibvirtHypervisor.open({ socket: node.socket, uri: 'test:///default' });

@@ -17,7 +17,7 @@ import {
   pidsIn,
   unmountNetnsDirIfEmpty,
 } from './netns.ts';
-import { launchDaemon, launchLibvirtd, prepareNodeDir, qemuProcs, VK_BIN, waitLibvirtd, writeDaemonConfig } from './node.ts';
+import { launchDaemon, launchHolder, launchLibvirtd, prepareNodeDir, qemuProcs, removeTestDomain, VK_BIN, waitHolder, waitLibvirtd, writeDaemonConfig } from './node.ts';
 import { isAlive, killProcess, refOf, stopProcess, type ProcRef } from './proc.ts';
 import { prefixFor, preferredPort, readState, STATE_VERSION, statePath, writeState, type NodeState, type SandboxDriver, type SandboxState } from './state.ts';
 import { choosePort, launchZooKeeper, waitZooKeeper, zkServing, ZK_HOST } from './zookeeper.ts';
@@ -106,6 +106,17 @@ export async function startSandbox(opts: StartOptions): Promise<SandboxState> {
     }
     await waitZooKeeper(zk, port);
     await Promise.all(state.nodes.map((node) => waitLibvirtd(node, node.libvirtd!)));
+    if (opts.driver === 'test') {
+      // Before any daemon: the holders keep each node's test-driver state for the node's whole
+      // life, so a daemon that dies or restarts finds its guests as on a real hypervisor.
+      log(`test-driver holders: starting ${state.nodes.length}`);
+      for (const node of state.nodes) {
+        node.holder = launchHolder(node);
+        writeState(state);
+      }
+      await Promise.all(state.nodes.map((node) => waitHolder(node, node.holder!)));
+      for (const node of state.nodes) await removeTestDomain(node);
+    }
 
     log(`vk daemon: starting ${state.nodes.length}`);
     for (const node of state.nodes) {
@@ -171,8 +182,9 @@ async function teardown(state: SandboxState, opts: StopOptions): Promise<StopRep
 
   // 1. Daemons first, so nothing reacts to libvirtd going away.
   await Promise.all(state.nodes.map((n) => stop(`vk daemon ${n.name}`, n.daemon, 10_000)));
-  // 2. libvirtd (QEMU guests survive it, as on a real host), then the guests and anything else
+  // 2. The test-driver holders, then libvirtd (QEMU guests survive it, as on a real host), then the guests and anything else
   //    still running in the node's namespace: only processes we started can be in there.
+  await Promise.all(state.nodes.map((n) => stop(`test-driver holder ${n.name}`, n.holder, 5_000)));
   await Promise.all(state.nodes.map((n) => stop(`libvirtd ${n.name}`, n.libvirtd, 15_000)));
   for (const n of state.nodes) {
     const refs = new Map<number, ProcRef>();
@@ -207,6 +219,7 @@ async function teardown(state: SandboxState, opts: StopOptions): Promise<StopRep
     ['ZooKeeper', state.zookeeper.proc],
     ...state.nodes.flatMap((n): Array<[string, ProcRef | undefined]> => [
       [`libvirtd ${n.name}`, n.libvirtd],
+      [`test-driver holder ${n.name}`, n.holder],
       [`vk daemon ${n.name}`, n.daemon],
     ]),
   ];
@@ -255,6 +268,8 @@ export interface NodeHealth {
   netnsExists: boolean;
   address: string;
   libvirtd: ProcHealth;
+  /** The test-driver holder; undefined with QEMU guests (which need none). */
+  holder: ProcHealth | undefined;
   daemon: ProcHealth;
   guests: number;
 }
@@ -268,6 +283,8 @@ export interface SandboxHealth {
   healthy: boolean;
   /** Nothing recorded runs or exists any more (a reboot, or everything was killed). */
   dead: boolean;
+  /** ZooKeeper, the namespaces and every libvirtd run: dead daemons and holders can be restarted in place. */
+  restartable: boolean;
 }
 
 const health = (ref: ProcRef | undefined): ProcHealth => ({ pid: ref?.pid, alive: isAlive(ref) });
@@ -283,11 +300,70 @@ export async function inspectSandbox(dir: string): Promise<SandboxHealth | undef
     netnsExists: netnsExists(n.netns),
     address: n.address,
     libvirtd: health(n.libvirtd),
+    holder: state.driver === 'test' ? health(n.holder) : undefined,
     daemon: health(n.daemon),
     guests: qemuProcs(n).filter(isAlive).length,
   }));
   const fabric = netnsExists(state.fabric.netns);
-  const healthy = zk.serving && fabric && nodes.every((n) => n.netnsExists && n.libvirtd.alive && n.daemon.alive);
-  const dead = !zk.alive && !fabric && nodes.every((n) => !n.netnsExists && !n.libvirtd.alive && !n.daemon.alive);
-  return { state, zookeeper: zk, fabric, nodes, healthy, dead };
+  const healthy = zk.serving && fabric && nodes.every((n) => n.netnsExists && n.libvirtd.alive && (n.holder?.alive ?? true) && n.daemon.alive);
+  const dead = !zk.alive && !fabric && nodes.every((n) => !n.netnsExists && !n.libvirtd.alive && !n.holder?.alive && !n.daemon.alive);
+  // What restartNodes() can bring back in place: everything runs but some daemons or holders.
+  const restartable = zk.serving && fabric && nodes.every((n) => n.netnsExists && n.libvirtd.alive);
+  return { state, zookeeper: zk, fabric, nodes, healthy, dead, restartable };
+}
+
+export interface RestartOptions {
+  /** Nodes to restart (default: all). */
+  nodes?: readonly string[];
+  /** Start only the daemons and holders that are not running; leave running ones alone. */
+  onlyDead?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface RestartReport {
+  /** Nodes whose daemon was (re)started, with the new PID. */
+  daemons: Array<{ node: string; pid: number; was: 'running' | 'dead' }>;
+  /** Nodes whose test-driver holder had died and was started again. */
+  holders: Array<{ node: string; pid: number }>;
+}
+
+/**
+ * Restarts node daemons the way systemd restarts vk-daemon on a real hypervisor: the running
+ * daemon (the one sandbox.json records) gets SIGTERM by PID (SIGKILL after 10 s), then a new one
+ * starts with the same config file and is recorded. libvirtd and the guests are left alone; with the
+ * test driver the node's holder keeps the guests (a dead holder is started again first, though the
+ * test driver's state is gone if the daemon died with it: the new daemon then starts the node's VMs again).
+ * Needs a sandbox whose ZooKeeper, namespaces and libvirtds run (SandboxHealth.restartable).
+ */
+export async function restartNodes(dir: string, opts: RestartOptions = {}): Promise<RestartReport> {
+  const log = opts.log ?? (() => undefined);
+  const health = await inspectSandbox(dir);
+  if (!health) throw new Error(`no sandbox in ${resolve(dir)}`);
+  if (!health.restartable) throw new Error(`the sandbox in ${health.state.dir} cannot be restarted in place: its ZooKeeper, a namespace or a libvirtd is down`);
+  const { state } = health;
+  const names = opts.nodes && opts.nodes.length > 0 ? [...opts.nodes] : state.nodes.map((n) => n.name);
+  const unknown = names.filter((name) => !state.nodes.some((n) => n.name === name));
+  if (unknown.length > 0) throw new Error(`no node ${unknown.join(', ')} in the sandbox (it has ${state.nodes.map((n) => n.name).join(', ')})`);
+  const report: RestartReport = { daemons: [], holders: [] };
+  for (const node of state.nodes.filter((n) => names.includes(n.name))) {
+    if (state.driver === 'test' && !isAlive(node.holder)) {
+      node.holder = launchHolder(node);
+      writeState(state);
+      await waitHolder(node, node.holder);
+      await removeTestDomain(node); // the test driver started over: its "test" domain is back
+      report.holders.push({ node: node.name, pid: node.holder.pid });
+      log(`started the test-driver holder of ${node.name} (pid ${node.holder.pid})`);
+    }
+    const running = isAlive(node.daemon);
+    if (running && opts.onlyDead) continue;
+    if (running) {
+      const how = await stopProcess(node.daemon, 10_000);
+      log(`stopped the vk daemon of ${node.name} (pid ${node.daemon!.pid}, ${how})`);
+    }
+    node.daemon = launchDaemon(node, join(node.dir, 'virtkeeper.yaml'));
+    writeState(state);
+    report.daemons.push({ node: node.name, pid: node.daemon.pid, was: running ? 'running' : 'dead' });
+    log(`started the vk daemon of ${node.name} (pid ${node.daemon.pid})`);
+  }
+  return report;
 }

@@ -42,6 +42,11 @@ export interface NodeState {
   /** libvirtd's read-write socket as seen from outside the node's mount namespace. */
   socket: string;
   libvirtd?: ProcRef;
+  /**
+   * Test driver only: `vk sandbox hold`, a process that keeps a connection to the node's test
+   * driver open, so its guests outlive the daemon (drivers/sandbox/holder.ts).
+   */
+  holder?: ProcRef;
   daemon?: ProcRef;
 }
 

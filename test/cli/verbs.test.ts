@@ -268,6 +268,8 @@ describe('--wait follows the status', () => {
 
 describe('vk get, describe, log', () => {
   test('get vms / nodes / networks in table, wide and json', async () => {
+    // hv3's simulated daemon keeps its keepalive fresh (older than keepaliveDeadAfterMs, ALIVE reads "stale").
+    await put(`${root}/nodes/hv3/status`, nodeStatus({ domainState: 'flushed', runningVms: [] }));
     const [vms, wide, json, nodes, networks] = await Promise.all([
       vk('get', 'vms'),
       vk('get', 'vms', '-o', 'wide'),
@@ -320,6 +322,8 @@ describe('vk get, describe, log', () => {
     assert.match(out, /^Console \(last 10 lines\):\n {2}line 6\n[\s\S]* {2}line 15$/m);
     assert.doesNotMatch(out, /^ {2}line 5$/m);
 
+    // hv1's simulated daemon keeps its keepalive fresh (older than keepaliveDeadAfterMs, it reads "stale").
+    await put(`${root}/nodes/hv1/status`, nodeStatus({ provisionedMiB: 500, runningVms: ['web1'] }));
     const [node, network, missing] = await Promise.all([vk('describe', 'node', 'hv1'), vk('describe', 'network', '100'), vk('describe', 'vm', 'nope')]);
     assert.equal(node.code, 0, node.stderr);
     assert.match(node.stdout, /^Alive: +yes/m);

@@ -191,6 +191,7 @@ export function footprint(dir: string): Footprint {
   if (state.zookeeper.proc) procs.push({ what: 'ZooKeeper', ref: state.zookeeper.proc });
   for (const n of state.nodes) {
     if (n.libvirtd) procs.push({ what: `libvirtd ${n.name}`, ref: n.libvirtd });
+    if (n.holder) procs.push({ what: `test-driver holder ${n.name}`, ref: n.holder });
     if (n.daemon) procs.push({ what: `vk daemon ${n.name}`, ref: n.daemon });
     for (const q of qemuProcs(n)) procs.push({ what: `QEMU on ${n.name}`, ref: q });
     for (const pid of pidsIn(n.netns)) {
