@@ -9,6 +9,7 @@ import { ZkStore } from '../../controllers/zk/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 import {
   daemonConfig,
+  paths,
   domainState,
   editSpec,
   readStatus,
@@ -94,6 +95,8 @@ describe('vk daemon with the libvirt test driver', () => {
   });
 
   it('a domain defined on a node that is not its spec.node is removed there', async () => {
+    // hv2 is a node of the cluster (its daemon is down): a spec naming an unknown node would get an UnknownNode condition.
+    await store.ensurePath(paths.node('hv2'));
     await writeVm(store, 'stray1', { node: 'hv2', state: 'running' });
     await hv1.hv.define(testXml('stray1'));
     await hv1.hv.start('stray1');

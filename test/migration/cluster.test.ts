@@ -283,4 +283,27 @@ describe('lockstep migration between QEMU hypervisors', { skip: unavailable !== 
     await c.startDaemon('hv1');
     await removeVm('vm7');
   });
+
+  it('a burst of vk vm migrate retargets during live copies (issue 12 §1): never on two nodes, ends on the last target', async (t) => {
+    await restartDaemon('hv1', 1);
+    await c.writeVm('vm8', { node: 'hv1', state: 'running' });
+    await settledOn('vm8', 'hv1');
+    const sampler = c.sampler('vm8', { everyMs: 20 });
+    // Retarget while each copy runs, then a burst of five writes 30 ms apart mid-copy.
+    await c.migrate('vm8', 'hv2');
+    await copyUnderway('vm8', 'hv2');
+    await c.migrate('vm8', 'hv3');
+    await copyUnderway('vm8', 'hv3');
+    for (const target of ['hv2', 'hv3', 'hv2', 'hv3', 'hv2']) {
+      await c.migrate('vm8', target);
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    await settledOn('vm8', 'hv2', 180_000);
+    const report = await sampler.stop();
+    checkSamples(t, report, 'retarget burst');
+    assert.deepEqual(report.ranOn, ['hv1', 'hv2'], 'it never ran on hv3');
+    assert.deepEqual(await c.runningOn('vm8'), ['hv2']);
+    assert.equal(await c.hv('hv3').probe.getDomain('vm8'), null, 'nothing of vm8 on hv3');
+    await removeVm('vm8');
+  });
 });
