@@ -2,7 +2,7 @@
 // when someone else wrote in between. What the verbs (vk vm …, vk node …) are made of.
 import { NodeExistsError, VersionConflictError } from '../controllers/zk/index.ts';
 import { encodeNodeSpec, encodeVmSpec, ValidationError, type NodeSpec, type VmSpec } from '../schemas/index.ts';
-import { readExistingVm, readNode, type NodeState, type VmState, type Znode } from './cluster.ts';
+import { readExistingVm, readNode, specVersion, type NodeState, type VmState, type Znode } from './cluster.ts';
 import type { Cluster } from './connect.ts';
 import { CliError } from './errors.ts';
 
@@ -62,15 +62,17 @@ export async function updateNodeSpec(
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
     const node = await readNode(store, paths, name);
     if (!node.parent) throw new CliError(`node ${name} not found (nodes appear when their daemon first starts, or with vk apply)`);
+    // An unreadable spec (another client's write) is replaced: a node spec is the domainState alone.
     const before: NodeSpec = node.spec?.value ?? { domainState: 'ready' };
     const after = mutate(structuredClone(before), node);
     const encoded = withSource(`node ${name}`, () => encodeNodeSpec(after));
     if (node.spec && (encoded === node.spec.raw.toString('utf8') || encoded === encodeNodeSpec(before))) {
       return { before, after: before, version: node.spec.version, changed: false, node };
     }
+    const version = specVersion(node);
     try {
-      if (node.spec) {
-        const stat = await store.set(paths.nodeSpec(name), encoded, node.spec.version);
+      if (version !== undefined) {
+        const stat = await store.set(paths.nodeSpec(name), encoded, version);
         return { before, after, version: stat.version, changed: true, node };
       }
       await store.create(paths.nodeSpec(name), encoded);

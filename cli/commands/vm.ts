@@ -23,7 +23,7 @@ import {
   type VmState as VmRunState,
   type VmStatus,
 } from '../../schemas/index.ts';
-import { readAllNodes, readAllVms, readConfig, readExistingVm, readVm, type VmState } from '../cluster.ts';
+import { readAllNodes, readAllVms, readConfig, readExistingVm, readVm, readVmOrFail, unreadableSpec, type VmState } from '../cluster.ts';
 import { ensureLayout, parsePositiveInt, withCluster, type Cluster } from '../connect.ts';
 import { CliError, usageError } from '../errors.ts';
 import { println } from '../output.ts';
@@ -205,7 +205,7 @@ function registerDefine(vm: Command): void {
     await withCluster(cmd, async (cluster) => {
       const { store, paths } = cluster;
       const existing = await readVm(store, paths, name);
-      if (existing.spec) throw new CliError(`vm ${name} already exists; change it with vk apply or vk vm meta`);
+      if (existing.spec || existing.invalidSpec) throw new CliError(`vm ${name} already exists; change it with vk apply or vk vm meta`);
       const others = await readAllVms(store, paths);
       const owner = others.find((v) => info.uuid !== undefined && v.xml?.info?.uuid === info.uuid);
       if (owner) throw usageError(`${file}/domain/uuid: duplicate UUID ${info.uuid}: VM ${JSON.stringify(owner.name)} in the cluster already has it`);
@@ -346,9 +346,11 @@ interface RemoveFlags extends WaitFlags {
 async function removeVm(cluster: Cluster, name: string, force: boolean): Promise<VmState> {
   const { store, paths } = cluster;
   for (let attempt = 1; attempt <= 5; attempt++) {
-    const vm = await readExistingVm(store, paths, name, { status: true });
-    const state = vm.spec.value.state;
-    if (state === 'running' && !force) {
+    const vm = await readVmOrFail(store, paths, name, { status: true });
+    if (vm.invalidSpec && !force) {
+      throw unreadableSpec(`vm ${name}`, vm.invalidSpec, 'its desired state is unknown: use --force to remove it, or repair it with vk apply');
+    }
+    if (vm.spec?.value.state === 'running' && !force) {
       throw new CliError(`vm ${name} is running (desired state running); stop or disable it first, or use --force`);
     }
     const children = (await store.children(paths.vm(name))) ?? [];
