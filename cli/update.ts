@@ -3,7 +3,7 @@
 import { NodeExistsError, VersionConflictError } from '../controllers/zk/index.ts';
 import { encodeNodeSpec, encodeVmSpec, ValidationError, type NodeSpec, type VmSpec } from '../schemas/index.ts';
 import { readExistingVm, readNode, specVersion, type NodeState, type VmState, type Znode } from './cluster.ts';
-import type { Cluster } from './connect.ts';
+import { secureAcls, type Cluster } from './connect.ts';
 import { CliError } from './errors.ts';
 
 const ATTEMPTS = 5;
@@ -31,10 +31,12 @@ function withSource<T>(source: string, fn: () => T): T {
  * encodes to the same bytes.
  */
 export async function updateVmSpec(
-  { store, paths }: Cluster,
+  cluster: Cluster,
   name: string,
   mutate: (spec: VmSpec, vm: VmState & { spec: Znode<VmSpec> }) => VmSpec,
 ): Promise<Updated<VmSpec> & { vm: VmState }> {
+  const { store, paths } = cluster;
+  await secureAcls(cluster, [paths.vmSpec(name)]);
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
     const vm = await readExistingVm(store, paths, name, { status: true });
     const before = vm.spec.value;
@@ -55,10 +57,12 @@ export async function updateVmSpec(
 
 /** The same for a node's spec; creates the spec znode when the node has none yet. */
 export async function updateNodeSpec(
-  { store, paths }: Cluster,
+  cluster: Cluster,
   name: string,
   mutate: (spec: NodeSpec, node: NodeState) => NodeSpec,
 ): Promise<Updated<NodeSpec> & { node: NodeState }> {
+  const { store, paths } = cluster;
+  await secureAcls(cluster, [paths.nodeSpec(name)]);
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
     const node = await readNode(store, paths, name);
     if (!node.parent) throw new CliError(`node ${name} not found (nodes appear when their daemon first starts, or with vk apply)`);

@@ -60,7 +60,7 @@ export function registerNetwork(program: Command): void {
         const { store, paths } = cluster;
         const existing = await readNetwork(store, paths, vni);
         if (existing.spec || existing.invalidSpec) throw new CliError(`network ${vni} already exists; change it with vk apply`);
-        await ensureLayout(cluster);
+        await ensureLayout(cluster, [paths.networkSpec(vni)]);
         await store.multi([
           ...(existing.parent ? [] : [{ op: 'create' as const, path: paths.network(vni) }]),
           { op: 'create' as const, path: paths.networkSpec(vni), data: encoded },
