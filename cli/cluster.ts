@@ -236,8 +236,13 @@ export async function readNode(store: ZkStore, paths: ZkPaths, name: string): Pr
   return node;
 }
 
+/** The nodes ZooKeeper knows (a /nodes/<name> znode each), sorted. */
+export async function listNodeNames(store: ZkStore, paths: ZkPaths): Promise<string[]> {
+  return childNames(store, paths.nodes, isValidName);
+}
+
 export async function readAllNodes(store: ZkStore, paths: ZkPaths): Promise<NodeState[]> {
-  const names = await childNames(store, paths.nodes, isValidName);
+  const names = await listNodeNames(store, paths);
   return Promise.all(names.map((n) => readNode(store, paths, n)));
 }
 

@@ -1,6 +1,5 @@
 // `vk vm …`: the imperative verbs (as in PVC). Each is a compare-and-set read-modify-write of the
 // VM's spec znode, retried on conflicts; --wait follows the VM's status until the node has done it.
-import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { map } from 'rxjs';
 import { ZkError, type DataState } from '../../controllers/zk/index.ts';
@@ -9,6 +8,7 @@ import {
   decodeNodeStatus,
   decodeVmStatus,
   encodeVmSpec,
+  MAX_DOMAIN_XML_BYTES,
   parseDomainXml,
   parseWith,
   ValidationError,
@@ -27,6 +27,7 @@ import { readAllNodes, readAllVms, readConfig, readExistingVm, readVm, readVmOrF
 import { ensureLayout, parsePositiveInt, withCluster, type Cluster } from '../connect.ts';
 import { CliError, usageError } from '../errors.ts';
 import { println } from '../output.ts';
+import { FileRefused, readFileCapped } from '../read-file.ts';
 import { selectNode } from '../select-node.ts';
 import { updateVmSpec, type Updated } from '../update.ts';
 import { dataOf, waitFor, waitOptions, watchAll, type Verdict } from '../wait.ts';
@@ -186,9 +187,10 @@ function registerDefine(vm: Command): void {
   ).action(async (file: string, flags: DefineFlags, cmd: Command) => {
     let xml: string;
     try {
-      xml = readFileSync(file, 'utf8');
+      xml = readFileCapped(file, MAX_DOMAIN_XML_BYTES, 'a domain XML');
     } catch (error) {
-      throw usageError(`${file}: cannot read: ${(error as Error).message}`);
+      if (error instanceof FileRefused) throw usageError(`${file}: cannot read it: ${error.reason}`);
+      throw error;
     }
     const info = parseDomainXml(xml, file);
     const name = info.name;
@@ -220,7 +222,7 @@ function registerDefine(vm: Command): void {
         if (error instanceof ValidationError) throw error.withSource(`vm ${name}`);
         throw error;
       }
-      await ensureLayout(cluster);
+      await ensureLayout(cluster, [paths.vmSpec(name), paths.vmXml(name)]);
       const ops = [];
       if (!existing.parent) ops.push({ op: 'create' as const, path: paths.vm(name) });
       ops.push({ op: 'create' as const, path: paths.vmSpec(name), data: encoded });
