@@ -23,7 +23,7 @@ import {
 } from '../schemas/index.ts';
 import type { VmState } from './cluster.ts';
 import { ManifestErrors, usageError } from './errors.ts';
-import { FileRefused, readFileCapped, readRegularFileWithin } from './read-file.ts';
+import { FileRefused, readFileCapped, readRegularFileWithin, withoutFileContent } from './read-file.ts';
 
 const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
 /** The largest manifest file read (many VMs with inline XML fit; /dev/zero does not). */
@@ -153,16 +153,6 @@ function readXmlFile(xmlFile: string, baseDir: string): string {
   }
 }
 
-/** Runs `fn`, dropping the values from its validation errors: they would quote a file's content. */
-function withoutValues<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (error) {
-    if (error instanceof ValidationError) throw ValidationError.fromIssues(error.issues.map((issue) => ({ ...issue, showValue: false })));
-    throw error;
-  }
-}
-
 /** Validates one document; `baseDir` resolves a VM's xmlFile. */
 export function decodeDocument(raw: RawDocument, baseDir: string): DesiredObject {
   const manifest = decodeManifest(raw.doc, raw.source);
@@ -181,7 +171,7 @@ export function decodeDocument(raw: RawDocument, baseDir: string): DesiredObject
           xmlField = 'spec.xmlFile';
           xml = readXmlFile(split.xmlFile!, baseDir);
         }
-        const info = xmlField === 'spec.xmlFile' ? withoutValues(() => parseVmXml(xml, name, xmlField)) : parseVmXml(xml, name, xmlField);
+        const info = xmlField === 'spec.xmlFile' ? withoutFileContent(() => parseVmXml(xml, name, xmlField)) : parseVmXml(xml, name, xmlField);
         const spec = split.spec;
         const givenRbd = ((raw.doc as { spec?: { rbd?: unknown } }).spec ?? {}).rbd;
         if (givenRbd !== undefined && !sameList(spec.rbd, info.rbd)) {

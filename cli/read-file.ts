@@ -5,6 +5,7 @@
 // never quote what it holds.
 import { closeSync, constants, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
 import { sep } from 'node:path';
+import { ValidationError } from '../schemas/index.ts';
 
 /** A file vk will not read, and why (the reason never quotes the file's content). */
 export class FileRefused extends Error {
@@ -100,5 +101,15 @@ export function readRegularFileWithin(path: string, directory: string, maxBytes:
     return readCapped(fd, maxBytes, what);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Runs `fn` (a check of a file's content), dropping the values from its validation errors: they would quote the file. */
+export function withoutFileContent<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    if (error instanceof ValidationError) throw ValidationError.fromIssues(error.issues.map((issue) => ({ ...issue, showValue: false })));
+    throw error;
   }
 }

@@ -27,7 +27,7 @@ import { readAllNodes, readAllVms, readConfig, readExistingVm, readVm, readVmOrF
 import { ensureLayout, parsePositiveInt, withCluster, type Cluster } from '../connect.ts';
 import { CliError, usageError } from '../errors.ts';
 import { println } from '../output.ts';
-import { FileRefused, readFileCapped } from '../read-file.ts';
+import { FileRefused, readFileCapped, withoutFileContent } from '../read-file.ts';
 import { selectNode } from '../select-node.ts';
 import { updateVmSpec, type Updated } from '../update.ts';
 import { dataOf, waitFor, waitOptions, watchAll, type Verdict } from '../wait.ts';
@@ -192,7 +192,7 @@ function registerDefine(vm: Command): void {
       if (error instanceof FileRefused) throw usageError(`${file}: cannot read it: ${error.reason}`);
       throw error;
     }
-    const info = parseDomainXml(xml, file);
+    const info = withoutFileContent(() => parseDomainXml(xml, file));
     const name = info.name;
     const meta = applyMeta({ nodeLimit: [], nodeSelector: 'default', autostart: false, migrationMethod: 'default', maxDowntimeMs: 300 }, flags);
     const draft = { state: flags.state ?? 'running', node: flags.node ?? 'unset', meta, rbd: info.rbd };

@@ -332,6 +332,12 @@ describe('§5: xmlFile reads only regular files under the manifest directory, an
     assert.doesNotMatch(run.stderr, /SECRET|root:/);
   });
 
+  test('vk vm define of a file that is not XML: exit 2, its content not echoed', async () => {
+    const run = await vk('vm', 'define', join(tmp, 'outside-secret'), '--node', 'hv1');
+    assert.equal(run.code, 2, run.stderr);
+    assert.doesNotMatch(run.stderr, /SECRET|root:/);
+  });
+
   test('a device (a symlink to /dev/zero): refused at once, not read', async () => {
     const dir = manifestDir('xf-zero', { 'a.yaml': vmWithFile('zero.xml') });
     symlinkSync('/dev/zero', join(dir, 'zero.xml'));
