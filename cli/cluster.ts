@@ -1,6 +1,8 @@
-// Reading the cluster's objects from ZooKeeper, decoded. Specs that do not decode are a runtime
-// error naming the znode (only a foreign writer can produce one); statuses and migration records
-// that do not decode are reported as absent with the problem kept, so listings still work.
+// Reading the cluster's objects from ZooKeeper, decoded. Only a foreign writer can put a spec that
+// does not decode into ZooKeeper; such a spec is kept as an InvalidZnode (raw bytes and the reason)
+// next to a null spec, so listings show the object with the reason and `vk apply`, `vk vm remove
+// --force` and `vk node flush|ready` can repair it. Statuses and migration records that do not
+// decode are reported as absent with the problem kept. Only the cluster config is still strict.
 import type { ZkStat, ZkStore } from '../controllers/zk/index.ts';
 import {
   decodeClusterConfig,
@@ -52,6 +54,25 @@ export interface Znode<T> {
   stat: ZkStat;
 }
 
+/** A znode whose value does not decode: what it holds and why it cannot be read. */
+export interface InvalidZnode {
+  path: string;
+  raw: Buffer;
+  version: number;
+  stat: ZkStat;
+  problem: string;
+}
+
+/** The spec znode an object was read with, readable or not (for CAS writes that replace it). */
+export function specVersion(object: { spec: { version: number } | null; invalidSpec?: InvalidZnode | undefined }): number | undefined {
+  return object.spec?.version ?? object.invalidSpec?.version;
+}
+
+/** One line saying why an object's spec cannot be read and how to repair it. */
+export function unreadableSpec(what: string, invalid: InvalidZnode, repair: string): CliError {
+  return new CliError(`${what}: its spec ${invalid.path} cannot be read (${invalid.problem}); ${repair}`);
+}
+
 export interface XmlZnode {
   text: string;
   version: number;
@@ -66,6 +87,8 @@ export interface VmState {
   /** Stat of /vms/<name>; null when the VM does not exist at all. */
   parent: ZkStat | null;
   spec: Znode<VmSpec> | null;
+  /** Set when the spec znode exists but does not decode (spec is null then). */
+  invalidSpec?: InvalidZnode;
   xml: XmlZnode | null;
   status: Znode<VmStatus> | null;
   statusProblem?: string;
@@ -81,6 +104,13 @@ function decodeStrict<T>(path: string, raw: Buffer, decode: (v: unknown) => T): 
     if (error instanceof ValidationError) throw new CliError(`${path} in ZooKeeper is invalid: ${error.message}`);
     throw error;
   }
+}
+
+/** Decodes a spec znode; one that does not decode comes back as an InvalidZnode. */
+function decodeSpec<T>(path: string, node: { data: Buffer; version: number; stat: ZkStat }, decode: (v: unknown) => T): { spec: Znode<T> } | { invalidSpec: InvalidZnode } {
+  const decoded = decodeLenient(node.data, decode);
+  if ('value' in decoded) return { spec: { value: decoded.value, raw: node.data, version: node.version, stat: node.stat } };
+  return { invalidSpec: { path, raw: node.data, version: node.version, stat: node.stat, problem: decoded.problem } };
 }
 
 function decodeLenient<T>(raw: Buffer, decode: (v: unknown) => T): { value: T } | { problem: string } {
@@ -134,9 +164,7 @@ export async function readVm(store: ZkStore, paths: ZkPaths, name: string, parts
     parts.console ? store.get(paths.vmConsole(name)) : null,
   ]);
   const vm: VmState = { name, parent, spec: null, xml: null, status: null, migration: null };
-  if (spec) {
-    vm.spec = { value: decodeStrict(paths.vmSpec(name), spec.data, (v) => decodeVmSpec(v)), raw: spec.data, version: spec.version, stat: spec.stat };
-  }
+  if (spec) Object.assign(vm, decodeSpec(paths.vmSpec(name), spec, (v) => decodeVmSpec(v)));
   if (xml) vm.xml = xmlZnode(xml.data.toString('utf8'), xml.version, xml.stat);
   if (status) {
     const decoded = decodeLenient(status.data, (v) => decodeVmStatus(v));
@@ -151,10 +179,17 @@ export async function readVm(store: ZkStore, paths: ZkPaths, name: string, parts
   return vm;
 }
 
-/** Reads a VM that must exist (it has a spec). */
-export async function readExistingVm(store: ZkStore, paths: ZkPaths, name: string, parts: VmReadParts = {}): Promise<VmState & { spec: Znode<VmSpec> }> {
+/** Reads a VM that must exist (it has a spec), readable or not. */
+export async function readVmOrFail(store: ZkStore, paths: ZkPaths, name: string, parts: VmReadParts = {}): Promise<VmState> {
   const vm = await readVm(store, paths, name, parts);
-  if (!vm.spec) throw new CliError(`vm ${name} not found`);
+  if (!vm.spec && !vm.invalidSpec) throw new CliError(`vm ${name} not found`);
+  return vm;
+}
+
+/** Reads a VM that must exist and whose spec must be readable. */
+export async function readExistingVm(store: ZkStore, paths: ZkPaths, name: string, parts: VmReadParts = {}): Promise<VmState & { spec: Znode<VmSpec> }> {
+  const vm = await readVmOrFail(store, paths, name, parts);
+  if (vm.invalidSpec) throw unreadableSpec(`vm ${name}`, vm.invalidSpec, 'repair it with vk apply, or delete it with vk vm remove --force');
   return vm as VmState & { spec: Znode<VmSpec> };
 }
 
@@ -166,17 +201,19 @@ export async function listVmNames(store: ZkStore, paths: ZkPaths): Promise<strin
   return childNames(store, paths.vms, isValidName);
 }
 
-/** Every VM that has a spec. */
+/** Every VM that has a spec znode (readable, or with invalidSpec set). */
 export async function readAllVms(store: ZkStore, paths: ZkPaths, parts: VmReadParts = {}): Promise<VmState[]> {
   const names = await listVmNames(store, paths);
   const vms = await Promise.all(names.map((n) => readVm(store, paths, n, parts)));
-  return vms.filter((vm) => vm.spec !== null);
+  return vms.filter((vm) => vm.spec !== null || vm.invalidSpec !== undefined);
 }
 
 export interface NodeState {
   name: string;
   parent: ZkStat | null;
   spec: Znode<NodeSpec> | null;
+  /** Set when the spec znode exists but does not decode (spec is null then). */
+  invalidSpec?: InvalidZnode;
   status: Znode<NodeStatus> | null;
   statusProblem?: string;
   /** The daemon holds a session (the ephemeral alive znode exists). */
@@ -193,7 +230,7 @@ export async function readNode(store: ZkStore, paths: ZkPaths, name: string): Pr
     store.get(paths.nodeAlive(name)),
   ]);
   const node: NodeState = { name, parent, spec: null, status: null, alive: alive !== null, liveMigration: alive !== null && aliveTakesLiveMigration(alive.data.toString('utf8')) };
-  if (spec) node.spec = { value: decodeStrict(paths.nodeSpec(name), spec.data, (v) => decodeNodeSpec(v)), raw: spec.data, version: spec.version, stat: spec.stat };
+  if (spec) Object.assign(node, decodeSpec(paths.nodeSpec(name), spec, (v) => decodeNodeSpec(v)));
   if (status) {
     const decoded = decodeLenient(status.data, (v) => decodeNodeStatus(v));
     if ('value' in decoded) node.status = { value: decoded.value, raw: status.data, version: status.version, stat: status.stat };
@@ -202,8 +239,13 @@ export async function readNode(store: ZkStore, paths: ZkPaths, name: string): Pr
   return node;
 }
 
+/** The nodes ZooKeeper knows (a /nodes/<name> znode each), sorted. */
+export async function listNodeNames(store: ZkStore, paths: ZkPaths): Promise<string[]> {
+  return childNames(store, paths.nodes, isValidName);
+}
+
 export async function readAllNodes(store: ZkStore, paths: ZkPaths): Promise<NodeState[]> {
-  const names = await childNames(store, paths.nodes, isValidName);
+  const names = await listNodeNames(store, paths);
   return Promise.all(names.map((n) => readNode(store, paths, n)));
 }
 
@@ -211,22 +253,22 @@ export interface NetworkState {
   vni: string;
   parent: ZkStat | null;
   spec: Znode<NetworkSpec> | null;
+  /** Set when the spec znode exists but does not decode (spec is null then). */
+  invalidSpec?: InvalidZnode;
 }
 
 export async function readNetwork(store: ZkStore, paths: ZkPaths, vni: string): Promise<NetworkState> {
   const [parent, spec] = await Promise.all([store.exists(paths.network(vni)), store.get(paths.networkSpec(vni))]);
-  return {
-    vni,
-    parent,
-    spec: spec && { value: decodeStrict(paths.networkSpec(vni), spec.data, (v) => decodeNetworkSpec(v)), raw: spec.data, version: spec.version, stat: spec.stat },
-  };
+  const network: NetworkState = { vni, parent, spec: null };
+  if (spec) Object.assign(network, decodeSpec(paths.networkSpec(vni), spec, (v) => decodeNetworkSpec(v)));
+  return network;
 }
 
-/** Networks that have a spec, by VNI in numeric order. */
+/** Networks that have a spec znode (readable or not), by VNI in numeric order. */
 export async function readAllNetworks(store: ZkStore, paths: ZkPaths): Promise<NetworkState[]> {
   const vnis = (await childNames(store, paths.networks, isValidVni)).sort((a, b) => Number(a) - Number(b));
   const list = await Promise.all(vnis.map((v) => readNetwork(store, paths, v)));
-  return list.filter((n) => n.spec !== null);
+  return list.filter((n) => n.spec !== null || n.invalidSpec !== undefined);
 }
 
 export async function readConfig(store: ZkStore, paths: ZkPaths): Promise<{ value: ClusterConfig; znode: Znode<ClusterConfig> | null }> {

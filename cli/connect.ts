@@ -1,7 +1,8 @@
 // The connection to the cluster: global options (--zk, --root, --auth), a ZkStore for the
 // duration of one command, and the base layout that writing commands make sure exists.
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { NodeExistsError, ZkStore } from '../controllers/zk/index.ts';
+import { NodeExistsError, parentOf, ZkError, ZkStore } from '../controllers/zk/index.ts';
+import { describeAcl, isPrivateTo, openAclSession, tightenedAcl } from '../controllers/zk/acl.ts';
 import { DEFAULT_ROOT, ValidationError, ZkPaths } from '../schemas/index.ts';
 import { CliError, usageError } from './errors.ts';
 
@@ -19,6 +20,9 @@ export interface Cluster {
   store: ZkStore;
   paths: ZkPaths;
   connectString: string;
+  /** --auth: the znodes this command writes must be private to this user (see secureAcls). */
+  auth?: { user: string; password: string };
+  connectTimeoutMs: number;
 }
 
 /** The connection string of the command being run, for error messages. */
@@ -70,12 +74,34 @@ function parseAuth(text: string | undefined): { user: string; password: string }
   return { user: text.slice(0, colon), password: text.slice(colon + 1) };
 }
 
+/** Where --zk comes from: the command line, the environment (VK_ZK), or nowhere. */
+function zkSource(cmd: Command): string | undefined {
+  for (let c: Command | null = cmd; c; c = c.parent) {
+    const source = c.getOptionValueSource('zk');
+    if (source !== undefined) return source;
+  }
+  return undefined;
+}
+
+/**
+ * The ZooKeeper connection string: --zk, else VK_ZK, else the default. An empty --zk is bad input
+ * (it must not silently mean localhost); an empty VK_ZK counts as unset, as shells have it.
+ */
+export function connectStringOf(cmd: Command, zk: string | undefined): string {
+  if (zk === undefined || (zk.trim() === '' && zkSource(cmd) !== 'cli')) return DEFAULT_ZK;
+  const hosts = zk.split('/')[0]!.split(',');
+  if (zk.trim() === '' || hosts.some((h) => !/^[^\s,/]+$/.test(h))) {
+    throw usageError(`--zk: invalid value ${JSON.stringify(zk)}: must be host:port[,host:port…][/chroot]`);
+  }
+  return zk;
+}
+
 /** Connects, runs `fn`, closes (also when `fn` fails). */
 export async function withCluster<T>(cmd: Command, fn: (cluster: Cluster) => Promise<T>): Promise<T> {
   const options = globalOptions(cmd);
   const paths = pathsFor(options);
   const auth = parseAuth(options.auth);
-  const connectString = options.zk && options.zk !== '' ? options.zk : DEFAULT_ZK;
+  const connectString = connectStringOf(cmd, options.zk);
   currentConnectString = connectString;
   const timeoutMs = Math.round((options.connectTimeout ?? 10) * 1000);
   const store = await ZkStore.connect({
@@ -85,17 +111,52 @@ export async function withCluster<T>(cmd: Command, fn: (cluster: Cluster) => Pro
     ...(auth && { auth }),
   });
   try {
-    return await fn({ store, paths, connectString });
+    return await fn({ store, paths, connectString, connectTimeoutMs: timeoutMs, ...(auth && { auth }) });
   } finally {
     await store.close().catch(() => undefined);
   }
 }
 
 /**
- * Creates whatever is missing of the base layout (root, schema {"version":1}, vms, networks,
- * nodes, locks); refuses a cluster whose schema version this CLI does not know.
+ * Under --auth, makes every existing znode of `written` (and of the base layout, and the parents
+ * of `written`) private to the --auth user: nobody else may do more than read it. ZkStore gives
+ * the znodes it creates that ACL itself; znodes another client created without ACLs would stay
+ * world-writable (anyone could add a VM the daemons would start). A znode whose ACL vk cannot
+ * change is refused with a message naming it and its ACL. Without --auth this does nothing.
  */
-export async function ensureLayout({ store, paths }: Cluster): Promise<void> {
+export async function secureAcls(cluster: Cluster, written: readonly string[] = []): Promise<void> {
+  const { auth, paths } = cluster;
+  if (!auth) return;
+  const layout = [paths.root, paths.schema, paths.vms, paths.networks, paths.nodes, paths.locks, paths.config];
+  const inRoot = (p: string) => p === paths.root || p.startsWith(`${paths.root}/`);
+  const targets = [...new Set([...layout, ...written.flatMap((p) => [parentOf(p), p])])].filter(inRoot);
+  const session = await openAclSession(cluster.connectString, auth, cluster.connectTimeoutMs);
+  try {
+    for (const path of targets) {
+      const current = await session.get(path);
+      if (!current || isPrivateTo(current.acl, auth)) continue;
+      try {
+        await session.set(path, tightenedAcl(current.acl, auth), current.aversion);
+      } catch (error) {
+        if (!(error instanceof ZkError)) throw error;
+        throw new CliError(
+          `${path} has the ACL ${describeAcl(current.acl)}, which lets others than ${auth.user} change it, and vk cannot make it private to ${auth.user} (${error.reason}); nothing was written. Have its owner set its ACL (zkCli.sh setAcl), or give the owner's credentials with --auth`,
+        );
+      }
+    }
+  } finally {
+    session.close();
+  }
+}
+
+/**
+ * Creates whatever is missing of the base layout (root, schema {"version":1}, vms, networks,
+ * nodes, locks); refuses a cluster whose schema version this CLI does not know. Under --auth it
+ * first makes the existing layout, and the existing znodes of `written`, private (secureAcls).
+ */
+export async function ensureLayout(cluster: Cluster, written: readonly string[] = []): Promise<void> {
+  const { store, paths } = cluster;
+  await secureAcls(cluster, written);
   const schema = await store.get(paths.schema);
   if (schema) {
     checkSchema(schema.data, paths.schema);

@@ -5,12 +5,13 @@
 // every VM (inline or xmlFile, relative to the manifest), duplicates among the documents (same
 // kind and name, same domain UUID), and UUIDs already held by another VM in ZooKeeper. Each bad
 // document gives one error line `<file>#<n>: <field>: <reason>`; the run then writes nothing.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { dirname, extname, join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import {
   API_VERSION,
   decodeManifest,
+  MAX_DOMAIN_XML_BYTES,
   parseVmXml,
   splitVmManifestSpec,
   ValidationError,
@@ -22,8 +23,13 @@ import {
 } from '../schemas/index.ts';
 import type { VmState } from './cluster.ts';
 import { ManifestErrors, usageError } from './errors.ts';
+import { FileRefused, readFileCapped, readRegularFileWithin, withoutFileContent } from './read-file.ts';
 
 const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
+/** The largest manifest file read (many VMs with inline XML fit; /dev/zero does not). */
+export const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
+/** How many aliases a YAML document may expand (a "billion laughs" document is refused). */
+const MAX_YAML_ALIASES = 100;
 
 /** One parsed document, before validation. */
 export interface RawDocument {
@@ -96,9 +102,10 @@ export function readDocuments(files: readonly string[], errors: ValidationError[
   for (const file of files) {
     let text: string;
     try {
-      text = readFileSync(file, 'utf8');
+      text = readFileCapped(file, MAX_MANIFEST_BYTES, 'a manifest file');
     } catch (error) {
-      throw usageError(`${file}: cannot read: ${(error as Error).message}`);
+      if (error instanceof FileRefused) throw usageError(`${file}: cannot read it: ${error.reason}`);
+      throw error;
     }
     if (extname(file).toLowerCase() === '.json') {
       try {
@@ -117,7 +124,14 @@ export function readDocuments(files: readonly string[], errors: ValidationError[
         errors.push(new ValidationError('(document)', undefined, `YAML syntax error: ${oneLine(problem.message)}`, { source, showValue: false }));
         return;
       }
-      const value: unknown = doc.toJS({ maxAliasCount: 100 });
+      let value: unknown;
+      try {
+        value = doc.toJS({ maxAliasCount: MAX_YAML_ALIASES });
+      } catch (error) {
+        // yaml throws a ReferenceError for an alias bomb (and for an alias to nothing).
+        errors.push(new ValidationError('(document)', undefined, `YAML cannot be expanded: ${oneLine((error as Error).message)} (at most ${MAX_YAML_ALIASES} aliases)`, { source, showValue: false }));
+        return;
+      }
       if (value === null || value === undefined) return; // an empty document (a trailing ---)
       out.push({ source, file, doc: value });
     });
@@ -127,6 +141,16 @@ export function readDocuments(files: readonly string[], errors: ValidationError[
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** A VM's xmlFile: a regular file inside the manifest's directory, of at most MAX_DOMAIN_XML_BYTES. */
+function readXmlFile(xmlFile: string, baseDir: string): string {
+  try {
+    return readRegularFileWithin(resolve(baseDir, xmlFile), baseDir, MAX_DOMAIN_XML_BYTES, 'a domain XML');
+  } catch (error) {
+    if (error instanceof FileRefused) throw new ValidationError('spec.xmlFile', xmlFile, error.reason, { kind: 'path' });
+    throw error;
+  }
 }
 
 /** Validates one document; `baseDir` resolves a VM's xmlFile. */
@@ -144,17 +168,10 @@ export function decodeDocument(raw: RawDocument, baseDir: string): DesiredObject
           xml = split.xml;
           xmlField = 'spec.xml';
         } else {
-          const file = resolve(baseDir, split.xmlFile!);
           xmlField = 'spec.xmlFile';
-          try {
-            xml = readFileSync(file, 'utf8');
-          } catch (error) {
-            const code = (error as NodeJS.ErrnoException).code;
-            const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (error as Error).message;
-            throw new ValidationError('spec.xmlFile', split.xmlFile, `cannot read ${file}: ${why}`, { kind: 'path' });
-          }
+          xml = readXmlFile(split.xmlFile!, baseDir);
         }
-        const info = parseVmXml(xml, name, xmlField);
+        const info = xmlField === 'spec.xmlFile' ? withoutFileContent(() => parseVmXml(xml, name, xmlField)) : parseVmXml(xml, name, xmlField);
         const spec = split.spec;
         const givenRbd = ((raw.doc as { spec?: { rbd?: unknown } }).spec ?? {}).rbd;
         if (givenRbd !== undefined && !sameList(spec.rbd, info.rbd)) {
@@ -252,8 +269,12 @@ export function loadManifests(paths: readonly string[]): DesiredObject[] {
   return decodeDocuments(docs, errors);
 }
 
-/** Refuses VMs whose domain UUID another VM (of another name) already holds in ZooKeeper. */
-export function checkAgainstCluster(objects: readonly DesiredObject[], liveVms: readonly VmState[]): void {
+/**
+ * The checks that need the cluster, all before anything is written: refuses VMs whose domain UUID
+ * another VM (of another name) already holds in ZooKeeper, and VMs whose spec.node or
+ * meta.nodeLimit names a node that neither exists in ZooKeeper nor is defined by the manifests.
+ */
+export function checkAgainstCluster(objects: readonly DesiredObject[], liveVms: readonly VmState[], liveNodes: readonly string[]): void {
   const owners = new Map<string, string>();
   // A VM the manifests redefine will hold the manifest's UUID, not the one it has now.
   const redefined = new Set(objects.filter((o) => o.kind === 'VM').map((o) => o.name));
@@ -262,7 +283,7 @@ export function checkAgainstCluster(objects: readonly DesiredObject[], liveVms: 
     const uuid = vm.xml?.info?.uuid;
     if (uuid !== undefined) owners.set(uuid, vm.name);
   }
-  const errors: ValidationError[] = [];
+  const errors: ValidationError[] = [...unknownNodes(objects, liveNodes)];
   for (const obj of objects) {
     if (obj.kind !== 'VM' || obj.info.uuid === undefined) continue;
     const owner = owners.get(obj.info.uuid);
@@ -276,4 +297,18 @@ export function checkAgainstCluster(objects: readonly DesiredObject[], liveVms: 
     }
   }
   if (errors.length > 0) throw new ManifestErrors(errors);
+}
+
+/** One error per VM naming a node (spec.node, then meta.nodeLimit) that exists nowhere. */
+function unknownNodes(objects: readonly DesiredObject[], liveNodes: readonly string[]): ValidationError[] {
+  const known = new Set([...liveNodes, ...objects.filter((o) => o.kind === 'Node').map((o) => o.name)]);
+  const reason = 'no such node in the cluster (a node appears when its daemon first starts, or with a Node manifest)';
+  const errors: ValidationError[] = [];
+  for (const obj of objects) {
+    if (obj.kind !== 'VM') continue;
+    const named: Array<[string, string]> = [['spec.node', obj.spec.node], ...obj.spec.meta.nodeLimit.map((n, i): [string, string] => [`spec.meta.nodeLimit[${i}]`, n])];
+    const unknown = named.find(([, node]) => !known.has(node));
+    if (unknown) errors.push(new ValidationError(unknown[0], unknown[1], reason, { source: obj.source, kind: 'name' }));
+  }
+  return errors;
 }

@@ -176,24 +176,71 @@ function isConflict(error: unknown): boolean {
 }
 
 /**
- * Writes `objects` (already validated), one multi each, printing `vm/web1 created|configured|unchanged`.
- * Every object is read and encoded before the first write; a write that loses a race with another
- * writer is re-read and retried (not when applying a saved plan: that is a stale plan).
+ * The most bytes vk puts in one ZooKeeper request. ZooKeeper refuses a request over jute.maxbuffer
+ * (1 MiB by default) by dropping the connection; this leaves room for paths, ACLs and headers.
+ */
+export const MAX_TRANSACTION_BYTES = 960 * 1024;
+
+/** What a multi of `ops` costs on the wire, roughly (data and path bytes plus a per-op allowance). */
+export function transactionBytes(ops: readonly Op[]): number {
+  let total = 0;
+  for (const op of ops) {
+    const data = op.op === 'create' || op.op === 'set' ? op.data : undefined;
+    total += 64 + Buffer.byteLength(op.path) + (data === undefined ? 0 : typeof data === 'string' ? Buffer.byteLength(data) : data.length);
+  }
+  return total;
+}
+
+/** Refuses (exit 2, before any write) an object whose write ZooKeeper could not take. */
+function checkSize(prepared: PreparedObject): void {
+  const bytes = transactionBytes(prepared.ops);
+  if (bytes > MAX_TRANSACTION_BYTES) {
+    throw new CliError(`${prepared.obj.source}: ${prepared.id} would be a ${bytes}-byte write, more than ZooKeeper takes in one request (${MAX_TRANSACTION_BYTES} bytes); nothing was written`, EXIT_USAGE);
+  }
+}
+
+async function prepareAll(cluster: Cluster, objects: readonly DesiredObject[], planZxid: bigint | undefined): Promise<PreparedObject[]> {
+  const prepared: PreparedObject[] = [];
+  for (const obj of objects) {
+    const p = await prepareObject(cluster, obj);
+    checkFresh(p, planZxid);
+    checkSize(p);
+    prepared.push(p);
+  }
+  return prepared;
+}
+
+/**
+ * Writes `objects` (already validated), printing `vm/web1 created|configured|unchanged`. Every
+ * object is read, encoded and size-checked before the first write. When all the writes fit in one
+ * ZooKeeper request they are one multi (all or nothing); otherwise each object is one multi. A
+ * write that loses a race with another writer is re-read and retried (not when applying a saved
+ * plan: that is a stale plan).
  */
 export async function applyObjects(cluster: Cluster, objects: readonly DesiredObject[], options: ApplyOptions = {}): Promise<PreparedObject[]> {
   const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
   const sorted = sortForWrite(objects);
-  const prepared: PreparedObject[] = [];
-  for (const obj of sorted) {
-    const p = await prepareObject(cluster, obj);
-    checkFresh(p, options.planZxid);
-    prepared.push(p);
-  }
+  let prepared = await prepareAll(cluster, sorted, options.planZxid);
   if (options.dryRun) {
     for (const p of prepared) print(`${p.id} ${p.result} (dry run)`);
     return prepared;
   }
-  await ensureLayout(cluster);
+  await ensureLayout(cluster, prepared.flatMap((p) => p.ops.map((op) => op.path)));
+  if (transactionBytes(prepared.flatMap((p) => p.ops)) <= MAX_TRANSACTION_BYTES) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await cluster.store.multi(prepared.flatMap((p) => p.ops));
+        break;
+      } catch (error) {
+        if (!isConflict(error)) throw error;
+        if (options.planZxid !== undefined) throw new StalePlanError(`the cluster changed while applying the plan`);
+        if (attempt >= 5) throw error;
+        prepared = await prepareAll(cluster, sorted, undefined);
+      }
+    }
+    for (const p of prepared) print(`${p.id} ${p.result}`);
+    return prepared;
+  }
   const done: PreparedObject[] = [];
   for (let i = 0; i < prepared.length; i++) {
     let p = prepared[i]!;

@@ -2,8 +2,8 @@
 // when someone else wrote in between. What the verbs (vk vm …, vk node …) are made of.
 import { NodeExistsError, VersionConflictError } from '../controllers/zk/index.ts';
 import { encodeNodeSpec, encodeVmSpec, ValidationError, type NodeSpec, type VmSpec } from '../schemas/index.ts';
-import { readExistingVm, readNode, type NodeState, type VmState, type Znode } from './cluster.ts';
-import type { Cluster } from './connect.ts';
+import { readExistingVm, readNode, specVersion, type NodeState, type VmState, type Znode } from './cluster.ts';
+import { secureAcls, type Cluster } from './connect.ts';
 import { CliError } from './errors.ts';
 
 const ATTEMPTS = 5;
@@ -31,10 +31,12 @@ function withSource<T>(source: string, fn: () => T): T {
  * encodes to the same bytes.
  */
 export async function updateVmSpec(
-  { store, paths }: Cluster,
+  cluster: Cluster,
   name: string,
   mutate: (spec: VmSpec, vm: VmState & { spec: Znode<VmSpec> }) => VmSpec,
 ): Promise<Updated<VmSpec> & { vm: VmState }> {
+  const { store, paths } = cluster;
+  await secureAcls(cluster, [paths.vmSpec(name)]);
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
     const vm = await readExistingVm(store, paths, name, { status: true });
     const before = vm.spec.value;
@@ -55,22 +57,26 @@ export async function updateVmSpec(
 
 /** The same for a node's spec; creates the spec znode when the node has none yet. */
 export async function updateNodeSpec(
-  { store, paths }: Cluster,
+  cluster: Cluster,
   name: string,
   mutate: (spec: NodeSpec, node: NodeState) => NodeSpec,
 ): Promise<Updated<NodeSpec> & { node: NodeState }> {
+  const { store, paths } = cluster;
+  await secureAcls(cluster, [paths.nodeSpec(name)]);
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
     const node = await readNode(store, paths, name);
     if (!node.parent) throw new CliError(`node ${name} not found (nodes appear when their daemon first starts, or with vk apply)`);
+    // An unreadable spec (another client's write) is replaced: a node spec is the domainState alone.
     const before: NodeSpec = node.spec?.value ?? { domainState: 'ready' };
     const after = mutate(structuredClone(before), node);
     const encoded = withSource(`node ${name}`, () => encodeNodeSpec(after));
     if (node.spec && (encoded === node.spec.raw.toString('utf8') || encoded === encodeNodeSpec(before))) {
       return { before, after: before, version: node.spec.version, changed: false, node };
     }
+    const version = specVersion(node);
     try {
-      if (node.spec) {
-        const stat = await store.set(paths.nodeSpec(name), encoded, node.spec.version);
+      if (version !== undefined) {
+        const stat = await store.set(paths.nodeSpec(name), encoded, version);
         return { before, after, version: stat.version, changed: true, node };
       }
       await store.create(paths.nodeSpec(name), encoded);

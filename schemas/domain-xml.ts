@@ -29,6 +29,21 @@ export function xmlHash(xml: string): string {
 
 type XmlNode = Record<string, unknown>;
 
+/**
+ * The largest domain XML virtkeeper takes: 512 KiB of UTF-8. It is stored in one znode, written
+ * in one multi with the VM's spec, and ZooKeeper refuses requests over 1 MiB (jute.maxbuffer) by
+ * dropping the connection. Real domain XML is a few KiB.
+ */
+export const MAX_DOMAIN_XML_BYTES = 512 * 1024;
+/** The deepest element nesting taken (a real domain is under 10 deep; libxml2 stops at 256). */
+export const MAX_DOMAIN_XML_DEPTH = 100;
+
+/** Why `bytes` of domain XML are too many, or undefined. */
+export function domainXmlSizeProblem(bytes: number): string | undefined {
+  if (bytes <= MAX_DOMAIN_XML_BYTES) return undefined;
+  return `is ${bytes} bytes, larger than the limit of ${MAX_DOMAIN_XML_BYTES / 1024} KiB (${MAX_DOMAIN_XML_BYTES} bytes) for a domain XML`;
+}
+
 const parser = new XMLParser({
   ignoreAttributes: false,
   attributeNamePrefix: '@_',
@@ -42,6 +57,7 @@ const parser = new XMLParser({
   htmlEntities: true,
   // Every element becomes an array, so one <disk> and three <disk>s read the same way.
   isArray: (_name: string, _path: unknown, _isLeaf: boolean, isAttribute: boolean) => !isAttribute,
+  maxNestedTags: MAX_DOMAIN_XML_DEPTH,
 });
 
 // Bytes per unit, as libvirt defines them (formatdomain.html#memory-allocation).
@@ -253,9 +269,18 @@ function findSerialLog(reader: DomainReader, devices: XmlNode[]): string | undef
  */
 export function parseDomainXml(xml: string, field = 'xml'): DomainInfo {
   if (typeof xml !== 'string') throw new ValidationError(field, xml, 'must be a string', { kind: 'XML' });
+  const sizeProblem = domainXmlSizeProblem(Buffer.byteLength(xml, 'utf8'));
+  if (sizeProblem) throw new ValidationError(field, undefined, sizeProblem, { kind: 'XML', showValue: false });
   validateWellFormed(xml, field);
   const reader: DomainReader = new DomainReader(field);
-  const document = parser.parse(xml) as XmlNode;
+  let document: XmlNode;
+  try {
+    document = parser.parse(xml) as XmlNode;
+  } catch (error) {
+    const nested = /nested/i.test((error as Error).message);
+    const reason = nested ? `elements are nested deeper than ${MAX_DOMAIN_XML_DEPTH} levels` : `cannot be parsed: ${(error as Error).message}`;
+    throw new ValidationError(field, undefined, reason, { kind: 'XML', showValue: false });
+  }
   const roots = Object.keys(document);
   const domains = document.domain;
   if (roots.length !== 1 || !Array.isArray(domains) || domains.length !== 1) {

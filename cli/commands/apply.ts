@@ -1,13 +1,14 @@
 // `vk apply`, `vk diff`, `vk plan`: the declarative commands.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { createTwoFilesPatch } from 'diff';
 import { isValidName, isValidVni, type ZkPaths } from '../../schemas/index.ts';
 import type { ZkStore } from '../../controllers/zk/index.ts';
-import { readAllNodes, readAllVms, readConfig } from '../cluster.ts';
+import { listNodeNames, readAllNodes, readAllVms, readConfig } from '../cluster.ts';
 import { withCluster, type Cluster } from '../connect.ts';
 import { CliError, EXIT_USAGE, setRuntimeExitCode, usageError } from '../errors.ts';
-import { checkAgainstCluster, decodeDocuments, loadManifests, sortForWrite, type DesiredObject } from '../manifests.ts';
+import { checkAgainstCluster, decodeDocuments, loadManifests, MAX_MANIFEST_BYTES, sortForWrite, type DesiredObject } from '../manifests.ts';
+import { FileRefused, readFileCapped } from '../read-file.ts';
 import { applyObjects, prepareObject, StalePlanError, type PreparedObject } from '../objects.ts';
 import { colors, println, toJson } from '../output.ts';
 import { liveViews, planCluster, renderPlan, type PlanAction } from '../plan.ts';
@@ -22,9 +23,11 @@ function filenameOption(required: boolean): Option {
   return option;
 }
 
-async function checkUuids(cluster: Cluster, objects: readonly DesiredObject[]): Promise<void> {
+/** The cluster checks of the manifests' objects (UUIDs, nodes), before anything is written. */
+async function checkLive(cluster: Cluster, objects: readonly DesiredObject[]): Promise<void> {
   if (!objects.some((o) => o.kind === 'VM')) return;
-  checkAgainstCluster(objects, await readAllVms(cluster.store, cluster.paths));
+  const [vms, nodes] = await Promise.all([readAllVms(cluster.store, cluster.paths), listNodeNames(cluster.store, cluster.paths)]);
+  checkAgainstCluster(objects, vms, nodes);
 }
 
 // ------------------------------------------------------------------------------- plan files
@@ -46,8 +49,9 @@ interface PlanFile {
 function readPlanFile(file: string): PlanFile {
   let value: unknown;
   try {
-    value = JSON.parse(readFileSync(file, 'utf8'));
+    value = JSON.parse(readFileCapped(file, MAX_MANIFEST_BYTES, 'a plan file'));
   } catch (error) {
+    if (error instanceof FileRefused) throw usageError(`${file}: cannot read it: ${error.reason}`);
     throw usageError(`${file}: not a plan file: ${(error as Error).message.split('\n')[0]}`);
   }
   const plan = value as Partial<PlanFile> | null;
@@ -111,7 +115,7 @@ async function applyPlanFile(cluster: Cluster, file: string, dryRun: boolean): P
     throw new StalePlanError(`the cluster's desired state changed at zxid ${current}, after the plan was made (zxid ${planZxid})`);
   }
   const objects = decodeDocuments(plan.objects.map((doc, i) => ({ source: `${file}#objects[${i}]`, file, doc })));
-  await checkUuids(cluster, objects);
+  await checkLive(cluster, objects);
   if (objects.length === 0) println('the plan has no objects to write');
   await applyObjects(cluster, objects, { dryRun, planZxid });
 }
@@ -133,7 +137,7 @@ function registerApplyCommand(program: Command): void {
       if (!flags.filename) throw usageError("apply needs -f <paths…> (or --plan <file>)");
       const objects = loadManifests(flags.filename);
       await withCluster(cmd, async (cluster) => {
-        await checkUuids(cluster, objects);
+        await checkLive(cluster, objects);
         await applyObjects(cluster, objects, { dryRun: flags.dryRun === true });
       });
     });
@@ -181,12 +185,15 @@ function registerDiffCommand(program: Command): void {
       setRuntimeExitCode(3);
       const objects = loadManifests(flags.filename ?? []);
       const differs = await withCluster(cmd, async (cluster) => {
-        await checkUuids(cluster, objects);
+        await checkLive(cluster, objects);
         let any = false;
         for (const obj of sortForWrite(objects)) {
           const prepared = await prepareObject(cluster, obj);
           for (const patch of diffPrepared(prepared)) {
+            // Before printing: a reader that stops early (vk diff | head -1) ends vk at the next
+            // write (EPIPE, see main.ts), which must still exit 1.
             any = true;
+            process.exitCode = 1;
             println(colourPatch(patch));
           }
         }
@@ -229,15 +236,15 @@ async function planOneNode(flags: PlanFlags, cmd: Command): Promise<void> {
   }
   const { nodeMoveLines } = await import('../node-moves.ts');
   const lines = await planNode(cfg, createLogger({ level: 'warn', node: cfg.node }), nodeMoveLines);
+  process.exitCode = lines.length === 0 ? 0 : 1;
   if (flags.output === 'json') process.stdout.write(toJson({ node: cfg.node, actions: lines }));
   else println(lines.length === 0 ? `${cfg.node}: nothing to do` : lines.join('\n'));
-  process.exitCode = lines.length === 0 ? 0 : 1;
 }
 
 async function computePlan(cluster: Cluster, objects: readonly DesiredObject[]) {
   const { store, paths } = cluster;
   const [liveVms, liveNodes, liveConfig] = await Promise.all([readAllVms(store, paths, { status: true, migration: true }), readAllNodes(store, paths), readConfig(store, paths)]);
-  checkAgainstCluster(objects, liveVms);
+  checkAgainstCluster(objects, liveVms, liveNodes.map((n) => n.name));
   const prepared = await Promise.all(sortForWrite(objects).map((o) => prepareObject(cluster, o)));
   const zxid = store.lastZxid();
 
@@ -279,6 +286,8 @@ function registerPlanCommand(program: Command): void {
       const objects = flags.filename ? loadManifests(flags.filename) : [];
       const result = await withCluster(cmd, async (cluster) => ({ ...(await computePlan(cluster, objects)), root: cluster.paths.root }));
       const { zxid, actions, prepared } = result;
+      // Set before printing, so a closed stdout (vk plan | head -1) still exits 1 (see main.ts).
+      process.exitCode = actions.length > 0 ? 1 : 0;
       if (flags.output === 'json') {
         process.stdout.write(toJson({ zxid: zxid.toString(), actions }));
       } else {

@@ -7,10 +7,11 @@ import {
   readAllNodes,
   readAllVms,
   readConfig,
-  readExistingVm,
   readNetwork,
   readNode,
+  readVmOrFail,
   vmNetworks,
+  type InvalidZnode,
   type NetworkState,
   type NodeState,
   type VmState,
@@ -21,7 +22,7 @@ import { FLUSH_LOCK } from '../../reconcilers/flush.ts';
 import { keepaliveAge } from '../../reconcilers/node-keepalive.ts';
 import type { ZkStore } from '../../controllers/zk/index.ts';
 import { CliError, usageError } from '../errors.ts';
-import { colors, indent, orDash, println, table, toJson, toYaml, type OutputFormat } from '../output.ts';
+import { colors, indent, orDash, println, rawText, table, toJson, toYaml, type NoteRow, type OutputFormat } from '../output.ts';
 
 export interface GetFlags {
   output?: OutputFormat;
@@ -43,6 +44,23 @@ function structured(format: OutputFormat, value: unknown): boolean {
   return false;
 }
 
+// ------------------------------------------------------------------------- unreadable specs
+
+/** What a listing shows in place of the fields of an object whose spec cannot be read. */
+function invalidNote(invalid: InvalidZnode): string {
+  return colors.red(`invalid spec: ${invalid.problem.replace(/\n/g, ' ')}`);
+}
+
+/** The structured form (-o json|yaml) of an unreadable spec. */
+function invalidJson(invalid: InvalidZnode | undefined) {
+  return invalid ? { invalid: { znode: invalid.path, error: invalid.problem, raw: invalid.raw.toString('utf8') } } : {};
+}
+
+/** describe's lines for an unreadable spec: the znode, the error and the raw value. */
+function invalidLines(invalid: InvalidZnode, repair: string): string[] {
+  return [field('Spec', `unreadable (${repair})`), field('Spec znode', invalid.path), field('Spec error', invalid.problem), 'Spec raw value:', indent(rawText(invalid.raw))];
+}
+
 // ---------------------------------------------------------------------------------------- VMs
 
 function networksCell(vm: VmState, existing: ReadonlySet<string>): string {
@@ -62,6 +80,7 @@ function vmJson(vm: VmState) {
     migration: vm.migration?.value ?? null,
     uuid: vm.xml?.info?.uuid ?? null,
     networks: vm.xml?.info?.bridges ?? [],
+    ...invalidJson(vm.invalidSpec),
   };
 }
 
@@ -70,8 +89,9 @@ export function printVms(vms: readonly VmState[], networks: readonly NetworkStat
   const existing = new Set(networks.map((n) => n.vni));
   const headers = ['NAME', 'NODE', 'STATE', 'PHASE', 'PREVIOUS'];
   if (format === 'wide') headers.push('LIMIT', 'SELECTOR', 'AUTOSTART', 'METHOD', 'NETWORKS');
-  const rows = vms.map((vm) => {
-    const spec = vm.spec!.value;
+  const rows = vms.map((vm): string[] | NoteRow => {
+    if (!vm.spec) return { cells: [vm.name], note: vm.invalidSpec ? invalidNote(vm.invalidSpec) : '-' };
+    const spec = vm.spec.value;
     const status = vm.status?.value;
     const phase = status ? (status.node === spec.node ? status.phase : `${status.phase}@${status.node}`) : '-';
     const row = [vm.name, spec.node, spec.state, phase, orDash(spec.previousNode)];
@@ -138,6 +158,7 @@ function nodeJson(node: NodeState, queue: readonly LockEntry[], deadAfter: numbe
     spec: node.spec?.value ?? null,
     status: node.status?.value ?? null,
     flushLock: flushLockOf(node.name, queue),
+    ...invalidJson(node.invalidSpec),
   };
 }
 
@@ -153,7 +174,8 @@ export function printNodes(
   const headers = ['NAME', 'ALIVE', 'SPEC', 'DOMAIN', 'DAEMON', 'VMS', 'LOAD', 'FREE_MIB', 'PROV_MIB', 'TOTAL_MIB'];
   if (format === 'wide') headers.push('VCPUS', 'KEEPALIVE', 'VERSION');
   headers.push('FLUSH');
-  const rows = nodes.map((node) => {
+  const rows = nodes.map((node): string[] | NoteRow => {
+    if (node.invalidSpec) return { cells: [node.name, node.alive ? 'yes' : 'no'], note: invalidNote(node.invalidSpec) };
     const s = node.status?.value;
     const row = [
       node.name,
@@ -181,11 +203,12 @@ function usersOf(vni: string, vms: readonly VmState[]): string[] {
 }
 
 export function printNetworks(networks: readonly NetworkState[], vms: readonly VmState[], format: OutputFormat): void {
-  if (structured(format, networks.map((n) => ({ vni: n.vni, bridge: bridgeName(n.vni), spec: n.spec?.value ?? null, vms: usersOf(n.vni, vms) })))) return;
+  if (structured(format, networks.map((n) => ({ vni: n.vni, bridge: bridgeName(n.vni), spec: n.spec?.value ?? null, vms: usersOf(n.vni, vms), ...invalidJson(n.invalidSpec) })))) return;
   const headers = ['VNI', 'TYPE', 'MTU', 'BRIDGE', 'DESCRIPTION'];
   if (format === 'wide') headers.push('GATEWAY4', 'GATEWAY6', 'DHCP4', 'VMS');
-  const rows = networks.map((n) => {
-    const spec = n.spec!.value;
+  const rows = networks.map((n): string[] | NoteRow => {
+    if (!n.spec) return { cells: [n.vni], note: n.invalidSpec ? invalidNote(n.invalidSpec) : '-' };
+    const spec = n.spec.value;
     const row = [n.vni, spec.type, String(spec.mtu), bridgeName(n.vni), orDash(spec.description)];
     if (format === 'wide') {
       row.push(orDash(spec.gateway4), orDash(spec.gateway6), spec.dhcp4 ? `${spec.dhcp4.start}-${spec.dhcp4.end}` : '-', orDash(usersOf(n.vni, vms).join(',')));
@@ -267,8 +290,8 @@ function conditionsBlock(conditions: readonly Condition[]): string[] {
 
 async function describeVm(cmd: Command, name: string): Promise<void> {
   await withCluster(cmd, async ({ store, paths }) => {
-    const [vm, networks] = await Promise.all([readExistingVm(store, paths, name, { status: true, migration: true, console: true }), readAllNetworks(store, paths)]);
-    const spec = vm.spec.value;
+    const [vm, networks] = await Promise.all([readVmOrFail(store, paths, name, { status: true, migration: true, console: true }), readAllNetworks(store, paths)]);
+    const spec = vm.spec?.value;
     const info = vm.xml?.info ?? null;
     const { vnis, invalid } = vmNetworks(info, new Set(networks.map((n) => n.vni)));
     const lines = [
@@ -278,11 +301,13 @@ async function describeVm(cmd: Command, name: string): Promise<void> {
       field('Memory', info ? `${Math.round(info.memoryKiB / 1024)} MiB` : undefined),
       field('vCPUs', info?.vcpus),
       field('Networks', [...vnis.map((v) => `${v} (${bridgeName(v)})`), ...invalid.map((b) => `${b} (invalid: no such network)`)].join(', ')),
-      field('RBD disks', spec.rbd.join(', ')),
-      field('Generation', vm.spec.version),
+      field('RBD disks', spec?.rbd.join(', ')),
+      field('Generation', vm.spec?.version),
     ];
-    if (vm.xml?.problem) lines.push(field('XML problem', vm.xml.problem));
-    lines.push('Spec:', indent(toYaml(spec)));
+    if (!vm.xml) lines.push(field('XML problem', 'no xml znode'));
+    else if (vm.xml.problem) lines.push(field('XML problem', vm.xml.problem));
+    if (vm.invalidSpec) lines.push(...invalidLines(vm.invalidSpec, 'repair it with vk apply, or delete it with vk vm remove --force'));
+    else lines.push('Spec:', indent(toYaml(spec)));
     const status = vm.status?.value;
     if (status) {
       lines.push(
@@ -339,7 +364,9 @@ async function describeNode(cmd: Command, name: string): Promise<void> {
     const s = node.status?.value;
     const keepalive = keepaliveOf(node, deadAfter, Date.now());
     const alive = node.alive ? (keepalive?.stale ? 'stale (its daemon holds a session, but its keepalive is old)' : 'yes (its daemon holds a session)') : 'no';
-    const lines = [field('Name', name), field('Alive', alive), field('Spec domain state', node.spec?.value.domainState ?? 'ready (default)')];
+    const lines = [field('Name', name), field('Alive', alive)];
+    if (node.invalidSpec) lines.push(...invalidLines(node.invalidSpec, 'vk node flush or vk node ready rewrites it'));
+    else lines.push(field('Spec domain state', node.spec?.value.domainState ?? 'ready (default)'));
     if (s) {
       lines.push(
         'Status:',
@@ -382,11 +409,10 @@ async function describeNetwork(cmd: Command, vni: string): Promise<void> {
       if (error instanceof Error && error.name === 'ValidationError') throw usageError(error.message);
       throw error;
     }
-    if (!network.spec) throw new CliError(`network ${vni} not found`);
+    if (!network.spec && !network.invalidSpec) throw new CliError(`network ${vni} not found`);
     const vms = await readAllVms(store, paths);
-    println(
-      [field('VNI', vni), field('Bridge', bridgeName(vni)), field('Generation', network.spec.version), 'Spec:', indent(toYaml(network.spec.value)), field('VMs', usersOf(vni, vms).join(', '))].join('\n'),
-    );
+    const spec = network.spec ? [field('Generation', network.spec.version), 'Spec:', indent(toYaml(network.spec.value))] : invalidLines(network.invalidSpec!, 'repair it with vk apply, or delete it with vk network remove');
+    println([field('VNI', vni), field('Bridge', bridgeName(vni)), ...spec, field('VMs', usersOf(vni, vms).join(', '))].join('\n'));
   });
 }
 

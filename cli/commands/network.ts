@@ -1,7 +1,7 @@
 // `vk network add|remove|list`: client networks (a VNI each; VMs attach to bridge vkbr<VNI>).
 import { Option, type Command } from 'commander';
 import { assertVni, encodeNetworkSpec, NETWORK_TYPES, ValidationError, type NetworkSpecInput, type NetworkType } from '../../schemas/index.ts';
-import { bridgeName, readAllNetworks, readAllVms, readNetwork } from '../cluster.ts';
+import { bridgeName, readAllNetworks, readAllVms, readNetwork, specVersion } from '../cluster.ts';
 import { ensureLayout, parsePositiveInt, withCluster } from '../connect.ts';
 import { CliError, usageError } from '../errors.ts';
 import { println } from '../output.ts';
@@ -59,8 +59,8 @@ export function registerNetwork(program: Command): void {
       await withCluster(cmd, async (cluster) => {
         const { store, paths } = cluster;
         const existing = await readNetwork(store, paths, vni);
-        if (existing.spec) throw new CliError(`network ${vni} already exists; change it with vk apply`);
-        await ensureLayout(cluster);
+        if (existing.spec || existing.invalidSpec) throw new CliError(`network ${vni} already exists; change it with vk apply`);
+        await ensureLayout(cluster, [paths.networkSpec(vni)]);
         await store.multi([
           ...(existing.parent ? [] : [{ op: 'create' as const, path: paths.network(vni) }]),
           { op: 'create' as const, path: paths.networkSpec(vni), data: encoded },
@@ -78,7 +78,8 @@ export function registerNetwork(program: Command): void {
       const vni = vniArgument(vniText);
       await withCluster(cmd, async ({ store, paths }) => {
         const existing = await readNetwork(store, paths, vni);
-        if (!existing.spec || !existing.parent) throw new CliError(`network ${vni} not found`);
+        const version = specVersion(existing);
+        if (version === undefined || !existing.parent) throw new CliError(`network ${vni} not found`);
         const users = (await readAllVms(store, paths)).filter((vm) => vm.xml?.info?.bridges.includes(bridgeName(vni))).map((vm) => vm.name);
         if (users.length > 0 && !flags.force) {
           throw new CliError(`network ${vni} is used by vm ${users.join(', ')}; detach them first or use --force`);
@@ -86,7 +87,7 @@ export function registerNetwork(program: Command): void {
         const children = (await store.children(paths.network(vni))) ?? [];
         if (children.some((c) => c !== 'spec')) throw new CliError(`network ${vni} has unexpected children (${children.join(', ')}); not removing it`);
         await store.multi([
-          { op: 'delete', path: paths.networkSpec(vni), version: existing.spec.version },
+          { op: 'delete', path: paths.networkSpec(vni), version },
           { op: 'delete', path: paths.network(vni), version: existing.parent.version },
         ]);
         println(`network/${vni} removed`);

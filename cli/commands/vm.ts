@@ -1,6 +1,5 @@
 // `vk vm …`: the imperative verbs (as in PVC). Each is a compare-and-set read-modify-write of the
 // VM's spec znode, retried on conflicts; --wait follows the VM's status until the node has done it.
-import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { map } from 'rxjs';
 import { ZkError, type DataState } from '../../controllers/zk/index.ts';
@@ -9,6 +8,7 @@ import {
   decodeNodeStatus,
   decodeVmStatus,
   encodeVmSpec,
+  MAX_DOMAIN_XML_BYTES,
   parseDomainXml,
   parseWith,
   ValidationError,
@@ -23,10 +23,11 @@ import {
   type VmState as VmRunState,
   type VmStatus,
 } from '../../schemas/index.ts';
-import { readAllNodes, readAllVms, readConfig, readExistingVm, readVm, type VmState } from '../cluster.ts';
+import { readAllNodes, readAllVms, readConfig, readExistingVm, readVm, readVmOrFail, unreadableSpec, type VmState } from '../cluster.ts';
 import { ensureLayout, parsePositiveInt, withCluster, type Cluster } from '../connect.ts';
 import { CliError, usageError } from '../errors.ts';
 import { println } from '../output.ts';
+import { FileRefused, readFileCapped, withoutFileContent } from '../read-file.ts';
 import { selectNode } from '../select-node.ts';
 import { updateVmSpec, type Updated } from '../update.ts';
 import { dataOf, waitFor, waitOptions, watchAll, type Verdict } from '../wait.ts';
@@ -190,11 +191,12 @@ function registerDefine(vm: Command): void {
   ).action(async (file: string, flags: DefineFlags, cmd: Command) => {
     let xml: string;
     try {
-      xml = readFileSync(file, 'utf8');
+      xml = readFileCapped(file, MAX_DOMAIN_XML_BYTES, 'a domain XML');
     } catch (error) {
-      throw usageError(`${file}: cannot read: ${(error as Error).message}`);
+      if (error instanceof FileRefused) throw usageError(`${file}: cannot read it: ${error.reason}`);
+      throw error;
     }
-    const info = parseDomainXml(xml, file);
+    const info = withoutFileContent(() => parseDomainXml(xml, file));
     const name = info.name;
     const meta = applyMeta({ nodeLimit: [], nodeSelector: 'default', autostart: false, migrationMethod: 'default', maxDowntimeMs: 300 }, flags);
     const draft = { state: flags.state ?? 'running', node: flags.node ?? 'unset', meta, rbd: info.rbd };
@@ -209,7 +211,7 @@ function registerDefine(vm: Command): void {
     await withCluster(cmd, async (cluster) => {
       const { store, paths } = cluster;
       const existing = await readVm(store, paths, name);
-      if (existing.spec) throw new CliError(`vm ${name} already exists; change it with vk apply or vk vm meta`);
+      if (existing.spec || existing.invalidSpec) throw new CliError(`vm ${name} already exists; change it with vk apply or vk vm meta`);
       const others = await readAllVms(store, paths);
       const owner = others.find((v) => info.uuid !== undefined && v.xml?.info?.uuid === info.uuid);
       if (owner) throw usageError(`${file}/domain/uuid: duplicate UUID ${info.uuid}: VM ${JSON.stringify(owner.name)} in the cluster already has it`);
@@ -224,7 +226,7 @@ function registerDefine(vm: Command): void {
         if (error instanceof ValidationError) throw error.withSource(`vm ${name}`);
         throw error;
       }
-      await ensureLayout(cluster);
+      await ensureLayout(cluster, [paths.vmSpec(name), paths.vmXml(name)]);
       const ops = [];
       if (!existing.parent) ops.push({ op: 'create' as const, path: paths.vm(name) });
       ops.push({ op: 'create' as const, path: paths.vmSpec(name), data: encoded });
@@ -350,9 +352,11 @@ interface RemoveFlags extends WaitFlags {
 async function removeVm(cluster: Cluster, name: string, force: boolean): Promise<VmState> {
   const { store, paths } = cluster;
   for (let attempt = 1; attempt <= 5; attempt++) {
-    const vm = await readExistingVm(store, paths, name, { status: true });
-    const state = vm.spec.value.state;
-    if (state === 'running' && !force) {
+    const vm = await readVmOrFail(store, paths, name, { status: true });
+    if (vm.invalidSpec && !force) {
+      throw unreadableSpec(`vm ${name}`, vm.invalidSpec, 'its desired state is unknown: use --force to remove it, or repair it with vk apply');
+    }
+    if (vm.spec?.value.state === 'running' && !force) {
       throw new CliError(`vm ${name} is running (desired state running); stop or disable it first, or use --force`);
     }
     const children = (await store.children(paths.vm(name))) ?? [];

@@ -38,6 +38,7 @@ describe('vk apply and vk diff', () => {
       'clusterconfig/cluster created (dry run)',
       'network/100 created (dry run)',
       'node/hv1 created (dry run)',
+      'node/hv3 created (dry run)',
       'node/hv2 created (dry run)',
       'vm/web1 created (dry run)',
       'vm/db1 created (dry run)',
@@ -74,7 +75,7 @@ describe('vk apply and vk diff', () => {
     const run = await vk('apply', '-f', BASIC);
     assert.equal(run.code, 0, run.stderr);
     const lines = run.stdout.trimEnd().split('\n');
-    assert.equal(lines.length, 6);
+    assert.equal(lines.length, 7);
     for (const line of lines) assert.match(line, / unchanged$/);
     assert.deepEqual(await snapshot(store, root), before);
   });
@@ -275,7 +276,7 @@ describe('vk plan', () => {
       const made = await vk('plan', '-f', copy.dir, '--out', planFile);
       assert.ok(made.code === 0 || made.code === 1, made.stderr);
       const saved = JSON.parse(readFileSync(planFile, 'utf8')) as { zxid: string; objects: unknown[] };
-      assert.equal(saved.objects.length, 6, 'the plan carries the objects to write');
+      assert.equal(saved.objects.length, 7, 'the plan carries the objects to write');
 
       // An unrelated spec change after the plan makes it stale.
       assert.equal((await vk('vm', 'meta', 'db1', '--autostart')).code, 0);

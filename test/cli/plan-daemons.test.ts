@@ -12,7 +12,13 @@ import { join } from 'node:path';
 import { vkFor, type Vk } from './helpers.ts';
 
 // No NICs: a migration target refuses a VM whose bridges it lacks, and the test hypervisors have none.
-const MANIFEST = `kind: VM
+const MANIFEST = `kind: Node
+metadata: {name: hv1}
+---
+kind: Node
+metadata: {name: hv2}
+---
+kind: VM
 metadata: {name: app1}
 spec:
   node: hv1
