@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ListDomainsFlags } from '../drivers/libvirt/index.ts';
-import { ZkStore } from '../controllers/zk/index.ts';
+import { ZkStore } from '../drivers/zk/index.ts';
 import { startZooKeeper } from '../test/rig/zookeeper.ts';
 import { startHv, stopHv, testXml, writeVm, type HvRig } from '../test/daemon/helpers.ts';
 import { measureRawWatch } from './lib/raw-watch.ts';

@@ -7,7 +7,7 @@
 // status to settle before the next round.
 // Usage: npm run bench -- reconcile [ROUNDS]   (default 300)
 import type { Hypervisor } from '../drivers/hypervisor.ts';
-import { ZkStore } from '../controllers/zk/index.ts';
+import { ZkStore } from '../drivers/zk/index.ts';
 import { createLogger } from '../controllers/logger.ts';
 import { startDaemon } from '../controllers/daemon.ts';
 import { encodeVmSpec } from '../schemas/index.ts';

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { ListDomainsFlags } from '../drivers/libvirt/index.ts';
 import { LibvirtHypervisor } from '../drivers/libvirt-hypervisor.ts';
 import { readState } from '../drivers/sandbox/index.ts';
-import { ZkStore } from '../controllers/zk/index.ts';
+import { ZkStore } from '../drivers/zk/index.ts';
 import { decodeVmStatus, ZkPaths } from '../schemas/index.ts';
 import { testXml, waitFor, writeVm } from '../test/daemon/helpers.ts';
 import { Sampler } from '../test/rig/sampler.ts';

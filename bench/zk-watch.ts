@@ -10,7 +10,7 @@
 // Usage: npm run bench -- zk-watch [N]   (default N = 2000 per path)
 import zookeeper from 'node-zookeeper-client';
 import type { Client, Stat } from 'node-zookeeper-client';
-import { ZkStore, type DataState } from '../controllers/zk/index.ts';
+import { ZkStore, type DataState } from '../drivers/zk/index.ts';
 import { startZooKeeper } from '../test/rig/zookeeper.ts';
 
 const N = Number(process.argv[2] ?? process.env.N ?? 2000);

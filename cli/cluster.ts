@@ -3,7 +3,7 @@
 // next to a null spec, so listings show the object with the reason and `vk apply`, `vk vm remove
 // --force` and `vk node flush|ready` can repair it. Statuses and migration records that do not
 // decode are reported as absent with the problem kept. Only the cluster config is still strict.
-import type { ZkStat, ZkStore } from '../controllers/zk/index.ts';
+import type { ZkStat, ZkStore } from '../drivers/zk/index.ts';
 import {
   decodeClusterConfig,
   decodeMigrationRecord,

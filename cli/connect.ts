@@ -1,8 +1,8 @@
 // The connection to the cluster: global options (--zk, --root, --auth), a ZkStore for the
 // duration of one command, and the base layout that writing commands make sure exists.
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { NodeExistsError, parentOf, ZkError, ZkStore } from '../controllers/zk/index.ts';
-import { describeAcl, isPrivateTo, openAclSession, tightenedAcl } from '../controllers/zk/acl.ts';
+import { NodeExistsError, parentOf, ZkError, ZkStore } from '../drivers/zk/index.ts';
+import { describeAcl, isPrivateTo, openAclSession, tightenedAcl } from '../drivers/zk/acl.ts';
 import { DEFAULT_ROOT, ValidationError, ZkPaths } from '../schemas/index.ts';
 import { CliError, usageError } from './errors.ts';
 

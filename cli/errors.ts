@@ -13,7 +13,7 @@ import {
   TransactionError,
   VersionConflictError,
   ZkError,
-} from '../controllers/zk/index.ts';
+} from '../drivers/zk/index.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_RUNTIME = 1;

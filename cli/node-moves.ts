@@ -1,7 +1,7 @@
 // The flush or ready moves a node's daemon would make now, read from ZooKeeper and planned by the
 // flush reconciler's own pure planner: the part of `vk daemon --dry-run` and `vk plan --node`
 // that the domain planner does not cover.
-import type { ZkStore } from '../controllers/zk/index.ts';
+import type { ZkStore } from '../drivers/zk/index.ts';
 import type { ZkPaths } from '../schemas/index.ts';
 import { readAllNodes, readAllVms, readConfig } from './cluster.ts';
 import { liveViews, planNodeMoves } from './plan.ts';

@@ -9,7 +9,7 @@
 //
 // A VM's previousNode, restartedAt and forceStopAt are operational state set by verbs (migrate,
 // restart, stop): when ZooKeeper has them and the manifest does not, they are kept.
-import { TransactionError, type Op, type ZkStat } from '../controllers/zk/index.ts';
+import { TransactionError, type Op, type ZkStat } from '../drivers/zk/index.ts';
 import {
   decodeClusterConfig,
   decodeNetworkSpec,

@@ -1,6 +1,6 @@
 // Read-modify-write of a spec znode: compare-and-set on the version read, retried a few times
 // when someone else wrote in between. What the verbs (vk vm …, vk node …) are made of.
-import { NodeExistsError, VersionConflictError } from '../controllers/zk/index.ts';
+import { NodeExistsError, VersionConflictError } from '../drivers/zk/index.ts';
 import { encodeNodeSpec, encodeVmSpec, ValidationError, type NodeSpec, type VmSpec } from '../schemas/index.ts';
 import { readExistingVm, readNode, specVersion, type NodeState, type VmState, type Znode } from './cluster.ts';
 import { secureAcls, type Cluster } from './connect.ts';

@@ -2,7 +2,7 @@
 // line on a TTY, a plain line per change otherwise). Failure and timeout are CliErrors (exit 1).
 import { Option } from 'commander';
 import { combineLatest, type Observable } from 'rxjs';
-import type { DataState, ZkStore } from '../controllers/zk/index.ts';
+import type { DataState, ZkStore } from '../drivers/zk/index.ts';
 import { parseSeconds } from './connect.ts';
 import { CliError } from './errors.ts';
 import { stdoutIsTty } from './output.ts';

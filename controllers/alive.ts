@@ -6,7 +6,7 @@
 // daemon started with the same node name, which must not be displaced.
 import { Subscription, filter, firstValueFrom } from 'rxjs';
 import type { Logger } from 'pino';
-import { NodeExistsError, type ZkStore } from './zk/index.ts';
+import { NodeExistsError, type ZkStore } from '../drivers/zk/index.ts';
 
 export class AliveMarker {
   private sub: Subscription | undefined;

@@ -13,7 +13,7 @@ import { MigrationController } from './migration-controller.ts';
 import type { MigrationEvent } from '../reconcilers/migration-executor.ts';
 import { NodeController } from './node-controller.ts';
 import { NodeServices } from './node-services.ts';
-import { ZkStore } from './zk/index.ts';
+import { ZkStore } from '../drivers/zk/index.ts';
 
 export const DAEMON_VERSION = '0.1.0';
 

@@ -7,7 +7,7 @@
 //
 // It runs at most one operation at a time, toward what the node spec asks:
 //   flushed → flush: status flushing (flush.phase queued) → the cluster flush lock
-//             (/virtkeeper/locks/flush, controllers/lock.ts: one flush at a time in the cluster,
+//             (/virtkeeper/locks/flush, drivers/zk/lock.ts: one flush at a time in the cluster,
 //             the holder's session owns it) → moving (moves from planFlush, at most
 //             ClusterConfig.migration.maxOutgoing written and not yet settled at once) → flushed.
 //   ready   → ready: status unflushing → the moves from planReady (at most maxIncoming at once)
@@ -66,9 +66,9 @@ import {
   type VmSpec,
   type ZkPaths,
 } from '../schemas/index.ts';
-import { LockLostError, ZkLock } from './lock.ts';
+import { LockLostError, ZkLock } from '../drivers/zk/lock.ts';
 import type { VmInformer } from './vm-informer.ts';
-import { NoNodeError, VersionConflictError, type DataState, type ZkStore } from './zk/index.ts';
+import { NoNodeError, VersionConflictError, type DataState, type ZkStore } from '../drivers/zk/index.ts';
 
 export interface FlushControllerOptions {
   node: string;

@@ -36,7 +36,7 @@ import { done, requeueAfter, type ReconcileContext, type Result } from './reconc
 import type { VmInformer } from './vm-informer.ts';
 import { bridgeExists } from '../drivers/links.ts';
 import { WorkQueue } from './workqueue.ts';
-import { TransactionError, VersionConflictError, type Op, type ZkStore } from './zk/index.ts';
+import { TransactionError, VersionConflictError, type Op, type ZkStore } from '../drivers/zk/index.ts';
 
 export interface MigrationControllerOptions {
   node: string;

@@ -12,7 +12,7 @@ import { decodeMigrationRecord, encodeVmStatus, decodeVmStatus, type Condition, 
 import { done, requeueAfter, terminal, type ReconcileContext, type Result } from './reconciler.ts';
 import { VmInformer } from './vm-informer.ts';
 import { WorkQueue } from './workqueue.ts';
-import { NodeExistsError, NoNodeError, VersionConflictError, type ZkStore } from './zk/index.ts';
+import { NodeExistsError, NoNodeError, VersionConflictError, type ZkStore } from '../drivers/zk/index.ts';
 
 export interface NodeControllerOptions {
   node: string;

@@ -12,7 +12,7 @@ import { createConsoleFollower, type ConsoleFollower } from '../reconcilers/cons
 import { runKeepalive, type AssignedVm } from '../reconcilers/node-keepalive.ts';
 import { decodeClusterConfig, decodeNodeStatus, defaultClusterConfig, encodeNodeStatus, type ClusterConfig, type ZkPaths } from '../schemas/index.ts';
 import type { VmInformer } from './vm-informer.ts';
-import type { ZkStore } from './zk/index.ts';
+import type { ZkStore } from '../drivers/zk/index.ts';
 
 export interface NodeServicesOptions {
   node: string;

@@ -17,7 +17,7 @@ import {
   type VmStatus,
   type ZkPaths,
 } from '../schemas/index.ts';
-import type { DataState, ZkStore } from './zk/index.ts';
+import type { DataState, ZkStore } from '../drivers/zk/index.ts';
 
 /** A znode as read: its value, or why it could not be decoded (with its text and version), or absent. */
 export type Loaded<T> = { value: T; version: number } | { error: string; raw: string; version: number } | null;

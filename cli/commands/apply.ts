@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { createTwoFilesPatch } from 'diff';
 import { isValidName, isValidVni, type ZkPaths } from '../../schemas/index.ts';
-import type { ZkStore } from '../../controllers/zk/index.ts';
+import type { ZkStore } from '../../drivers/zk/index.ts';
 import { listNodeNames, readAllNodes, readAllVms, readConfig } from '../cluster.ts';
 import { withCluster, type Cluster } from '../connect.ts';
 import { CliError, EXIT_USAGE, setRuntimeExitCode, usageError } from '../errors.ts';

@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { parseAllDocuments } from 'yaml';
-import { ZkStore } from '../../controllers/zk/index.ts';
+import { ZkStore } from '../../drivers/zk/index.ts';
 import {
   aptLine,
   binDir,

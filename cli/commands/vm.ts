@@ -2,7 +2,7 @@
 // VM's spec znode, retried on conflicts; --wait follows the VM's status until the node has done it.
 import { Option, type Command } from 'commander';
 import { map } from 'rxjs';
-import { ZkError, type DataState } from '../../controllers/zk/index.ts';
+import { ZkError, type DataState } from '../../drivers/zk/index.ts';
 import {
   decodeMigrationRecord,
   decodeNodeStatus,

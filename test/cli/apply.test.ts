@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ZkStore } from '../../controllers/zk/index.ts';
+import { ZkStore } from '../../drivers/zk/index.ts';
 import { decodeVmSpec, encodeVmStatus, xmlHash } from '../../schemas/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 import { copyFixture, errorLines, fixture, readJson, snapshot, vkFor, type Vk } from './helpers.ts';

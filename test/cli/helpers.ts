@@ -4,7 +4,7 @@ import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ZkStore } from '../../controllers/zk/index.ts';
+import type { ZkStore } from '../../drivers/zk/index.ts';
 
 export const VK = fileURLToPath(new URL('../../cli/vk.mjs', import.meta.url));
 export const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { NoAuthError, ZkStore } from '../../controllers/zk/index.ts';
+import { NoAuthError, ZkStore } from '../../drivers/zk/index.ts';
 import { decodeNodeSpec, decodeVmSpec } from '../../schemas/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 import { snapshot, VK, vkFor, type Vk } from './helpers.ts';

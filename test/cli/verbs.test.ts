@@ -2,7 +2,7 @@
 // stand-in daemon writes, get/describe, console logs. Real vk binary, real ZooKeeper.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ZkStore } from '../../controllers/zk/index.ts';
+import { ZkStore } from '../../drivers/zk/index.ts';
 import {
   decodeNodeSpec,
   decodeVmSpec,

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Subscription } from 'rxjs';
 import type { RunningDaemon } from '../../controllers/daemon.ts';
-import { ZkStore } from '../../controllers/zk/index.ts';
+import { ZkStore } from '../../drivers/zk/index.ts';
 import { decodeNodeStatus, encodeClusterConfig, encodeNodeStatus, type ClusterConfigInput } from '../../schemas/index.ts';
 import { vkFor } from '../cli/helpers.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';

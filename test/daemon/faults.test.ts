@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RunningDaemon } from '../../controllers/daemon.ts';
-import { ZkStore } from '../../controllers/zk/index.ts';
+import { ZkStore } from '../../drivers/zk/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 import { daemonConfig, domainState, paths, readStatus, runDaemon, startHv, stopHv, waitFor, writeVm, type HvRig } from './helpers.ts';
 

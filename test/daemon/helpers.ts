@@ -7,7 +7,7 @@ import type { DaemonConfig } from '../../controllers/daemon-config.ts';
 import { DaemonConfigSchema } from '../../controllers/daemon-config.ts';
 import { startDaemon, type RunningDaemon } from '../../controllers/daemon.ts';
 import { createLogger } from '../../controllers/logger.ts';
-import { ZkStore } from '../../controllers/zk/index.ts';
+import { ZkStore } from '../../drivers/zk/index.ts';
 import { encodeVmSpec, ZkPaths, type VmSpecInput } from '../../schemas/index.ts';
 import { startLibvirtd, type Libvirtd } from '../rig/libvirtd.ts';
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RunningDaemon } from '../../controllers/daemon.ts';
-import { ZkStore } from '../../controllers/zk/index.ts';
+import { ZkStore } from '../../drivers/zk/index.ts';
 import { decodeNodeStatus, type NodeStatus } from '../../schemas/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 import { daemonConfig, domainState, paths, runDaemon, startHv, stopHv, testXml, waitFor, writeVm, type HvRig } from './helpers.ts';

@@ -14,7 +14,7 @@
 // method or cancels the flush.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { readLockQueue } from '../../controllers/lock.ts';
+import { readLockQueue } from '../../drivers/zk/lock.ts';
 import type { VmStatus } from '../../schemas/index.ts';
 import { vkFor, type Vk } from '../cli/helpers.ts';
 import { FlushRig, paths, waitFor } from './rig.ts';

@@ -1,9 +1,9 @@
-// The ZooKeeper lock recipe (controllers/lock.ts) against a real ZooKeeper: order, queue, cancel,
+// The ZooKeeper lock recipe (drivers/zk/lock.ts) against a real ZooKeeper: order, queue, cancel,
 // release, and a lock that dies with its holder's session (closed, or expired from outside).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { LockLostError, ZkLock, orderContenders, readLockQueue, type LockHandle, type LockQueue } from '../../controllers/lock.ts';
-import { ZkStore } from '../../controllers/zk/index.ts';
+import { LockLostError, ZkLock, orderContenders, readLockQueue, type LockHandle, type LockQueue } from '../../drivers/zk/lock.ts';
+import { ZkStore } from '../../drivers/zk/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 import { closeSessionFromOutside } from '../zk/helpers.ts';
 

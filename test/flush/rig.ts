@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
 import type { RunningDaemon } from '../../controllers/daemon.ts';
 import type { DaemonConfig } from '../../controllers/daemon-config.ts';
-import { ZkStore } from '../../controllers/zk/index.ts';
+import { ZkStore } from '../../drivers/zk/index.ts';
 import {
   decodeNodeStatus,
   decodeVmSpec,

@@ -27,7 +27,7 @@ import { DaemonConfigSchema, type DaemonConfig } from '../../controllers/daemon-
 import { startDaemon, type RunningDaemon } from '../../controllers/daemon.ts';
 import { createLogger } from '../../controllers/logger.ts';
 import type { MigrationEvent } from '../../reconcilers/migration-executor.ts';
-import { ZkStore } from '../../controllers/zk/index.ts';
+import { ZkStore } from '../../drivers/zk/index.ts';
 import { LibvirtHypervisor } from '../../drivers/libvirt-hypervisor.ts';
 import {
   decodeMigrationRecord,

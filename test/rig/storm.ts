@@ -1,7 +1,7 @@
 // A move storm (issue 12 §1): `writes` version-checked writes of a VM's spec.node, `spacingMs`
 // apart, cycling through the nodes after `from` — the write `vk vm move` makes (node set,
 // previousNode dropped). Shared by test/domain/storm.test.ts and bench/storm.ts.
-import { VersionConflictError, type ZkStore } from '../../controllers/zk/index.ts';
+import { VersionConflictError, type ZkStore } from '../../drivers/zk/index.ts';
 import { decodeVmSpec, encodeVmSpec, ZkPaths } from '../../schemas/index.ts';
 
 /** The spacings a series of storms cycles through. */

@@ -2,7 +2,7 @@
 // reads are allowed with 'digest-world-read' and refused with 'digest-private'.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { NoAuthError, ZkStore, digestId } from '../../controllers/zk/index.ts';
+import { NoAuthError, ZkStore, digestId } from '../../drivers/zk/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 import { next } from './helpers.ts';
 

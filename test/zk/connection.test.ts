@@ -2,7 +2,7 @@
 // suspended vs expired (client-side expiry), new sessions, ephemerals, watches surviving it all.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ConnectionLossError, ZkStore, type ConnectionState, type DataState } from '../../controllers/zk/index.ts';
+import { ConnectionLossError, ZkStore, type ConnectionState, type DataState } from '../../drivers/zk/index.ts';
 import { freePorts, startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 import { closeSessionFromOutside, containsInOrder, next, record } from './helpers.ts';
 

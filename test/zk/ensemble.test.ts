@@ -1,7 +1,7 @@
 // A 3-server ensemble: losing one member (the one the store is connected to) loses nothing.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ZkStore, type DataState } from '../../controllers/zk/index.ts';
+import { ZkStore, type DataState } from '../../drivers/zk/index.ts';
 import { startEnsemble, type ZkEnsemble, type ZkServer } from '../rig/zookeeper.ts';
 import { next, record } from './helpers.ts';
 

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { FrameSplitter } from '../../controllers/zk/client-internals.ts';
+import { FrameSplitter } from '../../drivers/zk/client-internals.ts';
 
 function frame(payload: Buffer): Buffer {
   const head = Buffer.alloc(4);

@@ -8,7 +8,7 @@ import {
   TransactionError,
   VersionConflictError,
   ZkStore,
-} from '../../controllers/zk/index.ts';
+} from '../../drivers/zk/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 
 let server: ZkServer;

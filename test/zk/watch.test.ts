@@ -1,7 +1,7 @@
 // watchData / watchChildren against a real ZooKeeper: level-triggered, ordered, deduped, cleaned up.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ZkStore, type ChildrenState, type DataState } from '../../controllers/zk/index.ts';
+import { ZkStore, type ChildrenState, type DataState } from '../../drivers/zk/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 import { next, record } from './helpers.ts';
 

@@ -28,7 +28,7 @@
 import { randomUUID } from 'node:crypto';
 import { filter, firstValueFrom, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
-import { ConnectionLossError, NoNodeError, type ChildrenState, type ZkStore } from './zk/index.ts';
+import { ConnectionLossError, NoNodeError, type ChildrenState, type ZkStore } from './index.ts';
 
 const SEQUENCE = /-lock-(\d{10})$/;
 const PROTECTED = /^_c_([0-9a-f-]{36})-lock-\d{10}$/;
