@@ -8,7 +8,8 @@
 // writes are bookkeeping and left out. A node whose spec asks for another domainState than its
 // status reports shows a flush or ready, and (given a PlanContext) every move of it, from the
 // flush reconciler's own pure planner (reconcilers/flush.ts): what the node's daemon will do.
-import { migrationInFlight, planDomain, describeDomainAction, type DomainAction, type DomainRunState, type LocalDomain } from '../reconcilers/domain.ts';
+import { DOMAIN_RUN_STATES, type DomainRunState, type LocalDomain } from '../drivers/domain-run-state.ts';
+import { migrationInFlight, planDomain, describeDomainAction, type DomainAction } from '../reconcilers/domain.ts';
 import { describeFlushMove, planFlush, planReady, type FlushMove, type FlushVm, type ReadyMove } from '../reconcilers/flush.ts';
 import type { NodeState, VmState } from './cluster.ts';
 import { parseVmXml, xmlHash, type MigrationRecord, type NodeSelector, type NodeSpec, type NodeStatus, type VmSpec, type VmStatus } from '../schemas/index.ts';
@@ -65,7 +66,7 @@ export interface PlanAction {
   [detail: string]: unknown;
 }
 
-const RUN_STATES: ReadonlySet<string> = new Set<DomainRunState>(['nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff', 'crashed', 'pmsuspended']);
+const RUN_STATES: ReadonlySet<string> = new Set<DomainRunState>(DOMAIN_RUN_STATES);
 
 /** The domain a status describes, as the node that wrote it would see it. */
 export function domainFromStatus(status: VmStatus | null): LocalDomain | null {

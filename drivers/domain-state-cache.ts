@@ -15,12 +15,10 @@
  *     invalidated after the listing was issued stay unknown.
  *  C4 lookup() answers undefined whenever it cannot be sure; the caller then reads libvirt.
  */
-import type { DomainRunState } from '../reconcilers/domain.ts';
+import type { LocalDomain } from './domain-run-state.ts';
 
-export interface DomainState {
-  state: DomainRunState;
-  persistent: boolean;
-}
+/** What the cache holds of a domain: its run state and persistence. */
+export type DomainState = LocalDomain;
 
 /** A point in the cache's history, taken when a read or listing is issued. */
 export type Ticket = number;

@@ -1,7 +1,7 @@
 // The hypervisor as the reconcilers need it: domains by name, their state, and lifecycle events.
 // One real implementation (libvirt-hypervisor.ts) speaks libvirt's RPC protocol.
 import type { Observable } from 'rxjs';
-import type { DomainRunState } from '../reconcilers/domain.ts';
+import type { DomainRunState } from './domain-run-state.ts';
 import type { DomainState } from './domain-state-cache.ts';
 
 export type { DomainState } from './domain-state-cache.ts';

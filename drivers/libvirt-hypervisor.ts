@@ -1,6 +1,6 @@
 // The Hypervisor interface over one reconnecting libvirt RPC connection.
 import { distinctUntilChanged, map, type Observable } from 'rxjs';
-import type { DomainRunState } from '../reconcilers/domain.ts';
+import { DOMAIN_RUN_STATES, type DomainRunState } from './domain-run-state.ts';
 import { DomainStateCache, type DomainState as CachedDomainState } from './domain-state-cache.ts';
 import type { DomainJob, DomainSummary, LifecycleNotice, LiveMigrationOptions, MigratingHypervisor, NodeResources } from './hypervisor.ts';
 import {
@@ -16,10 +16,8 @@ import {
   type DomainRef,
 } from './libvirt/index.ts';
 
-const RUN_STATES: readonly DomainRunState[] = ['nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff', 'crashed', 'pmsuspended'];
-
 function runState(state: number): DomainRunState {
-  return RUN_STATES[state] ?? 'nostate';
+  return DOMAIN_RUN_STATES[state] ?? 'nostate';
 }
 
 export interface LibvirtHypervisorOptions {

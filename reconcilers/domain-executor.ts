@@ -2,7 +2,8 @@
 import type { Logger } from 'pino';
 import type { Hypervisor } from '../drivers/hypervisor.ts';
 import type { VmStatus } from '../schemas/index.ts';
-import { describeDomainAction, failedStatus, isActive, sameStatus, statusHoldsGuest, STRAY_CONDITION, type DomainAction } from './domain.ts';
+import { isActive } from '../drivers/domain-run-state.ts';
+import { describeDomainAction, failedStatus, sameStatus, statusHoldsGuest, STRAY_CONDITION, type DomainAction } from './domain.ts';
 import { sleep } from './sleep.ts';
 
 export interface DomainEffects {

@@ -10,24 +10,9 @@
 // migration.ts), and the new home waits until the owner hands the guest over.
 // Status is written only when something other than its timestamps changed, so
 // a converged cluster makes no writes.
+import { ACTIVE_RUN_STATES, isActive, type LocalDomain } from '../drivers/domain-run-state.ts';
 import { jsonEqual } from './json-equal.ts';
 import { type Condition, type MigrationRecord, type VmSpec, type VmStatus } from '../schemas/index.ts';
-
-/** libvirt's domain states, by name. */
-export type DomainRunState =
-  | 'nostate'
-  | 'running'
-  | 'blocked'
-  | 'paused'
-  | 'shutdown'
-  | 'shutoff'
-  | 'crashed'
-  | 'pmsuspended';
-
-export interface LocalDomain {
-  state: DomainRunState;
-  persistent: boolean;
-}
 
 export interface DomainDesired {
   spec: VmSpec;
@@ -69,13 +54,6 @@ export type DomainAction =
 
 /** The condition a node puts on the status when it destroyed a running copy it did not own. */
 export const STRAY_CONDITION = 'StrayDomainDestroyed';
-
-/** States in which the guest occupies the hypervisor (counts as "running" for convergence). */
-const ACTIVE: ReadonlySet<DomainRunState> = new Set(['running', 'blocked', 'paused', 'shutdown', 'pmsuspended']);
-
-export function isActive(domain: LocalDomain | null): boolean {
-  return domain !== null && ACTIVE.has(domain.state);
-}
 
 /**
  * Crash back-off: the first death is restarted at once, then 1 s doubling to
@@ -214,7 +192,7 @@ function claimStatus(planned: VmStatus, previous: VmStatus | null, domain: Local
   return claim;
 }
 
-const ACTIVE_STATE_NAMES: ReadonlySet<string> = ACTIVE;
+const ACTIVE_STATE_NAMES: ReadonlySet<string> = ACTIVE_RUN_STATES;
 const HOLDING_PHASES: ReadonlySet<VmStatus['phase']> = new Set(['Starting', 'Running', 'Migrating', 'Failed']);
 
 /**

@@ -14,7 +14,7 @@ import { Subscription, filter, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import type { DomainJob, MigratingHypervisor } from '../drivers/hypervisor.ts';
 import type { MigrationRecord, VmSpec, VmStatus } from '../schemas/index.ts';
-import { isActive, type LocalDomain } from './domain.ts';
+import { isActive, type LocalDomain } from '../drivers/domain-run-state.ts';
 import {
   changeReason,
   describeMigrationStep,

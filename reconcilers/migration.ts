@@ -18,7 +18,7 @@
 // idempotent: a restarted daemon re-plans from the record, its libvirt job and where the guest is.
 import type { Condition, MigrationConfig, MigrationHistoryEntry, MigrationMethod, MigrationRecord, VmMigrationMethod, VmSpec, VmStatus } from '../schemas/index.ts';
 import { MIGRATION_HISTORY_MAX } from '../schemas/index.ts';
-import { isActive, type LocalDomain } from './domain.ts';
+import { isActive, type LocalDomain } from '../drivers/domain-run-state.ts';
 
 export type MigrationPhase = MigrationRecord['phase'];
 const TERMINAL: ReadonlySet<MigrationPhase> = new Set(['done', 'aborted', 'failed']);

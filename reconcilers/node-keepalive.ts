@@ -10,10 +10,10 @@
 // per-domain hypervisor call at all: listDomains() already carries state, memory and vCPUs, so a
 // paused or incoming domain (which stalled PVC's keepalive in memoryStats) is never asked anything.
 import type { Logger } from 'pino';
+import type { DomainRunState } from '../drivers/domain-run-state.ts';
 import type { HostMemory, HostSample } from '../drivers/host.ts';
 import type { DomainSummary, Hypervisor, NodeResources } from '../drivers/hypervisor.ts';
 import { isValidName, type Condition, type NodeDaemonState, type NodeDomainState, type NodeFlush, type NodeStatus, type VmState } from '../schemas/index.ts';
-import type { DomainRunState } from './domain.ts';
 import { sleep } from './sleep.ts';
 
 /**

@@ -2,7 +2,8 @@
 // steps aside, hands over and waits around it.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { planDomain, type DomainDesired, type LocalDomain } from '../../reconcilers/domain.ts';
+import type { LocalDomain } from '../../drivers/domain-run-state.ts';
+import { planDomain, type DomainDesired } from '../../reconcilers/domain.ts';
 import {
   chooseMethod,
   describeMigrationStep,

@@ -7,8 +7,8 @@ import {
   type DomainAction,
   type DomainDesired,
   type DomainObserved,
-  type LocalDomain,
 } from '../../reconcilers/domain.ts';
+import type { LocalDomain } from '../../drivers/domain-run-state.ts';
 import { decodeVmSpec, decodeVmStatus, encodeVmStatus, type VmStatus } from '../../schemas/index.ts';
 
 const NOW = '2026-11-21T12:00:00.000Z';
