@@ -15,7 +15,6 @@ import {
   ZkError,
 } from '../drivers/zk/index.ts';
 
-export const EXIT_OK = 0;
 export const EXIT_RUNTIME = 1;
 export const EXIT_USAGE = 2;
 

@@ -21,7 +21,7 @@
 // ZooKeeper holds, so it predicts the moves the flush will make.
 import type { MigrationRecord, NodeSelector, VmSpec, VmStatus } from '../schemas/index.ts';
 import { migrationInFlight } from './domain.ts';
-import { place, resolveSelector, selectNode, type NodeCandidate, type Placed } from './selectors.ts';
+import { place, selectNode, type NodeCandidate, type Placed } from './selectors.ts';
 
 /** Name of the cluster lock that serializes flushes: /<root>/locks/flush (ZkPaths.lock). */
 export const FLUSH_LOCK = 'flush';
@@ -238,9 +238,4 @@ export function describeFlushMove(move: FlushMove | ReadyMove, method?: string):
     case 'skip':
       return `${move.vm} stays (ready: ${move.why})`;
   }
-}
-
-/** The selector a VM's flush uses (default resolved). */
-export function selectorOf(spec: VmSpec, defaultSelector: NodeSelector): NodeSelector {
-  return resolveSelector(spec.meta.nodeSelector, defaultSelector);
 }

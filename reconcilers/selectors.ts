@@ -1,6 +1,6 @@
 // Choosing a target node for a VM (seed 004), as pure functions of what the nodes report.
 // Used by the node flush (reconcilers/flush.ts), `vk vm migrate|move` without --node
-// (cli/select-node.ts re-exports this module) and `vk plan`.
+// (cli/commands/vm.ts) and `vk plan`.
 //
 //   mem      most free memory counting provisioned memory (every VM assigned to the node, running
 //            or not): highest totalMiB - provisionedMiB

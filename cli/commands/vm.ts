@@ -3,6 +3,7 @@
 import { Option, type Command } from 'commander';
 import { map } from 'rxjs';
 import { ZkError, type DataState } from '../../drivers/zk/index.ts';
+import { selectNode } from '../../reconcilers/selectors.ts';
 import {
   decodeMigrationRecord,
   decodeNodeStatus,
@@ -28,7 +29,6 @@ import { ensureLayout, parsePositiveInt, withCluster, type Cluster } from '../co
 import { CliError, usageError } from '../errors.ts';
 import { println } from '../output.ts';
 import { FileRefused, readFileCapped, withoutFileContent } from '../read-file.ts';
-import { selectNode } from '../select-node.ts';
 import { updateVmSpec, type Updated } from '../update.ts';
 import { dataOf, waitFor, waitOptions, watchAll, type Verdict } from '../wait.ts';
 

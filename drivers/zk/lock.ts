@@ -26,7 +26,7 @@
 //     reason 'released'. release() never throws for a child that is gone.
 //  8. Not re-entrant: each acquire() is one more contender, even from the same owner.
 import { randomUUID } from 'node:crypto';
-import { filter, firstValueFrom, type Subscription } from 'rxjs';
+import { filter, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import { ConnectionLossError, NoNodeError, type ChildrenState, type ZkStore } from './index.ts';
 
@@ -281,9 +281,4 @@ export class ZkLock {
       if (!(error instanceof NoNodeError)) throw error;
     }
   }
-}
-
-/** Resolves when the lock at `path` has no contender (for tests and tools). */
-export async function lockFree(store: ZkStore, path: string): Promise<void> {
-  await firstValueFrom(store.watchChildren(path).pipe(filter((s) => s.kind === 'deleted' || orderContenders(s.children).length === 0)));
 }

@@ -28,10 +28,3 @@ export function toZkStat(s: Stat): ZkStat {
     numChildren: s.numChildren,
   };
 }
-
-/** Largest zxid in a stat (pzxid may be newer than mzxid). */
-export function maxZxidOf(s: ZkStat): bigint {
-  let m = s.mzxid > s.czxid ? s.mzxid : s.czxid;
-  if (s.pzxid > m) m = s.pzxid;
-  return m;
-}

@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import { newConsoleLines } from '../../cli/commands/vm.ts';
 import { buildProgram } from '../../cli/program.ts';
 import { planVm, type VmView } from '../../cli/plan.ts';
-import { selectNode, type NodeCandidate } from '../../cli/select-node.ts';
+import { selectNode, type NodeCandidate } from '../../reconcilers/selectors.ts';
 import { decodeNodeStatus, decodeVmSpec, type NodeStatus, type VmStatus } from '../../schemas/index.ts';
 import { VK } from './helpers.ts';
 
