@@ -1,12 +1,10 @@
-// Read-modify-write of a spec znode: compare-and-set on the version read, retried a few times
-// when someone else wrote in between. What the verbs (vk vm …, vk node …) are made of.
-import { NodeExistsError, VersionConflictError } from '../drivers/zk/index.ts';
+// Read-modify-write of a spec znode: compare-and-set on the version read, retried (CAS_ATTEMPTS
+// rounds) when someone else wrote in between. What the verbs (vk vm …, vk node …) are made of.
+import { CasConflictError, compareAndSet, NO_CHANGE } from '../drivers/zk/index.ts';
 import { encodeNodeSpec, encodeVmSpec, ValidationError, type NodeSpec, type VmSpec } from '../schemas/index.ts';
 import { readExistingVm, readNode, specVersion, type NodeState, type VmState, type Znode } from './cluster.ts';
 import { secureAcls, type Cluster } from './connect.ts';
 import { CliError } from './errors.ts';
-
-const ATTEMPTS = 5;
 
 export interface Updated<T> {
   before: T;
@@ -37,22 +35,25 @@ export async function updateVmSpec(
 ): Promise<Updated<VmSpec> & { vm: VmState }> {
   const { store, paths } = cluster;
   await secureAcls(cluster, [paths.vmSpec(name)]);
-  for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
-    const vm = await readExistingVm(store, paths, name, { status: true });
-    const before = vm.spec.value;
-    const after = mutate(structuredClone(before), vm);
-    const encoded = withSource(`vm ${name}`, () => encodeVmSpec(after));
-    if (encoded === vm.spec.raw.toString('utf8') || encoded === encodeVmSpec(before)) {
-      return { before, after: before, version: vm.spec.version, changed: false, vm };
-    }
-    try {
-      const stat = await store.set(paths.vmSpec(name), encoded, vm.spec.version);
-      return { before, after, version: stat.version, changed: true, vm };
-    } catch (error) {
-      if (!(error instanceof VersionConflictError)) throw error;
-    }
-  }
-  throw new CliError(`vm ${name} kept changing while being updated; gave up after ${ATTEMPTS} attempts`);
+  const outcome = await gaveUp(`vm ${name}`, () =>
+    compareAndSet(store, paths.vmSpec(name), {
+      read: async () => {
+        const vm = await readExistingVm(store, paths, name, { status: true });
+        return { value: vm.spec.value, version: vm.spec.version, vm };
+      },
+      encode: encodeVmSpec,
+      edit: (before, { vm }) => {
+        const after = mutate(structuredClone(before), vm);
+        const encoded = withSource(`vm ${name}`, () => encodeVmSpec(after));
+        return encoded === vm.spec.raw.toString('utf8') || encoded === encodeVmSpec(before) ? NO_CHANGE : after;
+      },
+    }),
+  );
+  if (outcome.kind === 'absent') throw new Error('unreachable: readExistingVm throws for a missing vm');
+  const { vm } = outcome.read;
+  const before = vm.spec.value;
+  if (outcome.kind === 'unchanged') return { before, after: before, version: vm.spec.version, changed: false, vm };
+  return { before, after: outcome.value, version: outcome.version, changed: true, vm };
 }
 
 /** The same for a node's spec; creates the spec znode when the node has none yet. */
@@ -63,27 +64,36 @@ export async function updateNodeSpec(
 ): Promise<Updated<NodeSpec> & { node: NodeState }> {
   const { store, paths } = cluster;
   await secureAcls(cluster, [paths.nodeSpec(name)]);
-  for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
-    const node = await readNode(store, paths, name);
-    if (!node.parent) throw new CliError(`node ${name} not found (nodes appear when their daemon first starts, or with vk apply)`);
-    // An unreadable spec (another client's write) is replaced: a node spec is the domainState alone.
-    const before: NodeSpec = node.spec?.value ?? { domainState: 'ready' };
-    const after = mutate(structuredClone(before), node);
-    const encoded = withSource(`node ${name}`, () => encodeNodeSpec(after));
-    if (node.spec && (encoded === node.spec.raw.toString('utf8') || encoded === encodeNodeSpec(before))) {
-      return { before, after: before, version: node.spec.version, changed: false, node };
-    }
-    const version = specVersion(node);
-    try {
-      if (version !== undefined) {
-        const stat = await store.set(paths.nodeSpec(name), encoded, version);
-        return { before, after, version: stat.version, changed: true, node };
-      }
-      await store.create(paths.nodeSpec(name), encoded);
-      return { before, after, version: 0, changed: true, node };
-    } catch (error) {
-      if (!(error instanceof VersionConflictError) && !(error instanceof NodeExistsError)) throw error;
-    }
+  const outcome = await gaveUp(`node ${name}`, () =>
+    compareAndSet(store, paths.nodeSpec(name), {
+      read: async () => {
+        const node = await readNode(store, paths, name);
+        if (!node.parent) throw new CliError(`node ${name} not found (nodes appear when their daemon first starts, or with vk apply)`);
+        // An unreadable spec (another client's write) is replaced: a node spec is the domainState alone.
+        const value: NodeSpec = node.spec?.value ?? { domainState: 'ready' };
+        // No spec znode yet (version null): the write creates it.
+        return { value, version: specVersion(node) ?? null, node };
+      },
+      encode: encodeNodeSpec,
+      edit: (before, { node }) => {
+        const after = mutate(structuredClone(before), node);
+        const encoded = withSource(`node ${name}`, () => encodeNodeSpec(after));
+        return node.spec && (encoded === node.spec.raw.toString('utf8') || encoded === encodeNodeSpec(before)) ? NO_CHANGE : after;
+      },
+    }),
+  );
+  if (outcome.kind === 'absent') throw new Error('unreachable: the node reader never reports an absent spec');
+  const { node, value: before } = outcome.read;
+  if (outcome.kind === 'unchanged') return { before, after: before, version: node.spec!.version, changed: false, node };
+  return { before, after: outcome.value, version: outcome.version, changed: true, node };
+}
+
+/** A verb that kept losing the race: the CLI's error, naming the object. */
+async function gaveUp<R>(what: string, update: () => Promise<R>): Promise<R> {
+  try {
+    return await update();
+  } catch (error) {
+    if (error instanceof CasConflictError) throw new CliError(`${what} kept changing while being updated; gave up after ${error.attempts} attempts`);
+    throw error;
   }
-  throw new CliError(`node ${name} kept changing while being updated; gave up after ${ATTEMPTS} attempts`);
 }

@@ -68,7 +68,7 @@ import {
 } from '../schemas/index.ts';
 import { LockLostError, ZkLock } from '../drivers/zk/lock.ts';
 import type { VmInformer } from './vm-informer.ts';
-import { NoNodeError, VersionConflictError, type DataState, type ZkStore } from '../drivers/zk/index.ts';
+import { compareAndSet, NO_CHANGE, NoNodeError, type DataState, type ZkStore } from '../drivers/zk/index.ts';
 
 export interface FlushControllerOptions {
   node: string;
@@ -582,20 +582,13 @@ export class FlushController {
 
   /** CAS read-modify-write of a VM spec; null from `edit` means "leave it". Returns the spec written and its version. */
   private async editSpec(vm: string, edit: (spec: VmSpec) => VmSpec | null): Promise<{ spec: VmSpec; version: number } | null> {
-    const path = this.o.paths.vmSpec(vm);
-    for (let attempt = 0; attempt < 10; attempt++) {
-      const got = await this.o.store.get(path);
-      if (!got) return null;
-      const next = edit(decodeVmSpec(got.data.toString('utf8')));
-      if (!next) return null;
-      try {
-        const stat = await this.o.store.set(path, encodeVmSpec(next), got.version);
-        return { spec: next, version: stat.version };
-      } catch (error) {
-        if (!(error instanceof VersionConflictError)) throw error;
-      }
-    }
-    throw new Error(`the spec of ${vm} kept changing; gave up after 10 attempts`);
+    const outcome = await compareAndSet(this.o.store, this.o.paths.vmSpec(vm), {
+      what: `the spec of ${vm}`,
+      decode: (data) => decodeVmSpec(data.toString('utf8')),
+      encode: encodeVmSpec,
+      edit: (spec) => edit(spec) ?? NO_CHANGE,
+    });
+    return outcome.kind === 'written' ? { spec: outcome.value, version: outcome.version } : null;
   }
 
   /** Resolves on the next change of any input, after pollMs, or when `signal` aborts. */
@@ -647,25 +640,22 @@ export class FlushController {
   /** CAS on a fresh read of the node status; retried on conflict (the keepalive writes it too). */
   private async updateStatus(edit: (status: NodeStatus) => NodeStatus): Promise<void> {
     const path = this.o.paths.nodeStatus(this.o.node);
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const got = await this.o.store.get(path);
-      if (!got) throw new NoNodeError(path);
-      const current = decodeNodeStatus(got.data.toString('utf8'));
-      const next = edit(current);
-      if (next === current) return;
-      try {
-        const stat = await this.o.store.set(path, encodeNodeStatus(next), got.version);
-        const view = this.nodes.get(this.o.node);
-        if (view && stat.version > view.statusVersion) {
-          view.status = next;
-          view.statusVersion = stat.version;
-        }
-        return;
-      } catch (error) {
-        if (!(error instanceof VersionConflictError)) throw error;
-      }
+    const outcome = await compareAndSet(this.o.store, path, {
+      what: `the status of node ${this.o.node}`,
+      decode: (data) => decodeNodeStatus(data.toString('utf8')),
+      encode: encodeNodeStatus,
+      edit: (current) => {
+        const next = edit(current);
+        return next === current ? NO_CHANGE : next;
+      },
+    });
+    if (outcome.kind === 'absent') throw new NoNodeError(path);
+    if (outcome.kind !== 'written') return;
+    const view = this.nodes.get(this.o.node);
+    if (view && outcome.version > view.statusVersion) {
+      view.status = outcome.value;
+      view.statusVersion = outcome.version;
     }
-    throw new Error(`the status of node ${this.o.node} kept changing; gave up after 20 attempts`);
   }
 }
 

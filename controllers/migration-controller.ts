@@ -36,7 +36,7 @@ import { done, requeueAfter, type ReconcileContext, type Result } from './reconc
 import type { VmInformer } from './vm-informer.ts';
 import { bridgeExists } from '../drivers/links.ts';
 import { WorkQueue } from './workqueue.ts';
-import { TransactionError, VersionConflictError, type Op, type ZkStore } from '../drivers/zk/index.ts';
+import { CasConflictError, compareAndSet, NO_CHANGE, TransactionError, VersionConflictError, type Op, type ZkStore } from '../drivers/zk/index.ts';
 
 export interface MigrationControllerOptions {
   node: string;
@@ -404,21 +404,16 @@ export class MigrationController {
         }
       },
       async updateStatus(vm, nextOf) {
-        for (let attempt = 0; attempt < 5; attempt++) {
-          try {
-            const current = await readStatus(vm);
-            if (!current) return;
-            const next = nextOf(current.value);
-            if (!next) return;
-            const stat = await store.set(paths.vmStatus(vm), encodeVmStatus(next), current.version);
-            informer.noteStatus(vm, next, stat.version);
-            return;
-          } catch (error) {
-            if (!(error instanceof VersionConflictError)) {
-              ctx.logger.warn({ err: error }, 'could not update the VM status');
-              return;
-            }
-          }
+        try {
+          const outcome = await compareAndSet(store, paths.vmStatus(vm), {
+            decode: (data) => decodeVmStatus(data.toString('utf8')),
+            encode: encodeVmStatus,
+            edit: (current) => nextOf(current) ?? NO_CHANGE,
+          });
+          if (outcome.kind === 'written') informer.noteStatus(vm, outcome.value, outcome.version);
+        } catch (error) {
+          // Still losing the race after the last attempt: give up quietly, as a lost race is not a fault.
+          if (!(error instanceof CasConflictError)) ctx.logger.warn({ err: error }, 'could not update the VM status');
         }
       },
       async writeStatus(vm, status, version) {

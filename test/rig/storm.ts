@@ -1,7 +1,7 @@
 // A move storm (issue 12 §1): `writes` version-checked writes of a VM's spec.node, `spacingMs`
 // apart, cycling through the nodes after `from` — the write `vk vm move` makes (node set,
 // previousNode dropped). Shared by test/domain/storm.test.ts and bench/storm.ts.
-import { VersionConflictError, type ZkStore } from '../../drivers/zk/index.ts';
+import { compareAndSet, type ZkStore } from '../../drivers/zk/index.ts';
 import { decodeVmSpec, encodeVmSpec, ZkPaths } from '../../schemas/index.ts';
 
 /** The spacings a series of storms cycles through. */
@@ -9,19 +9,14 @@ export const STORM_SPACINGS_MS = [5, 10, 20, 30, 50] as const;
 
 const paths = new ZkPaths();
 
-/** Compare-and-set of spec.node (re-read and retried on a version conflict). */
+/** Compare-and-set of spec.node (re-read and retried on a version conflict, up to CAS_ATTEMPTS). */
 export async function moveVm(store: ZkStore, vm: string, node: string): Promise<void> {
-  for (;;) {
-    const got = await store.get(paths.vmSpec(vm));
-    if (!got) throw new Error(`no spec for ${vm}`);
-    const { previousNode: _dropped, ...spec } = decodeVmSpec(got.data.toString('utf8'));
-    try {
-      await store.set(paths.vmSpec(vm), encodeVmSpec({ ...spec, node }), got.version);
-      return;
-    } catch (error) {
-      if (!(error instanceof VersionConflictError)) throw error;
-    }
-  }
+  const outcome = await compareAndSet(store, paths.vmSpec(vm), {
+    decode: (data) => decodeVmSpec(data.toString('utf8')),
+    encode: encodeVmSpec,
+    edit: ({ previousNode: _dropped, ...spec }) => ({ ...spec, node }),
+  });
+  if (outcome.kind === 'absent') throw new Error(`no spec for ${vm}`);
 }
 
 /** Runs one storm; resolves to the node written last. */

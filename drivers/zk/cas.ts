@@ -1,0 +1,106 @@
+// Compare-and-set of one znode: read it, decode it, apply an edit, encode the result and write it
+// conditional on the version read (or create it, when it was absent and the caller allows that).
+// Losing the race to another writer (BAD_VERSION on the set, NODE_EXISTS on the create) starts the
+// round again from a fresh read, at most CAS_ATTEMPTS rounds; then CasConflictError. Every other
+// error (a decode or edit that throws, NO_NODE on the set, a lost connection) ends the update as
+// it is: only a lost race is retried.
+import { NodeExistsError, VersionConflictError } from './errors.ts';
+import type { ZkStore } from './store.ts';
+
+/**
+ * Rounds one update gets before giving up. A round is lost only when another writer's write landed
+ * between our read and our write, and each round re-reads, so losing N rounds in a row takes N
+ * competing writes inside N of our read-to-write windows (a few ms each). The busiest znodes have
+ * a handful of writers (a node's status: its keepalive and the flush's moves settling in parallel;
+ * a VM's spec: vk and the flush), so 20 is several times what real contention needs (the flush's
+ * status edits were the most patient caller, at 20), while a livelock still ends within about 20
+ * round trips with an error the caller can report, instead of spinning.
+ */
+export const CAS_ATTEMPTS = 20;
+
+/** What an edit returns to leave the znode as it is: nothing is written. */
+export const NO_CHANGE: unique symbol = Symbol('NO_CHANGE');
+export type NoChange = typeof NO_CHANGE;
+
+/** An update lost the race CAS_ATTEMPTS times in a row. */
+export class CasConflictError extends Error {
+  readonly reason = 'CasConflict';
+  constructor(
+    readonly path: string,
+    readonly attempts: number,
+    what: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${what} kept changing; gave up after ${attempts} attempts`, options);
+    this.name = new.target.name;
+  }
+}
+
+/** One read: the value the edit starts from and the version the write is conditional on. */
+export interface CasSnapshot<T> {
+  value: T;
+  /** The znode's version; null when it is absent and the write creates it. */
+  version: number | null;
+}
+
+interface CasCommon<T, S extends CasSnapshot<T>> {
+  /** Turns the edited value into the znode's bytes; may throw to refuse (nothing is written). */
+  encode(value: NoInfer<T>): string | Buffer;
+  /** The new value, or NO_CHANGE to write nothing. May throw to refuse (nothing is written). */
+  edit(current: T, read: S): T | NoChange;
+  /** Names the znode in CasConflictError's message (default: its path). */
+  what?: string;
+}
+
+/** Read the znode itself: store.get, then `decode`. */
+export interface ZnodeCas<T> extends CasCommon<T, CasSnapshot<T>> {
+  /** May throw (an unreadable znode): the update ends with that error. */
+  decode(data: Buffer): T;
+  /** Create the znode when it is absent, editing this value. Without it an absent znode stays absent. */
+  absent?: () => T;
+}
+
+/** Read with the caller's own reader, which may see more than the znode (what the edit needs). */
+export interface ReadCas<T, S extends CasSnapshot<T>> extends CasCommon<T, S> {
+  /** null: the znode is absent and stays so. A snapshot at version null: create it. */
+  read(): Promise<S | null>;
+}
+
+export type CasOutcome<T, S extends CasSnapshot<T> = CasSnapshot<T>> =
+  /** `version`: the znode's version after the write (0 when created). `read`: the last read. */
+  | { kind: 'written'; value: T; version: number; created: boolean; read: S }
+  | { kind: 'unchanged'; read: S }
+  | { kind: 'absent' };
+
+export function compareAndSet<T>(store: ZkStore, path: string, o: ZnodeCas<T>): Promise<CasOutcome<T>>;
+export function compareAndSet<S extends CasSnapshot<unknown>>(store: ZkStore, path: string, o: ReadCas<S['value'], S>): Promise<CasOutcome<S['value'], S>>;
+export async function compareAndSet<T, S extends CasSnapshot<T>>(store: ZkStore, path: string, o: ZnodeCas<T> | ReadCas<T, S>): Promise<CasOutcome<T, S>> {
+  const read = 'read' in o ? () => o.read() : () => readZnode(store, path, o);
+  const edit = o.edit as (current: T, read: S | CasSnapshot<T>) => T | NoChange;
+  let lost: unknown;
+  for (let attempt = 1; attempt <= CAS_ATTEMPTS; attempt++) {
+    const current = (await read()) as S | null;
+    if (!current) return { kind: 'absent' };
+    const next = edit(current.value, current);
+    if (next === NO_CHANGE) return { kind: 'unchanged', read: current };
+    const data = o.encode(next);
+    try {
+      if (current.version === null) {
+        await store.create(path, data);
+        return { kind: 'written', value: next, version: 0, created: true, read: current };
+      }
+      const stat = await store.set(path, data, current.version);
+      return { kind: 'written', value: next, version: stat.version, created: false, read: current };
+    } catch (error) {
+      if (!(error instanceof VersionConflictError) && !(error instanceof NodeExistsError)) throw error;
+      lost = error;
+    }
+  }
+  throw new CasConflictError(path, CAS_ATTEMPTS, o.what ?? path, { cause: lost });
+}
+
+async function readZnode<T>(store: ZkStore, path: string, o: ZnodeCas<T>): Promise<CasSnapshot<T> | null> {
+  const got = await store.get(path);
+  if (got) return { value: o.decode(got.data), version: got.version };
+  return o.absent ? { value: o.absent(), version: null } : null;
+}
