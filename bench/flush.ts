@@ -7,7 +7,8 @@
 // Usage: npm run bench -- flush [VMS]   (default 100)
 import { firstValueFrom, filter } from 'rxjs';
 import { decodeNodeStatus, encodeClusterConfig, type ClusterConfigInput } from '../schemas/index.ts';
-import { FlushRig, paths, waitFor } from '../test/flush/rig.ts';
+import { FlushRig, paths } from '../test/flush/rig.ts';
+import { waitFor } from '../test/rig/wait.ts';
 import { round3 } from './lib/stats.ts';
 
 const VMS = Number(process.argv[2] ?? 100);

@@ -77,21 +77,6 @@ export async function readStatus(store: ZkStore, name: string): Promise<Record<s
   return got ? (JSON.parse(got.data.toString('utf8')) as Record<string, unknown>) : null;
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== null && value !== false) return value;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-}
-
 export async function domainState(rig: HvRig, name: string): Promise<string | null> {
   return (await rig.hv.getDomain(name))?.state ?? null;
 }

@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ListDomainsFlags } from '../../drivers/libvirt/index.ts';
 import { Sampler } from '../rig/sampler.ts';
-import { FlushRig, waitFor } from '../flush/rig.ts';
+import { FlushRig } from '../flush/rig.ts';
+import { waitFor } from '../rig/wait.ts';
 import { moveStorm, moveVm, STORM_SPACINGS_MS } from '../rig/storm.ts';
 import { testXml } from '../daemon/helpers.ts';
 

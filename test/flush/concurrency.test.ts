@@ -17,7 +17,8 @@ import { after, before, describe, it } from 'node:test';
 import { readLockQueue } from '../../controllers/lock.ts';
 import type { VmStatus } from '../../schemas/index.ts';
 import { vkFor, type Vk } from '../cli/helpers.ts';
-import { FlushRig, paths, waitFor } from './rig.ts';
+import { FlushRig, paths } from './rig.ts';
+import { waitFor } from '../rig/wait.ts';
 
 const A = Array.from({ length: 12 }, (_, i) => `a${String(i + 1).padStart(2, '0')}`);
 const BLOCKER = 'a06';

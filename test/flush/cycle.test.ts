@@ -19,7 +19,8 @@ import { after, before, describe, it } from 'node:test';
 import { decodeMigrationRecord } from '../../schemas/index.ts';
 import { vkFor, type Vk } from '../cli/helpers.ts';
 import { testXml } from '../daemon/helpers.ts';
-import { FlushRig, paths, waitFor } from './rig.ts';
+import { FlushRig, paths } from './rig.ts';
+import { waitFor } from '../rig/wait.ts';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const NODES = ['hv1', 'hv2', 'hv3'];

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { vkFor, type Vk } from '../cli/helpers.ts';
-import { FlushRig, waitFor } from './rig.ts';
+import { FlushRig } from './rig.ts';
+import { waitFor } from '../rig/wait.ts';
 
 const VMS = ['app1', 'app2', 'app3'];
 

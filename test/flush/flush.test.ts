@@ -14,7 +14,8 @@ import { after, before, describe, it } from 'node:test';
 import type { Subscription } from 'rxjs';
 import { decodeNodeStatus, type NodeStatus } from '../../schemas/index.ts';
 import { vkFor, type Vk } from '../cli/helpers.ts';
-import { FlushRig, paths, waitFor } from './rig.ts';
+import { FlushRig, paths } from './rig.ts';
+import { waitFor } from '../rig/wait.ts';
 
 const MAX_OUTGOING = 4;
 const VMS = Array.from({ length: 20 }, (_, i) => `vm${String(i + 1).padStart(2, '0')}`);

@@ -22,11 +22,12 @@ import {
   type VmSpecInput,
   type VmStatus,
 } from '../../schemas/index.ts';
-import { daemonConfig, paths, runDaemon, startHv, stopHv, testXml, waitFor, writeVm, type HvRig } from '../daemon/helpers.ts';
+import { daemonConfig, paths, runDaemon, startHv, stopHv, testXml, writeVm, type HvRig } from '../daemon/helpers.ts';
+import { waitFor } from '../rig/wait.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export { paths, waitFor };
+export { paths };
 
 /** The daemons' action lines, in order; `onLine` sees each line as it is pushed (synchronously). */
 export class ActionLog extends Array<string> {
