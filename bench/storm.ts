@@ -15,7 +15,7 @@ import { LibvirtHypervisor } from '../drivers/libvirt-hypervisor.ts';
 import { readState } from '../drivers/sandbox/index.ts';
 import { ZkStore } from '../controllers/zk/index.ts';
 import { decodeVmStatus, ZkPaths } from '../schemas/index.ts';
-import { testXml, writeVm } from '../test/daemon/helpers.ts';
+import { testXml, writeVm } from '../test/rig/testdriver.ts';
 import { waitFor } from '../test/rig/wait.ts';
 import { Sampler } from '../test/rig/sampler.ts';
 import { moveStorm, moveVm, STORM_SPACINGS_MS } from '../test/rig/storm.ts';

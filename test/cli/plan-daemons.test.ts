@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import type { RunningDaemon } from '../../controllers/daemon.ts';
 import { ZkStore } from '../../controllers/zk/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
-import { daemonConfig, domainState, readStatus, runDaemon, startHv, stopHv, type HvRig } from '../daemon/helpers.ts';
+import { daemonConfig, domainState, readStatus, runDaemon, startHv, stopHv, type HvRig } from '../rig/testdriver.ts';
 import { waitFor } from '../rig/wait.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -19,7 +19,7 @@ import {
   writeVm,
   testXml,
   type HvRig,
-} from './helpers.ts';
+} from '../rig/testdriver.ts';
 import { waitFor } from '../rig/wait.ts';
 
 const VK = fileURLToPath(new URL('../../cli/vk.mjs', import.meta.url));

@@ -1,5 +1,7 @@
-// The flush test rig: a real ZooKeeper, one private libvirtd (test driver) per node, and a daemon
-// per node — in this process, or as a `vk daemon` child process when a test must SIGKILL it.
+// A cluster of test-driver hypervisors (flush, domain ownership and bench tests): a real
+// ZooKeeper, one private libvirtd (test driver) per node (./testdriver.ts), and a daemon per node —
+// in this process, or as a `vk daemon` child process when a test must SIGKILL it. The QEMU
+// counterpart, with namespaces and live migration, is ./cluster.ts.
 // Everything started here is stopped by its PID (libvirtd and ZooKeeper rigs do the same).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,9 +24,9 @@ import {
   type VmSpecInput,
   type VmStatus,
 } from '../../schemas/index.ts';
-import { daemonConfig, paths, runDaemon, startHv, stopHv, testXml, writeVm, type HvRig } from '../daemon/helpers.ts';
-import { waitFor } from '../rig/wait.ts';
-import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
+import { daemonConfig, paths, runDaemon, startHv, stopHv, testXml, writeVm, type HvRig } from './testdriver.ts';
+import { waitFor } from './wait.ts';
+import { startZooKeeper, type ZkServer } from './zookeeper.ts';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export { paths };
@@ -42,7 +44,7 @@ export class ActionLog extends Array<string> {
   }
 }
 
-export class FlushRig {
+export class TestDriverCluster {
   readonly actions = new ActionLog();
   readonly daemons = new Map<string, RunningDaemon>();
   readonly children = new Map<string, ChildProcess>();
@@ -54,7 +56,7 @@ export class FlushRig {
     readonly work: string,
   ) {}
 
-  static async start(names: string[], config: ClusterConfigInput): Promise<FlushRig> {
+  static async start(names: string[], config: ClusterConfigInput): Promise<TestDriverCluster> {
     const work = mkdtempSync(join(tmpdir(), 'vk-flush-'));
     let zk: ZkServer | undefined;
     let store: ZkStore | undefined;
@@ -65,7 +67,7 @@ export class FlushRig {
       for (const name of names) hvs.push(await startHv(name));
       await store.ensurePath(paths.root);
       await store.create(paths.config, encodeClusterConfig(config));
-      return new FlushRig(zk, store, hvs, work);
+      return new TestDriverCluster(zk, store, hvs, work);
     } catch (error) {
       for (const hv of hvs) await stopHv(hv).catch(() => undefined);
       await store?.close().catch(() => undefined);
