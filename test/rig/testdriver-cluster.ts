@@ -3,12 +3,10 @@
 // in this process, or as a `vk daemon` child process when a test must SIGKILL it. The QEMU
 // counterpart, with namespaces and live migration, is ./cluster.ts.
 // Everything started here is stopped by its PID (libvirtd and ZooKeeper rigs do the same).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { stringify as toYaml } from 'yaml';
+import { join } from 'node:path';
 import type { RunningDaemon } from '../../controllers/daemon.ts';
 import type { DaemonConfig } from '../../controllers/daemon-config.ts';
 import { ZkStore } from '../../controllers/zk/index.ts';
@@ -24,11 +22,10 @@ import {
   type VmSpecInput,
   type VmStatus,
 } from '../../schemas/index.ts';
+import { daemonLog, killDaemonProcess, spawnDaemonProcess, stopDaemonProcess } from './daemon-process.ts';
 import { daemonConfig, paths, runDaemon, startHv, stopHv, testXml, writeVm, type HvRig } from './testdriver.ts';
-import { waitFor } from './wait.ts';
 import { startZooKeeper, type ZkServer } from './zookeeper.ts';
 
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export { paths };
 
 /** The daemons' action lines, in order; `onLine` sees each line as it is pushed (synchronously). */
@@ -101,59 +98,27 @@ export class TestDriverCluster {
     await d?.stop();
   }
 
-  /** `vk daemon` as a child process; resolves once it holds a fresh alive znode. */
+  /** `vk daemon` as a child process; resolves once it holds a fresh alive znode (./daemon-process.ts). */
   async spawnDaemon(name: string): Promise<ChildProcess> {
     if (this.daemons.has(name) || this.children.has(name)) throw new Error(`${name} already has a daemon`);
-    const before = (await this.store.exists(paths.nodeAlive(name)))?.ephemeralOwner ?? null;
-    const file = join(this.work, `${name}.yaml`);
-    writeFileSync(file, toYaml({ ...this.config(name), logLevel: process.env.VK_TEST_LOG ?? 'warn' }));
-    const log = openSync(join(this.work, `${name}-daemon.log`), 'a');
-    let child: ChildProcess;
-    try {
-      child = spawn(process.execPath, [join(repo, 'cli/vk.mjs'), 'daemon', '--config', file], { stdio: ['ignore', log, log] });
-    } finally {
-      closeSync(log);
-    }
-    this.children.set(name, child);
-    await waitFor(
-      `vk daemon ${name} up`,
-      async () => {
-        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`vk daemon ${name} exited: ${this.daemonLog(name).slice(-2000)}`);
-        const owner = (await this.store.exists(paths.nodeAlive(name)))?.ephemeralOwner ?? null;
-        return owner !== null && owner !== before;
-      },
-      60_000,
-    );
-    return child;
+    return spawnDaemonProcess({ name, config: this.config(name), work: this.work, store: this.store, readyTimeoutMs: 60_000 }, (child) => this.children.set(name, child));
   }
 
   /** SIGKILL the child daemon by its PID (a crash). */
   async killChild(name: string): Promise<void> {
     const child = this.children.get(name);
     this.children.delete(name);
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    process.kill(child.pid!, 'SIGKILL');
-    await exited;
+    await killDaemonProcess(child);
   }
 
   async stopChild(name: string): Promise<void> {
     const child = this.children.get(name);
     this.children.delete(name);
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    process.kill(child.pid!, 'SIGTERM');
-    const timer = setTimeout(() => child.pid && process.kill(child.pid, 'SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
+    await stopDaemonProcess(child);
   }
 
   daemonLog(name: string): string {
-    try {
-      return readFileSync(join(this.work, `${name}-daemon.log`), 'utf8');
-    } catch {
-      return '';
-    }
+    return daemonLog(this.work, name);
   }
 
   // ------------------------------------------------------------------------------ ZooKeeper
