@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { ListDomainsFlags } from '../drivers/libvirt/index.ts';
 import { ZkStore } from '../drivers/zk/index.ts';
 import { startZooKeeper } from '../test/rig/zookeeper.ts';
-import { startHv, stopHv, testXml, writeVm, type HvRig } from '../test/daemon/helpers.ts';
+import { startHv, stopHv, testXml, writeVm, type HvRig } from '../test/rig/testdriver.ts';
 import { measureRawWatch } from './lib/raw-watch.ts';
 import { describe, round3, summarize } from './lib/stats.ts';
 

@@ -9,6 +9,7 @@
 //    live migrations; the wall time minus the copy phase is what the lockstep protocol costs.
 // Usage: npm run bench -- migration [ROUNDS] [MIGRATIONS]   (default 10, 4)
 import { Cluster, clusterUnavailable } from '../test/rig/cluster.ts';
+import { waitFor } from '../test/rig/wait.ts';
 import { describe, round3, summarize } from './lib/stats.ts';
 
 const ROUNDS = Number(process.argv[2] ?? 10);
@@ -20,25 +21,15 @@ if (unavailable) {
   process.exit(2);
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 120_000, everyMs = 10): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined && v !== null && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
 const c = await Cluster.start();
 try {
   const vm = 'bench1';
   const settledOn = (node: string) =>
-    until(`${vm} settled on ${node}`, async () => {
+    waitFor(`${vm} settled on ${node}`, async () => {
       const [running, status, record] = await Promise.all([c.runningOn(vm), c.status(vm), c.record(vm)]);
       const recordSettled = !record || ['done', 'aborted', 'failed'].includes(record.phase);
       return running.length === 1 && running[0] === node && status?.node === node && status.phase === 'Running' && recordSettled;
-    });
+    }, 120_000, undefined, 10);
 
   await c.startDaemon('hv1', { bandwidthMiBs: 1 });
   await c.startDaemon('hv2');
@@ -51,11 +42,11 @@ try {
   for (let i = 0; i < ROUNDS; i++) {
     await c.migrate(vm, 'hv2');
     // The copy is running: record copying and a live job on the source.
-    await until('copy running', async () => (await c.record(vm))?.phase === 'copying' && (await c.hv('hv1').probe.jobStats(vm))?.active);
+    await waitFor('copy running', async () => (await c.record(vm))?.phase === 'copying' && (await c.hv('hv1').probe.jobStats(vm))?.active, 120_000, undefined, 10);
     await new Promise((r) => setTimeout(r, 300));
     const seen = c.abortsIssued.length;
     const t0 = await c.unmigrate(vm);
-    const issued = await until('ABORT_JOB issued', async () => c.abortsIssued[seen], 30_000, 1);
+    const issued = await waitFor('ABORT_JOB issued', async () => c.abortsIssued[seen], 30_000, undefined, 1);
     abortMs.push(issued.at - t0);
     await settledOn('hv1');
   }

@@ -12,7 +12,8 @@ import { createLogger } from '../controllers/logger.ts';
 import { startDaemon } from '../controllers/daemon.ts';
 import { encodeVmSpec } from '../schemas/index.ts';
 import { startZooKeeper } from '../test/rig/zookeeper.ts';
-import { daemonConfig, paths, readStatus, startHv, stopHv, waitFor, writeVm } from '../test/daemon/helpers.ts';
+import { daemonConfig, paths, readStatus, startHv, stopHv, writeVm } from '../test/rig/testdriver.ts';
+import { waitFor } from '../test/rig/wait.ts';
 import { measureRawWatch } from './lib/raw-watch.ts';
 import { describe, nsToMs, round3, summarize } from './lib/stats.ts';
 

@@ -5,7 +5,8 @@ import { after, before, describe, it } from 'node:test';
 import type { RunningDaemon } from '../../controllers/daemon.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
-import { daemonConfig, paths, readStatus, runDaemon, startHv, stopHv, waitFor, writeVm, type HvRig } from './helpers.ts';
+import { daemonConfig, paths, readStatus, runDaemon, startHv, stopHv, writeVm, type HvRig } from '../rig/testdriver.ts';
+import { waitFor } from '../rig/wait.ts';
 
 describe('a VM libvirt refuses', () => {
   let zk: ZkServer;

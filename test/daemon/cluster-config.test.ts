@@ -17,7 +17,8 @@ import { ZkStore } from '../../drivers/zk/index.ts';
 import { decodeNodeStatus, encodeClusterConfig, encodeNodeStatus, type ClusterConfigInput } from '../../schemas/index.ts';
 import { vkFor } from '../cli/helpers.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
-import { daemonConfig, paths, runDaemon, startHv, stopHv, testXml, waitFor, writeVm, type HvRig } from './helpers.ts';
+import { daemonConfig, paths, runDaemon, startHv, stopHv, testXml, writeVm, type HvRig } from '../rig/testdriver.ts';
+import { waitFor } from '../rig/wait.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

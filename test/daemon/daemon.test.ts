@@ -16,11 +16,11 @@ import {
   runDaemon,
   startHv,
   stopHv,
-  waitFor,
   writeVm,
   testXml,
   type HvRig,
-} from './helpers.ts';
+} from '../rig/testdriver.ts';
+import { waitFor } from '../rig/wait.ts';
 
 const VK = fileURLToPath(new URL('../../cli/vk.mjs', import.meta.url));
 

@@ -8,7 +8,8 @@ import type { RunningDaemon } from '../../controllers/daemon.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { decodeNodeStatus, type NodeStatus } from '../../schemas/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
-import { daemonConfig, domainState, paths, runDaemon, startHv, stopHv, testXml, waitFor, writeVm, type HvRig } from './helpers.ts';
+import { daemonConfig, domainState, paths, runDaemon, startHv, stopHv, testXml, writeVm, type HvRig } from '../rig/testdriver.ts';
+import { waitFor } from '../rig/wait.ts';
 
 describe('keepalive and console log', () => {
   let zk: ZkServer;

@@ -6,7 +6,8 @@ import { startDaemon, type RunningDaemon } from '../../controllers/daemon.ts';
 import { createLogger } from '../../controllers/logger.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
-import { daemonConfig, editSpec, readStatus, startHv, stopHv, waitFor, writeVm, type HvRig } from './helpers.ts';
+import { daemonConfig, editSpec, readStatus, startHv, stopHv, writeVm, type HvRig } from '../rig/testdriver.ts';
+import { waitFor } from '../rig/wait.ts';
 
 describe('daemon logs', () => {
   let zk: ZkServer;

@@ -10,18 +10,19 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ListDomainsFlags } from '../../drivers/libvirt/index.ts';
 import { Sampler } from '../rig/sampler.ts';
-import { FlushRig, waitFor } from '../flush/rig.ts';
+import { TestDriverCluster } from '../rig/testdriver-cluster.ts';
+import { waitFor } from '../rig/wait.ts';
 import { moveStorm, moveVm, STORM_SPACINGS_MS } from '../rig/storm.ts';
-import { testXml } from '../daemon/helpers.ts';
+import { testXml } from '../rig/testdriver.ts';
 
 const NODES = ['hv1', 'hv2', 'hv3'];
 const STORMS = Number(process.env.VK_STORMS ?? 50);
 
 describe('a VM never runs on two nodes', { timeout: 900_000 }, () => {
-  let rig: FlushRig;
+  let rig: TestDriverCluster;
 
   before(async () => {
-    rig = await FlushRig.start(NODES, {});
+    rig = await TestDriverCluster.start(NODES, {});
     for (const node of NODES) await rig.startDaemon(node);
   });
 

@@ -8,7 +8,8 @@ import { createLogger } from '../../controllers/logger.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { decodeVmStatus, type VmStatus } from '../../schemas/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
-import { daemonConfig, domainState, editSpec, paths, startHv, stopHv, waitFor, writeVm, type HvRig } from '../daemon/helpers.ts';
+import { daemonConfig, domainState, editSpec, paths, startHv, stopHv, writeVm, type HvRig } from '../rig/testdriver.ts';
+import { waitFor } from '../rig/wait.ts';
 
 describe('a VM whose spec or XML cannot be read', () => {
   let zk: ZkServer;

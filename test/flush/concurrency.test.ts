@@ -17,7 +17,8 @@ import { after, before, describe, it } from 'node:test';
 import { readLockQueue } from '../../drivers/zk/lock.ts';
 import type { VmStatus } from '../../schemas/index.ts';
 import { vkFor, type Vk } from '../cli/helpers.ts';
-import { FlushRig, paths, waitFor } from './rig.ts';
+import { TestDriverCluster, paths } from '../rig/testdriver-cluster.ts';
+import { waitFor } from '../rig/wait.ts';
 
 const A = Array.from({ length: 12 }, (_, i) => `a${String(i + 1).padStart(2, '0')}`);
 const BLOCKER = 'a06';
@@ -28,7 +29,7 @@ const LONG = 90_000;
 const NOWHERE = { migration: { uri: 'qemu+tcp://127.0.0.1:9/system', migrateUri: 'tcp://127.0.0.1:9' } };
 
 describe('concurrent, cancelled and orphaned flushes', { timeout: 600_000 }, () => {
-  let rig: FlushRig;
+  let rig: TestDriverCluster;
   let vk: Vk;
 
   const flushOf = async (node: string) => (await rig.nodeStatus(node))?.flush;
@@ -40,7 +41,7 @@ describe('concurrent, cancelled and orphaned flushes', { timeout: 600_000 }, () 
   };
 
   before(async () => {
-    rig = await FlushRig.start(['hv1', 'hv2', 'hv3'], {
+    rig = await TestDriverCluster.start(['hv1', 'hv2', 'hv3'], {
       defaultNodeSelector: 'vms',
       migration: { maxOutgoing: 1, maxIncoming: 8, phaseTimeoutMs: 4000 },
     });

@@ -18,8 +18,9 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { decodeMigrationRecord } from '../../schemas/index.ts';
 import { vkFor, type Vk } from '../cli/helpers.ts';
-import { testXml } from '../daemon/helpers.ts';
-import { FlushRig, paths, waitFor } from './rig.ts';
+import { testXml } from '../rig/testdriver.ts';
+import { TestDriverCluster, paths } from '../rig/testdriver-cluster.ts';
+import { waitFor } from '../rig/wait.ts';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const NODES = ['hv1', 'hv2', 'hv3'];
@@ -30,7 +31,7 @@ const MEMORY: Record<string, number> = { web1: 128, web2: 128, db1: 256, cache1:
 const PHASE_TIMEOUT_MS = 120_000;
 
 describe("flush and ready of the examples' VMs (issue 12 §3, §4)", { timeout: 600_000 }, () => {
-  let rig: FlushRig;
+  let rig: TestDriverCluster;
   let vk: Vk;
   let dir: string;
 
@@ -50,7 +51,7 @@ describe("flush and ready of the examples' VMs (issue 12 §3, §4)", { timeout: 
   };
 
   before(async () => {
-    rig = await FlushRig.start(NODES, { defaultNodeSelector: 'mem', migration: { maxOutgoing: 2, maxIncoming: 2, phaseTimeoutMs: PHASE_TIMEOUT_MS } });
+    rig = await TestDriverCluster.start(NODES, { defaultNodeSelector: 'mem', migration: { maxOutgoing: 2, maxIncoming: 2, phaseTimeoutMs: PHASE_TIMEOUT_MS } });
     vk = vkFor(rig.zk.connectString, '/virtkeeper');
     for (const name of NODES) await rig.startDaemon(name);
     await waitFor('every node ready', async () => (await Promise.all(NODES.map((n) => rig.nodeStatus(n)))).every((s) => s?.domainState === 'ready'), 30_000);

@@ -3,16 +3,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { vkFor, type Vk } from '../cli/helpers.ts';
-import { FlushRig, waitFor } from './rig.ts';
+import { TestDriverCluster } from '../rig/testdriver-cluster.ts';
+import { waitFor } from '../rig/wait.ts';
 
 const VMS = ['app1', 'app2', 'app3'];
 
 describe('dry-run of a node with a pending flush', { timeout: 120_000 }, () => {
-  let rig: FlushRig;
+  let rig: TestDriverCluster;
   let vk: Vk;
 
   before(async () => {
-    rig = await FlushRig.start(['hv1', 'hv2'], { defaultNodeSelector: 'vms' });
+    rig = await TestDriverCluster.start(['hv1', 'hv2'], { defaultNodeSelector: 'vms' });
     vk = vkFor(rig.zk.connectString, '/virtkeeper');
     for (const name of ['hv1', 'hv2']) await rig.startDaemon(name);
     for (const vm of VMS) await rig.writeVm(vm, { node: 'hv1', state: 'running', stopMode: 'force' });

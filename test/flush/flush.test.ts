@@ -14,7 +14,8 @@ import { after, before, describe, it } from 'node:test';
 import type { Subscription } from 'rxjs';
 import { decodeNodeStatus, type NodeStatus } from '../../schemas/index.ts';
 import { vkFor, type Vk } from '../cli/helpers.ts';
-import { FlushRig, paths, waitFor } from './rig.ts';
+import { TestDriverCluster, paths } from '../rig/testdriver-cluster.ts';
+import { waitFor } from '../rig/wait.ts';
 
 const MAX_OUTGOING = 4;
 const VMS = Array.from({ length: 20 }, (_, i) => `vm${String(i + 1).padStart(2, '0')}`);
@@ -31,12 +32,12 @@ interface Planned {
 }
 
 describe('node flush and ready with three daemons', { timeout: 300_000 }, () => {
-  let rig: FlushRig;
+  let rig: TestDriverCluster;
   let vk: Vk;
   let dir: string;
 
   before(async () => {
-    rig = await FlushRig.start(['hv1', 'hv2', 'hv3'], {
+    rig = await TestDriverCluster.start(['hv1', 'hv2', 'hv3'], {
       defaultNodeSelector: 'vms',
       migration: { maxOutgoing: MAX_OUTGOING, maxIncoming: 8, phaseTimeoutMs: 8000 },
     });

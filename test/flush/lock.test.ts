@@ -6,6 +6,7 @@ import { LockLostError, ZkLock, orderContenders, readLockQueue, type LockHandle,
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 import { closeSessionFromOutside } from '../zk/helpers.ts';
+import { waitFor } from '../rig/wait.ts';
 
 let server: ZkServer;
 const stores: ZkStore[] = [];
@@ -30,16 +31,6 @@ async function settled(p: Promise<unknown>): Promise<boolean> {
   await new Promise((r) => setImmediate(r));
   await new Promise((r) => setTimeout(r, 50));
   return done;
-}
-
-async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 before(async () => {
@@ -76,16 +67,16 @@ describe('ZkLock against ZooKeeper', { timeout: 60_000 }, () => {
     const ha = await a.acquire(new AbortController().signal);
     const queuesB: LockQueue[] = [];
     const pb = b.acquire(new AbortController().signal, (q) => queuesB.push(q));
-    await until('hv2 queued', async () => ((await readLockQueue(s1, path)).length === 2 ? true : undefined));
+    await waitFor('hv2 queued', async () => ((await readLockQueue(s1, path)).length === 2 ? true : undefined));
     const pc = c.acquire(new AbortController().signal);
-    await until('hv3 queued', async () => ((await readLockQueue(s1, path)).length === 3 ? true : undefined));
+    await waitFor('hv3 queued', async () => ((await readLockQueue(s1, path)).length === 3 ? true : undefined));
     assert.deepEqual(
       (await readLockQueue(s1, path)).map((e) => e.owner),
       ['hv1', 'hv2', 'hv3'],
     );
     assert.equal(await settled(pb), false, 'hv2 waits while hv1 holds');
     assert.equal(await settled(pc), false, 'hv3 waits too');
-    const seen = await until('hv2 saw hv1 as holder', () => queuesB.find((q) => q.holder !== null));
+    const seen = await waitFor('hv2 saw hv1 as holder', () => queuesB.find((q) => q.holder !== null));
     assert.equal(seen.holder?.owner, 'hv1');
     assert.equal(seen.ahead.length, 1);
 
@@ -110,9 +101,9 @@ describe('ZkLock against ZooKeeper', { timeout: 60_000 }, () => {
     const ha = await new ZkLock(s1, path, { owner: 'hv1' }).acquire(new AbortController().signal);
     const cancel = new AbortController();
     const pb = new ZkLock(s2, path, { owner: 'hv2' }).acquire(cancel.signal);
-    await until('hv2 queued', async () => ((await readLockQueue(s1, path)).length === 2 ? true : undefined));
+    await waitFor('hv2 queued', async () => ((await readLockQueue(s1, path)).length === 2 ? true : undefined));
     const pc = new ZkLock(s3, path, { owner: 'hv3' }).acquire(new AbortController().signal);
-    await until('hv3 queued', async () => ((await readLockQueue(s1, path)).length === 3 ? true : undefined));
+    await waitFor('hv3 queued', async () => ((await readLockQueue(s1, path)).length === 3 ? true : undefined));
     cancel.abort(new Error('ready requested'));
     await assert.rejects(pb, /ready requested/);
     assert.deepEqual(
@@ -142,7 +133,7 @@ describe('ZkLock against ZooKeeper', { timeout: 60_000 }, () => {
     const observer = await connect();
     await new ZkLock(holderStore, path, { owner: 'hv1' }).acquire(new AbortController().signal);
     const pb = new ZkLock(s2, path, { owner: 'hv2' }).acquire(new AbortController().signal);
-    await until('hv2 queued', async () => ((await readLockQueue(observer, path)).length === 2 ? true : undefined));
+    await waitFor('hv2 queued', async () => ((await readLockQueue(observer, path)).length === 2 ? true : undefined));
     assert.equal(await settled(pb), false);
     // The holder "crashes": its session ends without a release.
     await holderStore.close();
@@ -154,12 +145,12 @@ describe('ZkLock against ZooKeeper', { timeout: 60_000 }, () => {
 
     // hv3 queues behind hv2; hv2's session is expired by the server (as after a partition).
     const pc = new ZkLock(s3, path, { owner: 'hv3' }).acquire(new AbortController().signal);
-    await until('hv3 queued', async () => ((await readLockQueue(observer, path)).length === 2 ? true : undefined));
+    await waitFor('hv3 queued', async () => ((await readLockQueue(observer, path)).length === 2 ? true : undefined));
     const oldSession = s2.sessionId;
     for (let attempt = 0; attempt < 10 && s2.sessionId === oldSession; attempt++) {
       const { id, password } = s2.sessionCredentials();
       await closeSessionFromOutside(server.port, id, password);
-      await until('hv2 lost the lock', () => (hb.lost.aborted ? true : undefined), 3000).catch(() => undefined);
+      await waitFor('hv2 lost the lock', () => (hb.lost.aborted ? true : undefined), 3000).catch(() => undefined);
       if (hb.lost.aborted) break;
     }
     assert.equal(hb.lost.aborted, true, 'the holder learns it lost the lock');
@@ -185,7 +176,7 @@ describe('ZkLock against ZooKeeper', { timeout: 60_000 }, () => {
     const observer = await connect();
     const ha = await new ZkLock(s1, path, { owner: 'hv1' }).acquire(new AbortController().signal);
     const pb = new ZkLock(s2, path, { owner: 'hv2' }).acquire(new AbortController().signal);
-    const first = await until('hv2 queued', async () => {
+    const first = await waitFor('hv2 queued', async () => {
       const q = await readLockQueue(observer, path);
       return q.length === 2 ? q[1]!.child : undefined;
     });
@@ -193,9 +184,9 @@ describe('ZkLock against ZooKeeper', { timeout: 60_000 }, () => {
     for (let attempt = 0; attempt < 10 && s2.sessionId === oldSession; attempt++) {
       const { id, password } = s2.sessionCredentials();
       await closeSessionFromOutside(server.port, id, password);
-      await until('new session', () => (s2.sessionId !== oldSession ? true : undefined), 3000).catch(() => undefined);
+      await waitFor('new session', () => (s2.sessionId !== oldSession ? true : undefined), 3000).catch(() => undefined);
     }
-    const requeued = await until('hv2 queued again', async () => {
+    const requeued = await waitFor('hv2 queued again', async () => {
       const q = await readLockQueue(observer, path);
       return q.length === 2 && q[1]!.child !== first && q[1]!.owner === 'hv2' ? q[1]! : undefined;
     });

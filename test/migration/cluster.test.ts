@@ -7,25 +7,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { Cluster, clusterUnavailable, type SamplerReport } from '../rig/cluster.ts';
+import { waitFor } from '../rig/wait.ts';
 
 const unavailable = clusterUnavailable();
 if (unavailable) console.error(`!!! SKIPPING the QEMU migration tests: ${unavailable} !!!`);
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 60_000, describeState?: () => Promise<string>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== null && value !== false) return value;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const state = describeState ? await describeState().catch((e: unknown) => String(e)) : '';
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}${state ? `\n${state}` : ''}`);
-}
 
 function checkSamples(t: TestContext, report: SamplerReport, label: string): void {
   t.diagnostic(`${label}: ${report.samples} samples; switch-overs ${JSON.stringify(report.switchOvers)}`);
@@ -243,7 +228,7 @@ describe('lockstep migration between QEMU hypervisors', { skip: unavailable !== 
 
   it('the target daemon gone mid-copy: the source aborts the copy and the guest keeps running on it', async (t) => {
     await restartDaemon('hv1', 1);
-    await waitFor('hv2 libvirt reconnected', async () => (await c.hv('hv2').probe.listDomains()) !== undefined);
+    await waitFor('hv2 libvirt reconnected', async () => (await c.hv('hv2').probe.listDomains()) !== undefined, 60_000);
     await c.writeVm('vm6', { node: 'hv1', state: 'running' });
     await settledOn('vm6', 'hv1');
     const sampler = c.sampler('vm6');

@@ -13,6 +13,7 @@ import {
   type ConsoleEffects,
   type ConsoleFollower,
 } from '../../reconcilers/console.ts';
+import { waitFor } from '../rig/wait.ts';
 
 let dir: string;
 let n = 0;
@@ -24,14 +25,6 @@ before(async () => {
 after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 describe('appendLines', () => {
   it('keeps the last maxLines lines', () => {
@@ -177,7 +170,7 @@ describe('FileTailer', () => {
     const { t, chunks } = tailer(path, { pollMs: 5 });
     t.start();
     await writeFile(path, 'hello\n');
-    await waitFor('the line', () => chunks.length > 0);
+    await waitFor('the line', () => chunks.length > 0, 5_000);
     assert.deepEqual(chunks[0], { text: 'hello\n', reset: false });
     await t.stop();
     assert.deepEqual(process.getActiveResourcesInfo().filter((r) => r === 'Timeout'), [], 'a timer is left after stop');
@@ -244,12 +237,12 @@ describe('console follower', () => {
     assert.equal(zk.writes, 0, 'an absent file writes nothing');
 
     await writeFile(path, 'line 1\nline 2\n');
-    await waitFor('the first write', () => zk.writes === 1);
+    await waitFor('the first write', () => zk.writes === 1, 5_000);
     assert.equal(zk.cells.get('web1')?.text, 'line 1\nline 2');
 
     // Nothing appended: several polls on the timer, then several forced ones, and still one write.
     const polls = follower.state('web1')!.polls;
-    await waitFor('five more polls', () => follower.state('web1')!.polls >= polls + 5);
+    await waitFor('five more polls', () => follower.state('web1')!.polls >= polls + 5, 5_000);
     for (let i = 0; i < 3; i++) await follower.syncNow('web1');
     assert.equal(zk.writes, 1);
 

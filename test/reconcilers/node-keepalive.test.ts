@@ -13,6 +13,7 @@ import {
   type KeepaliveInput,
 } from '../../reconcilers/node-keepalive.ts';
 import { encodeNodeStatus, type NodeStatus } from '../../schemas/index.ts';
+import { waitFor } from '../rig/wait.ts';
 
 const NOW = '2026-11-21T12:00:00.000Z';
 const GiB = 1024 * 1024; // in KiB
@@ -213,14 +214,6 @@ function statusCell(initial: NodeStatus | null = null) {
   return cell;
 }
 
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 function capturingLogger() {
   const lines: Array<Record<string, unknown>> = [];
   const log = createLogger({ level: 'debug', node: 'hv1', destination: { write: (s: string) => void lines.push(JSON.parse(s)) } });
@@ -256,7 +249,7 @@ describe('runKeepalive', () => {
     const ac = new AbortController();
     const run = runKeepalive(effects(hv, cell, ac.signal));
     try {
-      await waitFor('three keepalives', () => cell.writes.length >= 3);
+      await waitFor('three keepalives', () => cell.writes.length >= 3, 5_000);
     } finally {
       ac.abort();
       await run;
@@ -283,7 +276,7 @@ describe('runKeepalive', () => {
     const ac = new AbortController();
     const run = runKeepalive(effects(hv, cell, ac.signal, { log, callTimeoutMs: 50 }));
     try {
-      await waitFor('a keepalive after the hung call', () => cell.writes.some((s) => s.runningVms.length === 2));
+      await waitFor('a keepalive after the hung call', () => cell.writes.some((s) => s.runningVms.length === 2), 5_000);
     } finally {
       ac.abort();
       await run;
@@ -322,7 +315,7 @@ describe('runKeepalive', () => {
     });
     const run = runKeepalive(fx);
     try {
-      await waitFor('a keepalive', () => cell.writes.length >= 1);
+      await waitFor('a keepalive', () => cell.writes.length >= 1, 5_000);
     } finally {
       ac.abort();
       await run;
@@ -339,7 +332,7 @@ describe('runKeepalive', () => {
     const ac = new AbortController();
     const run = runKeepalive(effects(hv, cell, ac.signal, { onTick: (s) => ticks.push(s) }));
     try {
-      await waitFor('a keepalive', () => cell.writes.length >= 1);
+      await waitFor('a keepalive', () => cell.writes.length >= 1, 5_000);
     } finally {
       ac.abort();
       await run;
@@ -354,7 +347,7 @@ describe('runKeepalive', () => {
     const ac = new AbortController();
     const run = runKeepalive(effects(hv, cell, ac.signal, { intervalMs: 60_000 }));
     try {
-      await waitFor('the first keepalive, at once', () => cell.writes.length === 1);
+      await waitFor('the first keepalive, at once', () => cell.writes.length === 1, 5_000);
     } finally {
       ac.abort();
       await run;

@@ -16,13 +16,11 @@
 //
 // Everything started here is stopped by PID and every namespace created here deleted by
 // cleanup(), or at process exit.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { stringify as toYaml } from 'yaml';
+import { join } from 'node:path';
 import { DaemonConfigSchema, type DaemonConfig } from '../../controllers/daemon-config.ts';
 import { startDaemon, type RunningDaemon } from '../../controllers/daemon.ts';
 import { createLogger } from '../../controllers/logger.ts';
@@ -40,6 +38,7 @@ import {
   type VmSpecInput,
   type VmStatus,
 } from '../../schemas/index.ts';
+import { daemonLog, killDaemonProcess, spawnDaemonProcess, stopDaemonProcess } from './daemon-process.ts';
 import { ensureLibvirtInstalled, guestXml, qemuAvailable, startLibvirtd, type Libvirtd } from './libvirtd.ts';
 import { netnsSupported } from './netns.ts';
 import { Sampler, type SamplerOptions } from './sampler.ts';
@@ -47,7 +46,6 @@ import { startZooKeeper, type ZkServer } from './zookeeper.ts';
 
 export { analyse, Sampler, type Sample, type SamplerOptions, type SamplerReport } from './sampler.ts';
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const paths = new ZkPaths();
 
 // ------------------------------------------------------------------------------ namespaces
@@ -247,33 +245,17 @@ export class Cluster {
 
   /**
    * Starts the node's daemon as a `vk daemon` child process (so a test can SIGKILL it); resolves
-   * once it holds the node's alive znode (a session other than `previousSession`, when given).
+   * once it holds a fresh alive znode (./daemon-process.ts).
    */
   async spawnDaemon(name: string, extra: DaemonExtra = {}, readyTimeoutMs = 30_000): Promise<ChildProcess> {
     const hv = this.hv(name);
     if (hv.daemon || hv.child) throw new Error(`${name} already has a daemon`);
-    const before = (await this.store.exists(paths.nodeAlive(name)))?.ephemeralOwner ?? null;
-    const cfgFile = join(this.work, `${name}.yaml`);
-    const cfg = hv.config(extra);
-    writeFileSync(cfgFile, toYaml({ ...cfg, logLevel: process.env.VK_TEST_LOG ?? 'warn' }));
-    const log = openSync(join(this.work, `${name}-daemon.log`), 'a');
     try {
-      hv.child = spawn(process.execPath, [join(repo, 'cli/vk.mjs'), 'daemon', '--config', cfgFile], { stdio: ['ignore', log, log] });
-    } finally {
-      closeSync(log);
-    }
-    const child = hv.child;
-    const deadline = Date.now() + readyTimeoutMs;
-    for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null) {
-        hv.child = undefined;
-        throw new Error(`vk daemon for ${name} exited (${child.exitCode ?? child.signalCode}) during start:\n${this.daemonLog(name).slice(-3000)}`);
-      }
-      // A new alive znode: a fresh session, and (a crashed predecessor's) old one has expired.
-      const owner = (await this.store.exists(paths.nodeAlive(name)))?.ephemeralOwner ?? null;
-      if (owner !== null && owner !== before) return child;
-      if (Date.now() > deadline) throw new Error(`vk daemon for ${name} not up after ${readyTimeoutMs} ms:\n${this.daemonLog(name).slice(-3000)}`);
-      await new Promise((r) => setTimeout(r, 50));
+      return await spawnDaemonProcess({ name, config: hv.config(extra), work: this.work, store: this.store, readyTimeoutMs }, (child) => (hv.child = child));
+    } catch (error) {
+      const child = hv.child as ChildProcess | undefined; // set by the callback; exited during start: forget it
+      if (child && (child.exitCode !== null || child.signalCode !== null)) hv.child = undefined;
+      throw error;
     }
   }
 
@@ -282,30 +264,18 @@ export class Cluster {
     const hv = this.hv(name);
     const child = hv.child;
     hv.child = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGKILL');
-    await exited;
+    await killDaemonProcess(child);
   }
 
   async stopChild(name: string): Promise<void> {
     const hv = this.hv(name);
     const child = hv.child;
     hv.child = undefined;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
+    await stopDaemonProcess(child);
   }
 
   daemonLog(name: string): string {
-    try {
-      return readFileSync(join(this.work, `${name}-daemon.log`), 'utf8');
-    } catch {
-      return '';
-    }
+    return daemonLog(this.work, name);
   }
 
   // ---------------------------------------------------------------------------- ZooKeeper

@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { LibvirtHypervisor } from '../../drivers/libvirt-hypervisor.ts';
 import { isAlive, readState, type NodeState } from '../../drivers/sandbox/index.ts';
 import { stopSandbox } from '../../drivers/sandbox/sandbox.ts';
+import { waitFor } from '../rig/wait.ts';
 import { cannotRun, cleanEnv, footprint, leftovers, sandboxDir, vk } from './helpers.ts';
 
 const why = cannotRun();
@@ -61,14 +62,6 @@ function sample(nodes: readonly NodeState[], expected: ReadonlyMap<string, Map<s
   return s;
 }
 
-async function waitUntil(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
 test('sandbox guests survive a daemon SIGKILL + `vk sandbox up`, and `vk sandbox restart`', { timeout: 900_000, skip: why }, async (t) => {
   const dir = sandboxDir('restart');
   const env = cleanEnv();
@@ -85,14 +78,14 @@ test('sandbox guests survive a daemon SIGKILL + `vk sandbox up`, and `vk sandbox
     assert.ok(expected.get(victim!.name)!.size >= 1, 'the examples run guests on the victim node');
 
     sampler = sample(state.nodes, expected);
-    await waitUntil('first samples', () => sampler!.samples >= 3);
+    await waitFor('first samples', () => sampler!.samples >= 3, 60_000);
 
     // ---- SIGKILL the daemon, by the PID sandbox.json records.
     const killed = victim!.daemon!;
     process.kill(killed.pid, 'SIGKILL');
-    await waitUntil('the daemon to die', () => !isAlive(killed));
+    await waitFor('the daemon to die', () => !isAlive(killed), 60_000);
     const after = sampler.samples;
-    await waitUntil('samples after the kill', () => sampler!.samples >= after + 20);
+    await waitFor('samples after the kill', () => sampler!.samples >= after + 20, 60_000);
     assert.deepEqual(sampler.problems, [], `guests vanished when the daemon of ${victim!.name} died`);
 
     const degraded = await vk(['sandbox', 'status', '--dir', dir], { env });
@@ -128,7 +121,7 @@ test('sandbox guests survive a daemon SIGKILL + `vk sandbox up`, and `vk sandbox
     assert.equal(status.code, 0, `status after the restarts:\n${status.stdout}${status.stderr}`);
     for (const n of state.nodes) assert.match(status.stdout, new RegExp(`^${n.name}\\s.*pid ${n.libvirtd!.pid} ok\\s+pid ${n.holder!.pid} ok\\s+pid \\d+ ok\\s.*\\byes\\s+run/ready$`, 'm'));
     const afterRestart = sampler.samples;
-    await waitUntil('samples after the restarts', () => sampler!.samples >= afterRestart + 20);
+    await waitFor('samples after the restarts', () => sampler!.samples >= afterRestart + 20, 60_000);
     const vms = await vk(['get', 'vms', '-o', 'wide'], { env: { ...env, VK_ZK: state.zookeeper.connectString } });
     assert.equal(vms.code, 0, vms.stderr);
     for (const [node, guests] of expected) for (const vm of guests.keys()) assert.match(vms.stdout, new RegExp(`^${vm}\\s+${node}\\s+running\\s+Running\\s`, 'm'));

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fourLetter } from '../../drivers/sandbox/index.ts';
+import { waitFor } from '../rig/wait.ts';
 import { REPO } from './helpers.ts';
 
 const ZK_JAR = '/usr/share/java/zookeeper.jar';
@@ -53,16 +54,17 @@ test('the 3-server ensemble of manifests/zookeeper/zoo.cfg elects a leader and s
     const modes: string[] = [];
     const deadline = Date.now() + 60_000;
     for (let id = 1; id <= 3; id++) {
-      for (;;) {
-        const srvr = await fourLetter(ports[id - 1]!, 'srvr', 1000).catch(() => '');
-        const mode = /^Mode: (\w+)/m.exec(srvr)?.[1];
-        if (mode === 'leader' || mode === 'follower') {
-          modes.push(mode);
-          break;
-        }
-        if (Date.now() > deadline) assert.fail(`server ${id} never joined a quorum:\n${readFileSync(join(work, `zk${id}`, 'out.log'), 'utf8').slice(-2000)}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      const mode = await waitFor(
+        `server ${id} to join a quorum`,
+        async () => {
+          const srvr = await fourLetter(ports[id - 1]!, 'srvr', 1000).catch(() => '');
+          const m = /^Mode: (\w+)/m.exec(srvr)?.[1];
+          return m === 'leader' || m === 'follower' ? m : undefined;
+        },
+        deadline - Date.now(),
+        () => readFileSync(join(work, `zk${id}`, 'out.log'), 'utf8').slice(-2000),
+      );
+      modes.push(mode);
     }
     assert.deepEqual(modes.sort(), ['follower', 'follower', 'leader']);
   } finally {

@@ -1,6 +1,8 @@
-// Shared pieces of the daemon integration tests: a real ZooKeeper, a private libvirtd (test driver)
-// per node, a held-open libvirt connection (the test driver forgets its state when the last
-// connection closes), and helpers to write VMs and wait for convergence.
+// Test-driver hypervisors for integration tests and benches: a private libvirtd (test driver) per
+// node, a held-open libvirt connection (the test driver forgets its state when the last
+// connection closes), an in-process daemon config and runner, and helpers to write VMs and read
+// their status. (ZooKeeper: ./zookeeper.ts; waiting: ./wait.ts; several nodes with daemons:
+// ./testdriver-cluster.ts.)
 import { LibvirtConnection } from '../../drivers/libvirt/index.ts';
 import { LibvirtHypervisor } from '../../drivers/libvirt-hypervisor.ts';
 import type { DaemonConfig } from '../../controllers/daemon-config.ts';
@@ -9,7 +11,7 @@ import { startDaemon, type RunningDaemon } from '../../controllers/daemon.ts';
 import { createLogger } from '../../controllers/logger.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { encodeVmSpec, ZkPaths, type VmSpecInput } from '../../schemas/index.ts';
-import { startLibvirtd, type Libvirtd } from '../rig/libvirtd.ts';
+import { startLibvirtd, type Libvirtd } from './libvirtd.ts';
 
 export const paths = new ZkPaths();
 
@@ -75,21 +77,6 @@ export async function editSpec(store: ZkStore, name: string, edit: (spec: Record
 export async function readStatus(store: ZkStore, name: string): Promise<Record<string, unknown> | null> {
   const got = await store.get(paths.vmStatus(name));
   return got ? (JSON.parse(got.data.toString('utf8')) as Record<string, unknown>) : null;
-}
-
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined && value !== null && value !== false) return value;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
 }
 
 export async function domainState(rig: HvRig, name: string): Promise<string | null> {

@@ -1,12 +1,12 @@
-// The flush test rig: a real ZooKeeper, one private libvirtd (test driver) per node, and a daemon
-// per node — in this process, or as a `vk daemon` child process when a test must SIGKILL it.
+// A cluster of test-driver hypervisors (flush, domain ownership and bench tests): a real
+// ZooKeeper, one private libvirtd (test driver) per node (./testdriver.ts), and a daemon per node —
+// in this process, or as a `vk daemon` child process when a test must SIGKILL it. The QEMU
+// counterpart, with namespaces and live migration, is ./cluster.ts.
 // Everything started here is stopped by its PID (libvirtd and ZooKeeper rigs do the same).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { stringify as toYaml } from 'yaml';
+import { join } from 'node:path';
 import type { RunningDaemon } from '../../controllers/daemon.ts';
 import type { DaemonConfig } from '../../controllers/daemon-config.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
@@ -22,11 +22,11 @@ import {
   type VmSpecInput,
   type VmStatus,
 } from '../../schemas/index.ts';
-import { daemonConfig, paths, runDaemon, startHv, stopHv, testXml, waitFor, writeVm, type HvRig } from '../daemon/helpers.ts';
-import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
+import { daemonLog, killDaemonProcess, spawnDaemonProcess, stopDaemonProcess } from './daemon-process.ts';
+import { daemonConfig, paths, runDaemon, startHv, stopHv, testXml, writeVm, type HvRig } from './testdriver.ts';
+import { startZooKeeper, type ZkServer } from './zookeeper.ts';
 
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export { paths, waitFor };
+export { paths };
 
 /** The daemons' action lines, in order; `onLine` sees each line as it is pushed (synchronously). */
 export class ActionLog extends Array<string> {
@@ -41,7 +41,7 @@ export class ActionLog extends Array<string> {
   }
 }
 
-export class FlushRig {
+export class TestDriverCluster {
   readonly actions = new ActionLog();
   readonly daemons = new Map<string, RunningDaemon>();
   readonly children = new Map<string, ChildProcess>();
@@ -53,7 +53,7 @@ export class FlushRig {
     readonly work: string,
   ) {}
 
-  static async start(names: string[], config: ClusterConfigInput): Promise<FlushRig> {
+  static async start(names: string[], config: ClusterConfigInput): Promise<TestDriverCluster> {
     const work = mkdtempSync(join(tmpdir(), 'vk-flush-'));
     let zk: ZkServer | undefined;
     let store: ZkStore | undefined;
@@ -64,7 +64,7 @@ export class FlushRig {
       for (const name of names) hvs.push(await startHv(name));
       await store.ensurePath(paths.root);
       await store.create(paths.config, encodeClusterConfig(config));
-      return new FlushRig(zk, store, hvs, work);
+      return new TestDriverCluster(zk, store, hvs, work);
     } catch (error) {
       for (const hv of hvs) await stopHv(hv).catch(() => undefined);
       await store?.close().catch(() => undefined);
@@ -98,59 +98,27 @@ export class FlushRig {
     await d?.stop();
   }
 
-  /** `vk daemon` as a child process; resolves once it holds a fresh alive znode. */
+  /** `vk daemon` as a child process; resolves once it holds a fresh alive znode (./daemon-process.ts). */
   async spawnDaemon(name: string): Promise<ChildProcess> {
     if (this.daemons.has(name) || this.children.has(name)) throw new Error(`${name} already has a daemon`);
-    const before = (await this.store.exists(paths.nodeAlive(name)))?.ephemeralOwner ?? null;
-    const file = join(this.work, `${name}.yaml`);
-    writeFileSync(file, toYaml({ ...this.config(name), logLevel: process.env.VK_TEST_LOG ?? 'warn' }));
-    const log = openSync(join(this.work, `${name}-daemon.log`), 'a');
-    let child: ChildProcess;
-    try {
-      child = spawn(process.execPath, [join(repo, 'cli/vk.mjs'), 'daemon', '--config', file], { stdio: ['ignore', log, log] });
-    } finally {
-      closeSync(log);
-    }
-    this.children.set(name, child);
-    await waitFor(
-      `vk daemon ${name} up`,
-      async () => {
-        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`vk daemon ${name} exited: ${this.daemonLog(name).slice(-2000)}`);
-        const owner = (await this.store.exists(paths.nodeAlive(name)))?.ephemeralOwner ?? null;
-        return owner !== null && owner !== before;
-      },
-      60_000,
-    );
-    return child;
+    return spawnDaemonProcess({ name, config: this.config(name), work: this.work, store: this.store, readyTimeoutMs: 60_000 }, (child) => this.children.set(name, child));
   }
 
   /** SIGKILL the child daemon by its PID (a crash). */
   async killChild(name: string): Promise<void> {
     const child = this.children.get(name);
     this.children.delete(name);
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    process.kill(child.pid!, 'SIGKILL');
-    await exited;
+    await killDaemonProcess(child);
   }
 
   async stopChild(name: string): Promise<void> {
     const child = this.children.get(name);
     this.children.delete(name);
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    process.kill(child.pid!, 'SIGTERM');
-    const timer = setTimeout(() => child.pid && process.kill(child.pid, 'SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
+    await stopDaemonProcess(child);
   }
 
   daemonLog(name: string): string {
-    try {
-      return readFileSync(join(this.work, `${name}-daemon.log`), 'utf8');
-    } catch {
-      return '';
-    }
+    return daemonLog(this.work, name);
   }
 
   // ------------------------------------------------------------------------------ ZooKeeper
