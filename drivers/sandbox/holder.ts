@@ -5,7 +5,7 @@
 // On a sandbox node the daemon's connection used to be the only one, so killing or restarting the
 // daemon (or a pause long enough for libvirtd to drop it) wiped every guest of the node, while on
 // a real hypervisor guests outlive the daemon. This small process holds one connection of its own
-// for the node's whole life, as the test rig holds one in-process (test/daemon/helpers.ts).
+// for the node's whole life, as the test rig holds one in-process (test/rig/testdriver.ts).
 // It reconnects on its own if libvirtd restarts (LibvirtConnection) and closes on SIGTERM/SIGINT.
 import { LibvirtConnection } from '../libvirt/index.ts';
 

@@ -7,7 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
 import type { DaemonConfig } from '../../controllers/daemon-config.ts';
-import type { ZkStore } from '../../controllers/zk/index.ts';
+import type { ZkStore } from '../../drivers/zk/index.ts';
 import { ZkPaths } from '../../schemas/index.ts';
 import { waitFor } from './wait.ts';
 
