@@ -9,7 +9,7 @@
 import type { Hypervisor } from '../drivers/hypervisor.ts';
 import { ZkStore } from '../drivers/zk/index.ts';
 import { createLogger } from '../controllers/logger.ts';
-import { startDaemon } from '../controllers/daemon.ts';
+import { startDaemon } from '../daemon/daemon.ts';
 import { encodeVmSpec } from '../schemas/index.ts';
 import { startZooKeeper } from '../test/rig/zookeeper.ts';
 import { daemonConfig, paths, readStatus, startHv, stopHv, writeVm } from '../test/rig/testdriver.ts';

@@ -7,10 +7,10 @@
 // one migration `web1 migrate hv1 → hv2` instead of a destroy there and a start here. Status
 // writes are bookkeeping and left out. A node whose spec asks for another domainState than its
 // status reports shows a flush or ready, and (given a PlanContext) every move of it, from the
-// flush reconciler's own pure planner (reconcilers/flush.ts): what the node's daemon will do.
+// flush reconciler's own pure planner (reconcilers/flush/plan.ts): what the node's daemon will do.
 import { DOMAIN_RUN_STATES, type DomainRunState, type LocalDomain } from '../drivers/domain-run-state.ts';
-import { migrationInFlight, planDomain, describeDomainAction, type DomainAction } from '../reconcilers/domain.ts';
-import { describeFlushMove, planFlush, planReady, type FlushMove, type FlushVm, type ReadyMove } from '../reconcilers/flush.ts';
+import { migrationInFlight, planDomain, describeDomainAction, type DomainAction } from '../reconcilers/domain/plan.ts';
+import { describeFlushMove, planFlush, planReady, type FlushMove, type FlushVm, type ReadyMove } from '../reconcilers/flush/plan.ts';
 import type { NodeState, VmState } from './cluster.ts';
 import { parseVmXml, xmlHash, type MigrationRecord, type NodeSelector, type NodeSpec, type NodeStatus, type VmSpec, type VmStatus } from '../schemas/index.ts';
 
@@ -177,7 +177,7 @@ function fromMove(move: FlushMove | ReadyMove, vm: VmView | undefined): PlanActi
   }
 }
 
-/** The moves of a node's pending flush or ready: exactly what reconcilers/flush.ts plans for it. */
+/** The moves of a node's pending flush or ready: exactly what reconcilers/flush/plan.ts plans for it. */
 export function planNodeMoves(node: NodeView, vms: readonly VmView[], nodes: readonly NodeView[], ctx: PlanContext): PlanAction[] {
   if (!node.spec || !node.status) return [];
   const wanted = node.spec.domainState;

@@ -78,7 +78,7 @@ export interface LiveMigrationOptions {
 }
 
 /**
- * The migration operations (reconcilers/migration-executor.ts). A sibling of Hypervisor rather than
+ * The migration operations (reconcilers/migration/execute.ts). A sibling of Hypervisor rather than
  * more required members of it, so test doubles of the domain-only interface keep compiling.
  */
 export interface MigrationOps {

@@ -1,5 +1,5 @@
 // Choosing a target node for a VM (seed 004), as pure functions of what the nodes report.
-// Used by the node flush (reconcilers/flush.ts), `vk vm migrate|move` without --node
+// Used by the node flush (reconcilers/flush/plan.ts), `vk vm migrate|move` without --node
 // (cli/commands/vm.ts) and `vk plan`.
 //
 //   mem      most free memory counting provisioned memory (every VM assigned to the node, running
@@ -15,7 +15,7 @@
 // domainState ready and whose spec does not ask for a flush, within the VM's nodeLimit (when it has
 // one), other than the node the VM is on, and — for a VM that migrates live only
 // (meta.migrationMethod live) — that take live migrations (publish a migration URI in their alive
-// znode; reconcilers/migration.ts would otherwise wait forever with TargetNotMigratable). Ties go to the node whose name sorts first, so the same
+// znode; reconcilers/migration/plan.ts would otherwise wait forever with TargetNotMigratable). Ties go to the node whose name sorts first, so the same
 // input always gives the same node.
 //
 // Placements. A caller that places several VMs in one go (a flush) passes what it has already
@@ -123,7 +123,7 @@ export function exclusionReason(node: NodeCandidate, input: Pick<SelectInput, 'n
 }
 
 /**
- * Whether a node's alive znode payload publishes a migration URI (controllers/daemon.ts writes
+ * Whether a node's alive znode payload publishes a migration URI (daemon/daemon.ts writes
  * `migration: {uri, migrateUri}` when the daemon's config has both; the migration controller's
  * parsePeer reads the same): without one, the node takes no live migration.
  */

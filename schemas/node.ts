@@ -42,7 +42,7 @@ export const NODE_FLUSH_OPERATIONS = ['flush', 'ready'] as const;
 export const NODE_FLUSH_PHASES = ['queued', 'moving', 'done', 'cancelled'] as const;
 export type NodeFlushPhase = (typeof NODE_FLUSH_PHASES)[number];
 
-/** Progress of the node's last flush or ready (reconcilers/flush.ts), written by its daemon. */
+/** Progress of the node's last flush or ready (reconcilers/flush/plan.ts), written by its daemon. */
 export const NodeFlushSchema = z.strictObject({
   operation: z.enum(NODE_FLUSH_OPERATIONS),
   /** Version of the node spec znode this operation serves. */

@@ -114,7 +114,7 @@ export type VmStatusInput = z.input<typeof VmStatusSchema>;
 
 export const MIGRATION_METHODS = ['live', 'shutdown'] as const;
 /**
- * Lockstep phases (reconcilers/migration.ts): the source writes requested → (the target writes
+ * Lockstep phases (reconcilers/migration/plan.ts): the source writes requested → (the target writes
  * prepared) → copying (live) | switching (shutdown) → done | failed; on a retarget or a lost
  * target the source writes aborting and the target confirms with aborted (or the source does,
  * after the phase timeout). done, aborted and failed are terminal.

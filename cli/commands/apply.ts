@@ -216,8 +216,8 @@ interface PlanFlags extends FileFlags {
 
 /** `vk plan --node N`: what that node's daemon would do now against its local libvirt (as vk daemon --dry-run). */
 async function planOneNode(flags: PlanFlags, cmd: Command): Promise<void> {
-  const { envOverrides, loadDaemonConfig } = await import('../../controllers/daemon-config.ts');
-  const { planNode } = await import('../../controllers/daemon.ts');
+  const { envOverrides, loadDaemonConfig } = await import('../../daemon/config.ts');
+  const { planNode } = await import('../../daemon/daemon.ts');
   const { createLogger } = await import('../../controllers/logger.ts');
   const globals = cmd.optsWithGlobals<{ zk?: string; root?: string; auth?: string }>();
   const overrides = {

@@ -1,7 +1,7 @@
 // `vk daemon`: run the node's reconcile daemon (or, with --dry-run, print what it would do and exit).
 // The controllers are imported inside the action, so other vk commands do not pay for loading them.
 import type { Command } from 'commander';
-import type { DaemonOverrides } from '../../controllers/daemon-config.ts';
+import type { DaemonOverrides } from '../../daemon/config.ts';
 import { ValidationError } from '../../schemas/index.ts';
 
 interface DaemonFlags {
@@ -59,8 +59,8 @@ export function registerDaemon(program: Command): void {
     .action(async (_opts: DaemonFlags, cmd: Command) => {
       // --zk, --root and --auth are the program's global options (env VK_ZK, VK_ROOT, VK_AUTH).
       const flags = cmd.optsWithGlobals<DaemonFlags>();
-      const { envOverrides, loadDaemonConfig } = await import('../../controllers/daemon-config.ts');
-      const { planNode, startDaemon } = await import('../../controllers/daemon.ts');
+      const { envOverrides, loadDaemonConfig } = await import('../../daemon/config.ts');
+      const { planNode, startDaemon } = await import('../../daemon/daemon.ts');
       const { createLogger } = await import('../../controllers/logger.ts');
       let cfg;
       try {

@@ -1,7 +1,7 @@
 // `vk node flush|ready NAME`: what admins ask of a node (its spec's domainState).
 import type { Command } from 'commander';
 import { readLockQueue } from '../../drivers/zk/lock.ts';
-import { FLUSH_LOCK } from '../../reconcilers/flush.ts';
+import { FLUSH_LOCK } from '../../reconcilers/flush/plan.ts';
 import { decodeNodeStatus, type NodeSpec, type NodeStatus } from '../../schemas/index.ts';
 import { withCluster } from '../connect.ts';
 import { println } from '../output.ts';

@@ -159,7 +159,7 @@ export function watchData(host: WatchHost, path: string, opts: WatchDataOptions 
 
 /**
  * watchData without an Observable around it: the same watch delivering to `sink`, for a cache
- * that follows thousands of znodes (controllers/vm-informer.ts) and wants no per-znode rxjs
+ * that follows thousands of znodes (controllers/informers/vms.ts) and wants no per-znode rxjs
  * pipeline. Returns the teardown.
  */
 export function followData(host: WatchHost, path: string, sink: WatchSink<DataState>, opts: WatchDataOptions = {}): () => void {

@@ -2,7 +2,7 @@
 // daemons then do (real ZooKeeper, two private libvirtds with the test driver, two real daemons).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { RunningDaemon } from '../../controllers/daemon.ts';
+import type { RunningDaemon } from '../../daemon/daemon.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 import { daemonConfig, domainState, readStatus, runDaemon, startHv, stopHv, type HvRig } from '../rig/testdriver.ts';

@@ -2,7 +2,7 @@
 // message, and retries follow the work queue's back-off (found looping at ~250 tries/s).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { RunningDaemon } from '../../controllers/daemon.ts';
+import type { RunningDaemon } from '../../daemon/daemon.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 import { daemonConfig, paths, readStatus, runDaemon, startHv, stopHv, writeVm, type HvRig } from '../rig/testdriver.ts';

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Subscription } from 'rxjs';
-import type { RunningDaemon } from '../../controllers/daemon.ts';
+import type { RunningDaemon } from '../../daemon/daemon.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { decodeNodeStatus, encodeClusterConfig, encodeNodeStatus, type ClusterConfigInput } from '../../schemas/index.ts';
 import { vkFor } from '../cli/helpers.ts';

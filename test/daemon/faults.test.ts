@@ -1,7 +1,7 @@
 // The daemon across ZooKeeper faults: a 10 s outage (suspended) and a session expiry.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { RunningDaemon } from '../../controllers/daemon.ts';
+import type { RunningDaemon } from '../../daemon/daemon.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 import { daemonConfig, domainState, paths, readStatus, runDaemon, startHv, stopHv, writeVm, type HvRig } from '../rig/testdriver.ts';

@@ -4,7 +4,7 @@ import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { RunningDaemon } from '../../controllers/daemon.ts';
+import type { RunningDaemon } from '../../daemon/daemon.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { decodeNodeStatus, type NodeStatus } from '../../schemas/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';

@@ -2,7 +2,7 @@
 // id, so `grep <reconcileId>` tells one reconcile's story (real ZooKeeper, real libvirtd).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startDaemon, type RunningDaemon } from '../../controllers/daemon.ts';
+import { startDaemon, type RunningDaemon } from '../../daemon/daemon.ts';
 import { createLogger } from '../../controllers/logger.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';

@@ -3,7 +3,7 @@
 // a VM whose spec says it must not run is still stopped, and stopping needs no XML.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { startDaemon, type RunningDaemon } from '../../controllers/daemon.ts';
+import { startDaemon, type RunningDaemon } from '../../daemon/daemon.ts';
 import { createLogger } from '../../controllers/logger.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { decodeVmStatus, type VmStatus } from '../../schemas/index.ts';

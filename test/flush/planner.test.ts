@@ -1,4 +1,4 @@
-// The flush/ready planner (reconcilers/flush.ts) with plain data.
+// The flush/ready planner (reconcilers/flush/plan.ts) with plain data.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
@@ -14,9 +14,9 @@ import {
   settlement,
   type FlushMove,
   type FlushVm,
-} from '../../reconcilers/flush.ts';
+} from '../../reconcilers/flush/plan.ts';
 import type { NodeCandidate } from '../../reconcilers/selectors.ts';
-import { computeNodeStatus } from '../../reconcilers/node-keepalive.ts';
+import { computeNodeStatus } from '../../reconcilers/node/keepalive.ts';
 import { planCluster, renderPlan, type NodeView, type VmView } from '../../cli/plan.ts';
 import { decodeMigrationRecord, decodeNodeStatus, decodeVmSpec, encodeNodeStatus, encodeVmSpec, xmlHash, type NodeStatus, type VmSpecInput, type VmStatus } from '../../schemas/index.ts';
 

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { LocalDomain } from '../../drivers/domain-run-state.ts';
-import { planDomain, type DomainDesired } from '../../reconcilers/domain.ts';
+import { planDomain, type DomainDesired } from '../../reconcilers/domain/plan.ts';
 import {
   chooseMethod,
   describeMigrationStep,
@@ -16,7 +16,7 @@ import {
   type MigrationInputs,
   type MigrationStep,
   type PeerInfo,
-} from '../../reconcilers/migration.ts';
+} from '../../reconcilers/migration/plan.ts';
 import {
   decodeMigrationRecord,
   decodeVmSpec,

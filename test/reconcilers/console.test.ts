@@ -12,7 +12,7 @@ import {
   trimToBytes,
   type ConsoleEffects,
   type ConsoleFollower,
-} from '../../reconcilers/console.ts';
+} from '../../reconcilers/node/console.ts';
 import { waitFor } from '../rig/wait.ts';
 
 let dir: string;

@@ -7,7 +7,7 @@ import {
   type DomainAction,
   type DomainDesired,
   type DomainObserved,
-} from '../../reconcilers/domain.ts';
+} from '../../reconcilers/domain/plan.ts';
 import type { LocalDomain } from '../../drivers/domain-run-state.ts';
 import { decodeVmSpec, decodeVmStatus, encodeVmStatus, type VmStatus } from '../../schemas/index.ts';
 

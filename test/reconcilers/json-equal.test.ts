@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { jsonEqual } from '../../reconcilers/json-equal.ts';
-import { sameStatus } from '../../reconcilers/domain.ts';
+import { sameStatus } from '../../reconcilers/domain/plan.ts';
 import { encodeVmStatus, type VmStatus } from '../../schemas/index.ts';
 
 test('jsonEqual ignores key order and undefined properties, not array order', () => {

@@ -11,7 +11,7 @@ import {
   type AssignedVm,
   type KeepaliveEffects,
   type KeepaliveInput,
-} from '../../reconcilers/node-keepalive.ts';
+} from '../../reconcilers/node/keepalive.ts';
 import { encodeNodeStatus, type NodeStatus } from '../../schemas/index.ts';
 import { waitFor } from '../rig/wait.ts';
 

@@ -21,10 +21,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DaemonConfigSchema, type DaemonConfig } from '../../controllers/daemon-config.ts';
-import { startDaemon, type RunningDaemon } from '../../controllers/daemon.ts';
+import { DaemonConfigSchema, type DaemonConfig } from '../../daemon/config.ts';
+import { startDaemon, type RunningDaemon } from '../../daemon/daemon.ts';
 import { createLogger } from '../../controllers/logger.ts';
-import type { MigrationEvent } from '../../reconcilers/migration-executor.ts';
+import type { MigrationEvent } from '../../reconcilers/migration/execute.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { LibvirtHypervisor } from '../../drivers/libvirt-hypervisor.ts';
 import {

@@ -6,7 +6,7 @@ import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
-import type { DaemonConfig } from '../../controllers/daemon-config.ts';
+import type { DaemonConfig } from '../../daemon/config.ts';
 import type { ZkStore } from '../../drivers/zk/index.ts';
 import { ZkPaths } from '../../schemas/index.ts';
 import { waitFor } from './wait.ts';

@@ -7,8 +7,8 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { RunningDaemon } from '../../controllers/daemon.ts';
-import type { DaemonConfig } from '../../controllers/daemon-config.ts';
+import type { RunningDaemon } from '../../daemon/daemon.ts';
+import type { DaemonConfig } from '../../daemon/config.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import {
   decodeNodeStatus,

@@ -5,9 +5,9 @@
 // ./testdriver-cluster.ts.)
 import { LibvirtConnection } from '../../drivers/libvirt/index.ts';
 import { LibvirtHypervisor } from '../../drivers/libvirt-hypervisor.ts';
-import type { DaemonConfig } from '../../controllers/daemon-config.ts';
-import { DaemonConfigSchema } from '../../controllers/daemon-config.ts';
-import { startDaemon, type RunningDaemon } from '../../controllers/daemon.ts';
+import type { DaemonConfig } from '../../daemon/config.ts';
+import { DaemonConfigSchema } from '../../daemon/config.ts';
+import { startDaemon, type RunningDaemon } from '../../daemon/daemon.ts';
 import { createLogger } from '../../controllers/logger.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { encodeVmSpec, ZkPaths, type VmSpecInput } from '../../schemas/index.ts';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { exampleBridges, envLine, nextCommands } from '../../cli/commands/sandbox.ts';
-import { loadDaemonConfig } from '../../controllers/daemon-config.ts';
+import { loadDaemonConfig } from '../../daemon/config.ts';
 import { aptLine, GUEST_GREETING, guestImage, prefixFor, preferredPort, type SandboxState } from '../../drivers/sandbox/index.ts';
 import { decodeManifest, parseVmXml, splitVmManifestSpec, type VmManifest } from '../../schemas/index.ts';
 import { parseTour, printedCommands, readmeTour, REPO } from './helpers.ts';

@@ -10,9 +10,9 @@
 // migration.ts), and the new home waits until the owner hands the guest over.
 // Status is written only when something other than its timestamps changed, so
 // a converged cluster makes no writes.
-import { ACTIVE_RUN_STATES, isActive, type LocalDomain } from '../drivers/domain-run-state.ts';
-import { jsonEqual } from './json-equal.ts';
-import { type Condition, type MigrationRecord, type VmSpec, type VmStatus } from '../schemas/index.ts';
+import { ACTIVE_RUN_STATES, isActive, type LocalDomain } from '../../drivers/domain-run-state.ts';
+import { jsonEqual } from '../json-equal.ts';
+import { type Condition, type MigrationRecord, type VmSpec, type VmStatus } from '../../schemas/index.ts';
 
 export interface DomainDesired {
   spec: VmSpec;

@@ -1,8 +1,8 @@
 // The node flush/ready controller (DESIGN.md §4 "Node flush / ready", seeds 001-004): the
-// imperative shell around reconcilers/flush.ts.
+// imperative shell around reconcilers/flush/plan.ts.
 //
 // Sources: this node's spec (/nodes/<me>/spec), every node's alive/spec/status (the selectors'
-// input), the cluster config, and the VM informer shared with the node controller. Any change
+// input), the cluster config, and the VM informer shared with the domain controller. Any change
 // makes it look again (level-triggered); a poll is the backstop.
 //
 // It runs at most one operation at a time, toward what the node spec asks:
@@ -27,7 +27,7 @@
 // shut-down VM and every re-planned or skipped move is a line in the flush progress (the node
 // status's flush.message, shown by `vk node … --wait`) and in the action log.
 //
-// Status. The node status znode is shared with the keepalive (reconcilers/node-keepalive.ts),
+// Status. The node status znode is shared with the keepalive (reconcilers/node/keepalive.ts),
 // which carries domainState, observedGeneration and flush over from the current status; this
 // controller owns those fields and writes them with compare-and-set on a fresh read, retrying on
 // conflict. observedGeneration is the node spec version the operation serves (`vk node … --wait`).
@@ -48,8 +48,8 @@ import {
   type FlushVm,
   type ReadyMove,
   type Settlement,
-} from '../reconcilers/flush.ts';
-import { aliveTakesLiveMigration, exclusionReason, place, type NodeCandidate, type Placed } from '../reconcilers/selectors.ts';
+} from './plan.ts';
+import { aliveTakesLiveMigration, exclusionReason, place, type NodeCandidate, type Placed } from '../selectors.ts';
 import {
   decodeClusterConfig,
   decodeNodeSpec,
@@ -65,16 +65,16 @@ import {
   type NodeStatus,
   type VmSpec,
   type ZkPaths,
-} from '../schemas/index.ts';
-import { LockLostError, ZkLock } from '../drivers/zk/lock.ts';
-import type { VmInformer } from './vm-informer.ts';
-import { compareAndSet, NO_CHANGE, NoNodeError, type DataState, type ZkStore } from '../drivers/zk/index.ts';
+} from '../../schemas/index.ts';
+import { LockLostError, ZkLock } from '../../drivers/zk/lock.ts';
+import type { VmInformer } from '../../controllers/informers/vms.ts';
+import { compareAndSet, NO_CHANGE, NoNodeError, type DataState, type ZkStore } from '../../drivers/zk/index.ts';
 
 export interface FlushControllerOptions {
   node: string;
   store: ZkStore;
   paths: ZkPaths;
-  /** The node controller's informer (started and synced before start()). */
+  /** The domain controller's informer (started and synced before start()). */
   informer: VmInformer;
   log: Logger;
   onAction?(line: string): void;

@@ -16,8 +16,8 @@ import {
   type VmSpec,
   type VmStatus,
   type ZkPaths,
-} from '../schemas/index.ts';
-import type { DataState, ZkStore } from '../drivers/zk/index.ts';
+} from '../../schemas/index.ts';
+import type { DataState, ZkStore } from '../../drivers/zk/index.ts';
 
 /** A znode as read: its value, or why it could not be decoded (with its text and version), or absent. */
 export type Loaded<T> = { value: T; version: number } | { error: string; raw: string; version: number } | null;

@@ -1,11 +1,11 @@
-// The per-node migration controller: the VM informer (shared with the node controller), libvirt
+// The per-node migration controller: the VM informer (shared with the domain controller), libvirt
 // lifecycle events, the nodes' alive znodes, the cluster config and a periodic resync → one work
-// queue of VM names → the migration reconciler (reconcilers/migration*.ts).
+// queue of VM names → the migration reconciler (reconcilers/migration/).
 //
 // It has its own queue, so a long live copy never holds a worker of the domain queue, and the
 // work queue's per-key exclusivity means at most one step per VM runs here at a time.
 //
-// Peers: every daemon publishes in its alive znode (ephemeral, controllers/alive.ts)
+// Peers: every daemon publishes in its alive znode (ephemeral, daemon/alive.ts)
 //   {"pid":…, "version":…, "since":…, "migration":{"uri":"qemu+tcp://198.51.100.2/system","migrateUri":"tcp://198.51.100.2"}}
 // (from its config's migration.uri/migrateUri). The source reads the target's URIs from there,
 // and the znode's ephemeralOwner is the session the record's owner is checked against.
@@ -16,9 +16,9 @@
 // reconciles of different VMs cannot overshoot.
 import { Subscription, map, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
-import type { MigratingHypervisor } from '../drivers/hypervisor.ts';
-import { planMigration, planPlacementCondition, isTerminal, UNKNOWN_NODE, type MigrationInputs, type PeerInfo } from '../reconcilers/migration.ts';
-import { executeMigration, type MigrationEffects, type MigrationEvent } from '../reconcilers/migration-executor.ts';
+import type { MigratingHypervisor } from '../../drivers/hypervisor.ts';
+import { planMigration, planPlacementCondition, isTerminal, UNKNOWN_NODE, type MigrationInputs, type PeerInfo } from './plan.ts';
+import { executeMigration, type MigrationEffects, type MigrationEvent } from './execute.ts';
 import {
   decodeClusterConfig,
   decodeVmSpec,
@@ -31,19 +31,19 @@ import {
   type VmSpec,
   type VmStatus,
   type ZkPaths,
-} from '../schemas/index.ts';
-import { done, requeueAfter, type ReconcileContext, type Result } from './reconciler.ts';
-import type { VmInformer } from './vm-informer.ts';
-import { bridgeExists } from '../drivers/links.ts';
-import { WorkQueue } from './workqueue.ts';
-import { CasConflictError, compareAndSet, NO_CHANGE, TransactionError, VersionConflictError, type Op, type ZkStore } from '../drivers/zk/index.ts';
+} from '../../schemas/index.ts';
+import { done, requeueAfter, type ReconcileContext, type Result } from '../../controllers/reconciler.ts';
+import type { VmInformer } from '../../controllers/informers/vms.ts';
+import { bridgeExists } from '../../drivers/links.ts';
+import { WorkQueue } from '../../controllers/workqueue.ts';
+import { CasConflictError, compareAndSet, NO_CHANGE, TransactionError, VersionConflictError, type Op, type ZkStore } from '../../drivers/zk/index.ts';
 
 export interface MigrationControllerOptions {
   node: string;
   store: ZkStore;
   paths: ZkPaths;
   hv: MigratingHypervisor;
-  /** The node controller's informer (started and synced before start()). */
+  /** The domain controller's informer (started and synced before start()). */
   informer: VmInformer;
   log: Logger;
   /** Cap on outgoing migrations' bandwidth, MiB/s. */

@@ -12,9 +12,9 @@
 import { performance } from 'node:perf_hooks';
 import { Subscription, filter, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
-import type { DomainJob, MigratingHypervisor } from '../drivers/hypervisor.ts';
-import type { MigrationRecord, VmSpec, VmStatus } from '../schemas/index.ts';
-import { isActive, type LocalDomain } from '../drivers/domain-run-state.ts';
+import type { DomainJob, MigratingHypervisor } from '../../drivers/hypervisor.ts';
+import type { MigrationRecord, VmSpec, VmStatus } from '../../schemas/index.ts';
+import { isActive, type LocalDomain } from '../../drivers/domain-run-state.ts';
 import {
   changeReason,
   describeMigrationStep,
@@ -26,8 +26,8 @@ import {
   wantsOn,
   type MigrationInputs,
   type MigrationStep,
-} from './migration.ts';
-import { sleep } from './sleep.ts';
+} from './plan.ts';
+import { sleep } from '../sleep.ts';
 
 export type MigrationDriver = Pick<
   MigratingHypervisor,

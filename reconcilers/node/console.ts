@@ -6,7 +6,7 @@
 // differs from what the znode holds, so an idle console (or a daemon restart over an unchanged
 // file) costs no write.
 import type { Logger } from 'pino';
-import { FileTailer, type TailChunk } from '../drivers/console-log.ts';
+import { FileTailer, type TailChunk } from '../../drivers/console-log.ts';
 
 export const DEFAULT_CONSOLE_LINES = 1000;
 /** Bound on the znode text (ZooKeeper refuses values above jute.maxbuffer, 1 MiB by default). */

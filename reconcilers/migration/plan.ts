@@ -16,9 +16,9 @@
 //
 // Each phase is a barrier with ClusterConfig migration.phaseTimeoutMs, and every step is
 // idempotent: a restarted daemon re-plans from the record, its libvirt job and where the guest is.
-import type { Condition, MigrationConfig, MigrationHistoryEntry, MigrationMethod, MigrationRecord, VmMigrationMethod, VmSpec, VmStatus } from '../schemas/index.ts';
-import { MIGRATION_HISTORY_MAX } from '../schemas/index.ts';
-import { isActive, type LocalDomain } from '../drivers/domain-run-state.ts';
+import type { Condition, MigrationConfig, MigrationHistoryEntry, MigrationMethod, MigrationRecord, VmMigrationMethod, VmSpec, VmStatus } from '../../schemas/index.ts';
+import { MIGRATION_HISTORY_MAX } from '../../schemas/index.ts';
+import { isActive, type LocalDomain } from '../../drivers/domain-run-state.ts';
 
 export type MigrationPhase = MigrationRecord['phase'];
 const TERMINAL: ReadonlySet<MigrationPhase> = new Set(['done', 'aborted', 'failed']);
@@ -423,7 +423,7 @@ export function handoffStatus(previous: VmStatus | null, record: MigrationRecord
   }
   conditions = setCondition(conditions, { type: 'Running', status: 'False', reason: 'MigratedByShutdown', message: `shut down on ${record.source}; ${record.target} starts it` }, now);
   // Ownership passes to the target explicitly; the guest is off, so whichever node spec.node names
-  // when it starts must still win it with a claim (reconcilers/domain.ts).
+  // when it starts must still win it with a claim (reconcilers/domain/plan.ts).
   return { ...rest, phase: 'Pending', node: record.target, domainState: 'shutoff', conditions, updatedAt: now };
 }
 

@@ -1,20 +1,20 @@
-// The per-node controller: sources (ZooKeeper watches, libvirt lifecycle events,
-// a periodic resync) → one work queue of VM names → the domain reconciler.
+// The domain controller (one per node): sources (ZooKeeper watches, libvirt lifecycle events,
+// a periodic resync) → one work queue of VM names → the domain reconciler (plan.ts, execute.ts).
 //
 // While the ZooKeeper connection is suspended no mutating action starts: the
 // reconcile is deferred, since a partitioned node may no longer own its VMs.
 import { Subscription } from 'rxjs';
 import type { Logger } from 'pino';
-import type { Hypervisor } from '../drivers/hypervisor.ts';
-import { migrationInFlight, peekSpec, planDomain, planUnreadableSpec, type DomainAction, type DomainDesired, type DomainObserved } from '../reconcilers/domain.ts';
-import { executeDomain, StatusConflictError, type DomainEffects } from '../reconcilers/domain-executor.ts';
-import { decodeMigrationRecord, encodeVmStatus, decodeVmStatus, type Condition, type VmStatus, type ZkPaths } from '../schemas/index.ts';
-import { done, requeueAfter, terminal, type ReconcileContext, type Result } from './reconciler.ts';
-import { VmInformer } from './vm-informer.ts';
-import { WorkQueue } from './workqueue.ts';
-import { NodeExistsError, NoNodeError, VersionConflictError, type ZkStore } from '../drivers/zk/index.ts';
+import type { Hypervisor } from '../../drivers/hypervisor.ts';
+import { migrationInFlight, peekSpec, planDomain, planUnreadableSpec, type DomainAction, type DomainDesired, type DomainObserved } from './plan.ts';
+import { executeDomain, StatusConflictError, type DomainEffects } from './execute.ts';
+import { decodeMigrationRecord, encodeVmStatus, decodeVmStatus, type Condition, type VmStatus, type ZkPaths } from '../../schemas/index.ts';
+import { done, requeueAfter, terminal, type ReconcileContext, type Result } from '../../controllers/reconciler.ts';
+import { VmInformer } from '../../controllers/informers/vms.ts';
+import { WorkQueue } from '../../controllers/workqueue.ts';
+import { NodeExistsError, NoNodeError, VersionConflictError, type ZkStore } from '../../drivers/zk/index.ts';
 
-export interface NodeControllerOptions {
+export interface DomainControllerOptions {
   node: string;
   store: ZkStore;
   paths: ZkPaths;
@@ -25,11 +25,11 @@ export interface NodeControllerOptions {
   /** Called with each action line once carried out. */
   onAction?(line: string): void;
   now?: () => string;
-  /** The domain planner handed `vm` to the migration reconciler (controllers/migration-controller.ts). */
+  /** The domain planner handed `vm` to the migration reconciler (reconcilers/migration/controller.ts). */
   onMigrate?(vm: string): void;
 }
 
-export class NodeController {
+export class DomainController {
   readonly informer: VmInformer;
   readonly queue: WorkQueue<string>;
   private readonly subs = new Subscription();
@@ -38,7 +38,7 @@ export class NodeController {
   /** The problem last logged per VM (InvalidSpec, InvalidXml), so each is logged once. */
   private readonly reported = new Map<string, string>();
 
-  constructor(private readonly o: NodeControllerOptions) {
+  constructor(private readonly o: DomainControllerOptions) {
     this.now = o.now ?? (() => new Date().toISOString());
     this.informer = new VmInformer(o.store, o.paths, o.log);
     this.queue = new WorkQueue<string>({

@@ -1,10 +1,10 @@
 // Runs the domain planner's actions through the hypervisor driver and the status writer.
 import type { Logger } from 'pino';
-import type { Hypervisor } from '../drivers/hypervisor.ts';
-import type { VmStatus } from '../schemas/index.ts';
-import { isActive } from '../drivers/domain-run-state.ts';
-import { describeDomainAction, failedStatus, sameStatus, statusHoldsGuest, STRAY_CONDITION, type DomainAction } from './domain.ts';
-import { sleep } from './sleep.ts';
+import type { Hypervisor } from '../../drivers/hypervisor.ts';
+import type { VmStatus } from '../../schemas/index.ts';
+import { isActive } from '../../drivers/domain-run-state.ts';
+import { describeDomainAction, failedStatus, sameStatus, statusHoldsGuest, STRAY_CONDITION, type DomainAction } from './plan.ts';
+import { sleep } from '../sleep.ts';
 
 export interface DomainEffects {
   hv: Hypervisor;

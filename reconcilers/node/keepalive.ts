@@ -10,11 +10,11 @@
 // per-domain hypervisor call at all: listDomains() already carries state, memory and vCPUs, so a
 // paused or incoming domain (which stalled PVC's keepalive in memoryStats) is never asked anything.
 import type { Logger } from 'pino';
-import type { DomainRunState } from '../drivers/domain-run-state.ts';
-import type { HostMemory, HostSample } from '../drivers/host.ts';
-import type { DomainSummary, Hypervisor, NodeResources } from '../drivers/hypervisor.ts';
-import { isValidName, type Condition, type NodeDaemonState, type NodeDomainState, type NodeFlush, type NodeStatus, type VmState } from '../schemas/index.ts';
-import { sleep } from './sleep.ts';
+import type { DomainRunState } from '../../drivers/domain-run-state.ts';
+import type { HostMemory, HostSample } from '../../drivers/host.ts';
+import type { DomainSummary, Hypervisor, NodeResources } from '../../drivers/hypervisor.ts';
+import { isValidName, type Condition, type NodeDaemonState, type NodeDomainState, type NodeFlush, type NodeStatus, type VmState } from '../../schemas/index.ts';
+import { sleep } from '../sleep.ts';
 
 /**
  * How old a node's last keepalive is, and whether it is stale: older than the cluster config's
@@ -72,7 +72,7 @@ export interface KeepaliveInput {
   observedGeneration?: number;
   /** Conditions of the current status: kept, except HypervisorResponding which the keepalive owns. */
   conditions?: Condition[];
-  /** Kept as is: flush/ready progress, owned by the flush reconciler (reconcilers/flush.ts). */
+  /** Kept as is: flush/ready progress, owned by the flush reconciler (reconcilers/flush/plan.ts). */
   flush?: NodeFlush;
   /** Set when libvirt did not answer this tick. */
   hypervisorProblem?: HypervisorProblem | null;

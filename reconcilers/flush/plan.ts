@@ -15,13 +15,13 @@
 //   whose meta.autostart is on is started (state running, the mark cleared, autostart kept).
 //   So a flush/ready cycle leaves every VM's spec as it found it.
 //
-// The executor (controllers/flush-controller.ts) runs the moves under the cluster flush lock, at
+// The executor (reconcilers/flush/controller.ts) runs the moves under the cluster flush lock, at
 // most ClusterConfig.migration.maxOutgoing at a time, and re-checks each move against the fresh
 // spec before writing it (stillApplies). `vk plan` (cli/plan.ts) calls planFlush with what
 // ZooKeeper holds, so it predicts the moves the flush will make.
-import type { MigrationRecord, NodeSelector, VmSpec, VmStatus } from '../schemas/index.ts';
-import { migrationInFlight } from './domain.ts';
-import { place, selectNode, type NodeCandidate, type Placed } from './selectors.ts';
+import type { MigrationRecord, NodeSelector, VmSpec, VmStatus } from '../../schemas/index.ts';
+import { migrationInFlight } from '../domain/plan.ts';
+import { place, selectNode, type NodeCandidate, type Placed } from '../selectors.ts';
 
 /** Name of the cluster lock that serializes flushes: /<root>/locks/flush (ZkPaths.lock). */
 export const FLUSH_LOCK = 'flush';

@@ -6,13 +6,13 @@
 // own (keepaliveMs, consoleLines), which then wins for this node.
 import { Subscription } from 'rxjs';
 import type { Logger } from 'pino';
-import { readHost } from '../drivers/host.ts';
-import type { Hypervisor } from '../drivers/hypervisor.ts';
-import { createConsoleFollower, type ConsoleFollower } from '../reconcilers/console.ts';
-import { runKeepalive, type AssignedVm } from '../reconcilers/node-keepalive.ts';
-import { decodeClusterConfig, decodeNodeStatus, defaultClusterConfig, encodeNodeStatus, type ClusterConfig, type ZkPaths } from '../schemas/index.ts';
-import type { VmInformer } from './vm-informer.ts';
-import type { ZkStore } from '../drivers/zk/index.ts';
+import { readHost } from '../../drivers/host.ts';
+import type { Hypervisor } from '../../drivers/hypervisor.ts';
+import { createConsoleFollower, type ConsoleFollower } from './console.ts';
+import { runKeepalive, type AssignedVm } from './keepalive.ts';
+import { decodeClusterConfig, decodeNodeStatus, defaultClusterConfig, encodeNodeStatus, type ClusterConfig, type ZkPaths } from '../../schemas/index.ts';
+import type { VmInformer } from '../../controllers/informers/vms.ts';
+import type { ZkStore } from '../../drivers/zk/index.ts';
 
 export interface NodeServicesOptions {
   node: string;

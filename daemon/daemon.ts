@@ -1,26 +1,27 @@
-// `vk daemon`: wires the store, the hypervisor, the node controller and the node's ephemeral marker.
+// `vk daemon`: wires the store, the hypervisor, the domain, migration, flush and node concerns
+// (reconcilers/<concern>/) and the node's ephemeral marker.
 import type { Logger } from 'pino';
 import { LibvirtHypervisor } from '../drivers/libvirt-hypervisor.ts';
 import { bridgeExists } from '../drivers/links.ts';
 import type { Hypervisor } from '../drivers/hypervisor.ts';
-import { describeDomainAction } from '../reconcilers/domain.ts';
+import { describeDomainAction } from '../reconcilers/domain/plan.ts';
 import { ZkPaths } from '../schemas/index.ts';
 import { AliveMarker } from './alive.ts';
-import type { DaemonConfig } from './daemon-config.ts';
-import { FlushController } from './flush-controller.ts';
-import { createLogger } from './logger.ts';
-import { MigrationController } from './migration-controller.ts';
-import type { MigrationEvent } from '../reconcilers/migration-executor.ts';
-import { NodeController } from './node-controller.ts';
-import { NodeServices } from './node-services.ts';
+import type { DaemonConfig } from './config.ts';
+import { FlushController } from '../reconcilers/flush/controller.ts';
+import { createLogger } from '../controllers/logger.ts';
+import { MigrationController } from '../reconcilers/migration/controller.ts';
+import type { MigrationEvent } from '../reconcilers/migration/execute.ts';
+import { DomainController } from '../reconcilers/domain/controller.ts';
+import { NodeServices } from '../reconcilers/node/controller.ts';
 import { ZkStore } from '../drivers/zk/index.ts';
 
 export const DAEMON_VERSION = '0.1.0';
 
 export interface RunningDaemon {
-  controller: NodeController;
+  controller: DomainController;
   migrations: MigrationController;
-  /** Node flush / ready (controllers/flush-controller.ts). */
+  /** Node flush / ready (reconcilers/flush/controller.ts). */
   flush: FlushController;
   store: ZkStore;
   hv: Hypervisor;
@@ -70,13 +71,13 @@ export async function startDaemon(cfg: DaemonConfig, deps: DaemonDeps = {}): Pro
         pid: process.pid,
         version: DAEMON_VERSION,
         since: new Date().toISOString(),
-        // How peers reach this node for live migration (controllers/migration-controller.ts).
+        // How peers reach this node for live migration (reconcilers/migration/controller.ts).
         ...(cfg.migration.uri && cfg.migration.migrateUri ? { migration: { uri: cfg.migration.uri, migrateUri: cfg.migration.migrateUri } } : {}),
       }),
     log,
   );
   await alive.start();
-  const controller = new NodeController({
+  const controller = new DomainController({
     node: cfg.node,
     store,
     paths,
@@ -154,7 +155,7 @@ export async function planNode(
 ): Promise<string[]> {
   const { store, hv, paths } = await connect(cfg, log);
   try {
-    const controller = new NodeController({ node: cfg.node, store, paths, hv, log });
+    const controller = new DomainController({ node: cfg.node, store, paths, hv, log });
     controller.informer.start();
     await controller.informer.synced();
     const names = new Set(controller.informer.names());
