@@ -9,7 +9,7 @@ import type { Hypervisor } from '../../drivers/hypervisor.ts';
 import { migrationInFlight, peekSpec, planDomain, planUnreadableSpec, type DomainAction, type DomainDesired, type DomainObserved } from './plan.ts';
 import { executeDomain, StatusConflictError, type DomainEffects } from './execute.ts';
 import { decodeMigrationRecord, encodeVmStatus, decodeVmStatus, type Condition, type VmStatus, type ZkPaths } from '../../schemas/index.ts';
-import { done, requeueAfter, terminal, type ReconcileContext, type Result } from '../../controllers/reconciler.ts';
+import { done, requeueAfter, type ReconcileContext, type Result } from '../../controllers/reconciler.ts';
 import { VmInformer } from '../../controllers/informers/vms.ts';
 import { WorkQueue } from '../../controllers/workqueue.ts';
 import { NodeExistsError, NoNodeError, VersionConflictError, type ZkStore } from '../../drivers/zk/index.ts';
