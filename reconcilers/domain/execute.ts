@@ -72,9 +72,12 @@ export async function executeDomain(
           statusVersion = await fx.writeStatus(vm, action.status, statusVersion);
           break;
         case 'destroy':
-          if (action.stray && !(await confirmStray(node, vm, fx))) return { kind: 'requeueAfter', ms: 0 };
-          await perform(vm, action, fx, signal);
-          if (action.stray) await noteStray(node, vm, action.stray.owner, fx);
+          if (action.stray) {
+            const status = await confirmStray(node, vm, fx);
+            if (status === false) return { kind: 'requeueAfter', ms: 0 };
+            await perform(vm, action, fx, signal);
+            await noteStray(node, vm, action.stray.owner, status, fx);
+          } else await perform(vm, action, fx, signal);
           break;
         default: {
           const waitMs = await perform(vm, action, fx, signal);
@@ -102,30 +105,35 @@ export async function executeDomain(
   return outcome;
 }
 
-/** The copy is still a stray by a fresh read: the status holds it for no one here, and no migration of it involves this node. */
-async function confirmStray(node: string, vm: string, fx: DomainEffects): Promise<boolean> {
+type FreshStatus = Awaited<ReturnType<DomainEffects['readOwnership']>>['status'];
+
+/**
+ * The copy is still a stray by a fresh read: the status holds it for no one here, and no migration
+ * of it involves this node. Resolves to that fresh status (the condition is written against it), or
+ * false when the copy is not a stray after all.
+ */
+async function confirmStray(node: string, vm: string, fx: DomainEffects): Promise<FreshStatus | false> {
   const fresh = await fx.readOwnership(vm);
   const ours = fresh.status !== null && fresh.status.value.node === node && statusHoldsGuest(fresh.status.value);
   if (ours || fresh.migrationHere) {
     fx.log.info({ action: 'destroy' }, `${node} ${vm} is not a stray after all (a fresh read says this node owns it or migrates it); keeping it`);
     return false;
   }
-  return true;
+  return fresh.status;
 }
 
 /** Says on the status that a stray copy was destroyed here (best effort: the owner's write may win). */
-async function noteStray(node: string, vm: string, owner: string | null, fx: DomainEffects): Promise<void> {
+async function noteStray(node: string, vm: string, owner: string | null, fresh: FreshStatus, fx: DomainEffects): Promise<void> {
   const message = `a running copy on ${node}, which does not own the VM${owner ? ` (${owner} does)` : ''}, was destroyed`;
   fx.log.warn({ action: 'destroy', owner }, `${node} ${vm}: ${message}`);
-  const fresh = await fx.readOwnership(vm);
-  if (!fresh.status) return;
+  if (!fresh) return;
   const now = fx.now();
   const conditions = [
-    ...fresh.status.value.conditions.filter((c) => c.type !== STRAY_CONDITION),
+    ...fresh.value.conditions.filter((c) => c.type !== STRAY_CONDITION),
     { type: STRAY_CONDITION, status: 'True' as const, reason: 'NotOwner', message, lastTransitionTime: now },
   ];
   try {
-    await fx.writeStatus(vm, { ...fresh.status.value, conditions, updatedAt: now }, fresh.status.version);
+    await fx.writeStatus(vm, { ...fresh.value, conditions, updatedAt: now }, fresh.version);
   } catch (error) {
     if (!(error instanceof StatusConflictError)) throw error;
   }
