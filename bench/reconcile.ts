@@ -26,7 +26,7 @@ try {
   console.log(describe('raw ZooKeeper watch (write→data)', raw));
 
   let onStart: (() => void) | undefined;
-  const wrap = (hv: Hypervisor): Hypervisor =>
+  const wrap = <T extends Hypervisor>(hv: T): T =>
     new Proxy(hv, {
       get(target, prop, receiver) {
         if (prop === 'start') {

@@ -9,7 +9,8 @@
 // status reports shows a flush or ready, and (given a PlanContext) every move of it, from the
 // flush reconciler's own pure planner (reconcilers/flush/plan.ts): what the node's daemon will do.
 import { DOMAIN_RUN_STATES, type DomainRunState, type LocalDomain } from '../drivers/domain-run-state.ts';
-import { migrationInFlight, planDomain, describeDomainAction, type DomainAction } from '../reconcilers/domain/plan.ts';
+import { planDomain, describeDomainAction, type DomainAction } from '../reconcilers/domain/plan.ts';
+import { migrationInFlight } from '../schemas/index.ts';
 import { describeFlushMove, planFlush, planReady, type FlushMove, type FlushVm, type ReadyMove } from '../reconcilers/flush/plan.ts';
 import type { NodeState, VmState } from './cluster.ts';
 import { parseVmXml, xmlHash, type MigrationRecord, type NodeSelector, type NodeSpec, type NodeStatus, type VmSpec, type VmStatus } from '../schemas/index.ts';

@@ -1,46 +1,77 @@
-// `vk daemon`: wires the store, the hypervisor, the domain, migration, flush and node concerns
-// (reconcilers/<concern>/) and the node's ephemeral marker.
+// `vk daemon`: connects the drivers, builds the Manager with its shared informers, registers the
+// node's concerns (CONCERNS, in start order) and the node's ephemeral alive marker.
+//
+// Start: the alive marker first (peers see this daemon), then the informers sync, then each
+// concern in CONCERNS order; stop: the reverse. `planNode` (vk daemon --dry-run, vk plan --node)
+// builds the same manager with the same list and asks every concern for its plan instead.
 import type { Logger } from 'pino';
 import { LibvirtHypervisor } from '../drivers/libvirt-hypervisor.ts';
 import { bridgeExists } from '../drivers/links.ts';
-import type { Hypervisor } from '../drivers/hypervisor.ts';
-import { describeDomainAction } from '../reconcilers/domain/plan.ts';
+import type { MigratingHypervisor } from '../drivers/hypervisor.ts';
 import { ZkPaths } from '../schemas/index.ts';
 import { AliveMarker } from './alive.ts';
 import type { DaemonConfig } from './config.ts';
-import { FlushController } from '../reconcilers/flush/controller.ts';
 import { createLogger } from '../controllers/logger.ts';
-import { MigrationController } from '../reconcilers/migration/controller.ts';
+import type { Controller } from '../controllers/controller.ts';
+import { Manager } from '../controllers/manager.ts';
 import type { MigrationEvent } from '../reconcilers/migration/execute.ts';
-import { DomainController } from '../reconcilers/domain/controller.ts';
-import { NodeServices } from '../reconcilers/node/controller.ts';
+import * as domain from '../reconcilers/domain/index.ts';
+import * as migration from '../reconcilers/migration/index.ts';
+import * as node from '../reconcilers/node/index.ts';
+import * as flush from '../reconcilers/flush/index.ts';
+import type { FlushController } from '../reconcilers/flush/controller.ts';
 import { ZkStore } from '../drivers/zk/index.ts';
 
 export const DAEMON_VERSION = '0.1.0';
-
-export interface RunningDaemon {
-  controller: DomainController;
-  migrations: MigrationController;
-  /** Node flush / ready (reconcilers/flush/controller.ts). */
-  flush: FlushController;
-  store: ZkStore;
-  hv: Hypervisor;
-  log: Logger;
-  stop(): Promise<void>;
-}
 
 export interface DaemonDeps {
   log?: Logger;
   onAction?(line: string): void;
   /** Lets benchmarks observe driver calls (e.g. the instant a domain start is issued). */
-  wrapHypervisor?(hv: Hypervisor): Hypervisor;
+  wrapHypervisor?<T extends MigratingHypervisor>(hv: T): T;
   /** Migration events (requested, started, completed, aborted, failed, refused). */
   onMigrationEvent?(event: MigrationEvent): void;
   /** performance.now() at the instant a migration's ABORT_JOB is sent (bench/migration.ts). */
   onAbortIssued?(vm: string, atMs: number): void;
 }
 
-async function connect(cfg: DaemonConfig, log: Logger): Promise<{ store: ZkStore; hv: LibvirtHypervisor; paths: ZkPaths }> {
+/** The node's concerns, in start order (stopped in reverse). Adding a concern is one line here. */
+const CONCERNS: ReadonlyArray<(m: Manager, cfg: DaemonConfig, deps: DaemonDeps) => void> = [
+  (m, cfg, deps) => domain.register(m, { concurrency: cfg.concurrency, resyncMs: cfg.resyncMs, ...hooks(deps) }),
+  (m, cfg, deps) =>
+    migration.register(m, {
+      // One resync interval for the node: the config's resyncMs governs both VM controllers.
+      resyncMs: cfg.resyncMs,
+      ...(cfg.migration.bandwidthMiBs !== undefined ? { bandwidthMiBs: cfg.migration.bandwidthMiBs } : {}),
+      bridgeExists: (name: string) => bridgeExists(name, cfg.netns),
+      ...hooks(deps),
+      ...(deps.onMigrationEvent ? { onEvent: deps.onMigrationEvent } : {}),
+      ...(deps.onAbortIssued ? { onAbortIssued: deps.onAbortIssued } : {}),
+    }),
+  (m, cfg) =>
+    node.register(m, { version: DAEMON_VERSION, keepaliveMs: cfg.keepaliveMs, consolePollMs: cfg.consolePollMs, consoleLines: cfg.consoleLines }),
+  // After the node concern: the flush edits the node status the keepalive creates.
+  (m, _cfg, deps) => flush.register(m, hooks(deps)),
+];
+
+function hooks(deps: DaemonDeps): { onAction?(line: string): void } {
+  return deps.onAction ? { onAction: deps.onAction } : {};
+}
+
+export interface RunningDaemon {
+  manager: Manager;
+  /** The domain controller. */
+  controller: Controller<string>;
+  migrations: Controller<string>;
+  /** Node flush / ready (reconcilers/flush/). */
+  flush: FlushController;
+  store: ZkStore;
+  hv: MigratingHypervisor;
+  log: Logger;
+  stop(): Promise<void>;
+}
+
+async function buildManager(cfg: DaemonConfig, log: Logger, deps: DaemonDeps): Promise<Manager> {
   const paths = new ZkPaths(cfg.zookeeper.root);
   const auth = cfg.zookeeper.auth ? splitAuth(cfg.zookeeper.auth) : undefined;
   const store = await ZkStore.connect({
@@ -49,20 +80,33 @@ async function connect(cfg: DaemonConfig, log: Logger): Promise<{ store: ZkStore
     ...(auth ? { auth } : {}),
     logger: log,
   });
+  let realHv: LibvirtHypervisor;
   try {
-    const hv = await LibvirtHypervisor.open({ socket: cfg.libvirt.socket, uri: cfg.libvirt.uri });
-    return { store, hv, paths };
+    realHv = await LibvirtHypervisor.open({ socket: cfg.libvirt.socket, uri: cfg.libvirt.uri });
   } catch (error) {
     await store.close();
     throw error;
   }
+  const hv = deps.wrapHypervisor ? deps.wrapHypervisor(realHv) : realHv;
+  const manager = new Manager({
+    node: cfg.node,
+    store,
+    paths,
+    hv,
+    log,
+    close: async () => {
+      await hv.close();
+      await store.close();
+    },
+  });
+  for (const register of CONCERNS) register(manager, cfg, deps);
+  return manager;
 }
 
 export async function startDaemon(cfg: DaemonConfig, deps: DaemonDeps = {}): Promise<RunningDaemon> {
   const log = deps.log ?? createLogger({ level: cfg.logLevel, node: cfg.node });
-  const { store, hv: realHv, paths } = await connect(cfg, log);
-  const hv = deps.wrapHypervisor ? deps.wrapHypervisor(realHv) : realHv;
-  for (const path of [paths.vms, paths.nodes, paths.node(cfg.node)]) await store.ensurePath(path);
+  const manager = await buildManager(cfg, log, deps);
+  const { store, paths } = manager;
   const alive = new AliveMarker(
     store,
     paths.nodeAlive(cfg.node),
@@ -76,101 +120,41 @@ export async function startDaemon(cfg: DaemonConfig, deps: DaemonDeps = {}): Pro
       }),
     log,
   );
-  await alive.start();
-  const controller = new DomainController({
-    node: cfg.node,
-    store,
-    paths,
-    hv,
-    log,
-    concurrency: cfg.concurrency,
-    resyncMs: cfg.resyncMs,
-    ...(deps.onAction ? { onAction: deps.onAction } : {}),
-    onMigrate: (vm) => migrations?.kick(vm),
-  });
-  let migrations: MigrationController | undefined;
-  await controller.start();
-  migrations = new MigrationController({
-    node: cfg.node,
-    store,
-    paths,
-    hv: realHv,
-    informer: controller.informer,
-    log,
-    // One resync interval for the node: the config's resyncMs governs both controllers.
-    resyncMs: cfg.resyncMs,
-    ...(cfg.migration.bandwidthMiBs !== undefined ? { bandwidthMiBs: cfg.migration.bandwidthMiBs } : {}),
-    bridgeExists: (name: string) => bridgeExists(name, cfg.netns),
-    ...(deps.onAction ? { onAction: deps.onAction } : {}),
-    ...(deps.onMigrationEvent ? { onEvent: deps.onMigrationEvent } : {}),
-    ...(deps.onAbortIssued ? { onAbortIssued: deps.onAbortIssued } : {}),
-  });
-  await migrations.start();
-  const runningMigrations = migrations;
-  const services = new NodeServices({
-    node: cfg.node,
-    version: DAEMON_VERSION,
-    store,
-    paths,
-    hv: realHv,
-    informer: controller.informer,
-    log,
-    keepaliveMs: cfg.keepaliveMs,
-    consolePollMs: cfg.consolePollMs,
-    consoleLines: cfg.consoleLines,
-  });
-  services.start();
-  // After the keepalive: the flush controller edits the node status the keepalive creates.
-  const flush = new FlushController({ node: cfg.node, store, paths, informer: controller.informer, log, ...(deps.onAction ? { onAction: deps.onAction } : {}) });
-  flush.start();
+  try {
+    for (const path of [paths.vms, paths.nodes, paths.node(cfg.node)]) await store.ensurePath(path);
+    await alive.start();
+    await manager.start();
+  } catch (error) {
+    alive.stop();
+    await manager.stop();
+    throw error;
+  }
   log.info({ zk: cfg.zookeeper.hosts, libvirt: cfg.libvirt.socket }, 'daemon running');
   return {
-    controller,
-    migrations: runningMigrations,
-    flush,
+    manager,
+    controller: manager.get<Controller<string>>('domain'),
+    migrations: manager.get<Controller<string>>('migration'),
+    flush: manager.get<FlushController>('flush'),
     store,
-    hv,
+    hv: manager.hv,
     log,
     async stop() {
-      await flush.stop();
-      alive.stop();
-      await services.stop();
-      await runningMigrations.stop();
-      await controller.stop();
-      await hv.close();
-      await store.close();
+      await manager.stop();
       log.info('daemon stopped');
     },
   };
 }
 
 /**
- * What the node would do now, one action per line; changes nothing. `moreLines` adds what other
- * planners predict from the same ZooKeeper session (the CLI passes the flush/ready moves).
+ * What the node would do now, one action per line, from every registered concern (the same list
+ * the daemon runs); changes nothing.
  */
-export async function planNode(
-  cfg: DaemonConfig,
-  log: Logger,
-  moreLines?: (store: ZkStore, paths: ZkPaths, node: string) => Promise<string[]>,
-): Promise<string[]> {
-  const { store, hv, paths } = await connect(cfg, log);
+export async function planNode(cfg: DaemonConfig, log: Logger): Promise<string[]> {
+  const manager = await buildManager(cfg, log, {});
   try {
-    const controller = new DomainController({ node: cfg.node, store, paths, hv, log });
-    controller.informer.start();
-    await controller.informer.synced();
-    const names = new Set(controller.informer.names());
-    for (const d of await hv.listDomains()) names.add(d.name);
-    const lines: string[] = [];
-    for (const vm of [...names].sort()) {
-      const actions = await controller.planFor(vm);
-      for (const action of actions ?? []) lines.push(describeDomainAction(cfg.node, vm, action));
-    }
-    controller.informer.stop();
-    if (moreLines) lines.push(...(await moreLines(store, paths, cfg.node)));
-    return lines;
+    return await manager.plan();
   } finally {
-    await hv.close();
-    await store.close();
+    await manager.stop();
   }
 }
 

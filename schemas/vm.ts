@@ -201,6 +201,13 @@ export function encodeVmStatus(status: VmStatusInput): string {
   return encodeWith(VmStatusSchema, status, 'status');
 }
 
+/** Whether a migration of this VM that involves this node is in flight: the migration concern owns it then. */
+export function migrationInFlight(migration: MigrationRecord | null, node: string): boolean {
+  if (!migration) return false;
+  if (migration.phase === 'done' || migration.phase === 'aborted' || migration.phase === 'failed') return false;
+  return migration.source === node || migration.target === node;
+}
+
 export function decodeMigrationRecord(value: unknown, fieldPrefix = 'migration'): MigrationRecord {
   return decodeWith(MigrationRecordSchema, value, fieldPrefix);
 }

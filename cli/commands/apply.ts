@@ -234,8 +234,7 @@ async function planOneNode(flags: PlanFlags, cmd: Command): Promise<void> {
   } catch (error) {
     throw new CliError((error as Error).message, EXIT_USAGE);
   }
-  const { nodeMoveLines } = await import('../node-moves.ts');
-  const lines = await planNode(cfg, createLogger({ level: 'warn', node: cfg.node }), nodeMoveLines);
+  const lines = await planNode(cfg, createLogger({ level: 'warn', node: cfg.node }));
   process.exitCode = lines.length === 0 ? 0 : 1;
   if (flags.output === 'json') process.stdout.write(toJson({ node: cfg.node, actions: lines }));
   else println(lines.length === 0 ? `${cfg.node}: nothing to do` : lines.join('\n'));

@@ -72,8 +72,7 @@ export function registerDaemon(program: Command): void {
         return;
       }
       if (flags.dryRun) {
-        const { nodeMoveLines } = await import('../node-moves.ts');
-        const lines = await planNode(cfg, createLogger({ level: 'warn', node: cfg.node }), nodeMoveLines);
+        const lines = await planNode(cfg, createLogger({ level: 'warn', node: cfg.node }));
         for (const line of lines) console.log(line);
         if (lines.length === 0) console.log(`${cfg.node}: nothing to do`);
         return;

@@ -1,96 +1,78 @@
-// The domain controller (one per node): sources (ZooKeeper watches, libvirt lifecycle events,
-// a periodic resync) → one work queue of VM names → the domain reconciler (plan.ts, execute.ts).
+// The domain concern's controller (one per node): the VM informer, libvirt lifecycle events and a
+// periodic resync → one work queue of VM names → the domain reconciler (plan.ts, execute.ts).
 //
 // While the ZooKeeper connection is suspended no mutating action starts: the
 // reconcile is deferred, since a partitioned node may no longer own its VMs.
-import { Subscription } from 'rxjs';
+//
+// A VM whose spec moves it to another node is the migration concern's: both controllers follow
+// the same informer, so this one only leaves such a VM alone (no hand-off call between them).
+import { filter, map } from 'rxjs';
 import type { Logger } from 'pino';
 import type { Hypervisor } from '../../drivers/hypervisor.ts';
-import { migrationInFlight, peekSpec, planDomain, planUnreadableSpec, type DomainAction, type DomainDesired, type DomainObserved } from './plan.ts';
+import { peekSpec, planDomain, planUnreadableSpec, describeDomainAction, type DomainAction, type DomainDesired, type DomainObserved } from './plan.ts';
 import { executeDomain, StatusConflictError, type DomainEffects } from './execute.ts';
-import { decodeMigrationRecord, encodeVmStatus, decodeVmStatus, type Condition, type VmStatus, type ZkPaths } from '../../schemas/index.ts';
+import { decodeMigrationRecord, encodeVmStatus, decodeVmStatus, migrationInFlight, type Condition, type VmStatus, type ZkPaths } from '../../schemas/index.ts';
 import { done, requeueAfter, type ReconcileContext, type Result } from '../../controllers/reconciler.ts';
-import { VmInformer } from '../../controllers/informers/vms.ts';
-import { WorkQueue } from '../../controllers/workqueue.ts';
+import { Controller } from '../../controllers/controller.ts';
+import type { Manager } from '../../controllers/manager.ts';
+import type { VmInformer } from '../../controllers/informers/vms.ts';
 import { NodeExistsError, NoNodeError, VersionConflictError, type ZkStore } from '../../drivers/zk/index.ts';
 
 export interface DomainControllerOptions {
-  node: string;
-  store: ZkStore;
-  paths: ZkPaths;
-  hv: Hypervisor;
-  log: Logger;
+  /** VMs reconciled at once (default 8). */
   concurrency?: number;
   resyncMs?: number;
   /** Called with each action line once carried out. */
   onAction?(line: string): void;
   now?: () => string;
-  /** The domain planner handed `vm` to the migration reconciler (reconcilers/migration/controller.ts). */
-  onMigrate?(vm: string): void;
 }
 
-export class DomainController {
-  readonly informer: VmInformer;
-  readonly queue: WorkQueue<string>;
-  private readonly subs = new Subscription();
-  private resyncTimer: NodeJS.Timeout | undefined;
+/** The domain controller of the manager's node. */
+export function domainController(m: Manager, o: DomainControllerOptions = {}): Controller<string> {
+  const r = new DomainReconciler(m.node, m.store, m.paths, m.hv, m.informers.vms, m.log, o);
+  return new Controller<string>({
+    name: 'domain',
+    log: m.log,
+    keyField: 'vm',
+    concurrency: o.concurrency ?? 8,
+    sources: [m.informers.vms.changes$, m.hv.lifecycle$.pipe(map(({ name }) => name))],
+    resync: {
+      keys: () => r.keys(),
+      everyMs: o.resyncMs ?? 60_000,
+      triggers: [m.store.connectionState$.pipe(filter((state) => state === 'connected')), m.hv.connected$.pipe(filter((up) => up))],
+    },
+    // Every line of a reconcile carries node, vm and its reconcile id (ctx.logger).
+    reconcile: (vm, signal, ctx) => r.reconcile(vm, signal, ctx),
+    // A migrate action is the migration concern's step, planned (and printed) there.
+    plan: async (vm) => ((await r.planFor(vm)) ?? []).filter((action) => action.kind !== 'migrate').map((action) => describeDomainAction(m.node, vm, action)),
+  });
+}
+
+class DomainReconciler {
   private readonly now: () => string;
   /** The problem last logged per VM (InvalidSpec, InvalidXml), so each is logged once. */
   private readonly reported = new Map<string, string>();
+  private readonly o: { node: string; store: ZkStore; paths: ZkPaths; hv: Hypervisor; log: Logger; onAction?: (line: string) => void };
 
-  constructor(private readonly o: DomainControllerOptions) {
-    this.now = o.now ?? (() => new Date().toISOString());
-    this.informer = new VmInformer(o.store, o.paths, o.log);
-    this.queue = new WorkQueue<string>({
-      name: 'domain',
-      concurrency: o.concurrency ?? 8,
-      logger: o.log,
-      keyField: 'vm',
-      // Every line of a reconcile carries node, vm and its reconcile id (ctx.logger).
-      reconciler: (vm, signal, ctx) => this.reconcile(vm, signal, ctx),
-    });
-  }
-
-  async start(): Promise<void> {
-    this.queue.start();
-    this.subs.add(this.informer.changes$.subscribe((vm) => this.queue.add(vm)));
-    this.subs.add(this.o.hv.lifecycle$.subscribe(({ name }) => this.queue.add(name)));
-    this.subs.add(
-      this.o.store.connectionState$.subscribe((state) => {
-        if (state === 'connected') this.resync();
-      }),
-    );
-    this.subs.add(this.o.hv.connected$.subscribe((up) => up && this.resync()));
-    this.informer.start();
-    await this.informer.synced();
-    this.resync();
-    const every = this.o.resyncMs ?? 60_000;
-    this.resyncTimer = setInterval(() => this.resync(), every);
-    this.resyncTimer.unref();
-  }
-
-  async stop(): Promise<void> {
-    clearInterval(this.resyncTimer);
-    this.subs.unsubscribe();
-    await this.queue.shutdown({ abort: true });
-    this.informer.stop();
+  constructor(node: string, store: ZkStore, paths: ZkPaths, hv: Hypervisor, private readonly informer: VmInformer, log: Logger, opts: DomainControllerOptions) {
+    this.now = opts.now ?? (() => new Date().toISOString());
+    this.o = { node, store, paths, hv, log, ...(opts.onAction ? { onAction: opts.onAction } : {}) };
   }
 
   /**
-   * "Look again" at every VM homed or owned here and at every local domain (for any other VM the
-   * planner has nothing to do). The domains are listed first, with their states, so the
-   * reconciles that follow find them in the driver's state cache.
+   * Every VM homed or owned here and every local domain (for any other VM the planner has nothing
+   * to do). The domains are listed first, with their states, so the reconciles that follow find
+   * them in the driver's state cache.
    */
-  resync(): void {
-    const enqueue = (domains: string[]): void => {
-      for (const vm of this.informer.names()) if (this.homedOrOwnedHere(vm)) this.queue.add(vm);
-      // Every local domain, ours or a stray; a VM known to neither side has nothing to do here.
-      for (const name of domains) this.queue.add(name);
-    };
-    this.o.hv.refreshDomainStates().then(enqueue, (error: unknown) => {
+  async keys(): Promise<string[]> {
+    let domains: string[] = [];
+    try {
+      domains = await this.o.hv.refreshDomainStates();
+    } catch (error) {
       this.o.log.warn({ err: error }, 'listing local domains failed; looking each VM up');
-      enqueue([]);
-    });
+    }
+    // Every local domain, ours or a stray; a VM known to neither side has nothing to do here.
+    return [...this.informer.names().filter((vm) => this.homedOrOwnedHere(vm)), ...domains];
   }
 
   /** spec.node or status.node names this node (or the VM is not fully read yet). */
@@ -158,7 +140,7 @@ export class DomainController {
     };
   }
 
-  private async reconcile(vm: string, signal: AbortSignal, ctx: ReconcileContext): Promise<Result> {
+  async reconcile(vm: string, signal: AbortSignal, ctx: ReconcileContext): Promise<Result> {
     if (this.o.store.connectionState !== 'connected') return requeueAfter(500);
     const entry = this.informer.get(vm);
     if (entry?.spec && 'error' in entry.spec) return this.reconcileUnreadableSpec(vm, entry.spec, ctx, signal);
@@ -166,10 +148,8 @@ export class DomainController {
     if (!inputs) return done;
     this.reportOnce(vm, inputs.desired?.xmlProblem && { reason: 'InvalidXml', message: inputs.desired.xmlProblem });
     const actions = planDomain(vm, inputs.desired, inputs.observed);
-    if (actions.some((a) => a.kind === 'migrate')) {
-      this.o.onMigrate?.(vm);
-      return done;
-    }
+    // The migration concern follows the same informer and takes it from here.
+    if (actions.some((a) => a.kind === 'migrate')) return done;
     if (actions.length === 0) {
       if (!inputs.desired && !inputs.observed.domain) this.informer.forgetRemoved(vm);
       return done;

@@ -12,7 +12,7 @@
 // a converged cluster makes no writes.
 import { ACTIVE_RUN_STATES, isActive, type LocalDomain } from '../../drivers/domain-run-state.ts';
 import { jsonEqual } from '../json-equal.ts';
-import { type Condition, type MigrationRecord, type VmSpec, type VmStatus } from '../../schemas/index.ts';
+import { migrationInFlight, type Condition, type MigrationRecord, type VmSpec, type VmStatus } from '../../schemas/index.ts';
 
 export interface DomainDesired {
   spec: VmSpec;
@@ -64,13 +64,6 @@ export const CRASH_BACKOFF = { baseMs: 1_000, maxMs: 300_000, resetAfterMs: 600_
 export function crashBackoffMs(streak: number): number {
   if (streak <= 1) return 0;
   return Math.min(CRASH_BACKOFF.maxMs, CRASH_BACKOFF.baseMs * 2 ** Math.min(streak - 2, 30));
-}
-
-/** Whether a migration of this VM that involves this node is in flight: the migration reconciler owns it then. */
-export function migrationInFlight(migration: MigrationRecord | null, node: string): boolean {
-  if (!migration) return false;
-  if (migration.phase === 'done' || migration.phase === 'aborted' || migration.phase === 'failed') return false;
-  return migration.source === node || migration.target === node;
 }
 
 export function planDomain(name: string, desired: DomainDesired | undefined, observed: DomainObserved): DomainAction[] {

@@ -19,8 +19,7 @@
 // most ClusterConfig.migration.maxOutgoing at a time, and re-checks each move against the fresh
 // spec before writing it (stillApplies). `vk plan` (cli/plan.ts) calls planFlush with what
 // ZooKeeper holds, so it predicts the moves the flush will make.
-import type { MigrationRecord, NodeSelector, VmSpec, VmStatus } from '../../schemas/index.ts';
-import { migrationInFlight } from '../domain/plan.ts';
+import { migrationInFlight, type MigrationRecord, type NodeSelector, type VmSpec, type VmStatus } from '../../schemas/index.ts';
 import { place, selectNode, type NodeCandidate, type Placed } from '../selectors.ts';
 
 /** Name of the cluster lock that serializes flushes: /<root>/locks/flush (ZkPaths.lock). */

@@ -1,5 +1,5 @@
-// The per-node migration controller: the VM informer (shared with the domain controller), libvirt
-// lifecycle events, the nodes' alive znodes, the cluster config and a periodic resync → one work
+// The per-node migration controller: the shared VM informer, libvirt
+// lifecycle events, the nodes informer's alive znodes, the cluster config and a periodic resync → one work
 // queue of VM names → the migration reconciler (reconcilers/migration/).
 //
 // It has its own queue, so a long live copy never holds a worker of the domain queue, and the
@@ -14,38 +14,20 @@
 // records it drives, the target the ones it acknowledged, each including writes still in flight,
 // and the count, the plan and the reservation happen in one synchronous stretch, so concurrent
 // reconciles of different VMs cannot overshoot.
-import { Subscription, map, type Observable } from 'rxjs';
-import type { Logger } from 'pino';
+import { filter, map, mergeMap, type Observable } from 'rxjs';
 import type { MigratingHypervisor } from '../../drivers/hypervisor.ts';
-import { planMigration, planPlacementCondition, isTerminal, UNKNOWN_NODE, type MigrationInputs, type PeerInfo } from './plan.ts';
+import { describeMigrationStep, planMigration, planPlacementCondition, isTerminal, UNKNOWN_NODE, type MigrationInputs, type MigrationStep, type PeerInfo } from './plan.ts';
 import { executeMigration, type MigrationEffects, type MigrationEvent } from './execute.ts';
-import {
-  decodeClusterConfig,
-  decodeVmSpec,
-  decodeVmStatus,
-  defaultClusterConfig,
-  encodeMigrationRecord,
-  encodeVmStatus,
-  type MigrationConfig,
-  type MigrationRecord,
-  type VmSpec,
-  type VmStatus,
-  type ZkPaths,
-} from '../../schemas/index.ts';
+import { decodeVmSpec, decodeVmStatus, encodeMigrationRecord, encodeVmStatus, type MigrationRecord, type VmSpec, type VmStatus } from '../../schemas/index.ts';
 import { done, requeueAfter, type ReconcileContext, type Result } from '../../controllers/reconciler.ts';
+import { Controller } from '../../controllers/controller.ts';
+import type { Manager } from '../../controllers/manager.ts';
 import type { VmInformer } from '../../controllers/informers/vms.ts';
+import type { NodeAlive } from '../../controllers/informers/nodes.ts';
 import { bridgeExists } from '../../drivers/links.ts';
-import { WorkQueue } from '../../controllers/workqueue.ts';
-import { CasConflictError, compareAndSet, NO_CHANGE, TransactionError, VersionConflictError, type Op, type ZkStore } from '../../drivers/zk/index.ts';
+import { CasConflictError, compareAndSet, NO_CHANGE, TransactionError, VersionConflictError, type Op } from '../../drivers/zk/index.ts';
 
 export interface MigrationControllerOptions {
-  node: string;
-  store: ZkStore;
-  paths: ZkPaths;
-  hv: MigratingHypervisor;
-  /** The domain controller's informer (started and synced before start()). */
-  informer: VmInformer;
-  log: Logger;
   /** Cap on outgoing migrations' bandwidth, MiB/s. */
   bandwidthMiBs?: number;
   /** Whether a bridge exists on this node (default: /sys/class/net/<name>/bridge). */
@@ -64,12 +46,11 @@ export interface MigrationControllerOptions {
 const OWN_WRITE_SHADOW_MS = 5_000;
 const ACKED: ReadonlySet<string> = new Set(['prepared', 'copying', 'switching']);
 
-
-function parsePeer(session: string | null, data: Buffer): PeerInfo | undefined {
-  if (!session) return undefined;
-  const peer: PeerInfo = { session };
+function parsePeer(alive: NodeAlive | null): PeerInfo | undefined {
+  if (!alive?.session) return undefined;
+  const peer: PeerInfo = { session: alive.session };
   try {
-    const payload = JSON.parse(data.toString('utf8')) as { migration?: { uri?: unknown; migrateUri?: unknown } };
+    const payload = JSON.parse(alive.payload) as { migration?: { uri?: unknown; migrateUri?: unknown } };
     const m = payload.migration;
     if (m && typeof m.uri === 'string' && typeof m.migrateUri === 'string') peer.migration = { uri: m.uri, migrateUri: m.migrateUri };
   } catch {
@@ -78,160 +59,117 @@ function parsePeer(session: string | null, data: Buffer): PeerInfo | undefined {
   return peer;
 }
 
-export class MigrationController {
-  readonly queue: WorkQueue<string>;
-  private readonly subs = new Subscription();
-  private readonly peerSubs = new Map<string, Subscription>();
-  private readonly peers = new Map<string, PeerInfo>();
-  /** Children of /nodes: the nodes of the cluster (undefined until listed). */
-  private nodeNames: ReadonlySet<string> | undefined;
-  private config: MigrationConfig = defaultClusterConfig().migration;
+/** The migration controller of the manager's node. */
+export function migrationController(m: Manager, o: MigrationControllerOptions = {}): Controller<string> {
+  const { hv } = m;
+  const r = new MigrationReconciler(m, hv, o);
+  const { vms, nodes, config } = m.informers;
+  return new Controller<string>({
+    name: 'migration',
+    log: m.log,
+    keyField: 'vm',
+    concurrency: o.concurrency ?? 64,
+    sources: [
+      vms.changes$,
+      hv.lifecycle$.pipe(map(({ name }) => name)),
+      // A peer that comes or goes: the VMs whose record or spec names it.
+      nodes.alive$.pipe(mergeMap((node) => r.involving(node))),
+      // A node that appears (or goes) may be the one some spec.node names.
+      nodes.list$.pipe(mergeMap(() => r.placements())),
+    ],
+    resync: {
+      keys: () => r.keys(),
+      everyMs: o.resyncMs ?? 30_000,
+      triggers: [m.store.connectionState$.pipe(filter((state) => state === 'connected')), config.changes$],
+    },
+    reconcile: (vm, signal, ctx) => r.reconcile(vm, signal, ctx),
+    plan: (vm) => r.plan(vm),
+  });
+}
+
+type Decision =
+  | { kind: 'done' }
+  | { kind: 'placement'; placement: NonNullable<ReturnType<typeof planPlacementCondition>>; message: string | undefined }
+  | { kind: 'step'; step: MigrationStep; inputs: MigrationInputs; reservation: Set<string> | undefined };
+
+function placementLine(node: string, vm: string, message: string): string {
+  return `${node} ${vm} condition ${UNKNOWN_NODE}: ${message}`;
+}
+
+class MigrationReconciler {
   /** Records as we last wrote them, until the informer has caught up. */
   private readonly ownWrites = new Map<string, { value: MigrationRecord; version: number; at: number }>();
   private readonly orphanSince = new Map<string, { id: string; since: number }>();
   private readonly reservedOut = new Set<string>();
   private readonly reservedIn = new Set<string>();
-  private resyncTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
+  private readonly informer: VmInformer;
 
-  constructor(private readonly o: MigrationControllerOptions) {
+  constructor(
+    private readonly m: Manager,
+    private readonly hv: MigratingHypervisor,
+    private readonly o: MigrationControllerOptions,
+  ) {
     this.now = o.now ?? Date.now;
-    this.queue = new WorkQueue<string>({
-      name: 'migration',
-      concurrency: o.concurrency ?? 64,
-      logger: o.log,
-      keyField: 'vm',
-      reconciler: (vm, signal, ctx) => this.reconcile(vm, signal, ctx),
-    });
+    this.informer = m.informers.vms;
   }
 
-  async start(): Promise<void> {
-    const { store, paths, informer } = this.o;
-    let resolvePeers!: () => void;
-    const peersLoaded = new Promise<void>((r) => (resolvePeers = r));
-    const pending = new Set<string>();
-    let listed = false;
-    const checkLoaded = () => listed && pending.size === 0 && resolvePeers();
-    this.subs.add(
-      store.watchChildren(paths.nodes).subscribe({
-        next: (state) => {
-          const names = new Set(state.kind === 'children' ? state.children : []);
-          this.nodeNames = names;
-          for (const [name, sub] of this.peerSubs) {
-            if (names.has(name)) continue;
-            sub.unsubscribe();
-            this.peerSubs.delete(name);
-            this.peers.delete(name);
-            pending.delete(name);
-          }
-          for (const name of names) {
-            if (this.peerSubs.has(name)) continue;
-            pending.add(name);
-            const sub = store.watchData(paths.nodeAlive(name)).subscribe({
-              next: (s) => {
-                const peer = s.kind === 'data' ? parsePeer(s.stat.ephemeralOwner, s.data) : undefined;
-                if (peer) this.peers.set(name, peer);
-                else this.peers.delete(name);
-                pending.delete(name);
-                checkLoaded();
-                this.requeueInvolving(name);
-              },
-              error: (error: unknown) => this.o.log.error({ err: error, node: name }, 'alive watch failed'),
-            });
-            this.peerSubs.set(name, sub);
-          }
-          listed = true;
-          checkLoaded();
-          // A node that appears (or goes) may be the one some spec.node names.
-          this.resyncPlacements();
-        },
-        error: (error: unknown) => this.o.log.error({ err: error }, 'node list watch failed'),
-      }),
-    );
-    this.subs.add(
-      store.watchData(paths.config).subscribe((s) => {
-        if (s.kind === 'deleted') this.config = defaultClusterConfig().migration;
-        else {
-          try {
-            this.config = decodeClusterConfig(s.data.toString('utf8')).migration;
-          } catch (error) {
-            this.o.log.warn({ err: error }, 'unreadable cluster config; keeping the migration settings in force');
-          }
-        }
-        this.resync();
-      }),
-    );
-    await peersLoaded;
-    this.queue.start();
-    this.subs.add(informer.changes$.subscribe((vm) => this.queue.add(vm)));
-    this.subs.add(this.o.hv.lifecycle$.subscribe(({ name }) => this.queue.add(name)));
-    this.subs.add(
-      store.connectionState$.subscribe((state) => {
-        if (state === 'connected') this.resync();
-      }),
-    );
-    this.resync();
-    this.resyncTimer = setInterval(() => this.resync(), this.o.resyncMs ?? 30_000);
-    this.resyncTimer.unref();
+  /** The peers this node sees now: every node whose daemon holds its alive znode. */
+  private peers(): Map<string, PeerInfo> {
+    const peers = new Map<string, PeerInfo>();
+    const nodes = this.m.informers.nodes;
+    for (const name of nodes.names()) {
+      const peer = parsePeer(nodes.get(name)?.alive ?? null);
+      if (peer) peers.set(name, peer);
+    }
+    return peers;
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.resyncTimer);
-    this.subs.unsubscribe();
-    for (const sub of this.peerSubs.values()) sub.unsubscribe();
-    this.peerSubs.clear();
-    await this.queue.shutdown({ abort: true });
-  }
-
-  /** "Look at this VM again" (the domain planner handed it over). */
-  kick(vm: string): void {
-    this.queue.add(vm);
+  /** The nodes of the cluster (undefined until listed). */
+  private nodeNames(): ReadonlySet<string> | undefined {
+    const nodes = this.m.informers.nodes;
+    return nodes.isListed ? new Set(nodes.names()) : undefined;
   }
 
   /** VMs whose spec.node names no node of the cluster, or whose status still says so. */
-  private resyncPlacements(): void {
-    const names = this.nodeNames;
-    if (!names) return;
-    for (const vm of this.o.informer.names()) {
-      const entry = this.o.informer.get(vm);
+  placements(): string[] {
+    const names = this.nodeNames();
+    if (!names) return [];
+    return this.informer.names().filter((vm) => {
+      const entry = this.informer.get(vm);
       const spec = entry?.spec && 'value' in entry.spec ? entry.spec.value : null;
       const status = entry?.status && 'value' in entry.status ? entry.status.value : null;
-      if ((spec && !names.has(spec.node)) || status?.conditions.some((c) => c.type === UNKNOWN_NODE)) this.queue.add(vm);
-    }
+      return (spec && !names.has(spec.node)) || status?.conditions.some((c) => c.type === UNKNOWN_NODE);
+    });
   }
 
   /** Every VM this node may have a migration part in (any other one's reconcile returns at once). */
-  resync(): void {
-    for (const vm of this.o.informer.names()) if (this.mayInvolveThisNode(vm)) this.queue.add(vm);
-    this.resyncPlacements();
+  keys(): string[] {
+    return [...this.informer.names().filter((vm) => this.mayInvolveThisNode(vm)), ...this.placements()];
   }
 
   /** The inverse of reconcile's first test: a record naming this node, or a status held here. */
   private mayInvolveThisNode(vm: string): boolean {
-    const { node } = this.o;
+    const { node } = this.m;
     const r = this.recordOf(vm)?.value;
     if (r && (r.source === node || r.target === node)) return true;
-    const status = this.o.informer.get(vm)?.status;
+    const status = this.informer.get(vm)?.status;
     return !!status && 'value' in status && status.value.node === node;
   }
 
-  /** The peers this node sees now (for tests and `vk` diagnostics). */
-  peerInfo(node: string): PeerInfo | undefined {
-    return this.peers.get(node);
-  }
-
-  private requeueInvolving(node: string): void {
-    for (const vm of this.o.informer.names()) {
-      const entry = this.o.informer.get(vm);
+  /** The VMs whose record or spec names `node`. */
+  involving(node: string): string[] {
+    return this.informer.names().filter((vm) => {
+      const entry = this.informer.get(vm);
       const record = entry?.migration && 'value' in entry.migration ? entry.migration.value : null;
       const spec = entry?.spec && 'value' in entry.spec ? entry.spec.value : null;
-      if ((record && (record.source === node || record.target === node)) || spec?.node === node) this.queue.add(vm);
-    }
+      return (record && (record.source === node || record.target === node)) || spec?.node === node;
+    });
   }
 
   /** The informer's record, unless our own later write has not reached it yet. */
   private recordOf(vm: string): { value: MigrationRecord; version: number } | null {
-    const entry = this.o.informer.get(vm);
+    const entry = this.informer.get(vm);
     const seen = entry?.migration && 'value' in entry.migration ? entry.migration : null;
     const own = this.ownWrites.get(vm);
     if (!own) return seen;
@@ -248,7 +186,7 @@ export class MigrationController {
 
   private count(except: string, match: (r: MigrationRecord) => boolean, reserved: Set<string>): number {
     const vms = new Set<string>();
-    for (const vm of this.o.informer.names()) {
+    for (const vm of this.informer.names()) {
       if (vm === except) continue;
       const r = this.recordOf(vm)?.value;
       if (r && !isTerminal(r.phase) && match(r)) vms.add(vm);
@@ -257,29 +195,74 @@ export class MigrationController {
     return vms.size;
   }
 
-  private async reconcile(vm: string, signal: AbortSignal, ctx: ReconcileContext): Promise<Result> {
-    const { store, node, hv, informer } = this.o;
-    if (store.connectionState !== 'connected') return requeueAfter(500);
+  async reconcile(vm: string, signal: AbortSignal, ctx: ReconcileContext): Promise<Result> {
+    if (this.m.store.connectionState !== 'connected') return requeueAfter(500);
+    const d = await this.decide(vm, true);
+    switch (d.kind) {
+      case 'done':
+        return done;
+      case 'placement': {
+        const path = this.m.paths.vmStatus(vm);
+        if (d.placement.version === null) await this.m.store.create(path, encodeVmStatus(d.placement.status));
+        else await this.m.store.set(path, encodeVmStatus(d.placement.status), d.placement.version);
+        if (d.message) {
+          ctx.logger.warn({ reason: UNKNOWN_NODE }, d.message);
+          this.o.onAction?.(placementLine(this.m.node, vm, d.message));
+        }
+        return done;
+      }
+      case 'step':
+        break;
+    }
+    const { step, inputs, reservation } = d;
+    if (step.kind === 'none') return done;
+    if (step.kind === 'wait') {
+      ctx.logger.debug({ reason: step.reason, ms: step.ms }, step.message);
+      return requeueAfter(Math.max(10, step.ms));
+    }
+    try {
+      const outcome = await executeMigration(vm, step, inputs, this.effects(ctx), signal);
+      return outcome.requeueMs !== undefined ? requeueAfter(outcome.requeueMs) : done;
+    } catch (error) {
+      // A stale version: the informer has (or will have) the truth; plan again from it.
+      if (error instanceof VersionConflictError || error instanceof TransactionError) this.ownWrites.delete(vm);
+      throw error;
+    } finally {
+      reservation?.delete(vm);
+    }
+  }
+
+  /** Dry run: the step a reconcile of `vm` would carry out now (waits and no-ops print nothing). */
+  async plan(vm: string): Promise<string[]> {
+    const d = await this.decide(vm, false);
+    if (d.kind === 'placement') return d.message ? [placementLine(this.m.node, vm, d.message)] : [];
+    if (d.kind !== 'step' || d.step.kind === 'none' || d.step.kind === 'wait') return [];
+    return [describeMigrationStep(this.m.node, vm, d.step, d.inputs.record?.value ?? null)];
+  }
+
+  /**
+   * Reads the inputs and plans the step. With `reserve`, a step that starts a migration takes its
+   * reservation before this returns: from the counts to the reservation nothing awaits, so
+   * concurrent reconciles of different VMs cannot overshoot the limits.
+   */
+  private async decide(vm: string, reserve: boolean): Promise<Decision> {
+    const { store, node } = this.m;
+    const { hv, informer } = this;
     const entry = informer.get(vm);
     if (!entry) {
       this.ownWrites.delete(vm);
       this.orphanSince.delete(vm);
-      return done;
+      return { kind: 'done' };
     }
-    if (!entry.loaded || (entry.spec && 'error' in entry.spec)) return done;
+    if (!entry.loaded || (entry.spec && 'error' in entry.spec)) return { kind: 'done' };
     const spec = entry.spec && 'value' in entry.spec ? entry.spec.value : null;
     const status = entry.status && 'value' in entry.status ? entry.status : null;
-    if (this.nodeNames) {
-      const placement = planPlacementCondition(node, spec, status, this.nodeNames, [...this.peers.keys()], new Date(this.now()).toISOString());
-      if (placement) {
-        const path = this.o.paths.vmStatus(vm);
-        if (placement.version === null) await store.create(path, encodeVmStatus(placement.status));
-        else await store.set(path, encodeVmStatus(placement.status), placement.version);
-        const message = placement.status.conditions.find((c) => c.type === UNKNOWN_NODE)?.message;
-        if (message) ctx.logger.warn({ reason: UNKNOWN_NODE }, message);
-        return done;
-      }
-      if (spec && !this.nodeNames.has(spec.node)) return done;
+    const nodeNames = this.nodeNames();
+    const peers = this.peers();
+    if (nodeNames) {
+      const placement = planPlacementCondition(node, spec, status, nodeNames, [...peers.keys()], new Date(this.now()).toISOString());
+      if (placement) return { kind: 'placement', placement, message: placement.status.conditions.find((c) => c.type === UNKNOWN_NODE)?.message };
+      if (spec && !nodeNames.has(spec.node)) return { kind: 'done' };
     }
     const record = this.recordOf(vm);
     const r = record?.value;
@@ -288,7 +271,7 @@ export class MigrationController {
     const unsettled = status?.value.node === node && status.value.conditions.some((c) => c.type === 'Migrating' && c.status === 'True');
     if (!involved && !mayStart && !unsettled) {
       this.orphanSince.delete(vm);
-      return done;
+      return { kind: 'done' };
     }
 
     const summary = await hv.getDomain(vm);
@@ -300,7 +283,7 @@ export class MigrationController {
     }
     const nowMs = this.now();
     let orphanForMs = 0;
-    if (involved && r.target === node && this.peers.get(r.source)?.session !== r.sourceSession) {
+    if (involved && r.target === node && peers.get(r.source)?.session !== r.sourceSession) {
       const seen = this.orphanSince.get(vm);
       if (seen?.id === r.id) orphanForMs = nowMs - seen.since;
       else this.orphanSince.set(vm, { id: r.id, since: nowMs });
@@ -318,35 +301,22 @@ export class MigrationController {
       record: this.recordOf(vm),
       domain,
       ...(job !== undefined ? { job } : {}),
-      peers: this.peers,
+      peers,
       orphanForMs,
       outgoing: this.count(vm, (x) => x.source === node, this.reservedOut),
       incoming: this.count(vm, (x) => x.target === node && ACKED.has(x.phase), this.reservedIn),
-      config: this.config,
+      config: this.m.informers.config.value.migration,
     };
     const step = planMigration(inputs);
-    if (step.kind === 'none') return done;
-    if (step.kind === 'wait') {
-      ctx.logger.debug({ reason: step.reason, ms: step.ms }, step.message);
-      return requeueAfter(Math.max(10, step.ms));
-    }
-    const reservation = step.kind === 'request' ? this.reservedOut : step.kind === 'prepare' ? this.reservedIn : undefined;
+    const reservation = !reserve ? undefined : step.kind === 'request' ? this.reservedOut : step.kind === 'prepare' ? this.reservedIn : undefined;
     reservation?.add(vm);
-    try {
-      const outcome = await executeMigration(vm, step, inputs, this.effects(ctx), signal);
-      return outcome.requeueMs !== undefined ? requeueAfter(outcome.requeueMs) : done;
-    } catch (error) {
-      // A stale version: the informer has (or will have) the truth; plan again from it.
-      if (error instanceof VersionConflictError || error instanceof TransactionError) this.ownWrites.delete(vm);
-      throw error;
-    } finally {
-      reservation?.delete(vm);
-    }
+    return { kind: 'step', step, inputs, reservation };
   }
 
   /** The executor's effects, logging through the reconcile's own logger. */
   private effects(ctx: ReconcileContext): MigrationEffects {
-    const { store, paths, node, informer } = this.o;
+    const { store, paths, node } = this.m;
+    const informer = this.informer;
     const noteRecord = (vm: string, value: MigrationRecord, version: number) => this.ownWrites.set(vm, { value, version, at: this.now() });
     const readStatus = async (vm: string): Promise<{ value: VmStatus; version: number } | null> => {
       const got = await store.get(paths.vmStatus(vm));
@@ -354,7 +324,7 @@ export class MigrationController {
     };
     return {
       node,
-      hv: this.o.hv,
+      hv: this.hv,
       // A getter: the reconcile's child logger is only made when a line is logged.
       get log() {
         return ctx.logger;

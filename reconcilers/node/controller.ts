@@ -5,23 +5,15 @@
 // consoleLogLines), watched and applied as it changes, unless the node's daemon config sets its
 // own (keepaliveMs, consoleLines), which then wins for this node.
 import { Subscription } from 'rxjs';
-import type { Logger } from 'pino';
 import { readHost } from '../../drivers/host.ts';
-import type { Hypervisor } from '../../drivers/hypervisor.ts';
 import { createConsoleFollower, type ConsoleFollower } from './console.ts';
 import { runKeepalive, type AssignedVm } from './keepalive.ts';
-import { decodeClusterConfig, decodeNodeStatus, defaultClusterConfig, encodeNodeStatus, type ClusterConfig, type ZkPaths } from '../../schemas/index.ts';
-import type { VmInformer } from '../../controllers/informers/vms.ts';
-import type { ZkStore } from '../../drivers/zk/index.ts';
+import { decodeNodeStatus, defaultClusterConfig, encodeNodeStatus, type ClusterConfig } from '../../schemas/index.ts';
+import type { Manager } from '../../controllers/manager.ts';
+import type { Runnable } from '../../controllers/runnable.ts';
 
 export interface NodeServicesOptions {
-  node: string;
   version: string;
-  store: ZkStore;
-  paths: ZkPaths;
-  hv: Hypervisor;
-  informer: VmInformer;
-  log: Logger;
   /** The daemon config's keepaliveMs: when set, it wins over the cluster's keepaliveIntervalMs. */
   keepaliveMs: number | undefined;
   consolePollMs: number;
@@ -37,17 +29,21 @@ export function effectiveSettings(o: Pick<NodeServicesOptions, 'keepaliveMs' | '
 /** How long VM changes gather before the console follower looks at them. */
 const CONSOLE_BATCH_MS = 200;
 
-export class NodeServices {
+export class NodeServices implements Runnable {
+  readonly name = 'node';
   private stopped = false;
   /** The keepalive loop in force (restarted when its interval changes) and the interval it runs at. */
   private keepalive: { abort: AbortController; done: Promise<void>; intervalMs: number } | undefined;
-  private config: ClusterConfig = defaultClusterConfig();
   private readonly console: ConsoleFollower;
   private readonly subs = new Subscription();
   private readonly consoleDirty = new Set<string>();
   private consoleTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly o: NodeServicesOptions) {
+  private readonly o: NodeServicesOptions & Pick<Manager, 'node' | 'store' | 'paths' | 'hv' | 'log'> & { informer: Manager['informers']['vms'] };
+
+  constructor(private readonly m: Manager, opts: NodeServicesOptions) {
+    const o = { ...opts, node: m.node, store: m.store, paths: m.paths, hv: m.hv, log: m.log, informer: m.informers.vms };
+    this.o = o;
     this.console = createConsoleFollower({
       log: o.log,
       maxLines: effectiveSettings(o, defaultClusterConfig()).consoleLines,
@@ -66,29 +62,11 @@ export class NodeServices {
     });
   }
 
-  start(): void {
+  async start(): Promise<void> {
     const { o } = this;
-    // The keepalive starts with the first answer of the config watch (the config, or none: defaults).
-    this.subs.add(
-      o.store.watchData(o.paths.config).subscribe({
-        next: (s) => {
-          if (s.kind === 'deleted') this.config = defaultClusterConfig();
-          else {
-            try {
-              this.config = decodeClusterConfig(s.data.toString('utf8'));
-            } catch (error) {
-              o.log.warn({ err: error }, 'unreadable cluster config; keeping the keepalive and console settings in force');
-            }
-          }
-          this.applySettings();
-        },
-        error: (error: unknown) => {
-          // NoAuth and the like: keep going with what is in force (defaults if nothing was read).
-          o.log.error({ err: error }, 'cannot watch the cluster config; keepalive and console settings stay as they are');
-          this.applySettings();
-        },
-      }),
-    );
+    // The keepalive starts with the config in force (the manager has synced it) and follows it.
+    this.subs.add(this.m.informers.config.changes$.subscribe(() => this.applySettings()));
+    this.applySettings();
     for (const vm of o.informer.names()) this.updateConsole(vm);
     // Batched off the reconcile path: while hundreds of VMs converge, which serial logs to follow
     // (it parses each homed VM's XML) can wait a moment, and repeated changes of a VM coalesce.
@@ -111,7 +89,7 @@ export class NodeServices {
 
   /** The keepalive interval and console lines in force now. */
   settings(): { keepaliveMs: number; consoleLines: number } {
-    return effectiveSettings(this.o, this.config);
+    return effectiveSettings(this.o, this.m.informers.config.value);
   }
 
   private applySettings(): void {

@@ -64,7 +64,7 @@ describe('concurrent, cancelled and orphaned flushes', { timeout: 600_000 }, () 
     let atCancel: Array<{ vm: string; node: string; previousNode: string | undefined; status: VmStatus | null }> | undefined;
     rig.actions.onLine = (line) => {
       if (!line.startsWith('hv1 (node) flush cancelled')) return;
-      const informer = rig.daemons.get('hv1')!.controller.informer;
+      const informer = rig.daemons.get('hv1')!.manager.informers.vms;
       atCancel = A.map((vm) => {
         const e = informer.get(vm)!;
         const spec = e.spec && 'value' in e.spec ? e.spec.value : null;

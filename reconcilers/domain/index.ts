@@ -1,0 +1,10 @@
+// The domain concern: this node's libvirt domains converge to the VM specs homed (or owned) here.
+import type { Controller } from '../../controllers/controller.ts';
+import type { Manager } from '../../controllers/manager.ts';
+import { domainController, type DomainControllerOptions } from './controller.ts';
+
+export type { DomainControllerOptions };
+
+export function register(m: Manager, o: DomainControllerOptions = {}): Controller<string> {
+  return m.add(domainController(m, o));
+}
