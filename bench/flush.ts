@@ -7,7 +7,7 @@
 // Usage: npm run bench -- flush [VMS]   (default 100)
 import { firstValueFrom, filter } from 'rxjs';
 import { decodeNodeStatus, encodeClusterConfig, type ClusterConfigInput } from '../schemas/index.ts';
-import { TestDriverCluster, paths } from '../test/rig/testdriver-cluster.ts';
+import { Cluster, paths } from '../test/rig/cluster.ts';
 import { waitFor } from '../test/rig/wait.ts';
 import { round3 } from './lib/stats.ts';
 
@@ -15,7 +15,7 @@ const VMS = Number(process.argv[2] ?? 100);
 const names = Array.from({ length: VMS }, (_, i) => `vm${String(i + 1).padStart(3, '0')}`);
 const configWith = (maxOutgoing: number): ClusterConfigInput => ({ defaultNodeSelector: 'mem', migration: { maxOutgoing, maxIncoming: 8, phaseTimeoutMs: 30_000 } });
 
-const rig = await TestDriverCluster.start(['hv1', 'hv2', 'hv3'], configWith(1));
+const rig = await Cluster.start('test', { nodes: ['hv1', 'hv2', 'hv3'], clusterConfig: configWith(1) });
 try {
   for (const hv of ['hv1', 'hv2', 'hv3']) await (process.env.BENCH_INPROC ? rig.startDaemon(hv) : rig.spawnDaemon(hv));
   for (const vm of names) await rig.writeVm(vm, { node: 'hv1', state: 'running', shutdownTimeoutMs: 10_000, meta: { migrationMethod: 'shutdown' } });

@@ -21,7 +21,7 @@ if (unavailable) {
   process.exit(2);
 }
 
-const c = await Cluster.start();
+const c = await Cluster.start('qemu');
 try {
   const vm = 'bench1';
   const settledOn = (node: string) =>

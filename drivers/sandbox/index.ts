@@ -1,10 +1,11 @@
 // The local sandbox cluster behind `vk sandbox` (see sandbox.ts).
 export { GUEST_GREETING, GUEST_IMAGE, guestImage } from './guest-image.ts';
-export { FABRIC_CIDR, netnsExists, netnsUsable, netnsWithPrefix, nodeAddress } from './netns.ts';
+export { FABRIC_CIDR, netnsExists, netnsUsable, netnsWithPrefix, pidsIn } from '../launch/netns.ts';
+export { ensureLibvirtUsers } from '../launch/libvirtd.ts';
 export { holdTestDriver } from './holder.ts';
 export { libvirtUri, qemuProcs, removeTestDomain, virshUri, VK_BIN } from './node.ts';
-export { aptLine, ensureLibvirtUsers, installPackages, missingPackages, missingPrograms, SANDBOX_PACKAGES } from './packages.ts';
-export { isAlive, tailFile, type ProcRef } from './proc.ts';
+export { aptLine, installPackages, missingPackages, missingPrograms, SANDBOX_PACKAGES } from './packages.ts';
+export { isAlive, tailFile, type ProcRef } from '../launch/process.ts';
 export {
   binDir,
   inspectSandbox,
@@ -21,5 +22,5 @@ export {
   type StartOptions,
   type StopReport,
 } from './sandbox.ts';
-export { defaultSandboxDir, prefixFor, preferredPort, readState, REPO_ROOT, statePath, type NodeState, type SandboxDriver, type SandboxState } from './state.ts';
+export { defaultSandboxDir, nodeAddress, prefixFor, preferredPort, readState, REPO_ROOT, statePath, type NodeState, type SandboxDriver, type SandboxState } from './state.ts';
 export { fourLetter, zkServing } from './zookeeper.ts';

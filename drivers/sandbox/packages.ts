@@ -1,5 +1,5 @@
-// The Debian packages a sandbox runs, and the host preparation libvirt's QEMU driver needs.
-import { execFileSync, spawnSync } from 'node:child_process';
+// The Debian packages a sandbox runs (the users libvirt's QEMU driver needs: drivers/launch/libvirtd.ts).
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
 /** ZooKeeper (Java is a dependency), libvirtd with its QEMU driver, QEMU, virsh, ip, ps. */
@@ -49,21 +49,4 @@ export function installPackages(missing: readonly string[]): void {
 
 export function missingPrograms(): string[] {
   return SANDBOX_PROGRAMS.filter((p) => !existsSync(p));
-}
-
-function getent(db: 'group' | 'passwd', key: string): boolean {
-  return spawnSync('getent', [db, key], { stdio: 'ignore' }).status === 0;
-}
-
-/**
- * libvirt's QEMU driver refuses to load unless the user libvirt-qemu and the group kvm exist
- * (libvirt-daemon-system creates them; the sandbox does not need that package's services).
- */
-export function ensureLibvirtUsers(): void {
-  for (const g of ['kvm', 'libvirt-qemu']) {
-    if (!getent('group', g)) execFileSync('groupadd', ['--system', g], { stdio: 'ignore' });
-  }
-  if (!getent('passwd', 'libvirt-qemu')) {
-    execFileSync('useradd', ['--system', '-g', 'kvm', '-d', '/var/lib/libvirt', '-s', '/usr/sbin/nologin', 'libvirt-qemu'], { stdio: 'ignore' });
-  }
 }

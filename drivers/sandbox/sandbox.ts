@@ -13,13 +13,12 @@ import {
   FABRIC_CIDR,
   netnsDirIsMount,
   netnsExists,
-  nodeAddress,
   pidsIn,
   unmountNetnsDirIfEmpty,
-} from './netns.ts';
+} from '../launch/netns.ts';
 import { launchDaemon, launchHolder, launchLibvirtd, prepareNodeDir, qemuProcs, removeTestDomain, VK_BIN, waitHolder, waitLibvirtd, writeDaemonConfig } from './node.ts';
-import { isAlive, killProcess, refOf, stopProcess, type ProcRef } from './proc.ts';
-import { prefixFor, preferredPort, readState, STATE_VERSION, statePath, writeState, type NodeState, type SandboxDriver, type SandboxState } from './state.ts';
+import { isAlive, killProcess, refOf, stopProcess, type ProcRef } from '../launch/process.ts';
+import { nodeAddress, prefixFor, preferredPort, readState, STATE_VERSION, statePath, writeState, type NodeState, type SandboxDriver, type SandboxState } from './state.ts';
 import { choosePort, launchZooKeeper, waitZooKeeper, zkServing, ZK_HOST } from './zookeeper.ts';
 
 export const MIN_NODES = 1;

@@ -2,34 +2,27 @@
 // `vk sandbox down` (or a failed `up`) finds and removes exactly that, and `status` can check it.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { ProcRef } from './proc.ts';
+import { join, resolve } from 'node:path';
+import { REPO_ROOT } from '../launch/daemon.ts';
+import type { ProcRef } from '../launch/process.ts';
+import type { LibvirtDriver } from '../launch/libvirtd.ts';
+
+export { REPO_ROOT };
 
 export const STATE_FILE = 'sandbox.json';
 export const STATE_VERSION = 1;
 
-/**
- * The checkout this code runs from: the nearest directory upwards holding virtkeeper's
- * package.json (this module runs from drivers/sandbox/ through tsx, or from cli/vk.bundle.mjs).
- */
-function findRepoRoot(start: string): string {
-  for (let dir = start; ; dir = dirname(dir)) {
-    try {
-      if ((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string }).name === 'virtkeeper') return dir;
-    } catch {
-      // no package.json here
-    }
-    if (dirname(dir) === dir) throw new Error(`cannot find virtkeeper's package.json above ${start}`);
-  }
-}
-export const REPO_ROOT = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
 /** `.sandbox/` in the repository (gitignored); VK_SANDBOX_DIR overrides it. */
 export function defaultSandboxDir(env: NodeJS.ProcessEnv = process.env): string {
   return resolve(env.VK_SANDBOX_DIR && env.VK_SANDBOX_DIR !== '' ? env.VK_SANDBOX_DIR : join(REPO_ROOT, '.sandbox'));
 }
 
-export type SandboxDriver = 'test' | 'qemu';
+export type SandboxDriver = LibvirtDriver;
+
+/** Node i (1-based) gets 198.51.100.(10+i) on the sandbox's fabric. */
+export function nodeAddress(index: number): string {
+  return `198.51.100.${10 + index}`;
+}
 
 export interface NodeState {
   name: string;

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ListDomainsFlags } from '../../drivers/libvirt/index.ts';
 import { Sampler } from '../rig/sampler.ts';
-import { TestDriverCluster } from '../rig/testdriver-cluster.ts';
+import { Cluster } from '../rig/cluster.ts';
 import { waitFor } from '../rig/wait.ts';
 import { moveStorm, moveVm, STORM_SPACINGS_MS } from '../rig/storm.ts';
 import { testXml } from '../rig/testdriver.ts';
@@ -19,10 +19,10 @@ const NODES = ['hv1', 'hv2', 'hv3'];
 const STORMS = Number(process.env.VK_STORMS ?? 50);
 
 describe('a VM never runs on two nodes', { timeout: 900_000 }, () => {
-  let rig: TestDriverCluster;
+  let rig: Cluster;
 
   before(async () => {
-    rig = await TestDriverCluster.start(NODES, {});
+    rig = await Cluster.start('test', { nodes: NODES, clusterConfig: {} });
     for (const node of NODES) await rig.startDaemon(node);
   });
 
@@ -34,7 +34,7 @@ describe('a VM never runs on two nodes', { timeout: 900_000 }, () => {
     const out: Record<string, string | null> = {};
     await Promise.all(
       rig.hvs.map(async (hv) => {
-        const active = await hv.hv.conn.connectListAllDomains(ListDomainsFlags.ACTIVE);
+        const active = await hv.probe.conn.connectListAllDomains(ListDomainsFlags.ACTIVE);
         out[hv.name] = active.some((d) => d.name === vm) ? 'running' : null;
       }),
     );
@@ -49,7 +49,7 @@ describe('a VM never runs on two nodes', { timeout: 900_000 }, () => {
     await rig.stopDaemon('hv1');
     await moveVm(rig.store, vm, 'hv2');
     // An operator's `virsh start` on hv2 (or a daemon restarted with a stale domain).
-    const hv2 = rig.hv('hv2').hv;
+    const hv2 = rig.hv('hv2').probe;
     await hv2.define(testXml(vm));
     await hv2.start(vm);
     const status = await waitFor(
@@ -65,7 +65,7 @@ describe('a VM never runs on two nodes', { timeout: 900_000 }, () => {
     assert.equal(note.status, 'True');
     assert.match(note.message, /running copy on hv2.*hv1 does/);
     assert.equal(status.node, 'hv1', 'hv1 still owns the VM');
-    assert.equal((await rig.hv('hv1').hv.getDomain(vm))?.state, 'running', 'the owner\'s guest runs on');
+    assert.equal((await rig.hv('hv1').probe.getDomain(vm))?.state, 'running', 'the owner\'s guest runs on');
     // The owner comes back and hands the guest over to its new home.
     await rig.startDaemon('hv1');
     await waitFor('stray1 moved to hv2', async () => (await rig.runningOn(vm)).join() === 'hv2' && rig.runsOn(vm, 'hv2'), 30_000);

@@ -17,7 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import { readLockQueue } from '../../drivers/zk/lock.ts';
 import type { VmStatus } from '../../schemas/index.ts';
 import { vkFor, type Vk } from '../cli/helpers.ts';
-import { TestDriverCluster, paths } from '../rig/testdriver-cluster.ts';
+import { Cluster, paths } from '../rig/cluster.ts';
 import { waitFor } from '../rig/wait.ts';
 
 const A = Array.from({ length: 12 }, (_, i) => `a${String(i + 1).padStart(2, '0')}`);
@@ -29,7 +29,7 @@ const LONG = 90_000;
 const NOWHERE = { migration: { uri: 'qemu+tcp://127.0.0.1:9/system', migrateUri: 'tcp://127.0.0.1:9' } };
 
 describe('concurrent, cancelled and orphaned flushes', { timeout: 600_000 }, () => {
-  let rig: TestDriverCluster;
+  let rig: Cluster;
   let vk: Vk;
 
   const flushOf = async (node: string) => (await rig.nodeStatus(node))?.flush;
@@ -41,9 +41,12 @@ describe('concurrent, cancelled and orphaned flushes', { timeout: 600_000 }, () 
   };
 
   before(async () => {
-    rig = await TestDriverCluster.start(['hv1', 'hv2', 'hv3'], {
-      defaultNodeSelector: 'vms',
-      migration: { maxOutgoing: 1, maxIncoming: 8, phaseTimeoutMs: 4000 },
+    rig = await Cluster.start('test', {
+      nodes: ['hv1', 'hv2', 'hv3'],
+      clusterConfig: {
+        defaultNodeSelector: 'vms',
+        migration: { maxOutgoing: 1, maxIncoming: 8, phaseTimeoutMs: 4000 },
+      },
     });
     vk = vkFor(rig.zk.connectString, '/virtkeeper');
     for (const name of ['hv1', 'hv2', 'hv3']) await rig.startDaemon(name, name === 'hv1' ? {} : NOWHERE);

@@ -19,7 +19,7 @@ import { after, before, describe, it } from 'node:test';
 import { decodeMigrationRecord } from '../../schemas/index.ts';
 import { vkFor, type Vk } from '../cli/helpers.ts';
 import { testXml } from '../rig/testdriver.ts';
-import { TestDriverCluster, paths } from '../rig/testdriver-cluster.ts';
+import { Cluster, paths } from '../rig/cluster.ts';
 import { waitFor } from '../rig/wait.ts';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -31,7 +31,7 @@ const MEMORY: Record<string, number> = { web1: 128, web2: 128, db1: 256, cache1:
 const PHASE_TIMEOUT_MS = 120_000;
 
 describe("flush and ready of the examples' VMs (issue 12 §3, §4)", { timeout: 600_000 }, () => {
-  let rig: TestDriverCluster;
+  let rig: Cluster;
   let vk: Vk;
   let dir: string;
 
@@ -51,7 +51,7 @@ describe("flush and ready of the examples' VMs (issue 12 §3, §4)", { timeout: 
   };
 
   before(async () => {
-    rig = await TestDriverCluster.start(NODES, { defaultNodeSelector: 'mem', migration: { maxOutgoing: 2, maxIncoming: 2, phaseTimeoutMs: PHASE_TIMEOUT_MS } });
+    rig = await Cluster.start('test', { nodes: NODES, clusterConfig: { defaultNodeSelector: 'mem', migration: { maxOutgoing: 2, maxIncoming: 2, phaseTimeoutMs: PHASE_TIMEOUT_MS } } });
     vk = vkFor(rig.zk.connectString, '/virtkeeper');
     for (const name of NODES) await rig.startDaemon(name);
     await waitFor('every node ready', async () => (await Promise.all(NODES.map((n) => rig.nodeStatus(n)))).every((s) => s?.domainState === 'ready'), 30_000);

@@ -3,17 +3,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { vkFor, type Vk } from '../cli/helpers.ts';
-import { TestDriverCluster } from '../rig/testdriver-cluster.ts';
+import { Cluster } from '../rig/cluster.ts';
 import { waitFor } from '../rig/wait.ts';
 
 const VMS = ['app1', 'app2', 'app3'];
 
 describe('dry-run of a node with a pending flush', { timeout: 120_000 }, () => {
-  let rig: TestDriverCluster;
+  let rig: Cluster;
   let vk: Vk;
 
   before(async () => {
-    rig = await TestDriverCluster.start(['hv1', 'hv2'], { defaultNodeSelector: 'vms' });
+    rig = await Cluster.start('test', { nodes: ['hv1', 'hv2'], clusterConfig: { defaultNodeSelector: 'vms' } });
     vk = vkFor(rig.zk.connectString, '/virtkeeper');
     for (const name of ['hv1', 'hv2']) await rig.startDaemon(name);
     for (const vm of VMS) await rig.writeVm(vm, { node: 'hv1', state: 'running', stopMode: 'force' });

@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Subscription } from 'rxjs';
 import { decodeNodeStatus, type NodeStatus } from '../../schemas/index.ts';
 import { vkFor, type Vk } from '../cli/helpers.ts';
-import { TestDriverCluster, paths } from '../rig/testdriver-cluster.ts';
+import { Cluster, paths } from '../rig/cluster.ts';
 import { waitFor } from '../rig/wait.ts';
 
 const MAX_OUTGOING = 4;
@@ -32,14 +32,17 @@ interface Planned {
 }
 
 describe('node flush and ready with three daemons', { timeout: 300_000 }, () => {
-  let rig: TestDriverCluster;
+  let rig: Cluster;
   let vk: Vk;
   let dir: string;
 
   before(async () => {
-    rig = await TestDriverCluster.start(['hv1', 'hv2', 'hv3'], {
-      defaultNodeSelector: 'vms',
-      migration: { maxOutgoing: MAX_OUTGOING, maxIncoming: 8, phaseTimeoutMs: 8000 },
+    rig = await Cluster.start('test', {
+      nodes: ['hv1', 'hv2', 'hv3'],
+      clusterConfig: {
+        defaultNodeSelector: 'vms',
+        migration: { maxOutgoing: MAX_OUTGOING, maxIncoming: 8, phaseTimeoutMs: 8000 },
+      },
     });
     vk = vkFor(rig.zk.connectString, '/virtkeeper');
     dir = mkdtempSync(join(tmpdir(), 'vk-flush-test-'));

@@ -21,6 +21,7 @@ import {
 } from '../../drivers/libvirt/index.ts';
 import { ensureLibvirtInstalled, guestXml, qemuAvailable, startLibvirtd, type Libvirtd } from '../rig/libvirtd.ts';
 import { createNetnsPair, netnsSupported, type NetnsPair } from '../rig/netns.ts';
+import { waitFor } from '../rig/wait.ts';
 
 
 const P2P_LIVE = MigrateFlags.LIVE | MigrateFlags.PEER2PEER | MigrateFlags.PERSIST_DEST | MigrateFlags.UNDEFINE_SOURCE;
@@ -102,15 +103,17 @@ test('QEMU live migration between two private libvirtds', { timeout: 240_000 }, 
         );
 
       // Poll the job on the same connection the migrate call is blocking.
-      let running = false;
       let polls = 0;
-      for (let i = 0; i < 400 && !running; i++) {
-        const job = await b.domainGetJobStats(onB);
-        polls++;
-        running = (job.type === JobType.UNBOUNDED || job.type === JobType.BOUNDED) && Number(job.stats['memory_processed'] ?? 0) > 0;
-        if (!running) await new Promise((r) => setTimeout(r, 25));
-      }
-      assert.ok(running, `migration job never seen running after ${polls} polls`);
+      await waitFor(
+        'the migration job running',
+        async () => {
+          const job = await b.domainGetJobStats(onB);
+          polls++;
+          return (job.type === JobType.UNBOUNDED || job.type === JobType.BOUNDED) && Number(job.stats['memory_processed'] ?? 0) > 0;
+        },
+        10_000,
+        () => `after ${polls} polls`,
+      );
       assert.equal(await b.domainMigrateGetMaxSpeed(onB), 1n, 'the bandwidth parameter reached QEMU');
       await b.domainMigrateSetMaxDowntime(onB, 300);
 

@@ -16,6 +16,7 @@ import {
   type LifecycleEvent,
 } from '../../drivers/libvirt/index.ts';
 import { startLibvirtd, type Libvirtd } from '../rig/libvirtd.ts';
+import { waitFor } from '../rig/wait.ts';
 
 const xml = (name: string): string =>
   `<domain type='test'><name>${name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os></domain>`;
@@ -200,8 +201,7 @@ describe('libvirt client against libvirtd (test driver)', { timeout: 120_000 }, 
     });
     try {
       // Idle: we PING after 100 ms of silence and libvirtd must answer.
-      for (let i = 0; i < 200 && (ka.keepaliveStats?.pongsReceived ?? 0) < 2; i++) await new Promise((r) => setTimeout(r, 50));
-      assert.ok((ka.keepaliveStats?.pongsReceived ?? 0) >= 2, `PONGs: ${JSON.stringify(ka.keepaliveStats)}`);
+      await waitFor('two PONGs', () => (ka.keepaliveStats?.pongsReceived ?? 0) >= 2, 10_000, () => `PONGs: ${JSON.stringify(ka.keepaliveStats)}`, 50);
       assert.equal(ka.connectCount, 1);
 
       // Hung (SIGSTOP): the socket stays open but nothing answers, so keepalive must drop it.

@@ -64,7 +64,7 @@ describe('lockstep migration between QEMU hypervisors', { skip: unavailable !== 
   };
 
   before(async () => {
-    c = await Cluster.start();
+    c = await Cluster.start('qemu');
     for (const hv of c.hvs) await c.startDaemon(hv.name);
   });
 

@@ -1,22 +1,26 @@
-// A cluster of simulated QEMU hypervisors for migration tests and benches (DESIGN.md §5).
+// The cluster rig: a real ZooKeeper on loopback, a private libvirtd per hypervisor, and a daemon per
+// node — in this process (startDaemon), or as a `vk daemon` child process when a test must SIGKILL
+// it (spawnDaemon, ./daemon-process.ts). Cluster.start takes the driver kind:
 //
-//   fabric namespace <p>f: bridge br0
-//     ├─ veth ─ namespace <p>1: libvirtd "hv1" (QEMU/TCG) on 198.51.100.1, TCP 16509 for peer-to-peer
-//     ├─ veth ─ namespace <p>2: libvirtd "hv2" on 198.51.100.2
-//     └─ veth ─ namespace <p>3: libvirtd "hv3" on 198.51.100.3
+// - 'test': libvirt's test driver (./testdriver.ts): domains "run" at once and nothing executes;
+//   for flush, ownership and reconcile tests and benches. The libvirtds run in the host's network
+//   namespace; the rig's own connection to each is held open (the test driver forgets its domains
+//   when its last connection closes).
+// - 'qemu': QEMU/TCG guests in network namespaces, for live migration tests and benches:
 //
-// Each libvirtd runs in its own mount + UTS + network namespace (test/rig/libvirtd.ts). The
-// daemons run in this process (startDaemon) or as `vk daemon` child processes (for kill tests);
-// they reach their libvirtd over its unix socket and publish `qemu+tcp://198.51.100.N/system` /
-// `tcp://198.51.100.N` as their migration URIs. One real ZooKeeper on loopback.
+//     fabric namespace <p>f: bridge br0
+//       ├─ veth ─ namespace <p>h1: libvirtd "hv1" (QEMU/TCG) on 198.51.100.1, TCP 16509 for peer-to-peer
+//       ├─ veth ─ namespace <p>h2: libvirtd "hv2" on 198.51.100.2
+//       └─ veth ─ namespace <p>h3: libvirtd "hv3" on 198.51.100.3
 //
-// Guests are diskless 256 MiB TCG domains with a `loader` device that fills part of guest RAM with
-// random bytes (all-zero pages migrate almost for free), so a migration capped at 1 MiB/s takes
-// about as many seconds as the blob has MiB.
+//   The daemons reach their libvirtd over its unix socket and publish `qemu+tcp://198.51.100.N/system`
+//   / `tcp://198.51.100.N` as their migration URIs. Guests are diskless 256 MiB TCG domains with a
+//   `loader` device that fills part of guest RAM with random bytes (all-zero pages migrate almost
+//   for free), so a migration capped at 1 MiB/s takes about as many seconds as the blob has MiB.
 //
 // Everything started here is stopped by PID and every namespace created here deleted by
-// cleanup(), or at process exit.
-import { execFileSync, type ChildProcess } from 'node:child_process';
+// cleanup(), or at process exit (./libvirtd.ts, ./zookeeper.ts, ./netns.ts).
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,88 +31,30 @@ import { createLogger } from '../../controllers/logger.ts';
 import type { MigrationEvent } from '../../reconcilers/migration/execute.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { LibvirtHypervisor } from '../../drivers/libvirt-hypervisor.ts';
+import type { LibvirtDriver } from '../../drivers/launch/libvirtd.ts';
 import {
   decodeMigrationRecord,
+  decodeNodeStatus,
+  decodeVmSpec,
   decodeVmStatus,
   encodeClusterConfig,
-  encodeVmSpec,
-  ZkPaths,
+  encodeNodeSpec,
   type ClusterConfigInput,
   type MigrationRecord,
+  type NodeStatus,
+  type VmSpec,
   type VmSpecInput,
   type VmStatus,
 } from '../../schemas/index.ts';
 import { daemonLog, killDaemonProcess, spawnDaemonProcess, stopDaemonProcess } from './daemon-process.ts';
 import { ensureLibvirtInstalled, guestXml, qemuAvailable, startLibvirtd, type Libvirtd } from './libvirtd.ts';
-import { netnsSupported } from './netns.ts';
+import { createFabric, netnsSupported, type Fabric } from './netns.ts';
 import { Sampler, type SamplerOptions } from './sampler.ts';
+import { editSpec, paths, startHv, stopHv, testXml, writeVm } from './testdriver.ts';
 import { startZooKeeper, type ZkServer } from './zookeeper.ts';
 
 export { analyse, Sampler, type Sample, type SamplerOptions, type SamplerReport } from './sampler.ts';
-
-export const paths = new ZkPaths();
-
-// ------------------------------------------------------------------------------ namespaces
-
-const createdNs = new Set<string>();
-let nsHooked = false;
-
-function ip(...args: string[]): string {
-  return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-function deleteNs(ns: string): void {
-  try {
-    ip('netns', 'del', ns);
-  } catch {
-    // already gone
-  }
-  createdNs.delete(ns);
-}
-
-export interface Fabric {
-  /** Per hypervisor: namespace and address (198.51.100.<i+1>). */
-  hosts: Array<{ ns: string; addr: string }>;
-  fabricNs: string;
-  cleanup(): void;
-}
-
-/** n namespaces joined through a bridge in a fabric namespace; addresses 198.51.100.1…n. */
-export function createFabric(n: number, prefix = `vk${randomBytes(3).toString('hex')}`): Fabric {
-  if (!nsHooked) {
-    nsHooked = true;
-    process.once('exit', () => [...createdNs].forEach(deleteNs));
-  }
-  const fabricNs = `${prefix}f`;
-  const hosts = Array.from({ length: n }, (_, i) => ({ ns: `${prefix}h${i + 1}`, addr: `198.51.100.${i + 1}` }));
-  const all = [fabricNs, ...hosts.map((h) => h.ns)];
-  try {
-    for (const ns of all) {
-      ip('netns', 'add', ns);
-      createdNs.add(ns);
-      ip('-n', ns, 'link', 'set', 'lo', 'up');
-    }
-    ip('-n', fabricNs, 'link', 'add', 'br0', 'type', 'bridge');
-    ip('-n', fabricNs, 'link', 'set', 'br0', 'up');
-    hosts.forEach((h, i) => {
-      const inside = `eth0`;
-      const port = `p${i + 1}`;
-      ip('-n', fabricNs, 'link', 'add', port, 'type', 'veth', 'peer', 'name', inside, 'netns', h.ns);
-      ip('-n', fabricNs, 'link', 'set', port, 'master', 'br0');
-      ip('-n', fabricNs, 'link', 'set', port, 'up');
-      ip('-n', h.ns, 'addr', 'add', `${h.addr}/24`, 'dev', inside);
-      ip('-n', h.ns, 'link', 'set', inside, 'up');
-    });
-  } catch (error) {
-    all.forEach(deleteNs);
-    throw error;
-  }
-  return { hosts, fabricNs, cleanup: () => all.forEach(deleteNs) };
-}
-
-// ------------------------------------------------------------------------------ guests
-
-export { guestXml };
+export { guestXml, paths };
 
 /** Why the QEMU cluster cannot run here, or undefined when it can. */
 export function clusterUnavailable(): string | undefined {
@@ -118,53 +64,65 @@ export function clusterUnavailable(): string | undefined {
   return undefined;
 }
 
-// ------------------------------------------------------------------------------ hypervisors
+/** The daemons' action lines, in order; `onLine` sees each line as it is pushed (synchronously). */
+export class ActionLog extends Array<string> {
+  /** filter/map/slice give plain arrays. */
+  static override get [Symbol.species](): ArrayConstructor {
+    return Array;
+  }
+  onLine: ((line: string) => void) | undefined;
+  override push(...lines: string[]): number {
+    for (const line of lines) this.onLine?.(line);
+    return super.push(...lines);
+  }
+}
 
 export interface Hv {
   name: string;
-  ns: string;
-  addr: string;
   libvirtd: Libvirtd;
-  /** The test's own connection: looks behind the daemons' backs (sampler, assertions). */
+  /** The rig's own connection, held open: looks behind the daemons' backs (sampler, assertions). */
   probe: LibvirtHypervisor;
-  /** The in-process daemon, when one runs. */
-  daemon: RunningDaemon | undefined;
-  /** The `vk daemon` child process, when one runs. */
-  child: ChildProcess | undefined;
-  config(extra?: DaemonExtra): DaemonConfig;
+  /** QEMU only: the node's network namespace and its address on the fabric. */
+  ns?: string;
+  addr?: string;
 }
 
-export interface DaemonExtra {
-  bandwidthMiBs?: number;
-}
+/** What a test changes in a node's daemon config; `bandwidthMiBs` caps its live migrations (QEMU). */
+export type DaemonExtra = Partial<DaemonConfig> & { bandwidthMiBs?: number };
 
 export interface ClusterOptions {
-  nodes?: number;
-  /** MiB of random data loaded into each guest's RAM (default 12). */
-  blobMiB?: number;
+  /** Node names, or how many (hv1…hvN); default 3. */
+  nodes?: number | string[];
   /** Written to /virtkeeper/config (default: phaseTimeoutMs 8000). */
   clusterConfig?: ClusterConfigInput;
+  /** QEMU only: MiB of random data loaded into each guest's RAM (default 12). */
+  blobMiB?: number;
 }
 
 export class Cluster {
+  readonly actions = new ActionLog();
+  readonly daemons = new Map<string, RunningDaemon>();
+  readonly children = new Map<string, ChildProcess>();
   readonly events: Array<MigrationEvent & { node: string; at: number }> = [];
-  readonly actions: string[] = [];
   /** performance.now() of each ABORT_JOB, per VM. */
   readonly abortsIssued: Array<{ node: string; vm: string; at: number }> = [];
+
   private constructor(
+    readonly driver: LibvirtDriver,
     readonly zk: ZkServer,
     readonly store: ZkStore,
-    readonly fabric: Fabric,
     readonly hvs: Hv[],
     readonly work: string,
-    readonly blob: string,
+    /** QEMU only: the namespaces. */
+    readonly fabric: Fabric | undefined,
+    /** QEMU only: the random bytes loaded into each guest's RAM. */
+    readonly blob: string | undefined,
   ) {}
 
-  static async start(o: ClusterOptions = {}): Promise<Cluster> {
-    const n = o.nodes ?? 3;
+  static async start(driver: LibvirtDriver, o: ClusterOptions = {}): Promise<Cluster> {
+    const names = typeof o.nodes === 'object' ? o.nodes : Array.from({ length: o.nodes ?? 3 }, (_, i) => `hv${i + 1}`);
     const work = mkdtempSync(join(tmpdir(), 'vk-cluster-'));
-    const blob = join(work, 'ram.bin');
-    writeFileSync(blob, randomBytes((o.blobMiB ?? 12) * 1024 * 1024));
+    let blob: string | undefined;
     let zk: ZkServer | undefined;
     let store: ZkStore | undefined;
     let fabric: Fabric | undefined;
@@ -172,41 +130,26 @@ export class Cluster {
     try {
       zk = await startZooKeeper();
       store = await ZkStore.connect({ connectString: zk.connectString });
-      fabric = createFabric(n);
-      const libvirtds = await Promise.all(fabric.hosts.map((h, i) => startLibvirtd({ name: `hv${i + 1}`, netns: h.ns })));
-      const zkHosts = zk.connectString;
-      for (const [i, libvirtd] of libvirtds.entries()) {
-        const host = fabric.hosts[i]!;
-        const name = `hv${i + 1}`;
-        const probe = await LibvirtHypervisor.open({ socket: libvirtd.socketPath, uri: 'qemu:///system' }, 30_000);
-        hvs.push({
-          name,
-          ns: host.ns,
-          addr: host.addr,
-          libvirtd,
-          probe,
-          daemon: undefined,
-          child: undefined,
-          config: (extra: DaemonExtra = {}) =>
-            DaemonConfigSchema.parse({
-              node: name,
-              zookeeper: { hosts: zkHosts, sessionTimeoutMs: 4000 },
-              libvirt: { socket: libvirtd.socketPath, uri: 'qemu:///system' },
-              migration: {
-                uri: `qemu+tcp://${host.addr}/system`,
-                migrateUri: `tcp://${host.addr}`,
-                ...(extra.bandwidthMiBs !== undefined ? { bandwidthMiBs: extra.bandwidthMiBs } : {}),
-              },
-              resyncMs: 10_000,
-              logLevel: (process.env.VK_TEST_LOG ?? 'silent') as 'silent',
-            }),
-        });
+      if (driver === 'test') {
+        for (const name of names) {
+          const rig = await startHv(name);
+          hvs.push({ name, libvirtd: rig.libvirtd, probe: rig.hv });
+        }
+      } else {
+        blob = join(work, 'ram.bin');
+        writeFileSync(blob, randomBytes((o.blobMiB ?? 12) * 1024 * 1024));
+        const f = (fabric = createFabric(names.length));
+        const libvirtds = await Promise.all(names.map((name, i) => startLibvirtd({ name, netns: f.hosts[i]!.ns })));
+        for (const [i, libvirtd] of libvirtds.entries()) {
+          const probe = await LibvirtHypervisor.open({ socket: libvirtd.socketPath, uri: 'qemu:///system' }, 30_000);
+          hvs.push({ name: names[i]!, libvirtd, probe, ...f.hosts[i]! });
+        }
       }
       await store.ensurePath(paths.root);
       await store.create(paths.config, encodeClusterConfig(o.clusterConfig ?? { migration: { phaseTimeoutMs: 8000 } }));
-      return new Cluster(zk, store, fabric, hvs, work, blob);
+      return new Cluster(driver, zk, store, hvs, work, fabric, blob);
     } catch (error) {
-      for (const hv of hvs) await hv.probe.close().catch(() => undefined);
+      for (const hv of hvs) await stopHv({ name: hv.name, libvirtd: hv.libvirtd, hv: hv.probe }).catch(() => undefined);
       await store?.close().catch(() => undefined);
       await zk?.cleanup();
       fabric?.cleanup();
@@ -221,24 +164,43 @@ export class Cluster {
     return hv;
   }
 
-  /** Starts the node's daemon in this process. */
-  async startDaemon(name: string, extra: DaemonExtra = {}): Promise<RunningDaemon> {
+  /** The node's daemon config: the driver's defaults, then `extra`. */
+  config(name: string, extra: DaemonExtra = {}): DaemonConfig {
     const hv = this.hv(name);
-    if (hv.daemon || hv.child) throw new Error(`${name} already has a daemon`);
-    const cfg = hv.config(extra);
-    hv.daemon = await startDaemon(cfg, {
+    const { bandwidthMiBs, ...rest } = extra;
+    const base = {
+      node: name,
+      zookeeper: { hosts: this.zk.connectString, sessionTimeoutMs: 4000 },
+      libvirt: { socket: hv.libvirtd.socketPath, uri: this.driver === 'test' ? 'test:///default' : 'qemu:///system' },
+      logLevel: process.env.VK_TEST_LOG ?? 'silent',
+    };
+    if (this.driver === 'test') return DaemonConfigSchema.parse({ ...base, keepaliveMs: 300, resyncMs: 5_000, ...rest });
+    const migration = {
+      uri: `qemu+tcp://${hv.addr}/system`,
+      migrateUri: `tcp://${hv.addr}`,
+      ...(bandwidthMiBs !== undefined ? { bandwidthMiBs } : {}),
+    };
+    return DaemonConfigSchema.parse({ ...base, migration, resyncMs: 10_000, ...rest });
+  }
+
+  /** Starts the node's daemon in this process; `extra` overrides its config (./cluster.ts config()). */
+  async startDaemon(name: string, extra: DaemonExtra = {}): Promise<RunningDaemon> {
+    if (this.daemons.has(name) || this.children.has(name)) throw new Error(`${name} already has a daemon`);
+    const cfg = this.config(name, extra);
+    const d = await startDaemon(cfg, {
       log: createLogger({ level: cfg.logLevel, node: name }),
       onAction: (line) => this.actions.push(line),
       onMigrationEvent: (e) => this.events.push({ ...e, node: name, at: performance.now() }),
       onAbortIssued: (vm, at) => this.abortsIssued.push({ node: name, vm, at }),
     });
-    return hv.daemon;
+    this.daemons.set(name, d);
+    return d;
   }
 
+  /** Stops the node's daemon, in this process or its child process. */
   async stopDaemon(name: string): Promise<void> {
-    const hv = this.hv(name);
-    const d = hv.daemon;
-    hv.daemon = undefined;
+    const d = this.daemons.get(name);
+    this.daemons.delete(name);
     await d?.stop();
     await this.stopChild(name);
   }
@@ -247,30 +209,27 @@ export class Cluster {
    * Starts the node's daemon as a `vk daemon` child process (so a test can SIGKILL it); resolves
    * once it holds a fresh alive znode (./daemon-process.ts).
    */
-  async spawnDaemon(name: string, extra: DaemonExtra = {}, readyTimeoutMs = 30_000): Promise<ChildProcess> {
-    const hv = this.hv(name);
-    if (hv.daemon || hv.child) throw new Error(`${name} already has a daemon`);
+  async spawnDaemon(name: string, extra: DaemonExtra = {}, readyTimeoutMs = 60_000): Promise<ChildProcess> {
+    if (this.daemons.has(name) || this.children.has(name)) throw new Error(`${name} already has a daemon`);
     try {
-      return await spawnDaemonProcess({ name, config: hv.config(extra), work: this.work, store: this.store, readyTimeoutMs }, (child) => (hv.child = child));
+      return await spawnDaemonProcess({ name, config: this.config(name, extra), work: this.work, store: this.store, readyTimeoutMs }, (child) => this.children.set(name, child));
     } catch (error) {
-      const child = hv.child as ChildProcess | undefined; // set by the callback; exited during start: forget it
-      if (child && (child.exitCode !== null || child.signalCode !== null)) hv.child = undefined;
+      const child = this.children.get(name); // exited during start: forget it
+      if (child && (child.exitCode !== null || child.signalCode !== null)) this.children.delete(name);
       throw error;
     }
   }
 
   /** SIGKILL the node's daemon child process (a crash), by PID. */
   async killChild(name: string): Promise<void> {
-    const hv = this.hv(name);
-    const child = hv.child;
-    hv.child = undefined;
+    const child = this.children.get(name);
+    this.children.delete(name);
     await killDaemonProcess(child);
   }
 
   async stopChild(name: string): Promise<void> {
-    const hv = this.hv(name);
-    const child = hv.child;
-    hv.child = undefined;
+    const child = this.children.get(name);
+    this.children.delete(name);
     await stopDaemonProcess(child);
   }
 
@@ -280,25 +239,14 @@ export class Cluster {
 
   // ---------------------------------------------------------------------------- ZooKeeper
 
-  async writeVm(name: string, spec: VmSpecInput): Promise<void> {
-    await this.store.ensurePath(paths.vms);
-    await this.store.multi([
-      { op: 'create', path: paths.vm(name) },
-      { op: 'create', path: paths.vmSpec(name), data: encodeVmSpec(spec) },
-      { op: 'create', path: paths.vmXml(name), data: guestXml(name, this.blob) },
-    ]);
+  /** Creates the VM; its XML is the driver's guest (memoryMiB and vcpus: test driver only). */
+  async writeVm(name: string, spec: VmSpecInput, memoryMiB = 64, vcpus = 1): Promise<void> {
+    await writeVm(this.store, name, spec, this.blob === undefined ? testXml(name, memoryMiB, vcpus) : guestXml(name, this.blob));
   }
 
   /** Read-modify-write of a VM spec with CAS; resolves to performance.now() just before the write. */
-  async editSpec(name: string, edit: (spec: Record<string, unknown>) => void): Promise<number> {
-    const current = await this.store.get(paths.vmSpec(name));
-    if (!current) throw new Error(`no spec for ${name}`);
-    const spec = JSON.parse(current.data.toString('utf8')) as Record<string, unknown>;
-    edit(spec);
-    const data = encodeVmSpec(spec as VmSpecInput);
-    const t = performance.now();
-    await this.store.set(paths.vmSpec(name), data, current.version);
-    return t;
+  editSpec(name: string, edit: (spec: Record<string, unknown>) => void): Promise<number> {
+    return editSpec(this.store, name, edit);
   }
 
   /** `vk vm migrate NAME --node TARGET`: node = target, previousNode = where it was. */
@@ -321,19 +269,36 @@ export class Cluster {
     await this.store.deleteRecursive(paths.vm(name));
   }
 
-  async status(name: string): Promise<VmStatus | null> {
-    const got = await this.store.get(paths.vmStatus(name));
+  async spec(vm: string): Promise<VmSpec> {
+    const got = await this.store.get(paths.vmSpec(vm));
+    if (!got) throw new Error(`no spec for ${vm}`);
+    return decodeVmSpec(got.data.toString('utf8'));
+  }
+
+  async status(vm: string): Promise<VmStatus | null> {
+    const got = await this.store.get(paths.vmStatus(vm));
     return got ? decodeVmStatus(got.data.toString('utf8')) : null;
   }
 
-  async record(name: string): Promise<MigrationRecord | null> {
-    const got = await this.store.get(paths.vmMigration(name));
+  async record(vm: string): Promise<MigrationRecord | null> {
+    const got = await this.store.get(paths.vmMigration(vm));
     return got ? decodeMigrationRecord(got.data.toString('utf8')) : null;
   }
 
-  async spec(name: string): Promise<Record<string, unknown>> {
-    const got = await this.store.get(paths.vmSpec(name));
-    return JSON.parse(got!.data.toString('utf8')) as Record<string, unknown>;
+  async nodeStatus(node: string): Promise<NodeStatus | null> {
+    const got = await this.store.get(paths.nodeStatus(node));
+    return got ? decodeNodeStatus(got.data.toString('utf8')) : null;
+  }
+
+  /** Writes the node spec (as `vk node flush|ready` does); resolves to its new version. */
+  async setNode(node: string, domainState: 'ready' | 'flushed'): Promise<number> {
+    const path = paths.nodeSpec(node);
+    const got = await this.store.get(path);
+    if (!got) {
+      await this.store.create(path, encodeNodeSpec({ domainState }), { parents: true });
+      return 0;
+    }
+    return (await this.store.set(path, encodeNodeSpec({ domainState }), got.version)).version;
   }
 
   // ---------------------------------------------------------------------------- libvirt
@@ -353,7 +318,7 @@ export class Cluster {
     return out;
   }
 
-  /** Names of the hypervisors where the guest runs (state running). */
+  /** Names of the hypervisors where the guest runs (state running), sorted. */
   async runningOn(vm: string): Promise<string[]> {
     const w = await this.where(vm);
     return Object.keys(w)
@@ -361,22 +326,23 @@ export class Cluster {
       .sort();
   }
 
+  /** The VM runs on `node`: status says Running there and that libvirt runs it. */
+  async runsOn(vm: string, node: string): Promise<boolean> {
+    const s = await this.status(vm);
+    if (s?.node !== node || s.phase !== 'Running') return false;
+    return (await this.hv(node).probe.getDomain(vm))?.state === 'running';
+  }
+
   sampler(vm: string, o: SamplerOptions = {}): Sampler {
     return new Sampler((name) => this.where(name), vm, o);
   }
 
   async cleanup(): Promise<void> {
-    for (const hv of this.hvs) {
-      await hv.daemon?.stop().catch(() => undefined);
-      hv.daemon = undefined;
-      await this.stopChild(hv.name).catch(() => undefined);
-    }
+    for (const name of [...this.daemons.keys()]) await this.stopDaemon(name).catch(() => undefined);
+    for (const name of [...this.children.keys()]) await this.stopChild(name).catch(() => undefined);
     await this.store.close().catch(() => undefined);
-    for (const hv of this.hvs) {
-      await hv.probe.close().catch(() => undefined);
-      await hv.libvirtd.cleanup();
-    }
-    this.fabric.cleanup();
+    for (const hv of this.hvs) await stopHv({ name: hv.name, libvirtd: hv.libvirtd, hv: hv.probe }).catch(() => undefined);
+    this.fabric?.cleanup();
     await this.zk.cleanup();
     if (!process.env.VK_KEEP_TMP) rmSync(this.work, { recursive: true, force: true });
   }

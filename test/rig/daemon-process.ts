@@ -1,17 +1,17 @@
 // `vk daemon` as a child process, for tests that must SIGKILL a daemon (a crash) or run it as the
-// CLI does. Used by both clusters (./testdriver-cluster.ts and the QEMU ./cluster.ts). Every
-// process started here is signalled by its PID.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// CLI does (the command line is the launcher's, drivers/launch/daemon.ts, as the sandbox's). Used
+// by the cluster rig (./cluster.ts). Every process started here is signalled by its PID.
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
+import { daemonArgv } from '../../drivers/launch/daemon.ts';
+import { childRunning, spawnAttached } from '../../drivers/launch/process.ts';
 import type { DaemonConfig } from '../../daemon/config.ts';
 import type { ZkStore } from '../../drivers/zk/index.ts';
 import { ZkPaths } from '../../schemas/index.ts';
 import { waitFor } from './wait.ts';
 
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const paths = new ZkPaths();
 
 export interface SpawnDaemonOptions {
@@ -34,7 +34,7 @@ export function daemonLog(work: string, name: string): string {
   }
 }
 
-const exited = (child: ChildProcess): boolean => child.exitCode !== null || child.signalCode !== null;
+const exited = (child: ChildProcess): boolean => !childRunning(child);
 
 /**
  * Writes the config (log level VK_TEST_LOG, default warn) and starts `vk daemon --config` with its
@@ -46,13 +46,7 @@ export async function spawnDaemonProcess(o: SpawnDaemonOptions, onSpawn?: (child
   const before = (await o.store.exists(paths.nodeAlive(o.name)))?.ephemeralOwner ?? null;
   const file = join(o.work, `${o.name}.yaml`);
   writeFileSync(file, toYaml({ ...o.config, logLevel: process.env.VK_TEST_LOG ?? 'warn' }));
-  const log = openSync(join(o.work, `${o.name}-daemon.log`), 'a');
-  let child: ChildProcess;
-  try {
-    child = spawn(process.execPath, [join(repo, 'cli/vk.mjs'), 'daemon', '--config', file], { stdio: ['ignore', log, log] });
-  } finally {
-    closeSync(log);
-  }
+  const child = spawnAttached({ argv: daemonArgv(file), logFile: join(o.work, `${o.name}-daemon.log`) });
   onSpawn?.(child);
   const outcome = await waitFor(
     `vk daemon ${o.name} up`,

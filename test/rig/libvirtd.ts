@@ -3,17 +3,27 @@
 // /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt, a distinct host UUID and its own
 // unix socket under a temp dir. Only processes started here are ever signalled, always by PID.
 
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  ensureLibvirtUsers,
+  libvirtdCommand,
+  libvirtdLogTail,
+  LIBVIRTD,
+  QEMU,
+  qemuPids,
+  VIRSH,
+  virshUri,
+  waitLibvirtd,
+  writeLibvirtdConfig,
+  type LibvirtDriver,
+} from '../../drivers/launch/libvirtd.ts';
+import { childRunning, isAlive, refOf, sleep, spawnAttached } from '../../drivers/launch/process.ts';
 
-export const LIBVIRTD = '/usr/sbin/libvirtd';
-export const QEMU = '/usr/bin/qemu-system-x86_64';
-const VIRSH = '/usr/bin/virsh';
+export { ensureLibvirtUsers, LIBVIRTD, QEMU };
 
 export interface StartLibvirtdOptions {
   /** Also the hostname inside its UTS namespace. */
@@ -84,44 +94,6 @@ export function ensureLibvirtInstalled(): void {
 
 export const qemuAvailable = (): boolean => existsSync(QEMU);
 
-function getent(db: 'group' | 'passwd', key: string): boolean {
-  try {
-    execFileSync('getent', [db, key], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** libvirt's QEMU driver refuses to start unless the Debian user/groups libvirt-qemu and kvm exist. */
-export function ensureLibvirtUsers(): void {
-  for (const g of ['kvm', 'libvirt-qemu']) {
-    if (getent('group', g)) continue;
-    try {
-      execFileSync('groupadd', ['--system', g], { stdio: 'ignore' });
-    } catch (err) {
-      if (!getent('group', g)) throw err; // lost a race with another test process otherwise
-    }
-  }
-  if (!getent('passwd', 'libvirt-qemu')) {
-    try {
-      execFileSync('useradd', ['--system', '-g', 'kvm', '-d', '/var/lib/libvirt', '-s', '/usr/sbin/nologin', 'libvirt-qemu'], { stdio: 'ignore' });
-    } catch (err) {
-      if (!getent('passwd', 'libvirt-qemu')) throw err;
-    }
-  }
-}
-
-const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
-
-const PRIVATE_DIRS = [
-  ['etc', '/etc/libvirt'],
-  ['run', '/run/libvirt'],
-  ['lib', '/var/lib/libvirt'],
-  ['cache', '/var/cache/libvirt'],
-  ['log', '/var/log/libvirt'],
-] as const;
-
 class LibvirtdRig implements Libvirtd {
   readonly dir: string;
   readonly socketPath: string;
@@ -149,102 +121,58 @@ class LibvirtdRig implements Libvirtd {
   }
 
   get running(): boolean {
-    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+    return childRunning(this.child);
   }
 
-  virshUri(driver: 'test' | 'qemu'): string {
-    return driver === 'test' ? `test+unix:///default?socket=${this.socketPath}` : `qemu+unix:///system?socket=${this.socketPath}`;
+  virshUri(driver: LibvirtDriver): string {
+    return virshUri(this.socketPath, driver);
+  }
+
+  private get logFiles(): string[] {
+    return [join(this.dir, 'log', 'libvirtd.log'), join(this.dir, 'libvirtd.out')];
   }
 
   logTail(lines = 20): string {
-    const out: string[] = [];
-    for (const f of [join(this.dir, 'log', 'libvirtd.log'), join(this.dir, 'libvirtd.out')]) {
-      try {
-        out.push(...readFileSync(f, 'utf8').trimEnd().split('\n').slice(-lines));
-      } catch {
-        // not written yet
-      }
-    }
-    return out.join('\n');
+    return libvirtdLogTail(this.logFiles, lines);
   }
 
   private writeConfig(): void {
-    for (const [sub] of PRIVATE_DIRS) mkdirSync(join(this.dir, sub), { recursive: true });
+    writeLibvirtdConfig(this.dir, { unixSockDir: join(this.dir, 'sock'), listenTcp: this.listenTcp, logFile: join(this.dir, 'log', 'libvirtd.log') });
     mkdirSync(join(this.dir, 'sock'), { recursive: true });
-    cpSync('/etc/libvirt', join(this.dir, 'etc'), { recursive: true });
-    const tcp = this.listenTcp ? ['listen_tls = 0', 'listen_tcp = 1', 'auth_tcp = "none"'] : ['listen_tls = 0', 'listen_tcp = 0'];
-    writeFileSync(
-      join(this.dir, 'etc', 'libvirtd.conf'),
-      [
-        `unix_sock_dir = "${join(this.dir, 'sock')}"`,
-        'unix_sock_group = "root"',
-        'unix_sock_rw_perms = "0770"',
-        'auth_unix_rw = "none"',
-        'auth_unix_ro = "none"',
-        ...tcp,
-        `host_uuid = "${randomUUID()}"`,
-        `log_outputs = "3:file:${join(this.dir, 'log', 'libvirtd.log')}"`,
-        '',
-      ].join('\n'),
-    );
-    writeFileSync(
-      join(this.dir, 'etc', 'qemu.conf'),
-      [
-        'user = "root"',
-        'group = "root"',
-        'security_driver = "none"',
-        'dynamic_ownership = 0',
-        'cgroup_controllers = [ ]',
-        'stdio_handler = "file"',
-        'namespaces = [ ]',
-        '',
-      ].join('\n'),
-    );
   }
 
   async start(): Promise<void> {
     if (this.cleaned) throw new Error(`libvirtd ${this.name} was cleaned up`);
     if (this.running) throw new Error(`libvirtd ${this.name} is already running (pid ${this.pid})`);
-    for (const [, target] of PRIVATE_DIRS) mkdirSync(target, { recursive: true }); // mount points
     for (const f of readdirSync(join(this.dir, 'sock'))) rmSync(join(this.dir, 'sock', f), { force: true });
-    const script = [
-      'set -e',
-      ...PRIVATE_DIRS.map(([sub, target]) => `mount --bind ${q(join(this.dir, sub))} ${q(target)}`),
-      `echo ${q(this.name)} > /proc/sys/kernel/hostname`,
-      `exec ${LIBVIRTD} -f ${q(join(this.dir, 'etc', 'libvirtd.conf'))} -p ${q(join(this.dir, 'libvirtd.pid'))}${this.listenTcp ? ' --listen' : ''}`,
-    ].join('\n');
-    // unshare and `ip netns exec` both exec in place (no fork), so the spawned PID ends up being libvirtd's.
-    const unshare = ['unshare', '--mount', '--uts', '--propagation', 'private', '/bin/sh', '-c', script];
-    const argv = this.netns ? ['ip', 'netns', 'exec', this.netns, ...unshare] : unshare;
-    const out = openSync(join(this.dir, 'libvirtd.out'), 'a');
+    const child = spawnAttached(
+      libvirtdCommand({
+        dir: this.dir,
+        hostname: this.name,
+        ...(this.netns ? { netns: this.netns } : {}),
+        confFile: join(this.dir, 'etc', 'libvirtd.conf'),
+        pidFile: join(this.dir, 'libvirtd.pid'),
+        listen: this.listenTcp,
+        outFile: join(this.dir, 'libvirtd.out'),
+      }),
+    );
+    this.child = child;
+    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    live.add(this);
+    hookExit();
     try {
-      const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', out, out] });
-      this.child = child;
-      this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
-      live.add(this);
-      hookExit();
-    } finally {
-      closeSync(out);
-    }
-    await this.waitReady();
-    const exe = readlinkSync(`/proc/${this.pid}/exe`);
-    if (exe !== LIBVIRTD) {
+      await waitLibvirtd({
+        what: `libvirtd ${this.name}`,
+        socket: this.socketPath,
+        pid: child.pid!,
+        exited: () => (childRunning(child) ? undefined : `exited (code ${child.exitCode}, signal ${child.signalCode})`),
+        timeoutMs: this.readyTimeoutMs,
+        logFiles: this.logFiles,
+      });
+    } catch (err) {
       await this.kill();
-      throw new Error(`libvirtd ${this.name}: spawned PID runs ${exe}, not ${LIBVIRTD}`);
+      throw err;
     }
-  }
-
-  private async waitReady(): Promise<void> {
-    const deadline = Date.now() + this.readyTimeoutMs;
-    while (Date.now() < deadline) {
-      if (!this.running) {
-        throw new Error(`libvirtd ${this.name} exited during start (code ${this.child?.exitCode}, signal ${this.child?.signalCode}):\n${this.logTail()}`);
-      }
-      if (existsSync(this.socketPath) && (await canConnect(this.socketPath))) return;
-      await sleep(50);
-    }
-    await this.kill();
-    throw new Error(`libvirtd ${this.name}: no socket at ${this.socketPath} after ${this.readyTimeoutMs} ms:\n${this.logTail()}`);
   }
 
   async stop(): Promise<void> {
@@ -273,30 +201,8 @@ class LibvirtdRig implements Libvirtd {
     if (this.running) this.child!.kill('SIGCONT');
   }
 
-  /** PIDs of QEMU processes this libvirtd started (from its private pid files), verified by executable. */
-  private qemuPids(): number[] {
-    const dir = join(this.dir, 'run', 'qemu');
-    const pids: number[] = [];
-    let files: string[] = [];
-    try {
-      files = readdirSync(dir).filter((f) => f.endsWith('.pid') && f !== 'driver.pid');
-    } catch {
-      return pids;
-    }
-    for (const f of files) {
-      const pid = Number.parseInt(readFileSync(join(dir, f), 'utf8').trim(), 10);
-      if (!Number.isInteger(pid) || pid <= 1) continue;
-      try {
-        if (readlinkSync(`/proc/${pid}/exe`).startsWith('/usr/bin/qemu-system-')) pids.push(pid);
-      } catch {
-        // gone already
-      }
-    }
-    return pids;
-  }
-
   private killQemus(): number[] {
-    const pids = this.qemuPids();
+    const pids = qemuPids(this.dir);
     for (const pid of pids) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -330,27 +236,7 @@ class LibvirtdRig implements Libvirtd {
 }
 
 /** True while the process exists and is not a zombie. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-function canConnect(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createConnection({ path });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const alive = (pid: number): boolean => isAlive(refOf(pid));
 
 export async function startLibvirtd(opts: StartLibvirtdOptions): Promise<Libvirtd> {
   ensureLibvirtInstalled();

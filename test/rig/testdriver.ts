@@ -2,7 +2,7 @@
 // node, a held-open libvirt connection (the test driver forgets its state when the last
 // connection closes), an in-process daemon config and runner, and helpers to write VMs and read
 // their status. (ZooKeeper: ./zookeeper.ts; waiting: ./wait.ts; several nodes with daemons:
-// ./testdriver-cluster.ts.)
+// ./cluster.ts, driver 'test'.)
 import { LibvirtConnection } from '../../drivers/libvirt/index.ts';
 import { LibvirtHypervisor } from '../../drivers/libvirt-hypervisor.ts';
 import type { DaemonConfig } from '../../daemon/config.ts';
@@ -65,13 +65,16 @@ export async function writeVm(store: ZkStore, name: string, spec: VmSpecInput, x
   ]);
 }
 
-/** Read-modify-write of a VM spec with CAS. */
-export async function editSpec(store: ZkStore, name: string, edit: (spec: Record<string, unknown>) => void): Promise<void> {
+/** Read-modify-write of a VM spec with CAS; resolves to performance.now() just before the write. */
+export async function editSpec(store: ZkStore, name: string, edit: (spec: Record<string, unknown>) => void): Promise<number> {
   const current = await store.get(paths.vmSpec(name));
   if (!current) throw new Error(`no spec for ${name}`);
   const spec = JSON.parse(current.data.toString('utf8')) as Record<string, unknown>;
   edit(spec);
-  await store.set(paths.vmSpec(name), encodeVmSpec(spec as VmSpecInput), current.version);
+  const data = encodeVmSpec(spec as VmSpecInput);
+  const t = performance.now();
+  await store.set(paths.vmSpec(name), data, current.version);
+  return t;
 }
 
 export async function readStatus(store: ZkStore, name: string): Promise<Record<string, unknown> | null> {

@@ -8,19 +8,18 @@
 // leak it; a process 'exit' handler (and SIGINT/SIGTERM/SIGHUP handlers) SIGKILL whatever is
 // still running as a second line of defence, and remove the temp dirs not cleaned up (set
 // VK_KEEP_TMP=1 to keep them). Logs go to files in the server's temp dir (zookeeper.log).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fourLetter, zkClasspath, zkLog4jProperties } from '../../drivers/sandbox/zookeeper.ts';
+import { childRunning, spawnAttached } from '../../drivers/launch/process.ts';
+import { fourLetter, freePorts, JAVA, waitZooKeeper, writeZooKeeperConfig, ZK_HOST, ZK_JAR, zooKeeperCommand, type ZkQuorum } from '../../drivers/launch/zookeeper.ts';
 
-const JAVA = '/usr/bin/java';
-const SHARE = '/usr/share/java';
-const ZK_JAR = `${SHARE}/zookeeper.jar`;
-const HOST = '127.0.0.1';
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** Free loopback ports and the four-letter-word command: the launcher's (drivers/launch/zookeeper.ts). */
+export { fourLetter, freePorts };
 
 export interface ZkServerOptions {
   /** ZooKeeper tick in ms (default 200, so session timeouts can be short in tests). */
@@ -132,36 +131,10 @@ function ensureInstalled(): void {
   }
 }
 
-/** Distinct free loopback ports, all held open until every one is allocated. */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((res, rej) => {
-      const s = createServer();
-      s.once('error', rej);
-      s.listen(0, HOST, () => res(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise<void>((res) => s.close(() => res()))));
-  return ports;
-}
-
-/** Four-letter-word command over TCP to 127.0.0.1:port (the sandbox's, shared). */
-export { fourLetter };
-
-
-function tail(file: string, lines = 30): string {
-  try {
-    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
-  } catch {
-    return '';
-  }
-}
-
 interface MemberSpec {
   id: number;
   clientPort: number;
-  quorum?: { servers: Array<{ id: number; quorumPort: number; electionPort: number }> };
+  quorum?: ZkQuorum['servers'];
 }
 
 function createServerHandle(spec: MemberSpec, opts: ZkServerOptions): ZkServer {
@@ -172,83 +145,34 @@ function createServerHandle(spec: MemberSpec, opts: ZkServerOptions): ZkServer {
   const dir = mkdtempSync(join(tmpdir(), `vk-zk${spec.id}-`));
   dirs.add(dir);
   installExitHandlers();
-  const dataDir = join(dir, 'data');
-  mkdirSync(dataDir);
-  const logFile = join(dir, 'zookeeper.log');
-  const outFile = join(dir, 'stdout.log');
-  const cfgFile = join(dir, 'zoo.cfg');
-
-  const cfg = [
-    `tickTime=${tickTime}`,
-    `initLimit=10`,
-    `syncLimit=5`,
-    `dataDir=${dataDir}`,
-    `clientPort=${spec.clientPort}`,
-    `clientPortAddress=${HOST}`,
-    `minSessionTimeout=${minSession}`,
-    `maxSessionTimeout=${maxSession}`,
-    `admin.enableServer=false`,
-    `4lw.commands.whitelist=*`,
-    `maxClientCnxns=0`,
-    `forceSync=${opts.forceSync ? 'yes' : 'no'}`,
-    `preAllocSize=4096`,
-    `autopurge.purgeInterval=0`,
-  ];
-  if (spec.quorum) {
-    for (const s of spec.quorum.servers) cfg.push(`server.${s.id}=${HOST}:${s.quorumPort}:${s.electionPort}`);
-    cfg.push('standaloneEnabled=false', 'quorumListenOnAllIPs=false', 'cnxTimeout=500');
-    writeFileSync(join(dataDir, 'myid'), `${spec.id}\n`);
-  }
-  writeFileSync(cfgFile, cfg.join('\n') + '\n');
-  writeFileSync(join(dir, 'log4j.properties'), zkLog4jProperties(logFile));
+  const files = writeZooKeeperConfig(dir, {
+    clientPort: spec.clientPort,
+    tickTime,
+    minSessionTimeoutMs: minSession,
+    maxSessionTimeoutMs: maxSession,
+    forceSync: opts.forceSync ?? false,
+    preAllocKiB: 4096,
+    ...(spec.quorum ? { quorum: { id: spec.id, servers: spec.quorum } } : {}),
+  });
 
   let child: ChildProcess | null = null;
 
-  const isRunning = (): boolean => child !== null && child.exitCode === null && child.signalCode === null;
-
-  async function waitReady(c: ChildProcess): Promise<void> {
-    const deadline = Date.now() + readyTimeoutMs;
-    let last = '';
-    while (Date.now() < deadline) {
-      if (c.exitCode !== null || c.signalCode !== null) {
-        throw new Error(`ZooKeeper ${spec.id} exited early (${c.exitCode ?? c.signalCode}):\n${tail(outFile)}\n${tail(logFile)}`);
-      }
-      try {
-        const ok = await fourLetter(spec.clientPort, 'ruok', 1000);
-        if (ok === 'imok') {
-          // ruok only says the process runs; srvr says it serves (has a quorum / is standalone).
-          last = await fourLetter(spec.clientPort, 'srvr', 1000);
-          if (/^Mode: /m.test(last)) return;
-        }
-      } catch (e) {
-        last = String(e);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error(`ZooKeeper ${spec.id} not ready after ${readyTimeoutMs} ms (${last}):\n${tail(logFile)}`);
-  }
+  const isRunning = (): boolean => childRunning(child ?? undefined);
 
   async function start(): Promise<void> {
     if (isRunning()) throw new Error(`ZooKeeper ${spec.id} is already running (pid ${child?.pid})`);
     installExitHandlers();
-    const out = openSync(outFile, 'a');
-    const args = [
-      '--pdeathsig', 'SIGKILL', '--',
-      JAVA,
-      '-Xms32m', '-Xmx256m', '-XX:+UseSerialGC', '-XX:-UsePerfData', '-Djava.awt.headless=true',
-      `-Dlog4j.configuration=file:${join(dir, 'log4j.properties')}`,
-      '-Dzookeeper.jmx.log4j.disable=true',
-      `-Dzookeeper.log.dir=${dir}`,
-      '-cp', zkClasspath(dir),
-      'org.apache.zookeeper.server.quorum.QuorumPeerMain', cfgFile,
-    ];
-    const c = spawn('/usr/bin/setpriv', args, { stdio: ['ignore', out, out], cwd: dir });
-    closeSync(out);
+    const c = spawnAttached(zooKeeperCommand(files), { pdeathsig: 'SIGKILL' });
     child = c;
     live.add(c);
     c.once('exit', () => live.delete(c));
     try {
-      await waitReady(c);
+      await waitZooKeeper(files, spec.clientPort, {
+        what: `ZooKeeper ${spec.id}`,
+        exited: () => (childRunning(c) ? undefined : `exited (${c.exitCode ?? c.signalCode})`),
+        timeoutMs: readyTimeoutMs,
+        pollMs: 50,
+      });
     } catch (e) {
       await kill();
       throw e;
@@ -286,14 +210,14 @@ function createServerHandle(spec: MemberSpec, opts: ZkServerOptions): ZkServer {
   };
 
   return {
-    connectString: `${HOST}:${spec.clientPort}`,
+    connectString: `${ZK_HOST}:${spec.clientPort}`,
     port: spec.clientPort,
     get pid() {
       return isRunning() ? child?.pid ?? 0 : 0;
     },
-    dataDir,
+    dataDir: files.dataDir,
     dir,
-    logFile,
+    logFile: files.logFile,
     get running() {
       return isRunning();
     },
@@ -335,7 +259,7 @@ export async function startEnsemble(n = 3, opts: ZkServerOptions = {}): Promise<
     quorumPort: ports[3 * i + 1]!,
     electionPort: ports[3 * i + 2]!,
   }));
-  const members = servers.map((s) => createServerHandle({ id: s.id, clientPort: s.clientPort, quorum: { servers } }, opts));
+  const members = servers.map((s) => createServerHandle({ id: s.id, clientPort: s.clientPort, quorum: servers }, opts));
   try {
     // Start all at once: a member only serves once a quorum exists.
     await Promise.all(members.map((m) => m.start()));

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isAlive, missingPackages, netnsWithPrefix, readState, type ProcRef, type SandboxState } from '../../drivers/sandbox/index.ts';
-import { pidsIn } from '../../drivers/sandbox/netns.ts';
+import { pidsIn } from '../../drivers/launch/netns.ts';
 import { qemuProcs } from '../../drivers/sandbox/node.ts';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');

@@ -3,27 +3,13 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fourLetter } from '../../drivers/sandbox/index.ts';
+import { fourLetter, ZK_JAR } from '../../drivers/launch/zookeeper.ts';
 import { waitFor } from '../rig/wait.ts';
+import { freePorts } from '../rig/zookeeper.ts';
 import { REPO } from './helpers.ts';
-
-const ZK_JAR = '/usr/share/java/zookeeper.jar';
-
-async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((res) => {
-      const s = createServer();
-      s.listen(0, '127.0.0.1', () => res(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise<void>((res) => s.close(() => res()))));
-  return ports;
-}
 
 test('the 3-server ensemble of manifests/zookeeper/zoo.cfg elects a leader and serves', { timeout: 120_000, skip: existsSync(ZK_JAR) ? undefined : 'ZooKeeper is not installed' }, async () => {
   const original = readFileSync(join(REPO, 'manifests/zookeeper/zoo.cfg'), 'utf8');

@@ -1,22 +1,32 @@
-// Processes of the sandbox: started detached (their own session, stdio to a log file) so they
-// outlive `vk sandbox up`, and known afterwards only by what the state file records: the PID and
-// the kernel's start time of that PID. A PID is signalled only while its start time still matches,
-// so a PID reused by an unrelated process after a reboot or a crash is never touched.
-import { spawn } from 'node:child_process';
+// How the launchers of drivers/launch/ start a process, in one of two ways:
+//
+// - detached (the sandbox, `vk sandbox up`): its own session, stdio to a log file, so it outlives
+//   the CLI, and known afterwards only by what the sandbox's state file records: the PID and the
+//   kernel's start time of that PID. A PID is signalled only while its start time still matches,
+//   so a PID reused by an unrelated process after a reboot or a crash is never touched.
+// - attached (the test rig, test/rig/): a child of this process, optionally under
+//   `setpriv --pdeathsig SIGKILL` so that it dies with us even when we are SIGKILLed; the rig
+//   keeps the ChildProcess and signals it by PID.
+//
+// Each launcher (./zookeeper.ts, ./libvirtd.ts, ./daemon.ts) says what to run as a LaunchSpec
+// and how to tell that it serves; the caller picks the way to start it.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readlinkSync } from 'node:fs';
+
+/** What to run: argv, where its stdout and stderr go (appended), its working dir and environment. */
+export interface LaunchSpec {
+  argv: readonly string[];
+  /** stdout and stderr are appended here. */
+  logFile: string;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+}
 
 /** A process the sandbox started. */
 export interface ProcRef {
   pid: number;
   /** Field 22 of /proc/<pid>/stat (clock ticks after boot): with the PID, the process's identity. */
   startTime: number;
-}
-
-export interface DetachedOptions {
-  /** stdout and stderr are appended here. */
-  logFile: string;
-  cwd?: string;
-  env?: NodeJS.ProcessEnv;
 }
 
 /** /proc/<pid>/stat split after the command name (which may hold spaces and parentheses). */
@@ -71,14 +81,15 @@ export function refOf(pid: number): ProcRef | undefined {
  * Every wrapper in the argv chains used here (ip netns exec, unshare, sh -c 'exec …') execs in
  * place, so the PID returned ends up being the final program's.
  */
-export function spawnDetached(argv: readonly string[], opts: DetachedOptions): ProcRef {
-  const out = openSync(opts.logFile, 'a');
+export function spawnDetached(spec: LaunchSpec): ProcRef {
+  const { argv } = spec;
+  const out = openSync(spec.logFile, 'a');
   try {
     const child = spawn(argv[0]!, argv.slice(1), {
       detached: true,
       stdio: ['ignore', out, out],
-      cwd: opts.cwd,
-      env: opts.env ?? process.env,
+      cwd: spec.cwd,
+      env: spec.env ?? process.env,
     });
     child.on('error', () => undefined); // reported through the readiness checks
     child.unref();
@@ -91,6 +102,28 @@ export function spawnDetached(argv: readonly string[], opts: DetachedOptions): P
     closeSync(out);
   }
 }
+
+export interface AttachedOptions {
+  /** Run under `setpriv --pdeathsig <signal>` (which execs in place): the kernel sends the signal when we die. */
+  pdeathsig?: NodeJS.Signals;
+}
+
+/**
+ * Starts argv as a child of this process (same session), stdin from /dev/null, stdout and stderr
+ * appended to the spec's log file. The caller keeps the ChildProcess and signals it by its PID.
+ */
+export function spawnAttached(spec: LaunchSpec, opts: AttachedOptions = {}): ChildProcess {
+  const argv = opts.pdeathsig ? ['/usr/bin/setpriv', '--pdeathsig', opts.pdeathsig, '--', ...spec.argv] : spec.argv;
+  const out = openSync(spec.logFile, 'a');
+  try {
+    return spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', out, out], cwd: spec.cwd, env: spec.env ?? process.env });
+  } finally {
+    closeSync(out);
+  }
+}
+
+/** A ChildProcess that has not exited yet. */
+export const childRunning = (child: ChildProcess | undefined): boolean => child !== undefined && child.exitCode === null && child.signalCode === null;
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -139,4 +172,32 @@ export function tailFile(file: string, lines = 20): string {
   } catch {
     return '';
   }
+}
+
+export interface ServingWait {
+  /** For error messages: "ZooKeeper", "libvirtd of hv1", … */
+  what: string;
+  /** Undefined while the process lives; else how it ended ("exited (code 1)"). */
+  exited: () => string | undefined;
+  /** True once it serves. */
+  serving: () => boolean | Promise<boolean>;
+  timeoutMs: number;
+  pollMs: number;
+  /** Log lines to add to an error. */
+  logs: () => string;
+}
+
+/**
+ * Polls until the process serves; throws at once when it exits meanwhile, and when the timeout
+ * passes (the caller then stops it: this touches no process).
+ */
+export async function waitServing(w: ServingWait): Promise<void> {
+  const deadline = Date.now() + w.timeoutMs;
+  while (Date.now() < deadline) {
+    const ended = w.exited();
+    if (ended !== undefined) throw new Error(`${w.what} ${ended} during start:\n${w.logs()}`);
+    if (await w.serving()) return;
+    await sleep(w.pollMs);
+  }
+  throw new Error(`${w.what} not serving after ${w.timeoutMs} ms:\n${w.logs()}`);
 }

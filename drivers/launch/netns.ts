@@ -1,19 +1,15 @@
-// Network namespaces of a sandbox. One "fabric" namespace holds a bridge; every node namespace
-// has an eth0 (a veth whose peer is a port of that bridge) addressed from 198.51.100.0/24
-// (TEST-NET-2, a documentation range), so the nodes' libvirtds reach each other for live
-// migration and nothing reaches anything else: the host's own namespace gets no interface.
+// Network namespaces for simulated hypervisors (the sandbox's and the test rig's). One "fabric"
+// namespace holds a bridge; every node namespace has an eth0 (a veth whose peer is a port of that
+// bridge) addressed from 198.51.100.0/24 (TEST-NET-2, a documentation range), so the nodes'
+// libvirtds reach each other for live migration and nothing reaches anything else: the host's
+// own namespace gets no interface. Callers record what they create and delete only that.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 
 export const FABRIC_CIDR = '198.51.100.0/24';
 export const FABRIC_BRIDGE = 'br0';
 
-/** Node i (1-based) gets 198.51.100.(10+i). */
-export function nodeAddress(index: number): string {
-  return `198.51.100.${10 + index}`;
-}
-
-function ip(...args: string[]): string {
+export function ip(...args: string[]): string {
   try {
     return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (error) {
@@ -45,17 +41,22 @@ export function netnsUsable(): string | undefined {
   return undefined;
 }
 
-export function createFabric(netns: string): void {
+/** A namespace with lo up. */
+export function addNetns(netns: string): void {
   ip('netns', 'add', netns);
   ip('-n', netns, 'link', 'set', 'lo', 'up');
+}
+
+/** The fabric: a namespace holding bridge FABRIC_BRIDGE, up. */
+export function createFabric(netns: string): void {
+  addNetns(netns);
   ip('-n', netns, 'link', 'add', FABRIC_BRIDGE, 'type', 'bridge');
   ip('-n', netns, 'link', 'set', FABRIC_BRIDGE, 'up');
 }
 
 /** The node's namespace with lo up and eth0 on the fabric bridge; `port` names the bridge port. */
-export function createNodeNetns(netns: string, fabric: string, port: string, address: string, bridges: readonly string[]): void {
-  ip('netns', 'add', netns);
-  ip('-n', netns, 'link', 'set', 'lo', 'up');
+export function createNodeNetns(netns: string, fabric: string, port: string, address: string, bridges: readonly string[] = []): void {
+  addNetns(netns);
   ip('-n', netns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', port, 'netns', fabric);
   ip('-n', fabric, 'link', 'set', port, 'master', FABRIC_BRIDGE, 'up');
   ip('-n', netns, 'addr', 'add', `${address}/24`, 'dev', 'eth0');

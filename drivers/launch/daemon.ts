@@ -1,0 +1,33 @@
+// How to run `vk daemon`: this checkout's cli/vk.mjs under the running Node.js, with a config file
+// (the same format as on a real hypervisor). The sandbox (drivers/sandbox/node.ts) starts it
+// detached inside the node's namespaces; the test rig (test/rig/daemon-process.ts) attached.
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The checkout this code runs from: the nearest directory upwards holding virtkeeper's
+ * package.json (this module runs from drivers/launch/ through tsx, or from cli/vk.bundle.mjs).
+ */
+function findRepoRoot(start: string): string {
+  for (let dir = start; ; dir = dirname(dir)) {
+    try {
+      if ((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string }).name === 'virtkeeper') return dir;
+    } catch {
+      // no package.json here
+    }
+    if (dirname(dir) === dir) throw new Error(`cannot find virtkeeper's package.json above ${start}`);
+  }
+}
+export const REPO_ROOT = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
+export const VK_BIN = join(REPO_ROOT, 'cli', 'vk.mjs');
+
+/** `vk ARGS…` as an argv. */
+export function vkArgv(...args: string[]): string[] {
+  return [process.execPath, VK_BIN, ...args];
+}
+
+/** `vk daemon --config FILE` as an argv. */
+export function daemonArgv(configFile: string): string[] {
+  return vkArgv('daemon', '--config', configFile);
+}
