@@ -7,18 +7,18 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { vkFor, type Vk } from '../cli/helpers.ts';
 import { encodeVmSpec, type VmSpec } from '../../schemas/index.ts';
-import { paths, TestDriverCluster } from '../rig/testdriver-cluster.ts';
+import { Cluster, paths } from '../rig/cluster.ts';
 import { waitFor } from '../rig/wait.ts';
 
 /** The VM an action line is about: "hv1 <vm> …" (node lines read "hv1 (node) …"). */
 const vmOf = (line: string): string => line.split(' ')[1] ?? '';
 
 describe('one dry-run path for every concern', { timeout: 180_000 }, () => {
-  let rig: TestDriverCluster;
+  let rig: Cluster;
   let vk: Vk;
 
   before(async () => {
-    rig = await TestDriverCluster.start(['hv1', 'hv2', 'hv3'], { defaultNodeSelector: 'vms' });
+    rig = await Cluster.start('test', { nodes: ['hv1', 'hv2', 'hv3'], clusterConfig: { defaultNodeSelector: 'vms' } });
     vk = vkFor(rig.zk.connectString, '/virtkeeper');
     for (const name of ['hv1', 'hv2', 'hv3']) await rig.startDaemon(name);
     for (const vm of ['chg', 'mig', 'fl']) await rig.writeVm(vm, { node: 'hv1', state: 'running', stopMode: 'force', ...(vm === 'fl' ? { meta: { nodeLimit: ['hv1', 'hv3'] } } : {}) });
