@@ -19,7 +19,7 @@ import {
 import { withCluster } from '../connect.ts';
 import { readLockQueue, type LockEntry } from '../../drivers/zk/lock.ts';
 import { FLUSH_LOCK } from '../../reconcilers/flush/plan.ts';
-import { keepaliveAge } from '../../reconcilers/node/keepalive.ts';
+import { keepaliveAge } from '../../reconcilers/node/plan.ts';
 import type { ZkStore } from '../../drivers/zk/index.ts';
 import { CliError, usageError } from '../errors.ts';
 import { colors, indent, orDash, println, rawText, table, toJson, toYaml, type NoteRow, type OutputFormat } from '../output.ts';

@@ -13,7 +13,7 @@
 // running operation lets go at once and the other one starts. A failed operation is retried after
 // RETRY_MS.
 //
-// Status. The node status znode is shared with the keepalive (reconcilers/node/keepalive.ts),
+// Status. The node status znode is shared with the keepalive (reconcilers/node/execute.ts),
 // which carries domainState, observedGeneration and flush over from the current status; this
 // controller owns those fields and writes them with compare-and-set on a fresh read, retrying on
 // conflict. observedGeneration is the node spec version the operation serves (`vk node … --wait`).

@@ -7,8 +7,9 @@
 import { Subscription } from 'rxjs';
 import { readHost } from '../../drivers/host.ts';
 import { createConsoleFollower, type ConsoleFollower } from './console.ts';
-import { runKeepalive, type AssignedVm } from './keepalive.ts';
-import { decodeNodeStatus, defaultClusterConfig, encodeNodeStatus, type ClusterConfig } from '../../schemas/index.ts';
+import { runKeepalive } from './execute.ts';
+import { effectiveSettings, type AssignedVm } from './plan.ts';
+import { decodeNodeStatus, defaultClusterConfig, encodeNodeStatus } from '../../schemas/index.ts';
 import type { Manager } from '../../controllers/manager.ts';
 import type { Runnable } from '../../controllers/runnable.ts';
 
@@ -19,11 +20,6 @@ export interface NodeServicesOptions {
   consolePollMs: number;
   /** The daemon config's consoleLines: when set, it wins over the cluster's consoleLogLines. */
   consoleLines: number | undefined;
-}
-
-/** The keepalive interval and console lines in force: the node's own setting, else the cluster's. */
-export function effectiveSettings(o: Pick<NodeServicesOptions, 'keepaliveMs' | 'consoleLines'>, config: ClusterConfig): { keepaliveMs: number; consoleLines: number } {
-  return { keepaliveMs: o.keepaliveMs ?? config.keepaliveIntervalMs, consoleLines: o.consoleLines ?? config.consoleLogLines };
 }
 
 /** How long VM changes gather before the console follower looks at them. */

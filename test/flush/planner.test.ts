@@ -16,7 +16,7 @@ import {
   type FlushVm,
 } from '../../reconcilers/flush/plan.ts';
 import type { NodeCandidate } from '../../reconcilers/selectors.ts';
-import { computeNodeStatus } from '../../reconcilers/node/keepalive.ts';
+import { computeNodeStatus } from '../../reconcilers/node/plan.ts';
 import { planCluster, renderPlan, type NodeView, type VmView } from '../../cli/plan.ts';
 import { decodeMigrationRecord, decodeNodeStatus, decodeVmSpec, encodeNodeStatus, encodeVmSpec, xmlHash, type NodeStatus, type VmSpecInput, type VmStatus } from '../../schemas/index.ts';
 

@@ -4,14 +4,8 @@ import { EMPTY, NEVER } from 'rxjs';
 import { createLogger } from '../../controllers/logger.ts';
 import { parseMeminfo } from '../../drivers/host.ts';
 import type { DomainSummary, Hypervisor, NodeResources } from '../../drivers/hypervisor.ts';
-import {
-  computeNodeStatus,
-  HYPERVISOR_CONDITION,
-  runKeepalive,
-  type AssignedVm,
-  type KeepaliveEffects,
-  type KeepaliveInput,
-} from '../../reconcilers/node/keepalive.ts';
+import { computeNodeStatus, HYPERVISOR_CONDITION, type AssignedVm, type KeepaliveInput } from '../../reconcilers/node/plan.ts';
+import { runKeepalive, type KeepaliveEffects } from '../../reconcilers/node/execute.ts';
 import { encodeNodeStatus, type NodeStatus } from '../../schemas/index.ts';
 import { waitFor } from '../rig/wait.ts';
 
