@@ -4,8 +4,14 @@
 // round again from a fresh read, at most CAS_ATTEMPTS rounds; then CasConflictError. Every other
 // error (a decode or edit that throws, NO_NODE on the set, a lost connection) ends the update as
 // it is: only a lost race is retried.
-import { NodeExistsError, VersionConflictError } from './errors.ts';
+//
+// `with`: ops committed in the same multi as the write, before it (e.g. a migration record and
+// the VM status it changes, all or nothing). They are written even when the edit says NO_CHANGE.
+// Only a lost race on the edited znode is retried; a failing `with` op ends the update with its
+// TransactionError.
+import { NodeExistsError, TransactionError, VersionConflictError } from './errors.ts';
 import type { ZkStore } from './store.ts';
+import type { Op, OpResult } from './types.ts';
 
 /**
  * Rounds one update gets before giving up. A round is lost only when another writer's write landed
@@ -50,6 +56,8 @@ interface CasCommon<T, S extends CasSnapshot<T>> {
   edit(current: T, read: S): T | NoChange;
   /** Names the znode in CasConflictError's message (default: its path). */
   what?: string;
+  /** Ops written in the same multi, before the edited znode (see the top of this file). */
+  with?: readonly Op[];
 }
 
 /** Read the znode itself: store.get, then `decode`. */
@@ -68,8 +76,8 @@ export interface ReadCas<T, S extends CasSnapshot<T>> extends CasCommon<T, S> {
 
 export type CasOutcome<T, S extends CasSnapshot<T> = CasSnapshot<T>> =
   /** `version`: the znode's version after the write (0 when created). `read`: the last read. */
-  | { kind: 'written'; value: T; version: number; created: boolean; read: S }
-  | { kind: 'unchanged'; read: S }
+  | { kind: 'written'; value: T; version: number; created: boolean; read: S; with?: OpResult[] }
+  | { kind: 'unchanged'; read: S; with?: OpResult[] }
   | { kind: 'absent' };
 
 export function compareAndSet<T>(store: ZkStore, path: string, o: ZnodeCas<T>): Promise<CasOutcome<T>>;
@@ -82,6 +90,21 @@ export async function compareAndSet<T, S extends CasSnapshot<T>>(store: ZkStore,
     const current = (await read()) as S | null;
     if (!current) return { kind: 'absent' };
     const next = edit(current.value, current);
+    if (o.with) {
+      const own: Op[] = next === NO_CHANGE ? [] : [current.version === null ? { op: 'create', path, data: o.encode(next) } : { op: 'set', path, data: o.encode(next), version: current.version }];
+      try {
+        const results = await store.multi([...o.with, ...own]);
+        const mine = results.slice(0, o.with.length);
+        if (next === NO_CHANGE) return { kind: 'unchanged', read: current, with: mine };
+        const version = current.version === null ? 0 : (results[o.with.length]?.stat?.version ?? current.version + 1);
+        return { kind: 'written', value: next, version, created: current.version === null, read: current, with: mine };
+      } catch (error) {
+        const ours = error instanceof TransactionError && error.failedIndex === o.with.length;
+        if (!ours || !(error.cause instanceof VersionConflictError || error.cause instanceof NodeExistsError)) throw error;
+        lost = error;
+        continue;
+      }
+    }
     if (next === NO_CHANGE) return { kind: 'unchanged', read: current };
     const data = o.encode(next);
     try {

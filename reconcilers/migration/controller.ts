@@ -225,7 +225,7 @@ class MigrationReconciler {
       return outcome.requeueMs !== undefined ? requeueAfter(outcome.requeueMs) : done;
     } catch (error) {
       // A stale version: the informer has (or will have) the truth; plan again from it.
-      if (error instanceof VersionConflictError || error instanceof TransactionError) this.ownWrites.delete(vm);
+      if (error instanceof VersionConflictError || error instanceof TransactionError || error instanceof CasConflictError) this.ownWrites.delete(vm);
       throw error;
     } finally {
       reservation?.delete(vm);
@@ -318,9 +318,10 @@ class MigrationReconciler {
     const { store, paths, node } = this.m;
     const informer = this.informer;
     const noteRecord = (vm: string, value: MigrationRecord, version: number) => this.ownWrites.set(vm, { value, version, at: this.now() });
-    const readStatus = async (vm: string): Promise<{ value: VmStatus; version: number } | null> => {
+    /** The status and its version; an absent status is the value null, to be created. */
+    const readStatusOrAbsent = async (vm: string): Promise<{ value: VmStatus | null; version: number | null }> => {
       const got = await store.get(paths.vmStatus(vm));
-      return got ? { value: decodeVmStatus(got.data.toString('utf8')), version: got.version } : null;
+      return got ? { value: decodeVmStatus(got.data.toString('utf8')), version: got.version } : { value: null, version: null };
     };
     return {
       node,
@@ -352,26 +353,19 @@ class MigrationReconciler {
           version === null
             ? { op: 'create', path: paths.vmMigration(vm), data: encodeMigrationRecord(record) }
             : { op: 'set', path: paths.vmMigration(vm), data: encodeMigrationRecord(record), version };
-        for (let attempt = 0; ; attempt++) {
-          const current = await readStatus(vm);
-          const next = status(current?.value ?? null);
-          const ops: Op[] = [recordOp];
-          if (next) {
-            const data = encodeVmStatus(next);
-            ops.push(current ? { op: 'set', path: paths.vmStatus(vm), data, version: current.version } : { op: 'create', path: paths.vmStatus(vm), data });
-          }
-          try {
-            const results = await store.multi(ops);
-            const recordVersion = version === null ? 0 : (results[0]?.stat?.version ?? version + 1);
-            noteRecord(vm, record, recordVersion);
-            if (next) informer.noteStatus(vm, next, current ? (results[1]?.stat?.version ?? current.version + 1) : 0);
-            return recordVersion;
-          } catch (error) {
-            // Only the status moved meanwhile: read it again and retry.
-            if (error instanceof TransactionError && error.failedIndex === 1 && attempt < 5) continue;
-            throw error;
-          }
-        }
+        // The record and the status it changes, in one multi; only a status that moved meanwhile is read again.
+        const outcome = await compareAndSet(store, paths.vmStatus(vm), {
+          what: `the status of ${vm}`,
+          read: () => readStatusOrAbsent(vm),
+          edit: (current) => status(current) ?? NO_CHANGE,
+          encode: (next) => encodeVmStatus(next!),
+          with: [recordOp],
+        });
+        if (outcome.kind === 'absent') throw new Error(`unreachable: the status of ${vm} is read as absent only as a value`);
+        const recordVersion = version === null ? 0 : (outcome.with?.[0]?.stat?.version ?? version + 1);
+        noteRecord(vm, record, recordVersion);
+        if (outcome.kind === 'written' && outcome.value) informer.noteStatus(vm, outcome.value, outcome.version);
+        return recordVersion;
       },
       async updateStatus(vm, nextOf) {
         try {

@@ -9,6 +9,7 @@ import {
   compareAndSet,
   NO_CHANGE,
   NoNodeError,
+  TransactionError,
   VersionConflictError,
   ZkStore,
 } from '../../drivers/zk/index.ts';
@@ -218,5 +219,59 @@ describe('compareAndSet', () => {
       }),
       NoNodeError,
     );
+  });
+
+  it('writes `with` ops in the same multi, retries only a race lost on the edited znode, and writes them alone on NO_CHANGE', async () => {
+    await store.create('/cas-with', encode({ n: 1 }));
+    await store.create('/cas-with-record', encode({ n: 0 }));
+    let reads = 0;
+    const readRacing = async () => {
+      const got = (await store.get('/cas-with'))!;
+      // The first read loses its race: another session writes the edited znode.
+      if (reads++ === 0) await other.set('/cas-with', encode({ n: 50 }), got.version);
+      return { value: decode(got.data), version: got.version };
+    };
+    const record = (await store.get('/cas-with-record'))!;
+    const outcome = await compareAndSet(store, '/cas-with', {
+      read: readRacing,
+      encode,
+      edit: (c) => ({ n: c.n + 1 }),
+      with: [{ op: 'set', path: '/cas-with-record', data: encode({ n: 7 }), version: record.version }],
+    });
+    assert.equal(reads, 2, 'the lost race was read again');
+    assert.ok(outcome.kind === 'written');
+    assert.deepEqual(outcome.value, { n: 51 });
+    assert.equal(outcome.with?.[0]?.stat?.version, record.version + 1, 'the with op\'s result comes back');
+    assert.deepEqual(decode((await store.get('/cas-with'))!.data), { n: 51 });
+    assert.deepEqual(decode((await store.get('/cas-with-record'))!.data), { n: 7 });
+
+    // A with op that fails (stale version) ends the update: nothing is written, nothing retried.
+    let tries = 0;
+    await assert.rejects(
+      compareAndSet(store, '/cas-with', {
+        decode,
+        encode,
+        edit: (c) => {
+          tries++;
+          return { n: c.n + 1 };
+        },
+        with: [{ op: 'set', path: '/cas-with-record', data: encode({ n: 8 }), version: record.version }],
+      }),
+      (error: unknown) => error instanceof TransactionError && error.failedIndex === 0,
+    );
+    assert.equal(tries, 1);
+    assert.deepEqual(decode((await store.get('/cas-with'))!.data), { n: 51 }, 'all or nothing');
+
+    // NO_CHANGE: the with ops alone.
+    const now = (await store.get('/cas-with-record'))!;
+    const unchanged = await compareAndSet(store, '/cas-with', {
+      decode,
+      encode,
+      edit: () => NO_CHANGE,
+      with: [{ op: 'set', path: '/cas-with-record', data: encode({ n: 9 }), version: now.version }],
+    });
+    assert.equal(unchanged.kind, 'unchanged');
+    assert.deepEqual(decode((await store.get('/cas-with-record'))!.data), { n: 9 });
+    assert.deepEqual(decode((await store.get('/cas-with'))!.data), { n: 51 });
   });
 });
