@@ -17,9 +17,6 @@
  */
 import type { LocalDomain } from './domain-run-state.ts';
 
-/** What the cache holds of a domain: its run state and persistence. */
-export type DomainState = LocalDomain;
-
 /** A point in the cache's history, taken when a read or listing is issued. */
 export type Ticket = number;
 
@@ -31,7 +28,7 @@ export class DomainStateCache {
    */
   private floor = 0;
   private readonly invalidatedAt = new Map<string, number>();
-  private readonly known = new Map<string, DomainState | null>();
+  private readonly known = new Map<string, LocalDomain | null>();
   private listing: { ticket: Ticket; names: Set<string> } | undefined;
 
   /** Take a ticket just before issuing a read or a listing. */
@@ -56,12 +53,12 @@ export class DomainStateCache {
   }
 
   /** C2: the result of a read of `name` issued at `ticket` (null: no such domain). */
-  store(name: string, value: DomainState | null, ticket: Ticket): void {
+  store(name: string, value: LocalDomain | null, ticket: Ticket): void {
     if (this.fresh(name, ticket)) this.known.set(name, value);
   }
 
   /** C3: a listing issued at `ticket`; a state of undefined means "listed, state not told". */
-  storeListing(entries: Map<string, DomainState | undefined>, ticket: Ticket): void {
+  storeListing(entries: Map<string, LocalDomain | undefined>, ticket: Ticket): void {
     if (ticket < this.floor) return;
     // Values read before this listing could be older than it; the listing is the newer truth.
     for (const [name, value] of entries) {
@@ -80,7 +77,7 @@ export class DomainStateCache {
   }
 
   /** C4: the state, null when known absent, undefined when unknown. */
-  lookup(name: string): DomainState | null | undefined {
+  lookup(name: string): LocalDomain | null | undefined {
     const hit = this.known.get(name);
     if (hit !== undefined) return hit;
     const l = this.listing;

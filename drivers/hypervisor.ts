@@ -1,10 +1,8 @@
 // The hypervisor as the reconcilers need it: domains by name, their state, and lifecycle events.
 // One real implementation (libvirt-hypervisor.ts) speaks libvirt's RPC protocol.
 import type { Observable } from 'rxjs';
-import type { DomainRunState } from './domain-run-state.ts';
-import type { DomainState } from './domain-state-cache.ts';
+import type { DomainRunState, LocalDomain } from './domain-run-state.ts';
 
-export type { DomainState } from './domain-state-cache.ts';
 
 export interface DomainSummary {
   name: string;
@@ -34,7 +32,7 @@ export interface Hypervisor {
    * or call of ours since it last read the domain), else read: a reconcile's usual question
    * without a round trip. See drivers/domain-state-cache.ts.
    */
-  domainState(name: string): Promise<DomainState | null>;
+  domainState(name: string): Promise<LocalDomain | null>;
   /** Lists every domain with its state into the state cache; returns their names. */
   refreshDomainStates(): Promise<string[]>;
   listDomains(): Promise<DomainSummary[]>;

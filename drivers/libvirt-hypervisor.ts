@@ -1,7 +1,7 @@
 // The Hypervisor interface over one reconnecting libvirt RPC connection.
 import { distinctUntilChanged, map, type Observable } from 'rxjs';
-import { DOMAIN_RUN_STATES, type DomainRunState } from './domain-run-state.ts';
-import { DomainStateCache, type DomainState as CachedDomainState } from './domain-state-cache.ts';
+import { DOMAIN_RUN_STATES, type DomainRunState, type LocalDomain } from './domain-run-state.ts';
+import { DomainStateCache } from './domain-state-cache.ts';
 import type { DomainJob, DomainSummary, LifecycleNotice, LiveMigrationOptions, MigratingHypervisor, NodeResources } from './hypervisor.ts';
 import {
   DomainState,
@@ -75,7 +75,7 @@ export class LibvirtHypervisor implements MigratingHypervisor {
     return new LibvirtHypervisor(conn);
   }
 
-  async domainState(name: string): Promise<CachedDomainState | null> {
+  async domainState(name: string): Promise<LocalDomain | null> {
     const known = this.states.lookup(name);
     if (known !== undefined) return known;
     const summary = await this.getDomain(name);
@@ -90,7 +90,7 @@ export class LibvirtHypervisor implements MigratingHypervisor {
       ),
     ) as [Set<string>, Set<string>, Set<string>, Set<string>, Set<string>];
     const byState: Array<[DomainRunState, Set<string>]> = [['running', running], ['paused', paused], ['shutoff', shutoff]];
-    const entries = new Map<string, CachedDomainState | undefined>();
+    const entries = new Map<string, LocalDomain | undefined>();
     for (const name of all) {
       // Lists are separate calls: a domain whose state changed in between shows in none or two,
       // stays unknown, and its lifecycle event invalidates it anyway.

@@ -1,10 +1,11 @@
 // DomainStateCache invariants C1–C4 (drivers/domain-state-cache.ts), on plain data.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DomainStateCache, type DomainState } from '../../drivers/domain-state-cache.ts';
+import { DomainStateCache } from '../../drivers/domain-state-cache.ts';
+import type { LocalDomain } from '../../drivers/domain-run-state.ts';
 
-const running: DomainState = { state: 'running', persistent: true };
-const shutoff: DomainState = { state: 'shutoff', persistent: true };
+const running: LocalDomain = { state: 'running', persistent: true };
+const shutoff: LocalDomain = { state: 'shutoff', persistent: true };
 
 test('C4: nothing is known before a read or a listing', () => {
   assert.equal(new DomainStateCache().lookup('vm1'), undefined);
@@ -53,7 +54,7 @@ test('C1: a reconnection forgets everything, and refuses reads issued before it'
 test('C3: a listing makes unlisted names absent and listed names known or unknown', () => {
   const c = new DomainStateCache();
   c.store('gone', running, c.begin());
-  c.storeListing(new Map<string, DomainState | undefined>([['vm1', running], ['odd', undefined]]), c.begin());
+  c.storeListing(new Map<string, LocalDomain | undefined>([['vm1', running], ['odd', undefined]]), c.begin());
   assert.deepEqual(c.lookup('vm1'), running);
   assert.equal(c.lookup('odd'), undefined, 'listed in a state the listing cannot tell');
   assert.equal(c.lookup('gone'), null, 'a stored name the listing lacks is absent now');
