@@ -10,12 +10,13 @@ import { Subject, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import { decodeClusterConfig, defaultClusterConfig, type ClusterConfig, type ZkPaths } from '../../schemas/index.ts';
 import type { ZkStore } from '../../drivers/zk/index.ts';
+import { SyncGate } from './sync-gate.ts';
 
 export class ConfigInformer {
   private current: ClusterConfig = defaultClusterConfig();
   private sub: Subscription | undefined;
   private answered = false;
-  private syncWaiters: Array<() => void> = [];
+  private readonly gate = new SyncGate(() => this.answered);
   readonly changes$ = new Subject<ClusterConfig>();
 
   constructor(
@@ -54,15 +55,12 @@ export class ConfigInformer {
   }
 
   synced(): Promise<void> {
-    if (this.answered) return Promise.resolve();
-    return new Promise((resolve) => this.syncWaiters.push(resolve));
+    return this.gate.wait();
   }
 
   private answer(): void {
     this.answered = true;
-    const waiters = this.syncWaiters;
-    this.syncWaiters = [];
-    for (const resolve of waiters) resolve();
+    this.gate.check();
     this.changes$.next(this.current);
   }
 }

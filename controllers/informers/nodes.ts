@@ -14,6 +14,7 @@ import { Subject, Subscription, merge, map } from 'rxjs';
 import type { Logger } from 'pino';
 import { decodeNodeSpec, decodeNodeStatus, isValidName, type NodeSpec, type NodeStatus, type ZkPaths } from '../../schemas/index.ts';
 import type { DataState, ZkStore } from '../../drivers/zk/index.ts';
+import { SyncGate } from './sync-gate.ts';
 import type { Loaded } from './vms.ts';
 
 export interface NodeAlive {
@@ -40,7 +41,7 @@ export class NodeInformer {
   private readonly watches = new Map<string, Subscription>();
   private listSub: Subscription | undefined;
   private listed = false;
-  private syncWaiters: Array<() => void> = [];
+  private readonly gate = new SyncGate(() => this.isSynced());
   /** The node list changed (a node joined or left). */
   readonly list$ = new Subject<ReadonlySet<string>>();
   /** "Look at node <name> again." */
@@ -71,8 +72,7 @@ export class NodeInformer {
   }
 
   synced(): Promise<void> {
-    if (this.isSynced()) return Promise.resolve();
-    return new Promise((resolve) => this.syncWaiters.push(resolve));
+    return this.gate.wait();
   }
 
   /** Listed at least once. */
@@ -107,7 +107,7 @@ export class NodeInformer {
     for (const name of names) if (!this.watches.has(name)) this.watchNode(name);
     this.listed = true;
     this.list$.next(names);
-    this.checkSynced();
+    this.gate.check();
   }
 
   private watchNode(name: string): void {
@@ -125,7 +125,7 @@ export class NodeInformer {
         entry.seen.add(field);
         if (!entry.loaded && entry.seen.size === 3) {
           entry.loaded = true;
-          this.checkSynced();
+          this.gate.check();
         }
         if (field === 'alive') this.alive$.next(name);
         this.changes$.next(name);
@@ -161,13 +161,6 @@ export class NodeInformer {
     if (!this.listed) return false;
     for (const entry of this.entries.values()) if (!entry.loaded) return false;
     return true;
-  }
-
-  private checkSynced(): void {
-    if (!this.isSynced()) return;
-    const waiters = this.syncWaiters;
-    this.syncWaiters = [];
-    for (const resolve of waiters) resolve();
   }
 }
 

@@ -18,6 +18,7 @@ import {
   type ZkPaths,
 } from '../../schemas/index.ts';
 import type { DataState, ZkStore } from '../../drivers/zk/index.ts';
+import { SyncGate } from './sync-gate.ts';
 
 /** A znode as read: its value, or why it could not be decoded (with its text and version), or absent. */
 export type Loaded<T> = { value: T; version: number } | { error: string; raw: string; version: number } | null;
@@ -46,7 +47,7 @@ export class VmInformer {
   private readonly removed = new Set<string>();
   private listSub: Subscription | undefined;
   private listLoaded = false;
-  private syncWaiters: Array<() => void> = [];
+  private readonly gate = new SyncGate(() => this.isSynced());
   readonly changes$ = new Subject<string>();
 
   constructor(
@@ -71,8 +72,7 @@ export class VmInformer {
 
   /** Resolves once the list and every listed VM have been read. */
   synced(): Promise<void> {
-    if (this.isSynced()) return Promise.resolve();
-    return new Promise((resolve) => this.syncWaiters.push(resolve));
+    return this.gate.wait();
   }
 
   get(name: string): VmEntry | undefined {
@@ -121,7 +121,7 @@ export class VmInformer {
     const fresh = this.listLoaded;
     for (const name of names) if (!this.entries.has(name)) this.watchVm(name, fresh);
     this.listLoaded = true;
-    this.checkSynced();
+    this.gate.check();
   }
 
   private watchVm(name: string, fresh: boolean): void {
@@ -144,7 +144,7 @@ export class VmInformer {
       entry.seen.add(field);
       if (!entry.loaded && entry.seen.size === FIELDS.length) {
         entry.loaded = true;
-        this.checkSynced();
+        this.gate.check();
       }
       if (entry.loaded && !own) this.changes$.next(name);
     };
@@ -199,12 +199,5 @@ export class VmInformer {
     if (!this.listLoaded) return false;
     for (const entry of this.entries.values()) if (!entry.loaded) return false;
     return true;
-  }
-
-  private checkSynced(): void {
-    if (!this.isSynced()) return;
-    const waiters = this.syncWaiters;
-    this.syncWaiters = [];
-    for (const resolve of waiters) resolve();
   }
 }
