@@ -64,7 +64,7 @@ try {
     await setState('stopped');
     await waitFor('Stopped', async () => (await readStatus(store, 'bench1'))?.phase === 'Stopped');
     // Each round starts on a settled daemon: both of its work queues idle.
-    await Promise.all([daemon.controller.queue.idle(), daemon.migrations.queue.idle()]);
+    await Promise.all([daemon.domain.queue.idle(), daemon.migration.queue.idle()]);
   }
   const r = summarize(latencies);
   console.log(describe('spec write → libvirt create issued', r));

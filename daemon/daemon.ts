@@ -60,9 +60,8 @@ function hooks(deps: DaemonDeps): { onAction?(line: string): void } {
 
 export interface RunningDaemon {
   manager: Manager;
-  /** The domain controller. */
-  controller: Controller<string>;
-  migrations: Controller<string>;
+  domain: Controller<string>;
+  migration: Controller<string>;
   /** Node flush / ready (reconcilers/flush/). */
   flush: FlushController;
   store: ZkStore;
@@ -132,8 +131,8 @@ export async function startDaemon(cfg: DaemonConfig, deps: DaemonDeps = {}): Pro
   log.info({ zk: cfg.zookeeper.hosts, libvirt: cfg.libvirt.socket }, 'daemon running');
   return {
     manager,
-    controller: manager.get<Controller<string>>('domain'),
-    migrations: manager.get<Controller<string>>('migration'),
+    domain: manager.get<Controller<string>>('domain'),
+    migration: manager.get<Controller<string>>('migration'),
     flush: manager.get<FlushController>('flush'),
     store,
     hv: manager.hv,

@@ -80,7 +80,7 @@ describe('vk plan predicts what the daemons do', () => {
     );
     for (const rig of rigs) daemons.push(await runDaemon(daemonConfig(rig.name, zk.connectString, rig.libvirtd.socketPath), performed));
     await waitFor('app1 Running on hv1', async () => (await readStatus(store, 'app1'))?.phase === 'Running');
-    await Promise.all(daemons.map((d) => d.controller.queue.idle()));
+    await Promise.all(daemons.map((d) => d.domain.queue.idle()));
     // Status writes (and the claim, a status compare-and-set) are bookkeeping `vk plan` leaves out.
     const app1Actions = performed.filter((l) => l.includes(' app1 ') && !l.includes(' status ') && !l.includes(' claim '));
     assert.deepEqual(app1Actions, ['hv1 app1 define (not defined here)', 'hv1 app1 start']);

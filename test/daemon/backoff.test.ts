@@ -42,9 +42,9 @@ describe('a VM libvirt refuses', () => {
     // Issue 12 §5: the domain was never defined, so the status claims no domain state (it said "running").
     assert.equal(status.domainState, undefined, `domainState ${String(status.domainState)} for a domain that does not exist`);
 
-    const processedAtFailure = daemon!.controller.queue.metrics().processed;
+    const processedAtFailure = daemon!.domain.queue.metrics().processed;
     await new Promise((r) => setTimeout(r, 3000));
-    const processed = daemon!.controller.queue.metrics().processed - processedAtFailure;
+    const processed = daemon!.domain.queue.metrics().processed - processedAtFailure;
     // Back-off from 5 ms doubling allows about ten tries in 3 s; a hot loop made hundreds.
     assert.ok(processed <= 20, `${processed} reconciles of a failing VM in 3 s`);
     const after = await store.get(paths.vmStatus('bad1'));

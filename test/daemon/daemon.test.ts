@@ -110,10 +110,10 @@ describe('vk daemon with the libvirt test driver', () => {
     const statusBefore = await store.get('/virtkeeper/vms/web1/status');
     const restartActions: string[] = [];
     daemon = await runDaemon(daemonConfig('hv1', zk.connectString, hv1.libvirtd.socketPath), restartActions);
-    await daemon.controller.queue.idle();
+    await daemon.domain.queue.idle();
     // A resync is queued at start; let it run out.
     await new Promise((r) => setTimeout(r, 300));
-    await daemon.controller.queue.idle();
+    await daemon.domain.queue.idle();
     assert.deepEqual(restartActions, []);
     const statusAfter = await store.get('/virtkeeper/vms/web1/status');
     assert.equal(statusAfter?.version, statusBefore?.version, 'no status write either');
@@ -153,7 +153,7 @@ describe('vk daemon with the libvirt test driver', () => {
     daemon = await runDaemon(cfg, performed);
     await waitFor('db1 running', async () => (await domainState(hv1, 'db1')) === 'running');
     await waitFor('web1 stopped', async () => (await readStatus(store, 'web1'))?.phase === 'Stopped');
-    await daemon.controller.queue.idle();
+    await daemon.domain.queue.idle();
     assert.deepEqual([...performed].sort(), [...planned].sort());
   });
 });

@@ -62,7 +62,7 @@ describe('one dry-run path for every concern', { timeout: 180_000 }, () => {
     await waitFor('mig on hv2', () => rig.runsOn('mig', 'hv2'), 60_000);
     await waitFor('fl on hv3', () => rig.runsOn('fl', 'hv3'), 60_000);
     await waitFor('chg stopped', async () => (await rig.status('chg'))?.phase === 'Stopped', 30_000);
-    await rig.daemons.get('hv1')!.controller.queue.idle();
+    await rig.daemons.get('hv1')!.domain.queue.idle();
 
     // hv1's own actions on VMs ("(node)" lines are the flush's progress reports, not actions).
     const done = rig.actions.slice(before).filter((l) => l.startsWith('hv1 ') && vmOf(l) !== '(node)');

@@ -36,7 +36,7 @@ describe('daemon across ZooKeeper faults', () => {
     await writeVm(admin, 'web1', { node: 'hv1' });
     await admin.close();
     await waitFor('web1 running', async () => (await domainState(hv1, 'web1')) === 'running');
-    await daemon.controller.queue.idle();
+    await daemon.domain.queue.idle();
     const session = daemon.store.sessionId;
 
     await zk.kill();
