@@ -47,6 +47,8 @@ export class FlushController implements Runnable {
   private readonly controller: Controller<string>;
   /** The goal the node spec last stated readably, and the spec version that stated it. */
   private desired: { goal: Goal; generation: number } | undefined;
+  /** The version of this node's spec last reported unreadable (reported once). */
+  private unreadable: number | undefined;
   /** The operation running now (inside the reconcile). */
   private running: Goal | undefined;
   private readonly changed$ = new Subject<void>();
@@ -130,6 +132,10 @@ export class FlushController implements Runnable {
     const spec = this.m.informers.nodes.get(this.m.node)?.spec;
     if (!spec) this.desired = { goal: 'ready', generation: -1 };
     else if ('value' in spec) this.desired = { goal: spec.value.domainState, generation: spec.version };
+    else if (this.unreadable !== spec.version) {
+      this.unreadable = spec.version;
+      this.m.log.warn({ version: spec.version, error: spec.error }, 'unreadable node spec; ignoring it');
+    }
     return this.desired;
   }
 
