@@ -21,7 +21,7 @@ import {
   type NodeSpec,
   type VmSpec,
 } from '../schemas/index.ts';
-import type { VmState } from './cluster.ts';
+import type { LiveVm } from './cluster.ts';
 import { ManifestErrors, usageError } from './errors.ts';
 import { FileRefused, readFileCapped, readRegularFileWithin, withoutFileContent } from './read-file.ts';
 
@@ -274,7 +274,7 @@ export function loadManifests(paths: readonly string[]): DesiredObject[] {
  * another VM (of another name) already holds in ZooKeeper, and VMs whose spec.node or
  * meta.nodeLimit names a node that neither exists in ZooKeeper nor is defined by the manifests.
  */
-export function checkAgainstCluster(objects: readonly DesiredObject[], liveVms: readonly VmState[], liveNodes: readonly string[]): void {
+export function checkAgainstCluster(objects: readonly DesiredObject[], liveVms: readonly LiveVm[], liveNodes: readonly string[]): void {
   const owners = new Map<string, string>();
   // A VM the manifests redefine will hold the manifest's UUID, not the one it has now.
   const redefined = new Set(objects.filter((o) => o.kind === 'VM').map((o) => o.name));

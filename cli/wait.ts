@@ -9,7 +9,7 @@ import { stdoutIsTty } from './output.ts';
 
 export const DEFAULT_WAIT_SECONDS = 120;
 
-export type Verdict = { done: string } | { failed: string } | { pending: string };
+export type WaitVerdict = { done: string } | { failed: string } | { pending: string };
 
 export function waitOptions(): Option[] {
   return [
@@ -33,7 +33,7 @@ export function watchAll(store: ZkStore, paths: readonly string[]): Observable<D
   return combineLatest(paths.map((p) => store.watchData(p)));
 }
 
-export async function waitFor<T>(source: Observable<T>, evaluate: (value: T) => Verdict, opts: { what: string; timeoutSeconds?: number }): Promise<string> {
+export async function waitFor<T>(source: Observable<T>, evaluate: (value: T) => WaitVerdict, opts: { what: string; timeoutSeconds?: number }): Promise<string> {
   const timeoutMs = Math.round((opts.timeoutSeconds ?? DEFAULT_WAIT_SECONDS) * 1000);
   const tty = stdoutIsTty();
   let lastLine = '';

@@ -6,7 +6,7 @@ import { decodeNodeStatus, type NodeSpec, type NodeStatus } from '../../schemas/
 import { withCluster } from '../connect.ts';
 import { println } from '../output.ts';
 import { updateNodeSpec } from '../update.ts';
-import { dataOf, waitFor, waitOptions, type Verdict } from '../wait.ts';
+import { dataOf, waitFor, waitOptions, type WaitVerdict } from '../wait.ts';
 
 interface WaitFlags {
   wait?: boolean;
@@ -27,7 +27,7 @@ function verb(node: Command, name: string, description: string, domainState: Nod
       const source = cluster.store.watchData(cluster.paths.nodeStatus(nodeName));
       const done = await waitFor(
         source,
-        (state): Verdict => {
+        (state): WaitVerdict => {
           const status = dataOf(state, (raw) => decodeNodeStatus(raw));
           if (!status) return { pending: 'no status yet (is its daemon running?)' };
           // A daemon that does not track the node spec's generation reports -1: trust its domainState then.

@@ -21,16 +21,16 @@ import {
   type VmMigrationMethod,
   type VmNodeSelector,
   type VmSpec,
-  type VmState as VmRunState,
+  type VmState,
   type VmStatus,
 } from '../../schemas/index.ts';
-import { readAllNodes, readAllVms, readConfig, readExistingVm, readVm, readVmOrFail, unreadableSpec, type VmState } from '../cluster.ts';
+import { readAllNodes, readAllVms, readConfig, readExistingVm, readVm, readVmOrFail, unreadableSpec, type LiveVm } from '../cluster.ts';
 import { ensureLayout, parsePositiveInt, withCluster, type Cluster } from '../connect.ts';
 import { CliError, usageError } from '../errors.ts';
 import { println } from '../output.ts';
 import { FileRefused, readFileCapped, withoutFileContent } from '../read-file.ts';
 import { updateVmSpec, type Updated } from '../update.ts';
-import { dataOf, waitFor, waitOptions, watchAll, type Verdict } from '../wait.ts';
+import { dataOf, waitFor, waitOptions, watchAll, type WaitVerdict } from '../wait.ts';
 
 interface WaitFlags {
   wait?: boolean;
@@ -105,7 +105,7 @@ async function waitForVm(
 ): Promise<void> {
   const { store, paths } = cluster;
   const source = watchAll(store, [paths.vmStatus(name), paths.vmMigration(name)]);
-  const evaluate = ([statusState, migrationState]: DataState[]): Verdict => {
+  const evaluate = ([statusState, migrationState]: DataState[]): WaitVerdict => {
     const status = dataOf(statusState, decodeStatus);
     const migration = dataOf(migrationState, (raw) => decodeMigrationRecord(raw));
     const moving =
@@ -121,7 +121,7 @@ async function waitForVm(
   println(await waitFor(source, evaluate, { what: `vm/${name}`, timeoutSeconds: flags.timeout }));
 }
 
-function phaseFor(state: VmRunState): VmStatus['phase'] {
+function phaseFor(state: VmState): VmStatus['phase'] {
   return state === 'running' ? 'Running' : state === 'stopped' ? 'Stopped' : 'Disabled';
 }
 
@@ -142,7 +142,7 @@ function report(name: string, updated: Updated<VmSpec>, what: string): void {
  * A verb that sets the desired state. `forced`: this stop destroys the domain (a one-off request,
  * spec.forceStopAt); the VM's standing stopMode is never changed by a verb.
  */
-function stateVerb(program: Command, verb: string, description: string, state: VmRunState, forced: boolean, done: string) {
+function stateVerb(program: Command, verb: string, description: string, state: VmState, forced: boolean, done: string) {
   addWaitOptions(program.command(verb).description(description).argument('<name>', 'VM name')).action(
     async (name: string, flags: WaitFlags, cmd: Command) => {
       await withCluster(cmd, async (cluster) => {
@@ -156,7 +156,7 @@ function stateVerb(program: Command, verb: string, description: string, state: V
 
 interface DefineFlags extends MetaFlags, WaitFlags {
   node?: string;
-  state?: VmRunState;
+  state?: VmState;
 }
 
 async function chooseNode(cluster: Cluster, spec: { meta: VmMeta }, current: string | undefined, vmName: string): Promise<string> {
@@ -259,7 +259,7 @@ interface MigrateFlags extends WaitFlags {
   forceLive?: boolean;
 }
 
-async function migrationTarget(cluster: Cluster, vm: VmState & { spec: { value: VmSpec } }, node: string | undefined): Promise<string> {
+async function migrationTarget(cluster: Cluster, vm: LiveVm & { spec: { value: VmSpec } }, node: string | undefined): Promise<string> {
   const spec = vm.spec.value;
   if (node === undefined) return chooseNode(cluster, spec, spec.node, vm.name);
   await requireNode(cluster, node);
@@ -349,7 +349,7 @@ interface RemoveFlags extends WaitFlags {
   force?: boolean;
 }
 
-async function removeVm(cluster: Cluster, name: string, force: boolean): Promise<VmState> {
+async function removeVm(cluster: Cluster, name: string, force: boolean): Promise<LiveVm> {
   const { store, paths } = cluster;
   for (let attempt = 1; attempt <= 5; attempt++) {
     const vm = await readVmOrFail(store, paths, name, { status: true });
@@ -393,7 +393,7 @@ function registerRemove(vm: Command): void {
       const source = cluster.store.watchData(cluster.paths.nodeStatus(node)).pipe(map((s) => [s]));
       const done = await waitFor(
         source,
-        ([state]): Verdict => {
+        ([state]): WaitVerdict => {
           const status = dataOf(state, (raw) => decodeNodeStatus(raw));
           if (!status) return { done: `vm/${name} gone (node ${node} reports no status)` };
           return status.runningVms.includes(name) ? { pending: `still running on ${node}` } : { done: `vm/${name} no longer runs on ${node}` };
