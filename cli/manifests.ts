@@ -23,7 +23,7 @@ import {
 } from '../schemas/index.ts';
 import type { LiveVm } from './cluster.ts';
 import { ManifestErrors, usageError } from './errors.ts';
-import { FileRefused, readFileCapped, readRegularFileWithin, withoutFileContent } from './read-file.ts';
+import { FileRefused, readNamedFile, readRegularFileWithin, withoutFileContent } from './read-file.ts';
 
 const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
 /** The largest manifest file read (many VMs with inline XML fit; /dev/zero does not). */
@@ -51,6 +51,8 @@ export type DesiredObject =
   | (Common & { kind: 'Network'; spec: NetworkSpec })
   | (Common & { kind: 'Node'; spec: NodeSpec })
   | (Common & { kind: 'ClusterConfig'; spec: ClusterConfig });
+
+export type DesiredVm = Extract<DesiredObject, { kind: 'VM' }>;
 
 /** The kubectl-style id of an object: vm/web1, network/100, node/hv1, clusterconfig/cluster. */
 export function objectId(obj: { kind: string; name: string }): string {
@@ -100,13 +102,7 @@ function oneLine(text: string): string {
 export function readDocuments(files: readonly string[], errors: ValidationError[]): RawDocument[] {
   const out: RawDocument[] = [];
   for (const file of files) {
-    let text: string;
-    try {
-      text = readFileCapped(file, MAX_MANIFEST_BYTES, 'a manifest file');
-    } catch (error) {
-      if (error instanceof FileRefused) throw usageError(`${file}: cannot read it: ${error.reason}`);
-      throw error;
-    }
+    const text = readNamedFile(file, MAX_MANIFEST_BYTES, 'a manifest file');
     if (extname(file).toLowerCase() === '.json') {
       try {
         out.push({ source: `${file}#1`, file, doc: JSON.parse(text) });

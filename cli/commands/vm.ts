@@ -1,5 +1,6 @@
 // `vk vm …`: the imperative verbs (as in PVC). Each is a compare-and-set read-modify-write of the
 // VM's spec znode, retried on conflicts; --wait follows the VM's status until the node has done it.
+import { dirname } from 'node:path';
 import { Option, type Command } from 'commander';
 import { map } from 'rxjs';
 import { ZkError, type DataState } from '../../drivers/zk/index.ts';
@@ -8,11 +9,10 @@ import {
   decodeMigrationRecord,
   decodeNodeStatus,
   decodeVmStatus,
-  encodeVmSpec,
+  API_VERSION,
   MAX_DOMAIN_XML_BYTES,
   parseDomainXml,
   parseWith,
-  ValidationError,
   VmMetaSchema,
   VM_MIGRATION_METHODS,
   VM_NODE_SELECTORS,
@@ -25,10 +25,12 @@ import {
   type VmStatus,
 } from '../../schemas/index.ts';
 import { readAllNodes, readAllVms, readConfig, readExistingVm, readVm, readVmOrFail, unreadableSpec, type LiveVm } from '../cluster.ts';
-import { ensureLayout, parsePositiveInt, withCluster, type Cluster } from '../connect.ts';
-import { CliError, usageError } from '../errors.ts';
+import { parsePositiveInt, withCluster, type Cluster } from '../connect.ts';
+import { CliError, usageError, withSource } from '../errors.ts';
+import { decodeDocument, type DesiredVm } from '../manifests.ts';
+import { applyObjects } from '../objects.ts';
 import { println } from '../output.ts';
-import { FileRefused, readFileCapped, withoutFileContent } from '../read-file.ts';
+import { readNamedFile, withoutFileContent } from '../read-file.ts';
 import { updateVmSpec, type Updated } from '../update.ts';
 import { dataOf, waitFor, waitOptions, watchAll, type WaitVerdict } from '../wait.ts';
 
@@ -179,6 +181,17 @@ async function requireNode(cluster: Cluster, node: string): Promise<void> {
   if (!(await cluster.store.exists(cluster.paths.node(node)))) throw usageError(`--node: no node ${JSON.stringify(node)} in the cluster`);
 }
 
+/**
+ * The object `vk vm define` writes: the VM document `vk apply` would read for it, decoded by
+ * apply's own decoder (so it is validated, and written, exactly as a manifest's VM).
+ */
+function defineObject(file: string, xml: string, name: string, state: VmState, node: string, meta: VmMeta): DesiredVm {
+  const doc = { apiVersion: API_VERSION, kind: 'VM', metadata: { name }, spec: { state, node, meta, xml } };
+  const obj = decodeDocument({ source: `vm ${name}`, file, doc }, dirname(file));
+  if (obj.kind !== 'VM') throw new Error(`unreachable: a VM document decoded as ${obj.kind}`);
+  return obj;
+}
+
 function registerDefine(vm: Command): void {
   addWaitOptions(
     addMetaOptions(
@@ -189,55 +202,39 @@ function registerDefine(vm: Command): void {
         .option('--node <node>', 'node to run it on (default: chosen by the selector)'),
     ).addOption(new Option('--state <state>', 'desired state (default running)').choices(VM_STATES)),
   ).action(async (file: string, flags: DefineFlags, cmd: Command) => {
-    let xml: string;
-    try {
-      xml = readFileCapped(file, MAX_DOMAIN_XML_BYTES, 'a domain XML');
-    } catch (error) {
-      if (error instanceof FileRefused) throw usageError(`${file}: cannot read it: ${error.reason}`);
-      throw error;
-    }
+    const xml = readNamedFile(file, MAX_DOMAIN_XML_BYTES, 'a domain XML');
     const info = withoutFileContent(() => parseDomainXml(xml, file));
     const name = info.name;
+    const state = flags.state ?? 'running';
     const meta = applyMeta({ nodeLimit: [], nodeSelector: 'default', autostart: false, migrationMethod: 'default', maxDowntimeMs: 300 }, flags);
-    const draft = { state: flags.state ?? 'running', node: flags.node ?? 'unset', meta, rbd: info.rbd };
     // Validate before touching ZooKeeper: a bad name, or a node outside --limit, is bad input.
-    try {
-      parseWith(VmMetaSchema, meta, 'spec.meta');
-      if (flags.node !== undefined) encodeVmSpec(draft);
-    } catch (error) {
-      if (error instanceof ValidationError) throw error.withSource(`vm ${name}`);
-      throw error;
-    }
+    withSource(`vm ${name}`, () => parseWith(VmMetaSchema, meta, 'spec.meta'));
+    const given = flags.node === undefined ? undefined : defineObject(file, xml, name, state, flags.node, meta);
     await withCluster(cmd, async (cluster) => {
       const { store, paths } = cluster;
+      const alreadyExists = () => new CliError(`vm ${name} already exists; change it with vk apply or vk vm meta`);
       const existing = await readVm(store, paths, name);
-      if (existing.spec || existing.invalidSpec) throw new CliError(`vm ${name} already exists; change it with vk apply or vk vm meta`);
+      if (existing.spec || existing.invalidSpec) throw alreadyExists();
       const others = await readAllVms(store, paths);
       const owner = others.find((v) => info.uuid !== undefined && v.xml?.info?.uuid === info.uuid);
       if (owner) throw usageError(`${file}/domain/uuid: duplicate UUID ${info.uuid}: VM ${JSON.stringify(owner.name)} in the cluster already has it`);
-      let node = flags.node;
-      if (node === undefined) node = await chooseNode(cluster, draft, undefined, name);
-      else await requireNode(cluster, node);
-      const spec: VmSpec = { ...draft, node } as VmSpec;
-      let encoded: string;
-      try {
-        encoded = encodeVmSpec(spec);
-      } catch (error) {
-        if (error instanceof ValidationError) throw error.withSource(`vm ${name}`);
-        throw error;
+      let obj: DesiredVm;
+      if (given) {
+        await requireNode(cluster, given.spec.node);
+        obj = given;
+      } else {
+        obj = defineObject(file, xml, name, state, await chooseNode(cluster, { meta }, undefined, name), meta);
       }
-      await ensureLayout(cluster, [paths.vmSpec(name), paths.vmXml(name)]);
-      const ops = [];
-      if (!existing.parent) ops.push({ op: 'create' as const, path: paths.vm(name) });
-      ops.push({ op: 'create' as const, path: paths.vmSpec(name), data: encoded });
-      if (existing.xml) ops.push({ op: 'set' as const, path: paths.vmXml(name), data: xml, version: existing.xml.version });
-      else ops.push({ op: 'create' as const, path: paths.vmXml(name), data: xml });
-      await store.multi(ops);
+      // apply's write path; a VM someone else creates meanwhile is refused there, not overwritten.
+      await applyObjects(cluster, [obj], {
+        print: () => undefined,
+        check: (p) => {
+          if (p.parts.some((part) => part.label === 'spec' && part.live !== null)) throw alreadyExists();
+        },
+      });
+      const node = obj.spec.node;
       println(`vm/${name} defined on ${node}`);
-      if (flags.wait) {
-        const state = flags.state ?? 'running';
-        await waitForVm(cluster, name, 0, flags, 'defined', (s) => s.node === node && s.phase === phaseFor(state));
-      }
+      if (flags.wait) await waitForVm(cluster, name, 0, flags, 'defined', (s) => s.node === node && s.phase === phaseFor(state));
     });
   });
 }
