@@ -149,6 +149,11 @@ function readXmlFile(xmlFile: string, baseDir: string): string {
   }
 }
 
+/** The desired object of a kind whose manifest is its spec alone (all but VM). */
+function named<K extends Exclude<DesiredObject['kind'], 'VM'>, S>(kind: K, name: string, source: string, spec: S) {
+  return { kind, name, source, spec, manifest: { apiVersion: API_VERSION, kind, metadata: { name }, spec } };
+}
+
 /** Validates one document; `baseDir` resolves a VM's xmlFile. */
 export function decodeDocument(raw: RawDocument, baseDir: string): DesiredObject {
   const manifest = decodeManifest(raw.doc, raw.source);
@@ -186,29 +191,11 @@ export function decodeDocument(raw: RawDocument, baseDir: string): DesiredObject
         };
       }
       case 'Network':
-        return {
-          kind: 'Network',
-          name: manifest.metadata.name,
-          source,
-          spec: manifest.spec,
-          manifest: { apiVersion: API_VERSION, kind: 'Network', metadata: { name: manifest.metadata.name }, spec: manifest.spec },
-        };
+        return named('Network', manifest.metadata.name, source, manifest.spec);
       case 'Node':
-        return {
-          kind: 'Node',
-          name: manifest.metadata.name,
-          source,
-          spec: manifest.spec,
-          manifest: { apiVersion: API_VERSION, kind: 'Node', metadata: { name: manifest.metadata.name }, spec: manifest.spec },
-        };
+        return named('Node', manifest.metadata.name, source, manifest.spec);
       case 'ClusterConfig':
-        return {
-          kind: 'ClusterConfig',
-          name: 'cluster',
-          source,
-          spec: manifest.spec,
-          manifest: { apiVersion: API_VERSION, kind: 'ClusterConfig', metadata: { name: 'cluster' }, spec: manifest.spec },
-        };
+        return named('ClusterConfig', 'cluster', source, manifest.spec);
     }
   } catch (error) {
     if (error instanceof ValidationError) throw error.withSource(source);

@@ -6,16 +6,10 @@ import { decodeNodeStatus, type NodeSpec, type NodeStatus } from '../../schemas/
 import { withCluster } from '../connect.ts';
 import { println } from '../output.ts';
 import { updateNodeSpec } from '../update.ts';
-import { dataOf, waitFor, waitOptions, type WaitVerdict } from '../wait.ts';
-
-interface WaitFlags {
-  wait?: boolean;
-  timeout?: number;
-}
+import { addWaitOptions, dataOf, waitFor, type WaitFlags, type WaitVerdict } from '../wait.ts';
 
 function verb(node: Command, name: string, description: string, domainState: NodeSpec['domainState']): void {
-  const cmd = node.command(name).description(description).argument('<name>', 'node name');
-  for (const option of waitOptions()) cmd.addOption(option);
+  const cmd = addWaitOptions(node.command(name).description(description).argument('<name>', 'node name'));
   cmd.action(async (nodeName: string, flags: WaitFlags, command: Command) => {
     await withCluster(command, async (cluster) => {
       const updated = await updateNodeSpec(cluster, nodeName, (spec) => ({ ...spec, domainState }));

@@ -1,5 +1,7 @@
-// `vk vm …`: the imperative verbs (as in PVC). Each is a compare-and-set read-modify-write of the
-// VM's spec znode, retried on conflicts; --wait follows the VM's status until the node has done it.
+// `vk vm …`: the imperative verbs (as in PVC). `define` writes a new VM through vk apply's write
+// path (cli/objects.ts); the verbs that change a VM are a compare-and-set read-modify-write of its
+// spec znode (cli/update.ts, drivers/zk/cas.ts), retried on conflicts; `remove` deletes its znodes
+// in one multi. --wait follows the VM's status until the node has done it.
 import { dirname } from 'node:path';
 import { Option, type Command } from 'commander';
 import { map } from 'rxjs';
@@ -32,12 +34,7 @@ import { applyObjects } from '../objects.ts';
 import { println } from '../output.ts';
 import { readNamedFile, withoutFileContent } from '../read-file.ts';
 import { updateVmSpec, type Updated } from '../update.ts';
-import { dataOf, waitFor, waitOptions, watchAll, type WaitVerdict } from '../wait.ts';
-
-interface WaitFlags {
-  wait?: boolean;
-  timeout?: number;
-}
+import { addWaitOptions, dataOf, waitFor, watchAll, type WaitFlags, type WaitVerdict } from '../wait.ts';
 
 interface MetaFlags {
   limit?: string;
@@ -55,11 +52,6 @@ function addMetaOptions(cmd: Command): Command {
     .option('--no-autostart', 'do not start the VM again automatically')
     .addOption(new Option('--method <method>', 'migration method').choices(VM_MIGRATION_METHODS))
     .option('--max-downtime <ms>', 'maximum downtime of a live migration, in milliseconds', parsePositiveInt);
-}
-
-function addWaitOptions(cmd: Command): Command {
-  for (const option of waitOptions()) cmd.addOption(option);
-  return cmd;
 }
 
 function parseLimit(text: string): string[] {
@@ -263,11 +255,6 @@ async function migrationTarget(cluster: Cluster, vm: LiveVm & { spec: { value: V
   return node;
 }
 
-async function waitForMove(cluster: Cluster, name: string, updated: Updated<VmSpec>, flags: WaitFlags, goal: string) {
-  if (!flags.wait) return;
-  await maybeWait(cluster, name, updated, flags, goal);
-}
-
 function registerMigrations(vm: Command): void {
   addWaitOptions(
     vm
@@ -303,7 +290,7 @@ function registerMigrations(vm: Command): void {
       if (flags.forceLive && updated.before.meta.migrationMethod !== 'live') {
         println(`note: meta.migrationMethod is now live for this and later migrations (vk vm meta ${name} --method default to undo)`);
       }
-      await waitForMove(cluster, name, updated, flags, 'migrated');
+      await maybeWait(cluster, name, updated, flags, 'migrated');
     });
   });
 
@@ -323,7 +310,7 @@ function registerMigrations(vm: Command): void {
         return { ...rest, node: target };
       });
       println(`vm/${name} moved ${updated.before.node} → ${target} (permanently)`);
-      await waitForMove(cluster, name, updated, flags, 'moved');
+      await maybeWait(cluster, name, updated, flags, 'moved');
     });
   });
 
@@ -336,7 +323,7 @@ function registerMigrations(vm: Command): void {
           return { ...rest, node: previousNode };
         });
         println(`vm/${name} returning ${updated.before.node} → ${updated.after.node}`);
-        await waitForMove(cluster, name, updated, flags, 'unmigrated');
+        await maybeWait(cluster, name, updated, flags, 'unmigrated');
       });
     },
   );
