@@ -82,7 +82,8 @@ export interface XmlZnode {
   readonly problem?: string | undefined;
 }
 
-export interface VmState {
+/** A VM as read from ZooKeeper: its znodes, decoded (not to be confused with schemas' VmState, the desired run state). */
+export interface LiveVm {
   name: string;
   /** Stat of /vms/<name>; null when the VM does not exist at all. */
   parent: ZkStat | null;
@@ -154,7 +155,7 @@ function xmlZnode(text: string, version: number, stat: ZkStat): XmlZnode {
   };
 }
 
-export async function readVm(store: ZkStore, paths: ZkPaths, name: string, parts: VmReadParts = {}): Promise<VmState> {
+export async function readVm(store: ZkStore, paths: ZkPaths, name: string, parts: VmReadParts = {}): Promise<LiveVm> {
   const [parent, spec, xml, status, migration, consoleNode] = await Promise.all([
     store.exists(paths.vm(name)),
     store.get(paths.vmSpec(name)),
@@ -163,7 +164,7 @@ export async function readVm(store: ZkStore, paths: ZkPaths, name: string, parts
     parts.migration ? store.get(paths.vmMigration(name)) : null,
     parts.console ? store.get(paths.vmConsole(name)) : null,
   ]);
-  const vm: VmState = { name, parent, spec: null, xml: null, status: null, migration: null };
+  const vm: LiveVm = { name, parent, spec: null, xml: null, status: null, migration: null };
   if (spec) Object.assign(vm, decodeSpec(paths.vmSpec(name), spec, (v) => decodeVmSpec(v)));
   if (xml) vm.xml = xmlZnode(xml.data.toString('utf8'), xml.version, xml.stat);
   if (status) {
@@ -180,17 +181,17 @@ export async function readVm(store: ZkStore, paths: ZkPaths, name: string, parts
 }
 
 /** Reads a VM that must exist (it has a spec), readable or not. */
-export async function readVmOrFail(store: ZkStore, paths: ZkPaths, name: string, parts: VmReadParts = {}): Promise<VmState> {
+export async function readVmOrFail(store: ZkStore, paths: ZkPaths, name: string, parts: VmReadParts = {}): Promise<LiveVm> {
   const vm = await readVm(store, paths, name, parts);
   if (!vm.spec && !vm.invalidSpec) throw new CliError(`vm ${name} not found`);
   return vm;
 }
 
 /** Reads a VM that must exist and whose spec must be readable. */
-export async function readExistingVm(store: ZkStore, paths: ZkPaths, name: string, parts: VmReadParts = {}): Promise<VmState & { spec: Znode<VmSpec> }> {
+export async function readExistingVm(store: ZkStore, paths: ZkPaths, name: string, parts: VmReadParts = {}): Promise<LiveVm & { spec: Znode<VmSpec> }> {
   const vm = await readVmOrFail(store, paths, name, parts);
   if (vm.invalidSpec) throw unreadableSpec(`vm ${name}`, vm.invalidSpec, 'repair it with vk apply, or delete it with vk vm remove --force');
-  return vm as VmState & { spec: Znode<VmSpec> };
+  return vm as LiveVm & { spec: Znode<VmSpec> };
 }
 
 async function childNames(store: ZkStore, path: string, valid: (n: string) => boolean): Promise<string[]> {
@@ -202,13 +203,14 @@ export async function listVmNames(store: ZkStore, paths: ZkPaths): Promise<strin
 }
 
 /** Every VM that has a spec znode (readable, or with invalidSpec set). */
-export async function readAllVms(store: ZkStore, paths: ZkPaths, parts: VmReadParts = {}): Promise<VmState[]> {
+export async function readAllVms(store: ZkStore, paths: ZkPaths, parts: VmReadParts = {}): Promise<LiveVm[]> {
   const names = await listVmNames(store, paths);
   const vms = await Promise.all(names.map((n) => readVm(store, paths, n, parts)));
   return vms.filter((vm) => vm.spec !== null || vm.invalidSpec !== undefined);
 }
 
-export interface NodeState {
+/** A node as read from ZooKeeper: its znodes, decoded, and whether its daemon is alive. */
+export interface LiveNode {
   name: string;
   parent: ZkStat | null;
   spec: Znode<NodeSpec> | null;
@@ -222,14 +224,14 @@ export interface NodeState {
   liveMigration: boolean;
 }
 
-export async function readNode(store: ZkStore, paths: ZkPaths, name: string): Promise<NodeState> {
+export async function readNode(store: ZkStore, paths: ZkPaths, name: string): Promise<LiveNode> {
   const [parent, spec, status, alive] = await Promise.all([
     store.exists(paths.node(name)),
     store.get(paths.nodeSpec(name)),
     store.get(paths.nodeStatus(name)),
     store.get(paths.nodeAlive(name)),
   ]);
-  const node: NodeState = { name, parent, spec: null, status: null, alive: alive !== null, liveMigration: alive !== null && aliveTakesLiveMigration(alive.data.toString('utf8')) };
+  const node: LiveNode = { name, parent, spec: null, status: null, alive: alive !== null, liveMigration: alive !== null && aliveTakesLiveMigration(alive.data.toString('utf8')) };
   if (spec) Object.assign(node, decodeSpec(paths.nodeSpec(name), spec, (v) => decodeNodeSpec(v)));
   if (status) {
     const decoded = decodeLenient(status.data, (v) => decodeNodeStatus(v));
@@ -244,12 +246,13 @@ export async function listNodeNames(store: ZkStore, paths: ZkPaths): Promise<str
   return childNames(store, paths.nodes, isValidName);
 }
 
-export async function readAllNodes(store: ZkStore, paths: ZkPaths): Promise<NodeState[]> {
+export async function readAllNodes(store: ZkStore, paths: ZkPaths): Promise<LiveNode[]> {
   const names = await listNodeNames(store, paths);
   return Promise.all(names.map((n) => readNode(store, paths, n)));
 }
 
-export interface NetworkState {
+/** A network as read from ZooKeeper: its znodes, decoded. */
+export interface LiveNetwork {
   vni: string;
   parent: ZkStat | null;
   spec: Znode<NetworkSpec> | null;
@@ -257,15 +260,15 @@ export interface NetworkState {
   invalidSpec?: InvalidZnode;
 }
 
-export async function readNetwork(store: ZkStore, paths: ZkPaths, vni: string): Promise<NetworkState> {
+export async function readNetwork(store: ZkStore, paths: ZkPaths, vni: string): Promise<LiveNetwork> {
   const [parent, spec] = await Promise.all([store.exists(paths.network(vni)), store.get(paths.networkSpec(vni))]);
-  const network: NetworkState = { vni, parent, spec: null };
+  const network: LiveNetwork = { vni, parent, spec: null };
   if (spec) Object.assign(network, decodeSpec(paths.networkSpec(vni), spec, (v) => decodeNetworkSpec(v)));
   return network;
 }
 
 /** Networks that have a spec znode (readable or not), by VNI in numeric order. */
-export async function readAllNetworks(store: ZkStore, paths: ZkPaths): Promise<NetworkState[]> {
+export async function readAllNetworks(store: ZkStore, paths: ZkPaths): Promise<LiveNetwork[]> {
   const vnis = (await childNames(store, paths.networks, isValidVni)).sort((a, b) => Number(a) - Number(b));
   const list = await Promise.all(vnis.map((v) => readNetwork(store, paths, v)));
   return list.filter((n) => n.spec !== null || n.invalidSpec !== undefined);

@@ -43,6 +43,16 @@ export function usageError(message: string): CliError {
   return new CliError(message, EXIT_USAGE);
 }
 
+/** Runs `fn`; a ValidationError it throws comes out prefixed with `source` (e.g. `vm web1: spec.node: …`). */
+export function withSource<T>(source: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (error) {
+    if (error instanceof ValidationError) throw error.withSource(source);
+    throw error;
+  }
+}
+
 /** Several bad documents: one line each, exit 2. */
 export class ManifestErrors extends Error {
   readonly errors: readonly ValidationError[];

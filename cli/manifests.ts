@@ -21,9 +21,9 @@ import {
   type NodeSpec,
   type VmSpec,
 } from '../schemas/index.ts';
-import type { VmState } from './cluster.ts';
+import type { LiveVm } from './cluster.ts';
 import { ManifestErrors, usageError } from './errors.ts';
-import { FileRefused, readFileCapped, readRegularFileWithin, withoutFileContent } from './read-file.ts';
+import { FileRefused, readNamedFile, readRegularFileWithin, withoutFileContent } from './read-file.ts';
 
 const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
 /** The largest manifest file read (many VMs with inline XML fit; /dev/zero does not). */
@@ -51,6 +51,8 @@ export type DesiredObject =
   | (Common & { kind: 'Network'; spec: NetworkSpec })
   | (Common & { kind: 'Node'; spec: NodeSpec })
   | (Common & { kind: 'ClusterConfig'; spec: ClusterConfig });
+
+export type DesiredVm = Extract<DesiredObject, { kind: 'VM' }>;
 
 /** The kubectl-style id of an object: vm/web1, network/100, node/hv1, clusterconfig/cluster. */
 export function objectId(obj: { kind: string; name: string }): string {
@@ -100,13 +102,7 @@ function oneLine(text: string): string {
 export function readDocuments(files: readonly string[], errors: ValidationError[]): RawDocument[] {
   const out: RawDocument[] = [];
   for (const file of files) {
-    let text: string;
-    try {
-      text = readFileCapped(file, MAX_MANIFEST_BYTES, 'a manifest file');
-    } catch (error) {
-      if (error instanceof FileRefused) throw usageError(`${file}: cannot read it: ${error.reason}`);
-      throw error;
-    }
+    const text = readNamedFile(file, MAX_MANIFEST_BYTES, 'a manifest file');
     if (extname(file).toLowerCase() === '.json') {
       try {
         out.push({ source: `${file}#1`, file, doc: JSON.parse(text) });
@@ -153,6 +149,11 @@ function readXmlFile(xmlFile: string, baseDir: string): string {
   }
 }
 
+/** The desired object of a kind whose manifest is its spec alone (all but VM). */
+function named<K extends Exclude<DesiredObject['kind'], 'VM'>, S>(kind: K, name: string, source: string, spec: S) {
+  return { kind, name, source, spec, manifest: { apiVersion: API_VERSION, kind, metadata: { name }, spec } };
+}
+
 /** Validates one document; `baseDir` resolves a VM's xmlFile. */
 export function decodeDocument(raw: RawDocument, baseDir: string): DesiredObject {
   const manifest = decodeManifest(raw.doc, raw.source);
@@ -190,29 +191,11 @@ export function decodeDocument(raw: RawDocument, baseDir: string): DesiredObject
         };
       }
       case 'Network':
-        return {
-          kind: 'Network',
-          name: manifest.metadata.name,
-          source,
-          spec: manifest.spec,
-          manifest: { apiVersion: API_VERSION, kind: 'Network', metadata: { name: manifest.metadata.name }, spec: manifest.spec },
-        };
+        return named('Network', manifest.metadata.name, source, manifest.spec);
       case 'Node':
-        return {
-          kind: 'Node',
-          name: manifest.metadata.name,
-          source,
-          spec: manifest.spec,
-          manifest: { apiVersion: API_VERSION, kind: 'Node', metadata: { name: manifest.metadata.name }, spec: manifest.spec },
-        };
+        return named('Node', manifest.metadata.name, source, manifest.spec);
       case 'ClusterConfig':
-        return {
-          kind: 'ClusterConfig',
-          name: 'cluster',
-          source,
-          spec: manifest.spec,
-          manifest: { apiVersion: API_VERSION, kind: 'ClusterConfig', metadata: { name: 'cluster' }, spec: manifest.spec },
-        };
+        return named('ClusterConfig', 'cluster', source, manifest.spec);
     }
   } catch (error) {
     if (error instanceof ValidationError) throw error.withSource(source);
@@ -274,7 +257,7 @@ export function loadManifests(paths: readonly string[]): DesiredObject[] {
  * another VM (of another name) already holds in ZooKeeper, and VMs whose spec.node or
  * meta.nodeLimit names a node that neither exists in ZooKeeper nor is defined by the manifests.
  */
-export function checkAgainstCluster(objects: readonly DesiredObject[], liveVms: readonly VmState[], liveNodes: readonly string[]): void {
+export function checkAgainstCluster(objects: readonly DesiredObject[], liveVms: readonly LiveVm[], liveNodes: readonly string[]): void {
   const owners = new Map<string, string>();
   // A VM the manifests redefine will hold the manifest's UUID, not the one it has now.
   const redefined = new Set(objects.filter((o) => o.kind === 'VM').map((o) => o.name));

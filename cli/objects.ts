@@ -157,6 +157,11 @@ export interface ApplyOptions {
   /** Applying a saved plan: refuse when any object changed after this zxid, and never retry. */
   planZxid?: bigint;
   print?: (line: string) => void;
+  /**
+   * Called with every object each time it is read, before the first write and before every retry;
+   * throws to refuse it (nothing more is written). `vk vm define` refuses a VM that exists by then.
+   */
+  check?: (prepared: PreparedObject) => void;
 }
 
 export class StalePlanError extends CliError {
@@ -199,15 +204,47 @@ function checkSize(prepared: PreparedObject): void {
   }
 }
 
-async function prepareAll(cluster: Cluster, objects: readonly DesiredObject[], planZxid: bigint | undefined): Promise<PreparedObject[]> {
+/** Reads and prepares one object, with the checks every read of it gets before a write. */
+async function prepareChecked(cluster: Cluster, obj: DesiredObject, options: ApplyOptions, planZxid: bigint | undefined): Promise<PreparedObject> {
+  const p = await prepareObject(cluster, obj);
+  checkFresh(p, planZxid);
+  checkSize(p);
+  options.check?.(p);
+  return p;
+}
+
+async function prepareAll(cluster: Cluster, objects: readonly DesiredObject[], options: ApplyOptions, planZxid: bigint | undefined): Promise<PreparedObject[]> {
   const prepared: PreparedObject[] = [];
-  for (const obj of objects) {
-    const p = await prepareObject(cluster, obj);
-    checkFresh(p, planZxid);
-    checkSize(p);
-    prepared.push(p);
-  }
+  for (const obj of objects) prepared.push(await prepareChecked(cluster, obj, options, planZxid));
   return prepared;
+}
+
+/** How many times a write that lost a race with another writer is re-read and tried again. */
+const WRITE_ATTEMPTS = 5;
+
+/**
+ * Writes `ops(prepared)` in one multi. A write that loses a race (a version or existence check
+ * fails) is re-read with `reread` and tried again, at most WRITE_ATTEMPTS times in all; applying a
+ * saved plan never retries: `changed` says what changed in the stale plan's error.
+ */
+async function writeRetrying<T>(
+  cluster: Cluster,
+  prepared: T,
+  ops: (prepared: T) => Op[],
+  reread: () => Promise<T>,
+  plan: { zxid: bigint | undefined; changed: string },
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await cluster.store.multi(ops(prepared));
+      return prepared;
+    } catch (error) {
+      if (!isConflict(error)) throw error;
+      if (plan.zxid !== undefined) throw new StalePlanError(`${plan.changed} while applying the plan`);
+      if (attempt >= WRITE_ATTEMPTS) throw error;
+      prepared = await reread();
+    }
+  }
 }
 
 /**
@@ -215,47 +252,36 @@ async function prepareAll(cluster: Cluster, objects: readonly DesiredObject[], p
  * object is read, encoded and size-checked before the first write. When all the writes fit in one
  * ZooKeeper request they are one multi (all or nothing); otherwise each object is one multi. A
  * write that loses a race with another writer is re-read and retried (not when applying a saved
- * plan: that is a stale plan).
+ * plan: that is a stale plan). This is the one write path of manifest objects: `vk apply` and
+ * `vk vm define` both come here.
  */
 export async function applyObjects(cluster: Cluster, objects: readonly DesiredObject[], options: ApplyOptions = {}): Promise<PreparedObject[]> {
   const print = options.print ?? ((line: string) => process.stdout.write(`${line}\n`));
   const sorted = sortForWrite(objects);
-  let prepared = await prepareAll(cluster, sorted, options.planZxid);
+  let prepared = await prepareAll(cluster, sorted, options, options.planZxid);
   if (options.dryRun) {
     for (const p of prepared) print(`${p.id} ${p.result} (dry run)`);
     return prepared;
   }
   await ensureLayout(cluster, prepared.flatMap((p) => p.ops.map((op) => op.path)));
   if (transactionBytes(prepared.flatMap((p) => p.ops)) <= MAX_TRANSACTION_BYTES) {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await cluster.store.multi(prepared.flatMap((p) => p.ops));
-        break;
-      } catch (error) {
-        if (!isConflict(error)) throw error;
-        if (options.planZxid !== undefined) throw new StalePlanError(`the cluster changed while applying the plan`);
-        if (attempt >= 5) throw error;
-        prepared = await prepareAll(cluster, sorted, undefined);
-      }
-    }
+    prepared = await writeRetrying(
+      cluster,
+      prepared,
+      (all) => all.flatMap((p) => p.ops),
+      () => prepareAll(cluster, sorted, options, undefined),
+      { zxid: options.planZxid, changed: 'the cluster changed' },
+    );
     for (const p of prepared) print(`${p.id} ${p.result}`);
     return prepared;
   }
   const done: PreparedObject[] = [];
-  for (let i = 0; i < prepared.length; i++) {
-    let p = prepared[i]!;
-    for (let attempt = 1; ; attempt++) {
-      if (p.ops.length === 0) break;
-      try {
-        await cluster.store.multi(p.ops);
-        break;
-      } catch (error) {
-        if (!isConflict(error)) throw error;
-        if (options.planZxid !== undefined) throw new StalePlanError(`${p.id} changed while applying the plan`);
-        if (attempt >= 5) throw error;
-        p = await prepareObject(cluster, p.obj);
-      }
-    }
+  for (const first of prepared) {
+    // An object with nothing to write is an empty multi: no request at all.
+    const p = await writeRetrying(cluster, first, (one) => one.ops, () => prepareChecked(cluster, first.obj, options, undefined), {
+      zxid: options.planZxid,
+      changed: `${first.id} changed`,
+    });
     print(`${p.id} ${p.result}`);
     done.push(p);
   }

@@ -12,7 +12,7 @@ import { DOMAIN_RUN_STATES, type DomainRunState, type LocalDomain } from '../dri
 import { planDomain, describeDomainAction, type DomainAction } from '../reconcilers/domain/plan.ts';
 import { migrationInFlight } from '../schemas/index.ts';
 import { describeFlushMove, planFlush, planReady, type FlushMove, type FlushVm, type ReadyMove } from '../reconcilers/flush/plan.ts';
-import type { NodeState, VmState } from './cluster.ts';
+import type { LiveNode, LiveVm } from './cluster.ts';
 import { parseVmXml, xmlHash, type MigrationRecord, type NodeSelector, type NodeSpec, type NodeStatus, type VmSpec, type VmStatus } from '../schemas/index.ts';
 
 export interface VmView {
@@ -35,7 +35,7 @@ export interface NodeView {
 }
 
 /** The planner's views of what ZooKeeper holds (a VM without spec or XML has nothing to plan). */
-export function liveViews(liveVms: readonly VmState[], liveNodes: readonly NodeState[]): { vms: Map<string, VmView>; nodes: Map<string, NodeView> } {
+export function liveViews(liveVms: readonly LiveVm[], liveNodes: readonly LiveNode[]): { vms: Map<string, VmView>; nodes: Map<string, NodeView> } {
   const vms = new Map<string, VmView>();
   for (const vm of liveVms) {
     if (!vm.spec || !vm.xml) continue;
@@ -135,7 +135,7 @@ export function planVm(vm: VmView, now: string): PlanAction[] {
   return [...run(status.node, elsewhere), ...onTarget];
 }
 
-export function planNodeState(node: NodeView): PlanAction[] {
+export function planNodeDomainState(node: NodeView): PlanAction[] {
   if (!node.spec || !node.status) return [];
   const wanted = node.spec.domainState;
   const now = node.status.domainState;
@@ -196,7 +196,7 @@ export function planNodeMoves(node: NodeView, vms: readonly VmView[], nodes: rea
 /** Every action, sorted by node, then node actions first, then VM. */
 export function planCluster(vms: readonly VmView[], nodes: readonly NodeView[], now: string, ctx?: PlanContext): PlanAction[] {
   const moves = ctx ? nodes.flatMap((n) => planNodeMoves(n, vms, nodes, ctx)) : [];
-  const actions = [...nodes.flatMap(planNodeState), ...moves, ...vms.flatMap((vm) => planVm(vm, now))];
+  const actions = [...nodes.flatMap(planNodeDomainState), ...moves, ...vms.flatMap((vm) => planVm(vm, now))];
   const key = (a: PlanAction) => `${a.node}\u0000${a.vm === null ? '' : `\u0001${a.vm}`}`;
   return actions
     .map((a, i) => ({ a, i }))

@@ -6,6 +6,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync, realpathSync } from 'node:fs';
 import { sep } from 'node:path';
 import { ValidationError } from '../schemas/index.ts';
+import { usageError } from './errors.ts';
 
 /** A file vk will not read, and why (the reason never quotes the file's content). */
 export class FileRefused extends Error {
@@ -58,8 +59,22 @@ function readCapped(fd: number, maxBytes: number, what: string): string {
   return Buffer.concat(chunks, total).toString('utf8');
 }
 
-/** The text of `path` (any kind of file: `-f /dev/stdin` works), refused when it holds more than maxBytes. */
-export function readFileCapped(path: string, maxBytes: number, what: string): string {
+/**
+ * The text of a file named on the command line (a manifest, a plan, vk vm define's XML): any kind
+ * of file (`-f /dev/stdin` works), of at most maxBytes. A refusal is bad input (exit 2):
+ * `<file>: cannot read it: <why>`.
+ */
+export function readNamedFile(path: string, maxBytes: number, what: string): string {
+  try {
+    return readFileCapped(path, maxBytes, what);
+  } catch (error) {
+    if (error instanceof FileRefused) throw usageError(`${path}: cannot read it: ${error.reason}`);
+    throw error;
+  }
+}
+
+/** The text of `path` (any kind of file), refused when it holds more than maxBytes. */
+function readFileCapped(path: string, maxBytes: number, what: string): string {
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY);

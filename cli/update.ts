@@ -1,10 +1,10 @@
 // Read-modify-write of a spec znode: compare-and-set on the version read, retried (CAS_ATTEMPTS
 // rounds) when someone else wrote in between. What the verbs (vk vm …, vk node …) are made of.
 import { CasConflictError, compareAndSet, NO_CHANGE } from '../drivers/zk/index.ts';
-import { encodeNodeSpec, encodeVmSpec, ValidationError, type NodeSpec, type VmSpec } from '../schemas/index.ts';
-import { readExistingVm, readNode, specVersion, type NodeState, type VmState, type Znode } from './cluster.ts';
+import { encodeNodeSpec, encodeVmSpec, type NodeSpec, type VmSpec } from '../schemas/index.ts';
+import { readExistingVm, readNode, specVersion, type LiveNode, type LiveVm, type Znode } from './cluster.ts';
 import { secureAcls, type Cluster } from './connect.ts';
-import { CliError } from './errors.ts';
+import { CliError, withSource } from './errors.ts';
 
 export interface Updated<T> {
   before: T;
@@ -12,15 +12,6 @@ export interface Updated<T> {
   /** The spec znode's version after the update (its generation). */
   version: number;
   changed: boolean;
-}
-
-function withSource<T>(source: string, fn: () => T): T {
-  try {
-    return fn();
-  } catch (error) {
-    if (error instanceof ValidationError) throw error.withSource(source);
-    throw error;
-  }
 }
 
 /**
@@ -31,8 +22,8 @@ function withSource<T>(source: string, fn: () => T): T {
 export async function updateVmSpec(
   cluster: Cluster,
   name: string,
-  mutate: (spec: VmSpec, vm: VmState & { spec: Znode<VmSpec> }) => VmSpec,
-): Promise<Updated<VmSpec> & { vm: VmState }> {
+  mutate: (spec: VmSpec, vm: LiveVm & { spec: Znode<VmSpec> }) => VmSpec,
+): Promise<Updated<VmSpec> & { vm: LiveVm }> {
   const { store, paths } = cluster;
   await secureAcls(cluster, [paths.vmSpec(name)]);
   const outcome = await gaveUp(`vm ${name}`, () =>
@@ -60,8 +51,8 @@ export async function updateVmSpec(
 export async function updateNodeSpec(
   cluster: Cluster,
   name: string,
-  mutate: (spec: NodeSpec, node: NodeState) => NodeSpec,
-): Promise<Updated<NodeSpec> & { node: NodeState }> {
+  mutate: (spec: NodeSpec, node: LiveNode) => NodeSpec,
+): Promise<Updated<NodeSpec> & { node: LiveNode }> {
   const { store, paths } = cluster;
   await secureAcls(cluster, [paths.nodeSpec(name)]);
   const outcome = await gaveUp(`node ${name}`, () =>

@@ -1,6 +1,6 @@
 // `--wait`: follow a status in ZooKeeper until it says done or failed, showing progress (one live
 // line on a TTY, a plain line per change otherwise). Failure and timeout are CliErrors (exit 1).
-import { Option } from 'commander';
+import { Option, type Command } from 'commander';
 import { combineLatest, type Observable } from 'rxjs';
 import type { DataState, ZkStore } from '../drivers/zk/index.ts';
 import { parseSeconds } from './connect.ts';
@@ -9,13 +9,19 @@ import { stdoutIsTty } from './output.ts';
 
 export const DEFAULT_WAIT_SECONDS = 120;
 
-export type Verdict = { done: string } | { failed: string } | { pending: string };
+export type WaitVerdict = { done: string } | { failed: string } | { pending: string };
 
-export function waitOptions(): Option[] {
-  return [
-    new Option('--wait', 'follow the status until the change is done (exits non-zero if it fails)'),
-    new Option('--timeout <seconds>', `with --wait: give up after this long (default ${DEFAULT_WAIT_SECONDS})`).argParser(parseSeconds),
-  ];
+/** The flags addWaitOptions adds. */
+export interface WaitFlags {
+  wait?: boolean;
+  timeout?: number;
+}
+
+/** Adds --wait and --timeout to a command that can follow what it asked for. */
+export function addWaitOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--wait', 'follow the status until the change is done (exits non-zero if it fails)'))
+    .addOption(new Option('--timeout <seconds>', `with --wait: give up after this long (default ${DEFAULT_WAIT_SECONDS})`).argParser(parseSeconds));
 }
 
 /** The data of a znode state decoded with `decode`, or null when absent or undecodable. */
@@ -33,7 +39,7 @@ export function watchAll(store: ZkStore, paths: readonly string[]): Observable<D
   return combineLatest(paths.map((p) => store.watchData(p)));
 }
 
-export async function waitFor<T>(source: Observable<T>, evaluate: (value: T) => Verdict, opts: { what: string; timeoutSeconds?: number }): Promise<string> {
+export async function waitFor<T>(source: Observable<T>, evaluate: (value: T) => WaitVerdict, opts: { what: string; timeoutSeconds?: number }): Promise<string> {
   const timeoutMs = Math.round((opts.timeoutSeconds ?? DEFAULT_WAIT_SECONDS) * 1000);
   const tty = stdoutIsTty();
   let lastLine = '';

@@ -8,7 +8,7 @@ import { listNodeNames, readAllNodes, readAllVms, readConfig } from '../cluster.
 import { withCluster, type Cluster } from '../connect.ts';
 import { CliError, EXIT_USAGE, setRuntimeExitCode, usageError } from '../errors.ts';
 import { checkAgainstCluster, decodeDocuments, loadManifests, MAX_MANIFEST_BYTES, sortForWrite, type DesiredObject } from '../manifests.ts';
-import { FileRefused, readFileCapped } from '../read-file.ts';
+import { readNamedFile } from '../read-file.ts';
 import { applyObjects, prepareObject, StalePlanError, type PreparedObject } from '../objects.ts';
 import { colors, println, toJson } from '../output.ts';
 import { liveViews, planCluster, renderPlan, type PlanAction } from '../plan.ts';
@@ -47,11 +47,11 @@ interface PlanFile {
 }
 
 function readPlanFile(file: string): PlanFile {
+  const text = readNamedFile(file, MAX_MANIFEST_BYTES, 'a plan file');
   let value: unknown;
   try {
-    value = JSON.parse(readFileCapped(file, MAX_MANIFEST_BYTES, 'a plan file'));
+    value = JSON.parse(text);
   } catch (error) {
-    if (error instanceof FileRefused) throw usageError(`${file}: cannot read it: ${error.reason}`);
     throw usageError(`${file}: not a plan file: ${(error as Error).message.split('\n')[0]}`);
   }
   const plan = value as Partial<PlanFile> | null;

@@ -12,9 +12,9 @@ import {
   readVmOrFail,
   vmNetworks,
   type InvalidZnode,
-  type NetworkState,
-  type NodeState,
-  type VmState,
+  type LiveNetwork,
+  type LiveNode,
+  type LiveVm,
 } from '../cluster.ts';
 import { withCluster } from '../connect.ts';
 import { readLockQueue, type LockEntry } from '../../drivers/zk/lock.ts';
@@ -63,7 +63,7 @@ function invalidLines(invalid: InvalidZnode, repair: string): string[] {
 
 // ---------------------------------------------------------------------------------------- VMs
 
-function networksCell(vm: VmState, existing: ReadonlySet<string>): string {
+function networksCell(vm: LiveVm, existing: ReadonlySet<string>): string {
   const { vnis, invalid } = vmNetworks(vm.xml?.info ?? null, existing);
   const cells = [...vnis, ...invalid.map((b) => `${b}(invalid)`)];
   const text = cells.join(',');
@@ -71,7 +71,7 @@ function networksCell(vm: VmState, existing: ReadonlySet<string>): string {
   return invalid.length > 0 ? colors.red(text) : orDash(text);
 }
 
-function vmJson(vm: VmState) {
+function vmJson(vm: LiveVm) {
   return {
     name: vm.name,
     spec: vm.spec?.value ?? null,
@@ -84,7 +84,7 @@ function vmJson(vm: VmState) {
   };
 }
 
-export function printVms(vms: readonly VmState[], networks: readonly NetworkState[], format: OutputFormat): void {
+export function printVms(vms: readonly LiveVm[], networks: readonly LiveNetwork[], format: OutputFormat): void {
   if (structured(format, vms.map(vmJson))) return;
   const existing = new Set(networks.map((n) => n.vni));
   const headers = ['NAME', 'NODE', 'STATE', 'PHASE', 'PREVIOUS'];
@@ -118,7 +118,7 @@ function flushLockOf(node: string, queue: readonly LockEntry[]): { position: num
 }
 
 /** The FLUSH column: the lock queue (holder, waiting) and the progress the node reports. */
-function flushCell(node: NodeState, queue: readonly LockEntry[]): string {
+function flushCell(node: LiveNode, queue: readonly LockEntry[]): string {
   const lock = flushLockOf(node.name, queue);
   const f = node.status?.value.flush;
   const progress = f && f.phase === 'moving' ? ` ${f.moved + f.stopped}/${f.total}` : '';
@@ -138,19 +138,19 @@ async function deadAfterMs(store: ZkStore, paths: ZkPaths): Promise<number> {
 }
 
 /** The node's keepalive age, stale when older than keepaliveDeadAfterMs; undefined without a status. */
-function keepaliveOf(node: NodeState, deadAfter: number, nowMs: number) {
+function keepaliveOf(node: LiveNode, deadAfter: number, nowMs: number) {
   const at = node.status?.value.keepaliveAt;
   const age = at === undefined ? undefined : keepaliveAge(at, deadAfter, nowMs);
   return age && { at: at!, ageMs: age.ageMs, stale: age.stale, deadAfterMs: deadAfter };
 }
 
 /** ALIVE: yes, no, or stale (a session but no keepalive for longer than keepaliveDeadAfterMs: reported, not acted on). */
-function aliveCell(node: NodeState, deadAfter: number, nowMs: number): string {
+function aliveCell(node: LiveNode, deadAfter: number, nowMs: number): string {
   if (!node.alive) return 'no';
   return keepaliveOf(node, deadAfter, nowMs)?.stale ? 'stale' : 'yes';
 }
 
-function nodeJson(node: NodeState, queue: readonly LockEntry[], deadAfter: number, nowMs: number) {
+function nodeJson(node: LiveNode, queue: readonly LockEntry[], deadAfter: number, nowMs: number) {
   return {
     name: node.name,
     alive: node.alive,
@@ -163,7 +163,7 @@ function nodeJson(node: NodeState, queue: readonly LockEntry[], deadAfter: numbe
 }
 
 export function printNodes(
-  nodes: readonly NodeState[],
+  nodes: readonly LiveNode[],
   format: OutputFormat,
   flushQueue: readonly LockEntry[] = [],
   deadAfter = defaultClusterConfig().keepaliveDeadAfterMs,
@@ -198,11 +198,11 @@ export function printNodes(
 
 // ----------------------------------------------------------------------------------- networks
 
-function usersOf(vni: string, vms: readonly VmState[]): string[] {
+function usersOf(vni: string, vms: readonly LiveVm[]): string[] {
   return vms.filter((vm) => vm.xml?.info?.bridges.includes(bridgeName(vni))).map((vm) => vm.name);
 }
 
-export function printNetworks(networks: readonly NetworkState[], vms: readonly VmState[], format: OutputFormat): void {
+export function printNetworks(networks: readonly LiveNetwork[], vms: readonly LiveVm[], format: OutputFormat): void {
   if (structured(format, networks.map((n) => ({ vni: n.vni, bridge: bridgeName(n.vni), spec: n.spec?.value ?? null, vms: usersOf(n.vni, vms), ...invalidJson(n.invalidSpec) })))) return;
   const headers = ['VNI', 'TYPE', 'MTU', 'BRIDGE', 'DESCRIPTION'];
   if (format === 'wide') headers.push('GATEWAY4', 'GATEWAY6', 'DHCP4', 'VMS');
@@ -402,7 +402,7 @@ async function describeNode(cmd: Command, name: string): Promise<void> {
 
 async function describeNetwork(cmd: Command, vni: string): Promise<void> {
   await withCluster(cmd, async ({ store, paths }) => {
-    let network: NetworkState;
+    let network: LiveNetwork;
     try {
       network = await readNetwork(store, paths, vni);
     } catch (error) {

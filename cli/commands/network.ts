@@ -3,7 +3,7 @@ import { Option, type Command } from 'commander';
 import { assertVni, encodeNetworkSpec, NETWORK_TYPES, ValidationError, type NetworkSpecInput, type NetworkType } from '../../schemas/index.ts';
 import { bridgeName, readAllNetworks, readAllVms, readNetwork, specVersion } from '../cluster.ts';
 import { ensureLayout, parsePositiveInt, withCluster } from '../connect.ts';
-import { CliError, usageError } from '../errors.ts';
+import { CliError, usageError, withSource } from '../errors.ts';
 import { println } from '../output.ts';
 import { outputOption, printNetworks, type GetFlags } from './get.ts';
 
@@ -49,13 +49,7 @@ export function registerNetwork(program: Command): void {
       if (flags.gateway6 !== undefined) spec.gateway6 = flags.gateway6;
       if ((flags.dhcp4Start === undefined) !== (flags.dhcp4End === undefined)) throw usageError('give both --dhcp4-start and --dhcp4-end, or neither');
       if (flags.dhcp4Start !== undefined && flags.dhcp4End !== undefined) spec.dhcp4 = { start: flags.dhcp4Start, end: flags.dhcp4End };
-      let encoded: string;
-      try {
-        encoded = encodeNetworkSpec(spec);
-      } catch (error) {
-        if (error instanceof ValidationError) throw error.withSource(`network ${vni}`);
-        throw error;
-      }
+      const encoded = withSource(`network ${vni}`, () => encodeNetworkSpec(spec));
       await withCluster(cmd, async (cluster) => {
         const { store, paths } = cluster;
         const existing = await readNetwork(store, paths, vni);

@@ -6,16 +6,10 @@ import { decodeNodeStatus, type NodeSpec, type NodeStatus } from '../../schemas/
 import { withCluster } from '../connect.ts';
 import { println } from '../output.ts';
 import { updateNodeSpec } from '../update.ts';
-import { dataOf, waitFor, waitOptions, type Verdict } from '../wait.ts';
-
-interface WaitFlags {
-  wait?: boolean;
-  timeout?: number;
-}
+import { addWaitOptions, dataOf, waitFor, type WaitFlags, type WaitVerdict } from '../wait.ts';
 
 function verb(node: Command, name: string, description: string, domainState: NodeSpec['domainState']): void {
-  const cmd = node.command(name).description(description).argument('<name>', 'node name');
-  for (const option of waitOptions()) cmd.addOption(option);
+  const cmd = addWaitOptions(node.command(name).description(description).argument('<name>', 'node name'));
   cmd.action(async (nodeName: string, flags: WaitFlags, command: Command) => {
     await withCluster(command, async (cluster) => {
       const updated = await updateNodeSpec(cluster, nodeName, (spec) => ({ ...spec, domainState }));
@@ -27,7 +21,7 @@ function verb(node: Command, name: string, description: string, domainState: Nod
       const source = cluster.store.watchData(cluster.paths.nodeStatus(nodeName));
       const done = await waitFor(
         source,
-        (state): Verdict => {
+        (state): WaitVerdict => {
           const status = dataOf(state, (raw) => decodeNodeStatus(raw));
           if (!status) return { pending: 'no status yet (is its daemon running?)' };
           // A daemon that does not track the node spec's generation reports -1: trust its domainState then.

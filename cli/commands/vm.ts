@@ -1,5 +1,8 @@
-// `vk vm …`: the imperative verbs (as in PVC). Each is a compare-and-set read-modify-write of the
-// VM's spec znode, retried on conflicts; --wait follows the VM's status until the node has done it.
+// `vk vm …`: the imperative verbs (as in PVC). `define` writes a new VM through vk apply's write
+// path (cli/objects.ts); the verbs that change a VM are a compare-and-set read-modify-write of its
+// spec znode (cli/update.ts, drivers/zk/cas.ts), retried on conflicts; `remove` deletes its znodes
+// in one multi. --wait follows the VM's status until the node has done it.
+import { dirname } from 'node:path';
 import { Option, type Command } from 'commander';
 import { map } from 'rxjs';
 import { ZkError, type DataState } from '../../drivers/zk/index.ts';
@@ -8,11 +11,10 @@ import {
   decodeMigrationRecord,
   decodeNodeStatus,
   decodeVmStatus,
-  encodeVmSpec,
+  API_VERSION,
   MAX_DOMAIN_XML_BYTES,
   parseDomainXml,
   parseWith,
-  ValidationError,
   VmMetaSchema,
   VM_MIGRATION_METHODS,
   VM_NODE_SELECTORS,
@@ -21,21 +23,18 @@ import {
   type VmMigrationMethod,
   type VmNodeSelector,
   type VmSpec,
-  type VmState as VmRunState,
+  type VmState,
   type VmStatus,
 } from '../../schemas/index.ts';
-import { readAllNodes, readAllVms, readConfig, readExistingVm, readVm, readVmOrFail, unreadableSpec, type VmState } from '../cluster.ts';
-import { ensureLayout, parsePositiveInt, withCluster, type Cluster } from '../connect.ts';
-import { CliError, usageError } from '../errors.ts';
+import { readAllNodes, readAllVms, readConfig, readExistingVm, readVm, readVmOrFail, unreadableSpec, type LiveVm } from '../cluster.ts';
+import { parsePositiveInt, withCluster, type Cluster } from '../connect.ts';
+import { CliError, usageError, withSource } from '../errors.ts';
+import { decodeDocument, type DesiredVm } from '../manifests.ts';
+import { applyObjects } from '../objects.ts';
 import { println } from '../output.ts';
-import { FileRefused, readFileCapped, withoutFileContent } from '../read-file.ts';
+import { readNamedFile, withoutFileContent } from '../read-file.ts';
 import { updateVmSpec, type Updated } from '../update.ts';
-import { dataOf, waitFor, waitOptions, watchAll, type Verdict } from '../wait.ts';
-
-interface WaitFlags {
-  wait?: boolean;
-  timeout?: number;
-}
+import { addWaitOptions, dataOf, waitFor, watchAll, type WaitFlags, type WaitVerdict } from '../wait.ts';
 
 interface MetaFlags {
   limit?: string;
@@ -53,11 +52,6 @@ function addMetaOptions(cmd: Command): Command {
     .option('--no-autostart', 'do not start the VM again automatically')
     .addOption(new Option('--method <method>', 'migration method').choices(VM_MIGRATION_METHODS))
     .option('--max-downtime <ms>', 'maximum downtime of a live migration, in milliseconds', parsePositiveInt);
-}
-
-function addWaitOptions(cmd: Command): Command {
-  for (const option of waitOptions()) cmd.addOption(option);
-  return cmd;
 }
 
 function parseLimit(text: string): string[] {
@@ -105,7 +99,7 @@ async function waitForVm(
 ): Promise<void> {
   const { store, paths } = cluster;
   const source = watchAll(store, [paths.vmStatus(name), paths.vmMigration(name)]);
-  const evaluate = ([statusState, migrationState]: DataState[]): Verdict => {
+  const evaluate = ([statusState, migrationState]: DataState[]): WaitVerdict => {
     const status = dataOf(statusState, decodeStatus);
     const migration = dataOf(migrationState, (raw) => decodeMigrationRecord(raw));
     const moving =
@@ -121,7 +115,7 @@ async function waitForVm(
   println(await waitFor(source, evaluate, { what: `vm/${name}`, timeoutSeconds: flags.timeout }));
 }
 
-function phaseFor(state: VmRunState): VmStatus['phase'] {
+function phaseFor(state: VmState): VmStatus['phase'] {
   return state === 'running' ? 'Running' : state === 'stopped' ? 'Stopped' : 'Disabled';
 }
 
@@ -142,7 +136,7 @@ function report(name: string, updated: Updated<VmSpec>, what: string): void {
  * A verb that sets the desired state. `forced`: this stop destroys the domain (a one-off request,
  * spec.forceStopAt); the VM's standing stopMode is never changed by a verb.
  */
-function stateVerb(program: Command, verb: string, description: string, state: VmRunState, forced: boolean, done: string) {
+function stateVerb(program: Command, verb: string, description: string, state: VmState, forced: boolean, done: string) {
   addWaitOptions(program.command(verb).description(description).argument('<name>', 'VM name')).action(
     async (name: string, flags: WaitFlags, cmd: Command) => {
       await withCluster(cmd, async (cluster) => {
@@ -156,7 +150,7 @@ function stateVerb(program: Command, verb: string, description: string, state: V
 
 interface DefineFlags extends MetaFlags, WaitFlags {
   node?: string;
-  state?: VmRunState;
+  state?: VmState;
 }
 
 async function chooseNode(cluster: Cluster, spec: { meta: VmMeta }, current: string | undefined, vmName: string): Promise<string> {
@@ -179,6 +173,17 @@ async function requireNode(cluster: Cluster, node: string): Promise<void> {
   if (!(await cluster.store.exists(cluster.paths.node(node)))) throw usageError(`--node: no node ${JSON.stringify(node)} in the cluster`);
 }
 
+/**
+ * The object `vk vm define` writes: the VM document `vk apply` would read for it, decoded by
+ * apply's own decoder (so it is validated, and written, exactly as a manifest's VM).
+ */
+function defineObject(file: string, xml: string, name: string, state: VmState, node: string, meta: VmMeta): DesiredVm {
+  const doc = { apiVersion: API_VERSION, kind: 'VM', metadata: { name }, spec: { state, node, meta, xml } };
+  const obj = decodeDocument({ source: `vm ${name}`, file, doc }, dirname(file));
+  if (obj.kind !== 'VM') throw new Error(`unreachable: a VM document decoded as ${obj.kind}`);
+  return obj;
+}
+
 function registerDefine(vm: Command): void {
   addWaitOptions(
     addMetaOptions(
@@ -189,55 +194,39 @@ function registerDefine(vm: Command): void {
         .option('--node <node>', 'node to run it on (default: chosen by the selector)'),
     ).addOption(new Option('--state <state>', 'desired state (default running)').choices(VM_STATES)),
   ).action(async (file: string, flags: DefineFlags, cmd: Command) => {
-    let xml: string;
-    try {
-      xml = readFileCapped(file, MAX_DOMAIN_XML_BYTES, 'a domain XML');
-    } catch (error) {
-      if (error instanceof FileRefused) throw usageError(`${file}: cannot read it: ${error.reason}`);
-      throw error;
-    }
+    const xml = readNamedFile(file, MAX_DOMAIN_XML_BYTES, 'a domain XML');
     const info = withoutFileContent(() => parseDomainXml(xml, file));
     const name = info.name;
+    const state = flags.state ?? 'running';
     const meta = applyMeta({ nodeLimit: [], nodeSelector: 'default', autostart: false, migrationMethod: 'default', maxDowntimeMs: 300 }, flags);
-    const draft = { state: flags.state ?? 'running', node: flags.node ?? 'unset', meta, rbd: info.rbd };
     // Validate before touching ZooKeeper: a bad name, or a node outside --limit, is bad input.
-    try {
-      parseWith(VmMetaSchema, meta, 'spec.meta');
-      if (flags.node !== undefined) encodeVmSpec(draft);
-    } catch (error) {
-      if (error instanceof ValidationError) throw error.withSource(`vm ${name}`);
-      throw error;
-    }
+    withSource(`vm ${name}`, () => parseWith(VmMetaSchema, meta, 'spec.meta'));
+    const given = flags.node === undefined ? undefined : defineObject(file, xml, name, state, flags.node, meta);
     await withCluster(cmd, async (cluster) => {
       const { store, paths } = cluster;
+      const alreadyExists = () => new CliError(`vm ${name} already exists; change it with vk apply or vk vm meta`);
       const existing = await readVm(store, paths, name);
-      if (existing.spec || existing.invalidSpec) throw new CliError(`vm ${name} already exists; change it with vk apply or vk vm meta`);
+      if (existing.spec || existing.invalidSpec) throw alreadyExists();
       const others = await readAllVms(store, paths);
       const owner = others.find((v) => info.uuid !== undefined && v.xml?.info?.uuid === info.uuid);
       if (owner) throw usageError(`${file}/domain/uuid: duplicate UUID ${info.uuid}: VM ${JSON.stringify(owner.name)} in the cluster already has it`);
-      let node = flags.node;
-      if (node === undefined) node = await chooseNode(cluster, draft, undefined, name);
-      else await requireNode(cluster, node);
-      const spec: VmSpec = { ...draft, node } as VmSpec;
-      let encoded: string;
-      try {
-        encoded = encodeVmSpec(spec);
-      } catch (error) {
-        if (error instanceof ValidationError) throw error.withSource(`vm ${name}`);
-        throw error;
+      let obj: DesiredVm;
+      if (given) {
+        await requireNode(cluster, given.spec.node);
+        obj = given;
+      } else {
+        obj = defineObject(file, xml, name, state, await chooseNode(cluster, { meta }, undefined, name), meta);
       }
-      await ensureLayout(cluster, [paths.vmSpec(name), paths.vmXml(name)]);
-      const ops = [];
-      if (!existing.parent) ops.push({ op: 'create' as const, path: paths.vm(name) });
-      ops.push({ op: 'create' as const, path: paths.vmSpec(name), data: encoded });
-      if (existing.xml) ops.push({ op: 'set' as const, path: paths.vmXml(name), data: xml, version: existing.xml.version });
-      else ops.push({ op: 'create' as const, path: paths.vmXml(name), data: xml });
-      await store.multi(ops);
+      // apply's write path; a VM someone else creates meanwhile is refused there, not overwritten.
+      await applyObjects(cluster, [obj], {
+        print: () => undefined,
+        check: (p) => {
+          if (p.parts.some((part) => part.label === 'spec' && part.live !== null)) throw alreadyExists();
+        },
+      });
+      const node = obj.spec.node;
       println(`vm/${name} defined on ${node}`);
-      if (flags.wait) {
-        const state = flags.state ?? 'running';
-        await waitForVm(cluster, name, 0, flags, 'defined', (s) => s.node === node && s.phase === phaseFor(state));
-      }
+      if (flags.wait) await waitForVm(cluster, name, 0, flags, 'defined', (s) => s.node === node && s.phase === phaseFor(state));
     });
   });
 }
@@ -259,16 +248,11 @@ interface MigrateFlags extends WaitFlags {
   forceLive?: boolean;
 }
 
-async function migrationTarget(cluster: Cluster, vm: VmState & { spec: { value: VmSpec } }, node: string | undefined): Promise<string> {
+async function migrationTarget(cluster: Cluster, vm: LiveVm & { spec: { value: VmSpec } }, node: string | undefined): Promise<string> {
   const spec = vm.spec.value;
   if (node === undefined) return chooseNode(cluster, spec, spec.node, vm.name);
   await requireNode(cluster, node);
   return node;
-}
-
-async function waitForMove(cluster: Cluster, name: string, updated: Updated<VmSpec>, flags: WaitFlags, goal: string) {
-  if (!flags.wait) return;
-  await maybeWait(cluster, name, updated, flags, goal);
 }
 
 function registerMigrations(vm: Command): void {
@@ -306,7 +290,7 @@ function registerMigrations(vm: Command): void {
       if (flags.forceLive && updated.before.meta.migrationMethod !== 'live') {
         println(`note: meta.migrationMethod is now live for this and later migrations (vk vm meta ${name} --method default to undo)`);
       }
-      await waitForMove(cluster, name, updated, flags, 'migrated');
+      await maybeWait(cluster, name, updated, flags, 'migrated');
     });
   });
 
@@ -326,7 +310,7 @@ function registerMigrations(vm: Command): void {
         return { ...rest, node: target };
       });
       println(`vm/${name} moved ${updated.before.node} → ${target} (permanently)`);
-      await waitForMove(cluster, name, updated, flags, 'moved');
+      await maybeWait(cluster, name, updated, flags, 'moved');
     });
   });
 
@@ -339,7 +323,7 @@ function registerMigrations(vm: Command): void {
           return { ...rest, node: previousNode };
         });
         println(`vm/${name} returning ${updated.before.node} → ${updated.after.node}`);
-        await waitForMove(cluster, name, updated, flags, 'unmigrated');
+        await maybeWait(cluster, name, updated, flags, 'unmigrated');
       });
     },
   );
@@ -349,7 +333,7 @@ interface RemoveFlags extends WaitFlags {
   force?: boolean;
 }
 
-async function removeVm(cluster: Cluster, name: string, force: boolean): Promise<VmState> {
+async function removeVm(cluster: Cluster, name: string, force: boolean): Promise<LiveVm> {
   const { store, paths } = cluster;
   for (let attempt = 1; attempt <= 5; attempt++) {
     const vm = await readVmOrFail(store, paths, name, { status: true });
@@ -393,7 +377,7 @@ function registerRemove(vm: Command): void {
       const source = cluster.store.watchData(cluster.paths.nodeStatus(node)).pipe(map((s) => [s]));
       const done = await waitFor(
         source,
-        ([state]): Verdict => {
+        ([state]): WaitVerdict => {
           const status = dataOf(state, (raw) => decodeNodeStatus(raw));
           if (!status) return { done: `vm/${name} gone (node ${node} reports no status)` };
           return status.runningVms.includes(name) ? { pending: `still running on ${node}` } : { done: `vm/${name} no longer runs on ${node}` };
