@@ -32,13 +32,26 @@ before(async () => {
   store = await ZkStore.connect({ connectString: zk.connectString, sessionTimeoutMs: 4000 });
 });
 
+/** Every store and informer a test opened: closed here too, in case that test never got to it. */
+const extraStores: ZkStore[] = [];
+const informers: Array<{ stop(): void }> = [];
+
 after(async () => {
+  for (const inf of informers) inf.stop();
+  for (const s of extraStores) await s.close().catch(() => undefined);
   await store?.close().catch(() => undefined);
   await zk?.cleanup();
 });
 
-function connect(extra: { auth?: { user: string; password: string } } = {}): Promise<ZkStore> {
-  return ZkStore.connect({ connectString: zk.connectString, sessionTimeoutMs: 4000, ...extra });
+async function connect(extra: { auth?: { user: string; password: string } } = {}): Promise<ZkStore> {
+  const s = await ZkStore.connect({ connectString: zk.connectString, sessionTimeoutMs: 4000, ...extra });
+  extraStores.push(s);
+  return s;
+}
+
+function track<I extends { stop(): void }>(informer: I): I {
+  informers.push(informer);
+  return informer;
 }
 
 function status(extra: Partial<NodeStatusInput> = {}): string {
@@ -82,7 +95,7 @@ describe('NodeInformer', () => {
     await store.create(paths.nodeSpec('hv2'), encodeNodeSpec({}));
     await store.create(`${paths.nodes}/Not_A_Name`); // not a valid node name: ignored
 
-    const inf = new NodeInformer(store, paths, log);
+    const inf = track(new NodeInformer(store, paths, log));
     inf.start();
     try {
       await inf.synced();
@@ -107,7 +120,7 @@ describe('NodeInformer', () => {
   });
 
   it('N1: synced() resolves with no nodes when /nodes does not exist', T, async () => {
-    const inf = new NodeInformer(store, new ZkPaths('/n-absent'), log);
+    const inf = track(new NodeInformer(store, new ZkPaths('/n-absent'), log));
     inf.start();
     try {
       await inf.synced();
@@ -121,7 +134,7 @@ describe('NodeInformer', () => {
   it('list$, changes$ and alive$: a node joins, changes and leaves', T, async () => {
     const paths = new ZkPaths('/n2');
     await store.ensurePath(paths.nodes);
-    const inf = new NodeInformer(store, paths, log);
+    const inf = track(new NodeInformer(store, paths, log));
     const lists = record<ReadonlySet<string>>(inf.list$);
     const changes = record<string>(inf.changes$);
     const alive = record<string>(inf.alive$);
@@ -162,7 +175,7 @@ describe('NodeInformer', () => {
   it('alive carries the session holding the ephemeral znode and its payload; null once that session ends', T, async () => {
     const paths = new ZkPaths('/n3');
     await store.ensurePath(paths.node('hv4'));
-    const inf = new NodeInformer(store, paths, log);
+    const inf = track(new NodeInformer(store, paths, log));
     const alive = record<string>(inf.alive$);
     inf.start();
     const daemon = await connect();
@@ -189,7 +202,7 @@ describe('NodeInformer', () => {
     const paths = new ZkPaths('/n4');
     await store.ensurePath(paths.node('hv5'));
     await store.create(paths.nodeStatus('hv5'), status({ load: 1 }));
-    const inf = new NodeInformer(store, paths, log);
+    const inf = track(new NodeInformer(store, paths, log));
     inf.start();
     try {
       await inf.synced();
@@ -240,7 +253,7 @@ describe('NodeInformer', () => {
     await store.ensurePath(paths.node('hv6'));
     await store.create(paths.nodeSpec('hv6'), 'not json at all');
     await store.create(paths.nodeStatus('hv6'), '{"daemonState":"sleeping"}');
-    const inf = new NodeInformer(store, paths, log);
+    const inf = track(new NodeInformer(store, paths, log));
     inf.start();
     try {
       await inf.synced();
@@ -264,7 +277,7 @@ describe('NodeInformer', () => {
 
 describe('ConfigInformer', () => {
   it('K1/K2/K3: the defaults while the config is absent, synced after that first answer, which changes$ emits', T, async () => {
-    const inf = new ConfigInformer(store, new ZkPaths('/k1'), log);
+    const inf = track(new ConfigInformer(store, new ZkPaths('/k1'), log));
     const changes = record<ClusterConfig>(inf.changes$);
     inf.start();
     try {
@@ -281,7 +294,7 @@ describe('ConfigInformer', () => {
   it('K2: synced() resolves only once the config written before start() is in force', T, async () => {
     const paths = new ZkPaths('/k2');
     await store.create(paths.config, encodeClusterConfig({ keepaliveIntervalMs: 1234, keepaliveDeadAfterMs: 9999, coordinators: ['zk1'] }), { parents: true });
-    const inf = new ConfigInformer(store, paths, log);
+    const inf = track(new ConfigInformer(store, paths, log));
     inf.start();
     try {
       await inf.synced();
@@ -298,7 +311,7 @@ describe('ConfigInformer', () => {
     const { lines, logger } = capture('warn');
     const paths = new ZkPaths('/k3');
     await store.ensurePath(paths.root);
-    const inf = new ConfigInformer(store, paths, logger);
+    const inf = track(new ConfigInformer(store, paths, logger));
     const changes = record<ClusterConfig>(inf.changes$);
     inf.start();
     try {
@@ -334,7 +347,7 @@ describe('ConfigInformer', () => {
     const paths = new ZkPaths('/k4');
     const owner = await connect({ auth: { user: 'admin', password: 'secret' } });
     const { lines, logger } = capture('error');
-    const inf = new ConfigInformer(store, paths, logger);
+    const inf = track(new ConfigInformer(store, paths, logger));
     const changes = record<ClusterConfig>(inf.changes$);
     try {
       await owner.create(paths.config, encodeClusterConfig({ keepaliveIntervalMs: 3000, keepaliveDeadAfterMs: 9000 }), { parents: true });

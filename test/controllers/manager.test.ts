@@ -52,7 +52,11 @@ before(async () => {
   for (const [i, name] of VMS.entries()) await writeVm(store, name, { node: i % 2 === 0 ? 'hv1' : 'hv2', state: 'running' });
 });
 
+/** Every Manager a test made: stopped here too, in case that test never got to it. */
+const managers: Manager[] = [];
+
 after(async () => {
+  for (const m of managers) await m.stop().catch(() => undefined);
   await store?.close().catch(() => undefined);
   if (hv) await stopHv(hv);
   await zk?.cleanup();
@@ -98,6 +102,7 @@ function manager(events: string[]): Manager {
       events.push('close');
     },
   });
+  managers.push(m);
   // Each informer's stop() completes its changes$: record when.
   for (const [name, informer] of Object.entries(m.informers)) {
     informer.changes$.subscribe({ complete: () => events.push(`informer ${name} stopped`) });
