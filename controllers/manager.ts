@@ -6,7 +6,8 @@
 //       starts, so no concern ever plans from a half-loaded cache.
 //   M2  Runnables start in registration order, each awaited, and stop in reverse order; a
 //       runnable that failed to start stops those already started, then the error is thrown.
-//   M3  stop() stops the runnables, then the informers, then closes the drivers (each at most once).
+//   M3  stop() stops the runnables, then the informers, then closes the drivers (each at most once);
+//       a stop() that comes while start() is still starting runnables makes it start no more.
 //   M4  plan() is the one dry run: it syncs the informers, asks every registered runnable for its
 //       plan in registration order, and starts none of them.
 import type { Logger } from 'pino';
@@ -81,11 +82,18 @@ export class Manager {
   async start(): Promise<void> {
     await this.syncInformers();
     for (const runnable of this.runnables) {
+      // stop() came while starting: start nothing more (stop() stops what has started).
+      if (this.stopped) return;
       try {
         await runnable.start();
       } catch (error) {
         await this.stopRunnables();
         throw error;
+      }
+      if (this.stopped) {
+        // stop() ran while this one was starting, and could not see it: stop it now.
+        await runnable.stop().catch((error: unknown) => this.log.error({ err: error, runnable: runnable.name }, 'stop failed'));
+        return;
       }
       this.started.push(runnable);
       this.log.debug({ runnable: runnable.name }, 'started');

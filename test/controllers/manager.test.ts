@@ -188,6 +188,26 @@ describe('Manager', () => {
     assert.equal(events.filter((e) => e === 'close').length, 1);
   });
 
+  it('M3: a stop() that comes while a runnable is starting stops it too, and nothing after it starts', T, async () => {
+    const events: string[] = [];
+    const m = manager(events);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let entered!: () => void;
+    const inStart = new Promise<void>((r) => (entered = r));
+    m.add(new Fake('a', events));
+    m.add(new Fake('b', events, { start: () => (entered(), gate) }));
+    m.add(new Fake('c', events));
+    const starting = m.start();
+    await inStart;
+    const stopping = m.stop();
+    release();
+    await Promise.all([starting, stopping]);
+    assert.ok(!events.includes('start c'), `c started after stop(): ${events.join(', ')}`);
+    assert.ok(events.includes('stop a') && events.includes('stop b'), `a and b stopped: ${events.join(', ')}`);
+    assert.equal(events.filter((e) => e === 'stop b').length, 1);
+  });
+
   it('M3: a runnable whose stop throws does not keep the others running or the drivers open', T, async () => {
     const events: string[] = [];
     const m = manager(events);
