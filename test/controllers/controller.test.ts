@@ -9,16 +9,7 @@ import { createLogger, silentLogger } from '../../controllers/logger.ts';
 import { done, type ReconcileFn } from '../../controllers/reconciler.ts';
 import { ReconcileAbortedError } from '../../controllers/workqueue.ts';
 import { waitFor } from '../rig/wait.ts';
-
-interface Deferred<T = void> {
-  promise: Promise<T>;
-  resolve(v: T): void;
-}
-function deferred<T = void>(): Deferred<T> {
-  let resolve!: (v: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
-}
+import { deferred } from '../rig/deferred.ts';
 
 /** Let every pending microtask and I/O callback run (mock timers do not touch setImmediate). */
 const flush = async (): Promise<void> => {

@@ -22,18 +22,9 @@ import {
   type Result,
 } from '../../controllers/reconciler.ts';
 import { ReconcileAbortedError, WorkQueue, type WorkQueueOptions } from '../../controllers/workqueue.ts';
+import { deferred } from '../rig/deferred.ts';
 
 // ── helpers ──────────────────────────────────────────────────────────────
-
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve(v: T): void;
-}
-function deferred<T = void>(): Deferred<T> {
-  let resolve!: (v: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
-}
 
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
