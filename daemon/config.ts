@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { DEFAULT_ROOT, NameSchema, ValidationError, parseWith } from '../schemas/index.ts';
+import { DEFAULT_ROOT, InterfaceNameSchema, Ipv4AddressSchema, NameSchema, ValidationError, parseWith } from '../schemas/index.ts';
 
 const positiveInt = z.number().int().min(1);
 
@@ -33,6 +33,16 @@ export const DaemonConfigSchema = z.strictObject({
    * daemon's own (the sandbox keeps each simulated node's bridges in its own namespace).
    */
   netns: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a network namespace name').optional(),
+  network: z
+    .strictObject({
+      /** This node's address on the cluster network: the VXLANs' `local` address. */
+      clusterAddress: Ipv4AddressSchema.optional(),
+      /** The device that carries the cluster network (the VXLANs' `dev`). */
+      clusterDevice: InterfaceNameSchema.optional(),
+      /** Interface group of every link the daemon creates; it never touches a link outside it. */
+      group: positiveInt.max(2_147_483_647).default(4244),
+    })
+    .prefault({}),
   migration: z
     .strictObject({
       /** libvirt URI the source libvirtd connects to (peer-to-peer), e.g. qemu+tcp://198.51.100.2/system. */

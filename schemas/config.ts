@@ -51,6 +51,10 @@ export const ClusterConfigSchema = z
     migration: MigrationConfigSchema.prefault({}),
     /** Device that bridged networks put their vLANs on. */
     bridgeDevice: InterfaceNameSchema.optional(),
+    /** MTU of the bridge device: a bridged network's MTU may not exceed it. */
+    bridgeMtu: intInRange(576, 9216).default(1500),
+    /** MTU of the cluster network that carries the VXLANs: a managed network's MTU is at most this − 50. */
+    clusterMtu: intInRange(626, 9216).default(1500),
     /** Lines of serial console log kept per VM. */
     consoleLogLines: intInRange(1, 100_000).default(1000),
   })

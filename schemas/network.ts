@@ -76,3 +76,28 @@ export function decodeNetworkSpec(value: unknown, fieldPrefix = 'spec'): Network
 export function encodeNetworkSpec(spec: NetworkSpecInput): string {
   return encodeWith(NetworkSpecSchema, spec, 'spec');
 }
+
+/** One node's readiness of a network's links (written by that node's daemon). */
+export const NetworkNodeStatusSchema = z.strictObject({
+  ready: z.boolean(),
+  /** CamelCase reason when not ready (LinkFailed, VlanUnsupported, BridgeInUse, …). */
+  reason: z.string().max(64).optional(),
+  message: z.string().max(1024).optional(),
+  /** The network spec version (generation) this readiness is about. */
+  observedGeneration: z.number().int().min(-1),
+  updatedAt: z.string(),
+});
+export type NetworkNodeStatus = z.output<typeof NetworkNodeStatusSchema>;
+
+/** /networks/<vni>/status: per node, whether the network's links are ready there. */
+export const NetworkStatusSchema = z.strictObject({
+  nodes: z.record(z.string(), NetworkNodeStatusSchema).default({}),
+});
+export type NetworkStatus = z.output<typeof NetworkStatusSchema>;
+
+export function decodeNetworkStatus(value: unknown, fieldPrefix = 'status'): NetworkStatus {
+  return decodeWith(NetworkStatusSchema, value, fieldPrefix);
+}
+export function encodeNetworkStatus(status: NetworkStatus): string {
+  return encodeWith(NetworkStatusSchema, status, 'status');
+}

@@ -20,7 +20,7 @@ function rootProblem(root: string): string | undefined {
 export type ZkPathInfo =
   | { kind: 'schema' | 'config' | 'vms' | 'networks' | 'nodes' | 'locks' }
   | { kind: 'vm'; name: string; leaf?: 'spec' | 'xml' | 'status' | 'migration' | 'console' }
-  | { kind: 'network'; vni: string; leaf?: 'spec' }
+  | { kind: 'network'; vni: string; leaf?: 'spec' | 'status' }
   | { kind: 'node'; name: string; leaf?: 'spec' | 'status' | 'alive' }
   | { kind: 'lock'; name: string; child?: string };
 
@@ -84,6 +84,9 @@ export class ZkPaths {
   networkSpec(vni: string | number): string {
     return `${this.network(vni)}/spec`;
   }
+  networkStatus(vni: string | number): string {
+    return `${this.network(vni)}/status`;
+  }
 
   node(name: string): string {
     return `${this.nodes}/${assertName(name, 'node name')}`;
@@ -136,7 +139,7 @@ export class ZkPaths {
     }
     if (top === 'networks' && isValidVni(id)) {
       if (leaf === undefined) return { kind: 'network', vni: id };
-      return leaf === 'spec' ? { kind: 'network', vni: id, leaf } : undefined;
+      return leaf === 'spec' || leaf === 'status' ? { kind: 'network', vni: id, leaf } : undefined;
     }
     if (top === 'locks' && isValidName(id)) {
       if (leaf === undefined) return { kind: 'lock', name: id };

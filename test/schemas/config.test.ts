@@ -39,6 +39,8 @@ describe('ClusterConfig', () => {
       fence: { policy: 'none' },
       migration: { maxOutgoing: 2, maxIncoming: 2, defaultMethod: 'live', phaseTimeoutMs: 30_000, maxDowntimeMs: 300 },
       consoleLogLines: 1000,
+      bridgeMtu: 1500,
+      clusterMtu: 1500,
     });
   });
 

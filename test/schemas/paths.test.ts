@@ -19,6 +19,7 @@ describe('ZkPaths', () => {
     assert.equal(p.networks, '/virtkeeper/networks');
     assert.equal(p.network('100'), '/virtkeeper/networks/100');
     assert.equal(p.networkSpec(100), '/virtkeeper/networks/100/spec');
+    assert.equal(p.networkStatus(100), '/virtkeeper/networks/100/status');
     assert.equal(p.nodes, '/virtkeeper/nodes');
     assert.equal(p.node('hv1'), '/virtkeeper/nodes/hv1');
     assert.equal(p.nodeSpec('hv1'), '/virtkeeper/nodes/hv1/spec');
@@ -86,6 +87,7 @@ describe('ZkPaths', () => {
     assert.deepEqual(p.parse('/virtkeeper/vms/web1'), { kind: 'vm', name: 'web1' });
     assert.deepEqual(p.parse('/virtkeeper/nodes/hv1/alive'), { kind: 'node', name: 'hv1', leaf: 'alive' });
     assert.deepEqual(p.parse('/virtkeeper/networks/100/spec'), { kind: 'network', vni: '100', leaf: 'spec' });
+    assert.deepEqual(p.parse('/virtkeeper/networks/100/status'), { kind: 'network', vni: '100', leaf: 'status' });
     assert.deepEqual(p.parse('/virtkeeper/locks/flush/lock-0000000001'), { kind: 'lock', name: 'flush', child: 'lock-0000000001' });
     assert.deepEqual(p.parse('/virtkeeper/config'), { kind: 'config' });
     assert.deepEqual(p.parse('/virtkeeper/vms'), { kind: 'vms' });
