@@ -15,6 +15,7 @@ import type { MigratingHypervisor } from '../drivers/hypervisor.ts';
 import type { ZkStore } from '../drivers/zk/index.ts';
 import type { ZkPaths } from '../schemas/index.ts';
 import { ConfigInformer } from './informers/config.ts';
+import { NetworkInformer } from './informers/networks.ts';
 import { NodeInformer } from './informers/nodes.ts';
 import { VmInformer } from './informers/vms.ts';
 import type { Runnable } from './runnable.ts';
@@ -33,6 +34,7 @@ export interface ManagerOptions {
 export interface Informers {
   vms: VmInformer;
   nodes: NodeInformer;
+  networks: NetworkInformer;
   config: ConfigInformer;
 }
 
@@ -57,6 +59,7 @@ export class Manager {
     this.informers = {
       vms: new VmInformer(o.store, o.paths, o.log),
       nodes: new NodeInformer(o.store, o.paths, o.log),
+      networks: new NetworkInformer(o.store, o.paths, o.log),
       config: new ConfigInformer(o.store, o.paths, o.log),
     };
   }
@@ -105,8 +108,9 @@ export class Manager {
     this.stopped = true;
     await this.stopRunnables();
     if (this.informersStarted) {
-      const { vms, nodes, config } = this.informers;
+      const { vms, nodes, networks, config } = this.informers;
       config.stop();
+      networks.stop();
       nodes.stop();
       vms.stop();
     }
@@ -124,11 +128,12 @@ export class Manager {
   private async syncInformers(): Promise<void> {
     if (this.informersStarted) return;
     this.informersStarted = true;
-    const { vms, nodes, config } = this.informers;
+    const { vms, nodes, networks, config } = this.informers;
     config.start();
     nodes.start();
+    networks.start();
     vms.start();
-    await Promise.all([config.synced(), nodes.synced(), vms.synced()]);
+    await Promise.all([config.synced(), nodes.synced(), networks.synced(), vms.synced()]);
   }
 
   private async stopRunnables(): Promise<void> {

@@ -35,6 +35,8 @@ export const DaemonConfigSchema = z.strictObject({
   netns: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a network namespace name').optional(),
   network: z
     .strictObject({
+      /** Converge this node's links to the Network specs (the network concern). */
+      enabled: z.boolean().default(true),
       /** This node's address on the cluster network: the VXLANs' `local` address. */
       clusterAddress: Ipv4AddressSchema.optional(),
       /** The device that carries the cluster network (the VXLANs' `dev`). */

@@ -162,12 +162,12 @@ describe('Manager', () => {
 
     await m.stop();
     assert.deepEqual(events.slice(0, 3), ['stop c', 'stop b', 'stop a'], 'runnables stop first, in reverse order');
-    assert.deepEqual(events.slice(3, 6).sort(), ['informer config stopped', 'informer nodes stopped', 'informer vms stopped'], 'then the informers');
-    assert.deepEqual(events.slice(6), ['close'], 'the drivers are closed last, once');
+    assert.deepEqual(events.slice(3, 7).sort(), ['informer config stopped', 'informer networks stopped', 'informer nodes stopped', 'informer vms stopped'], 'then the informers');
+    assert.deepEqual(events.slice(7), ['close'], 'the drivers are closed last, once');
 
     await m.stop();
     assert.equal(events.filter((e) => e === 'close').length, 1, 'a second stop() closed the drivers again');
-    assert.equal(events.length, 7, 'a second stop() stopped something again');
+    assert.equal(events.length, 8, 'a second stop() stopped something again');
   });
 
   it('M2: a runnable whose start throws stops those already started, and start() rejects with its error', T, async () => {
