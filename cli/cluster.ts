@@ -3,11 +3,12 @@
 // next to a null spec, so listings show the object with the reason and `vk apply`, `vk vm remove
 // --force` and `vk node flush|ready` can repair it. Statuses and migration records that do not
 // decode are reported as absent with the problem kept. Only the cluster config is still strict.
-import type { ZkStat, ZkStore } from '../drivers/zk/index.ts';
+import { ConnectionLossError, SessionExpiredError, ZkError, type ZkStat, type ZkStore } from '../drivers/zk/index.ts';
 import {
   decodeClusterConfig,
   decodeMigrationRecord,
   decodeNetworkSpec,
+  decodeNetworkStatus,
   decodeNodeSpec,
   decodeNodeStatus,
   decodeVmSpec,
@@ -21,6 +22,7 @@ import {
   type DomainInfo,
   type MigrationRecord,
   type NetworkSpec,
+  type NetworkStatus,
   type NodeSpec,
   type NodeStatus,
   type VmSpec,
@@ -258,20 +260,83 @@ export interface LiveNetwork {
   spec: Znode<NetworkSpec> | null;
   /** Set when the spec znode exists but does not decode (spec is null then). */
   invalidSpec?: InvalidZnode;
+  /** /networks/<vni>/status (the nodes' daemons write it), when asked for and readable. */
+  status?: Znode<NetworkStatus> | null;
+  /** Why the status znode could not be read or decoded (status is null then). */
+  statusProblem?: string;
 }
 
-export async function readNetwork(store: ZkStore, paths: ZkPaths, vni: string): Promise<LiveNetwork> {
-  const [parent, spec] = await Promise.all([store.exists(paths.network(vni)), store.get(paths.networkSpec(vni))]);
+export interface NetworkReadParts {
+  status?: boolean;
+}
+
+/** Reads a znode the daemons write; a failure to read it is a problem to report, not an error. */
+async function getLenient(store: ZkStore, path: string): Promise<{ node: { data: Buffer; version: number; stat: ZkStat } | null } | { problem: string }> {
+  try {
+    return { node: await store.get(path) };
+  } catch (error) {
+    if (error instanceof ZkError && !(error instanceof ConnectionLossError) && !(error instanceof SessionExpiredError)) return { problem: error.message };
+    throw error;
+  }
+}
+
+export async function readNetwork(store: ZkStore, paths: ZkPaths, vni: string, parts: NetworkReadParts = {}): Promise<LiveNetwork> {
+  const [parent, spec, status] = await Promise.all([
+    store.exists(paths.network(vni)),
+    store.get(paths.networkSpec(vni)),
+    parts.status ? getLenient(store, paths.networkStatus(vni)) : null,
+  ]);
   const network: LiveNetwork = { vni, parent, spec: null };
   if (spec) Object.assign(network, decodeSpec(paths.networkSpec(vni), spec, (v) => decodeNetworkSpec(v)));
+  if (status) {
+    network.status = null;
+    if ('problem' in status) network.statusProblem = status.problem;
+    else if (status.node) {
+      const node = status.node;
+      const decoded = decodeLenient(node.data, (v) => decodeNetworkStatus(v));
+      if ('value' in decoded) network.status = { value: decoded.value, raw: node.data, version: node.version, stat: node.stat };
+      else network.statusProblem = decoded.problem;
+    }
+  }
   return network;
 }
 
 /** Networks that have a spec znode (readable or not), by VNI in numeric order. */
-export async function readAllNetworks(store: ZkStore, paths: ZkPaths): Promise<LiveNetwork[]> {
+export async function readAllNetworks(store: ZkStore, paths: ZkPaths, parts: NetworkReadParts = {}): Promise<LiveNetwork[]> {
   const vnis = (await childNames(store, paths.networks, isValidVni)).sort((a, b) => Number(a) - Number(b));
-  const list = await Promise.all(vnis.map((v) => readNetwork(store, paths, v)));
+  const list = await Promise.all(vnis.map((v) => readNetwork(store, paths, v, parts)));
   return list.filter((n) => n.spec !== null || n.invalidSpec !== undefined);
+}
+
+/** One node's state of a network: ready (for the spec's generation), not ready, or pending (no report for this generation yet). */
+export type NetworkNodeState = 'ready' | 'notReady' | 'pending';
+
+export interface NetworkNodeView {
+  node: string;
+  state: NetworkNodeState;
+  /** The node's entry in the status znode, if any. */
+  entry: NetworkStatus['nodes'][string] | null;
+  /** False for an entry of a node that is not (any more) in /nodes. */
+  member: boolean;
+}
+
+/**
+ * Per node of the cluster (and per node that reported without being one), the network's state: an
+ * entry counts as ready only when it is about the spec's generation or a later one.
+ */
+export function networkReadiness(network: LiveNetwork, clusterNodes: readonly string[]): { ready: number; total: number; nodes: NetworkNodeView[] } {
+  const entries = network.status?.value.nodes ?? {};
+  const generation = network.spec?.version;
+  const stateOf = (entry: NetworkStatus['nodes'][string] | undefined): NetworkNodeState => {
+    if (!entry || generation === undefined || entry.observedGeneration < generation) return 'pending';
+    return entry.ready ? 'ready' : 'notReady';
+  };
+  const members = new Set(clusterNodes);
+  const nodes: NetworkNodeView[] = [...clusterNodes].sort().map((node) => ({ node, state: stateOf(entries[node]), entry: entries[node] ?? null, member: true }));
+  for (const node of Object.keys(entries).sort()) {
+    if (!members.has(node)) nodes.push({ node, state: stateOf(entries[node]), entry: entries[node]!, member: false });
+  }
+  return { ready: nodes.filter((n) => n.member && n.state === 'ready').length, total: clusterNodes.length, nodes };
 }
 
 export async function readConfig(store: ZkStore, paths: ZkPaths): Promise<{ value: ClusterConfig; znode: Znode<ClusterConfig> | null }> {

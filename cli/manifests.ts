@@ -12,6 +12,7 @@ import {
   API_VERSION,
   decodeManifest,
   MAX_DOMAIN_XML_BYTES,
+  networkMtuProblem,
   parseVmXml,
   splitVmManifestSpec,
   ValidationError,
@@ -20,9 +21,11 @@ import {
   type NetworkSpec,
   type NodeSpec,
   type VmSpec,
+  type ZkPaths,
 } from '../schemas/index.ts';
-import type { LiveVm } from './cluster.ts';
-import { ManifestErrors, usageError } from './errors.ts';
+import type { ZkStore } from '../drivers/zk/index.ts';
+import { bridgeName, listNodeNames, readAllNetworks, readAllVms, readConfig, type LiveNetwork, type LiveVm } from './cluster.ts';
+import { CliError, EXIT_USAGE, ManifestErrors, usageError } from './errors.ts';
 import { FileRefused, readNamedFile, readRegularFileWithin, withoutFileContent } from './read-file.ts';
 
 const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
@@ -252,21 +255,60 @@ export function loadManifests(paths: readonly string[]): DesiredObject[] {
   return decodeDocuments(docs, errors);
 }
 
+/** What the cluster checks of a set of objects look at (only what the objects need is read). */
+export interface ClusterView {
+  vms: readonly LiveVm[];
+  nodes: readonly string[];
+  networks: readonly LiveNetwork[];
+  /** The cluster config in ZooKeeper (the default when there is none); undefined when not read. */
+  config: ClusterConfig | undefined;
+}
+
 /**
- * The checks that need the cluster, all before anything is written: refuses VMs whose domain UUID
- * another VM (of another name) already holds in ZooKeeper, and VMs whose spec.node or
- * meta.nodeLimit names a node that neither exists in ZooKeeper nor is defined by the manifests.
+ * Reads what checkAgainstCluster needs for `objects`: VMs and nodes for VMs, and for networks and
+ * the cluster config the networks and the config in force (not read when the objects bring one).
  */
-export function checkAgainstCluster(objects: readonly DesiredObject[], liveVms: readonly LiveVm[], liveNodes: readonly string[]): void {
+export async function readClusterView(store: ZkStore, paths: ZkPaths, objects: readonly DesiredObject[]): Promise<ClusterView> {
+  const has = (kind: DesiredObject['kind']) => objects.some((o) => o.kind === kind);
+  const vmRules = has('VM');
+  const networkRules = has('Network') || has('ClusterConfig');
+  const [vms, nodes, networks, config] = await Promise.all([
+    vmRules ? readAllVms(store, paths) : [],
+    vmRules ? listNodeNames(store, paths) : [],
+    has('ClusterConfig') ? readAllNetworks(store, paths) : [],
+    networkRules && !has('ClusterConfig') ? readConfig(store, paths).then((c) => c.value) : undefined,
+  ]);
+  return { vms, nodes, networks, config };
+}
+
+/**
+ * The checks that need the cluster, all before anything is written (vk apply, diff, plan, vm define
+ * and network add all come here). Refuses:
+ * - VMs whose domain UUID another VM (of another name) already holds in ZooKeeper, and VMs whose
+ *   spec.node or meta.nodeLimit names a node that neither exists in ZooKeeper nor is defined by the
+ *   manifests;
+ * - networks whose MTU the cluster config in force does not allow (bridged: at most bridgeMtu;
+ *   managed: at most clusterMtu - 50), the config in force being the one the objects bring, else
+ *   the one in ZooKeeper;
+ * - a cluster config under which a network in ZooKeeper (and not redefined by the objects) would
+ *   have an MTU it does not allow, naming the networks.
+ */
+export function checkAgainstCluster(objects: readonly DesiredObject[], view: ClusterView): void {
+  const errors: ValidationError[] = [...vmErrors(objects, view), ...networkErrors(objects, view)];
+  if (errors.length > 0) throw new ManifestErrors(errors);
+}
+
+function vmErrors(objects: readonly DesiredObject[], view: ClusterView): ValidationError[] {
+  if (!objects.some((o) => o.kind === 'VM')) return [];
   const owners = new Map<string, string>();
   // A VM the manifests redefine will hold the manifest's UUID, not the one it has now.
   const redefined = new Set(objects.filter((o) => o.kind === 'VM').map((o) => o.name));
-  for (const vm of liveVms) {
+  for (const vm of view.vms) {
     if (redefined.has(vm.name)) continue;
     const uuid = vm.xml?.info?.uuid;
     if (uuid !== undefined) owners.set(uuid, vm.name);
   }
-  const errors: ValidationError[] = [...unknownNodes(objects, liveNodes)];
+  const errors: ValidationError[] = [...unknownNodes(objects, view.nodes)];
   for (const obj of objects) {
     if (obj.kind !== 'VM' || obj.info.uuid === undefined) continue;
     const owner = owners.get(obj.info.uuid);
@@ -279,7 +321,63 @@ export function checkAgainstCluster(objects: readonly DesiredObject[], liveVms: 
       );
     }
   }
-  if (errors.length > 0) throw new ManifestErrors(errors);
+  return errors;
+}
+
+/** The MTU rules of networks against the cluster config in force (see checkAgainstCluster). */
+function networkErrors(objects: readonly DesiredObject[], view: ClusterView): ValidationError[] {
+  const configObj = objects.find((o): o is Extract<DesiredObject, { kind: 'ClusterConfig' }> => o.kind === 'ClusterConfig');
+  const config = configObj?.spec ?? view.config;
+  if (!config) return [];
+  const errors: ValidationError[] = [];
+  for (const obj of objects) {
+    if (obj.kind !== 'Network') continue;
+    const problem = networkMtuProblem(obj.spec.type, obj.spec.mtu, config);
+    if (problem) errors.push(new ValidationError('spec.mtu', obj.spec.mtu, problem, { source: obj.source }));
+  }
+  if (!configObj) return errors;
+  // A new config must not make a network already in the cluster invalid (one the objects redefine was checked above).
+  const redefined = new Set(objects.filter((o) => o.kind === 'Network').map((o) => o.name));
+  const broken: Record<'bridgeMtu' | 'clusterMtu', string[]> = { bridgeMtu: [], clusterMtu: [] };
+  for (const network of view.networks) {
+    const spec = network.spec?.value;
+    if (!spec || redefined.has(network.vni)) continue;
+    if (networkMtuProblem(spec.type, spec.mtu, config)) broken[spec.type === 'bridged' ? 'bridgeMtu' : 'clusterMtu'].push(`${network.vni} (${spec.type}, mtu ${spec.mtu})`);
+  }
+  for (const key of ['bridgeMtu', 'clusterMtu'] as const) {
+    const list = broken[key];
+    if (list.length === 0) continue;
+    const limit = key === 'bridgeMtu' ? 'a bridged network\'s MTU may not exceed bridgeMtu' : 'a managed network\'s MTU may not exceed clusterMtu - 50';
+    errors.push(
+      new ValidationError(`spec.${key}`, config[key], `would make network${list.length > 1 ? 's' : ''} ${list.join(', ')} invalid (${limit}); lower ${list.length > 1 ? 'their' : 'its'} mtu first, or in the same apply`, {
+        source: configObj.source,
+      }),
+    );
+  }
+  return errors;
+}
+
+/** The VMs whose domain XML attaches to network `vni`'s bridge (an unparsable XML that mentions the bridge counts too). */
+export function networkUsers(vni: string, vms: readonly LiveVm[]): string[] {
+  const bridge = bridgeName(vni);
+  const quoted = new RegExp(`['"]${bridge}['"]`);
+  return vms
+    .filter((vm) => {
+      if (!vm.xml) return false;
+      const info = vm.xml.info;
+      return info ? info.bridges.includes(bridge) : quoted.test(vm.xml.text);
+    })
+    .map((vm) => vm.name);
+}
+
+/** Refuses (exit 2) to delete network `vni` while VMs are attached to it, naming them. */
+export function checkNetworkRemoval(vni: string, vms: readonly LiveVm[]): void {
+  const users = networkUsers(vni, vms);
+  if (users.length === 0) return;
+  throw new CliError(
+    `network ${vni} is in use: vm ${users.join(', ')} attach${users.length === 1 ? 'es' : ''} to its bridge ${bridgeName(vni)}; detach or remove ${users.length === 1 ? 'it' : 'them'} first (nothing was removed)`,
+    EXIT_USAGE,
+  );
 }
 
 /** One error per VM naming a node (spec.node, then meta.nodeLimit) that exists nowhere. */

@@ -4,7 +4,7 @@ import { parseVmXml } from './domain-xml.ts';
 import { parseWith, ValidationError } from './errors.ts';
 import { checkedString, textProblem } from './formats.ts';
 import { NameSchema, VNI_MAX, VNI_MIN, vniProblem } from './names.ts';
-import { NetworkSpecSchema } from './network.ts';
+import { networkVniProblem, NetworkSpecSchema } from './network.ts';
 import { NodeSpecSchema } from './node.ts';
 import { checkVmSpec, vmSpecShape, type VmSpec } from './vm.ts';
 
@@ -67,12 +67,18 @@ const VniNameSchema = z
   // In JSON Schema, pattern applies to strings only and minimum/maximum to numbers only.
   .meta({ pattern: '^[1-9][0-9]{0,7}$', minimum: VNI_MIN, maximum: VNI_MAX });
 
-export const NetworkManifestSchema = z.strictObject({
-  apiVersion: ApiVersionSchema,
-  kind: z.literal('Network'),
-  metadata: z.strictObject({ name: VniNameSchema }),
-  spec: NetworkSpecSchema,
-});
+export const NetworkManifestSchema = z
+  .strictObject({
+    apiVersion: ApiVersionSchema,
+    kind: z.literal('Network'),
+    metadata: z.strictObject({ name: VniNameSchema }),
+    spec: NetworkSpecSchema,
+  })
+  .superRefine((manifest, ctx) => {
+    // The VNI's range depends on the type: a bridged network's VNI is a vLAN id (1-4094).
+    const problem = networkVniProblem(manifest.spec.type, manifest.metadata.name);
+    if (problem) ctx.addIssue({ code: 'custom', path: ['metadata', 'name'], input: manifest.metadata.name, params: { kind: 'VNI' }, message: problem });
+  });
 
 export const NodeManifestSchema = z.strictObject({
   apiVersion: ApiVersionSchema,

@@ -3,9 +3,48 @@ import { decodeWith, encodeWith } from './codec.ts';
 import { checkedString, textProblem } from './formats.ts';
 import { gatewayProblem, ipv4InSubnet, ipv4Problem, ipv4ToNumber, parseCidr } from './ip.ts';
 import { intInRange } from './rules.ts';
+import { VNI_MAX, VNI_MIN } from './names.ts';
 
 export const NETWORK_TYPES = ['bridged', 'managed'] as const;
 export type NetworkType = (typeof NETWORK_TYPES)[number];
+
+/** A bridged network's VNI is its 802.1Q vLAN id: 1–4094 (4095 is reserved). */
+export const BRIDGED_VNI_MAX = 4094;
+/** Bytes a VXLAN adds to each frame (outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8). */
+export const VXLAN_OVERHEAD = 50;
+
+/** The VNIs a network of `type` may have. */
+export function vniRange(type: NetworkType): { min: number; max: number } {
+  return { min: VNI_MIN, max: type === 'bridged' ? BRIDGED_VNI_MAX : VNI_MAX };
+}
+
+/** Why `vni` cannot name a network of `type` (undefined when it can). */
+export function networkVniProblem(type: NetworkType, vni: number | string): string | undefined {
+  const { min, max } = vniRange(type);
+  const n = typeof vni === 'number' ? vni : /^[1-9][0-9]*$/.test(vni) ? Number(vni) : NaN;
+  if (Number.isInteger(n) && n >= min && n <= max) return undefined;
+  return type === 'bridged'
+    ? `a bridged network's VNI is its vLAN id: must be an integer from ${min} to ${max}`
+    : `a managed network's VNI is its VXLAN id: must be an integer from ${min} to ${max}`;
+}
+
+/** The cluster config settings a network's MTU is checked against. */
+export interface NetworkMtuLimits {
+  bridgeMtu: number;
+  clusterMtu: number;
+}
+
+/** The largest MTU a network of `type` may have under `limits`, and the rule that sets it. */
+export function networkMtuLimit(type: NetworkType, limits: NetworkMtuLimits): { max: number; rule: string } {
+  if (type === 'bridged') return { max: limits.bridgeMtu, rule: `the cluster config's bridgeMtu (${limits.bridgeMtu})` };
+  return { max: limits.clusterMtu - VXLAN_OVERHEAD, rule: `the cluster config's clusterMtu (${limits.clusterMtu}) - ${VXLAN_OVERHEAD} (VXLAN overhead)` };
+}
+
+/** Why a network of `type` cannot have `mtu` under the cluster config `limits` (undefined when it can). */
+export function networkMtuProblem(type: NetworkType, mtu: number, limits: NetworkMtuLimits): string | undefined {
+  const { max, rule } = networkMtuLimit(type, limits);
+  return mtu <= max ? undefined : `a ${type} network's MTU must be at most ${max}: ${rule}`;
+}
 
 export const Ipv4AddressSchema = checkedString('IPv4 address', ipv4Problem, { format: 'ipv4' });
 
@@ -15,12 +54,16 @@ export const DhcpRangeSchema = z.strictObject({
 });
 export type DhcpRange = z.output<typeof DhcpRangeSchema>;
 
+/** The MTU of a network whose spec gives none: what the default cluster config allows for its type. */
+export const DEFAULT_NETWORK_MTU = { bridged: 1500, managed: 1500 - VXLAN_OVERHEAD } as const satisfies Record<NetworkType, number>;
+
 export const NetworkSpecSchema = z
   .strictObject({
     /** bridged: a vLAN on the cluster bridge device; managed: a VXLAN whose gateway and DHCP the coordinators run. */
     type: z.enum(NETWORK_TYPES),
     description: checkedString('description', textProblem(256, { allowEmpty: true })).default(''),
-    mtu: intInRange(576, 9216).default(1500),
+    /** Default: 1500 for bridged, 1450 (1500 - VXLAN overhead) for managed networks. */
+    mtu: intInRange(576, 9216).optional(),
     /** Gateway address with prefix length, e.g. 192.0.2.1/24. */
     gateway4: checkedString('CIDR', gatewayProblem(4), { examples: ['192.0.2.1/24'] }).optional(),
     gateway6: checkedString('CIDR', gatewayProblem(6), { examples: ['2001:db8::1/64'] }).optional(),
@@ -66,7 +109,9 @@ export const NetworkSpecSchema = z
     if (gw >= ipv4ToNumber(dhcp.start) && gw <= ipv4ToNumber(dhcp.end)) {
       addIssue('start', `range ${dhcp.start}-${dhcp.end} contains the gateway address ${gateway.address}`);
     }
-  });
+  })
+  // The default MTU depends on the type; keys stay in schema order so equal specs encode to equal bytes.
+  .transform(({ type, description, mtu, ...rest }) => ({ type, description, mtu: mtu ?? DEFAULT_NETWORK_MTU[type], ...rest }));
 export type NetworkSpec = z.output<typeof NetworkSpecSchema>;
 export type NetworkSpecInput = z.input<typeof NetworkSpecSchema>;
 

@@ -4,10 +4,10 @@ import { Option, type Command } from 'commander';
 import { createTwoFilesPatch } from 'diff';
 import { isValidName, isValidVni, type ZkPaths } from '../../schemas/index.ts';
 import type { ZkStore } from '../../drivers/zk/index.ts';
-import { listNodeNames, readAllNodes, readAllVms, readConfig } from '../cluster.ts';
+import { readAllNetworks, readAllNodes, readAllVms, readConfig } from '../cluster.ts';
 import { withCluster, type Cluster } from '../connect.ts';
 import { CliError, EXIT_USAGE, setRuntimeExitCode, usageError } from '../errors.ts';
-import { checkAgainstCluster, decodeDocuments, loadManifests, MAX_MANIFEST_BYTES, sortForWrite, type DesiredObject } from '../manifests.ts';
+import { checkAgainstCluster, decodeDocuments, readClusterView, loadManifests, MAX_MANIFEST_BYTES, sortForWrite, type DesiredObject } from '../manifests.ts';
 import { readNamedFile } from '../read-file.ts';
 import { applyObjects, prepareObject, StalePlanError, type PreparedObject } from '../objects.ts';
 import { colors, println, toJson } from '../output.ts';
@@ -23,11 +23,9 @@ function filenameOption(required: boolean): Option {
   return option;
 }
 
-/** The cluster checks of the manifests' objects (UUIDs, nodes), before anything is written. */
+/** The cluster checks of the manifests' objects (UUIDs, nodes, network MTUs), before anything is written. */
 async function checkLive(cluster: Cluster, objects: readonly DesiredObject[]): Promise<void> {
-  if (!objects.some((o) => o.kind === 'VM')) return;
-  const [vms, nodes] = await Promise.all([readAllVms(cluster.store, cluster.paths), listNodeNames(cluster.store, cluster.paths)]);
-  checkAgainstCluster(objects, vms, nodes);
+  checkAgainstCluster(objects, await readClusterView(cluster.store, cluster.paths, objects));
 }
 
 // ------------------------------------------------------------------------------- plan files
@@ -242,8 +240,13 @@ async function planOneNode(flags: PlanFlags, cmd: Command): Promise<void> {
 
 async function computePlan(cluster: Cluster, objects: readonly DesiredObject[]) {
   const { store, paths } = cluster;
-  const [liveVms, liveNodes, liveConfig] = await Promise.all([readAllVms(store, paths, { status: true, migration: true }), readAllNodes(store, paths), readConfig(store, paths)]);
-  checkAgainstCluster(objects, liveVms, liveNodes.map((n) => n.name));
+  const [liveVms, liveNodes, liveConfig, liveNetworks] = await Promise.all([
+    readAllVms(store, paths, { status: true, migration: true }),
+    readAllNodes(store, paths),
+    readConfig(store, paths),
+    objects.some((o) => o.kind === 'ClusterConfig') ? readAllNetworks(store, paths) : [],
+  ]);
+  checkAgainstCluster(objects, { vms: liveVms, nodes: liveNodes.map((n) => n.name), networks: liveNetworks, config: liveConfig.value });
   const prepared = await Promise.all(sortForWrite(objects).map((o) => prepareObject(cluster, o)));
   const zxid = store.lastZxid();
 

@@ -3,6 +3,8 @@ import { Argument, Option, type Command } from 'commander';
 import { defaultClusterConfig, type Condition, type ZkPaths } from '../../schemas/index.ts';
 import {
   bridgeName,
+  listNodeNames,
+  networkReadiness,
   readAllNetworks,
   readAllNodes,
   readAllVms,
@@ -22,6 +24,7 @@ import { FLUSH_LOCK } from '../../reconcilers/flush/plan.ts';
 import { keepaliveAge } from '../../reconcilers/node/plan.ts';
 import type { ZkStore } from '../../drivers/zk/index.ts';
 import { CliError, usageError } from '../errors.ts';
+import { networkUsers } from '../manifests.ts';
 import { colors, indent, orDash, println, rawText, table, toJson, toYaml, type NoteRow, type OutputFormat } from '../output.ts';
 
 export interface GetFlags {
@@ -198,18 +201,37 @@ export function printNodes(
 
 // ----------------------------------------------------------------------------------- networks
 
-function usersOf(vni: string, vms: readonly LiveVm[]): string[] {
-  return vms.filter((vm) => vm.xml?.info?.bridges.includes(bridgeName(vni))).map((vm) => vm.name);
+const usersOf = networkUsers;
+
+/** READY: on how many of the cluster's nodes the network is ready for its current spec ("?" when its status cannot be read). */
+function readyCell(n: LiveNetwork, nodes: readonly string[]): string {
+  const { ready, total } = networkReadiness(n, nodes);
+  return n.statusProblem !== undefined ? colors.red(`?/${total}`) : `${ready}/${total}`;
 }
 
-export function printNetworks(networks: readonly LiveNetwork[], vms: readonly LiveVm[], format: OutputFormat): void {
-  if (structured(format, networks.map((n) => ({ vni: n.vni, bridge: bridgeName(n.vni), spec: n.spec?.value ?? null, vms: usersOf(n.vni, vms), ...invalidJson(n.invalidSpec) })))) return;
-  const headers = ['VNI', 'TYPE', 'MTU', 'BRIDGE', 'DESCRIPTION'];
+function networkJson(n: LiveNetwork, vms: readonly LiveVm[], nodes: readonly string[]) {
+  const readiness = networkReadiness(n, nodes);
+  return {
+    vni: n.vni,
+    bridge: bridgeName(n.vni),
+    spec: n.spec?.value ?? null,
+    generation: n.spec?.version ?? null,
+    vms: usersOf(n.vni, vms),
+    status: n.status?.value ?? null,
+    ...(n.statusProblem !== undefined && { statusProblem: n.statusProblem }),
+    ready: { ready: readiness.ready, nodes: readiness.total, byNode: Object.fromEntries(readiness.nodes.map((v) => [v.node, v.state])) },
+    ...invalidJson(n.invalidSpec),
+  };
+}
+
+export function printNetworks(networks: readonly LiveNetwork[], vms: readonly LiveVm[], nodes: readonly string[], format: OutputFormat): void {
+  if (structured(format, networks.map((n) => networkJson(n, vms, nodes)))) return;
+  const headers = ['VNI', 'TYPE', 'MTU', 'BRIDGE', 'READY', 'DESCRIPTION'];
   if (format === 'wide') headers.push('GATEWAY4', 'GATEWAY6', 'DHCP4', 'VMS');
   const rows = networks.map((n): string[] | NoteRow => {
     if (!n.spec) return { cells: [n.vni], note: n.invalidSpec ? invalidNote(n.invalidSpec) : '-' };
     const spec = n.spec.value;
-    const row = [n.vni, spec.type, String(spec.mtu), bridgeName(n.vni), orDash(spec.description)];
+    const row = [n.vni, spec.type, String(spec.mtu), bridgeName(n.vni), readyCell(n, nodes), orDash(spec.description)];
     if (format === 'wide') {
       row.push(orDash(spec.gateway4), orDash(spec.gateway6), spec.dhcp4 ? `${spec.dhcp4.start}-${spec.dhcp4.end}` : '-', orDash(usersOf(n.vni, vms).join(',')));
     }
@@ -260,8 +282,8 @@ function registerGet(program: Command): void {
             return;
           }
           case 'networks': {
-            const [networks, vms] = await Promise.all([readAllNetworks(store, paths), readAllVms(store, paths)]);
-            printNetworks(pick(networks, names, (n) => n.vni, 'network'), vms, format);
+            const [networks, vms, nodes] = await Promise.all([readAllNetworks(store, paths, { status: true }), readAllVms(store, paths), listNodeNames(store, paths)]);
+            printNetworks(pick(networks, names, (n) => n.vni, 'network'), vms, nodes, format);
             return;
           }
         }
@@ -400,19 +422,42 @@ async function describeNode(cmd: Command, name: string): Promise<void> {
   });
 }
 
+const NODE_STATE_TEXT = { ready: 'ready', notReady: 'not ready', pending: 'pending' } as const;
+
+/** describe network's per-node block: every node of the cluster, ready or not, with the reason its daemon gave. */
+function networkNodesBlock(network: LiveNetwork, nodes: readonly string[]): string[] {
+  if (network.statusProblem !== undefined) {
+    return [field('Nodes', `unknown: the status znode cannot be read (${network.statusProblem.replace(/\n/g, ' ')})`)];
+  }
+  const readiness = networkReadiness(network, nodes);
+  const head = field('Ready', `${readiness.ready}/${readiness.total} nodes`);
+  if (readiness.nodes.length === 0) return [head, field('Nodes', 'none in the cluster')];
+  const generation = network.spec?.version;
+  const rows = readiness.nodes.map((v) => {
+    const e = v.entry;
+    let state: string = NODE_STATE_TEXT[v.state];
+    let message = e?.message ?? '';
+    if (!e) message = 'no report from this node yet';
+    else if (v.state === 'pending') message = `reported on generation ${e.observedGeneration}, the spec is at ${generation ?? '?'}${message ? `; ${message}` : ''}`;
+    if (!v.member) state += ' (not a node of the cluster)';
+    return [v.node, state, orDash(e?.reason), e ? String(e.observedGeneration) : '-', orDash(e?.updatedAt), orDash(message.replace(/\n/g, ' '))];
+  });
+  return [head, 'Nodes:', indent(table(['NODE', 'STATE', 'REASON', 'OBSERVED', 'UPDATED', 'MESSAGE'], rows))];
+}
+
 async function describeNetwork(cmd: Command, vni: string): Promise<void> {
   await withCluster(cmd, async ({ store, paths }) => {
     let network: LiveNetwork;
     try {
-      network = await readNetwork(store, paths, vni);
+      network = await readNetwork(store, paths, vni, { status: true });
     } catch (error) {
       if (error instanceof Error && error.name === 'ValidationError') throw usageError(error.message);
       throw error;
     }
     if (!network.spec && !network.invalidSpec) throw new CliError(`network ${vni} not found`);
-    const vms = await readAllVms(store, paths);
+    const [vms, nodes] = await Promise.all([readAllVms(store, paths), listNodeNames(store, paths)]);
     const spec = network.spec ? [field('Generation', network.spec.version), 'Spec:', indent(toYaml(network.spec.value))] : invalidLines(network.invalidSpec!, 'repair it with vk apply, or delete it with vk network remove');
-    println([field('VNI', vni), field('Bridge', bridgeName(vni)), ...spec, field('VMs', usersOf(vni, vms).join(', '))].join('\n'));
+    println([field('VNI', vni), field('Bridge', bridgeName(vni)), ...spec, field('VMs', usersOf(vni, vms).join(', ')), ...networkNodesBlock(network, nodes)].join('\n'));
   });
 }
 

@@ -1,9 +1,21 @@
 // `vk network add|remove|list`: client networks (a VNI each; VMs attach to bridge vkbr<VNI>).
 import { Option, type Command } from 'commander';
-import { assertVni, encodeNetworkSpec, NETWORK_TYPES, ValidationError, type NetworkSpecInput, type NetworkType } from '../../schemas/index.ts';
-import { bridgeName, readAllNetworks, readAllVms, readNetwork, specVersion } from '../cluster.ts';
+import { ZkError, type Op, type ZkStore } from '../../drivers/zk/index.ts';
+import {
+  API_VERSION,
+  assertVni,
+  decodeNetworkSpec,
+  encodeNetworkSpec,
+  NETWORK_TYPES,
+  networkVniProblem,
+  ValidationError,
+  type NetworkSpecInput,
+  type NetworkType,
+} from '../../schemas/index.ts';
+import { bridgeName, listNodeNames, readAllNetworks, readAllVms, readNetwork, specVersion } from '../cluster.ts';
 import { ensureLayout, parsePositiveInt, withCluster } from '../connect.ts';
 import { CliError, usageError, withSource } from '../errors.ts';
+import { checkAgainstCluster, checkNetworkRemoval, readClusterView, type DesiredObject } from '../manifests.ts';
 import { println } from '../output.ts';
 import { outputOption, printNetworks, type GetFlags } from './get.ts';
 
@@ -49,11 +61,18 @@ export function registerNetwork(program: Command): void {
       if (flags.gateway6 !== undefined) spec.gateway6 = flags.gateway6;
       if ((flags.dhcp4Start === undefined) !== (flags.dhcp4End === undefined)) throw usageError('give both --dhcp4-start and --dhcp4-end, or neither');
       if (flags.dhcp4Start !== undefined && flags.dhcp4End !== undefined) spec.dhcp4 = { start: flags.dhcp4Start, end: flags.dhcp4End };
-      const encoded = withSource(`network ${vni}`, () => encodeNetworkSpec(spec));
+      const source = `network ${vni}`;
+      const encoded = withSource(source, () => encodeNetworkSpec(spec));
+      const decoded = decodeNetworkSpec(encoded);
+      const vniProblem = networkVniProblem(decoded.type, vni);
+      if (vniProblem) throw new ValidationError('vni', Number(vni), vniProblem, { kind: 'VNI', source });
+      // The object vk apply would write for the same network: the same cluster checks (MTU against the config in force).
+      const obj: DesiredObject = { kind: 'Network', name: vni, source, spec: decoded, manifest: { apiVersion: API_VERSION, kind: 'Network', metadata: { name: vni }, spec: decoded } };
       await withCluster(cmd, async (cluster) => {
         const { store, paths } = cluster;
         const existing = await readNetwork(store, paths, vni);
         if (existing.spec || existing.invalidSpec) throw new CliError(`network ${vni} already exists; change it with vk apply`);
+        checkAgainstCluster([obj], await readClusterView(store, paths, [obj]));
         await ensureLayout(cluster, [paths.networkSpec(vni)]);
         await store.multi([
           ...(existing.parent ? [] : [{ op: 'create' as const, path: paths.network(vni) }]),
@@ -65,25 +84,16 @@ export function registerNetwork(program: Command): void {
 
   network
     .command('remove')
-    .description('delete a network')
+    .description('delete a network and everything under it (refused while a VM attaches to its bridge)')
     .argument('<vni>', 'network identifier')
-    .option('--force', 'remove it even if VMs are attached to its bridge')
-    .action(async (vniText: string, flags: { force?: boolean }, cmd: Command) => {
+    .action(async (vniText: string, _flags: unknown, cmd: Command) => {
       const vni = vniArgument(vniText);
       await withCluster(cmd, async ({ store, paths }) => {
-        const existing = await readNetwork(store, paths, vni);
-        const version = specVersion(existing);
-        if (version === undefined || !existing.parent) throw new CliError(`network ${vni} not found`);
-        const users = (await readAllVms(store, paths)).filter((vm) => vm.xml?.info?.bridges.includes(bridgeName(vni))).map((vm) => vm.name);
-        if (users.length > 0 && !flags.force) {
-          throw new CliError(`network ${vni} is used by vm ${users.join(', ')}; detach them first or use --force`);
-        }
-        const children = (await store.children(paths.network(vni))) ?? [];
-        if (children.some((c) => c !== 'spec')) throw new CliError(`network ${vni} has unexpected children (${children.join(', ')}); not removing it`);
-        await store.multi([
-          { op: 'delete', path: paths.networkSpec(vni), version },
-          { op: 'delete', path: paths.network(vni), version: existing.parent.version },
-        ]);
+        await removeNetwork(store, paths.network(vni), async () => {
+          const existing = await readNetwork(store, paths, vni);
+          if (specVersion(existing) === undefined || !existing.parent) throw new CliError(`network ${vni} not found`);
+          checkNetworkRemoval(vni, await readAllVms(store, paths));
+        });
         println(`network/${vni} removed`);
       });
     });
@@ -94,8 +104,43 @@ export function registerNetwork(program: Command): void {
     .addOption(outputOption())
     .action(async (flags: GetFlags, cmd: Command) => {
       await withCluster(cmd, async ({ store, paths }) => {
-        const [networks, vms] = await Promise.all([readAllNetworks(store, paths), readAllVms(store, paths)]);
-        printNetworks(networks, vms, flags.output ?? 'table');
+        const [networks, vms, nodes] = await Promise.all([readAllNetworks(store, paths, { status: true }), readAllVms(store, paths), listNodeNames(store, paths)]);
+        printNetworks(networks, vms, nodes, flags.output ?? 'table');
       });
     });
+}
+
+/** Every znode under `path` (included), deepest first, with the version read: the delete ops of the subtree. */
+async function subtreeDeletes(store: ZkStore, path: string): Promise<Op[] | null> {
+  const stat = await store.exists(path);
+  if (!stat) return null;
+  const ops: Op[] = [];
+  for (const child of (await store.children(path)) ?? []) {
+    const below = await subtreeDeletes(store, `${path}/${child}`);
+    if (below) ops.push(...below);
+  }
+  ops.push({ op: 'delete', path, version: stat.version });
+  return ops;
+}
+
+const REMOVE_ATTEMPTS = 5;
+
+/**
+ * Deletes the network's whole subtree (spec, the daemons' status, anything else under it) in one
+ * multi with the versions read, after `check` (which throws to refuse) has passed on the same
+ * read. A daemon writing its status in between makes the multi fail: read, check and try again.
+ */
+async function removeNetwork(store: ZkStore, path: string, check: () => Promise<void>): Promise<void> {
+  for (let attempt = 1; attempt <= REMOVE_ATTEMPTS; attempt++) {
+    await check();
+    const ops = await subtreeDeletes(store, path);
+    if (!ops) continue;
+    try {
+      await store.multi(ops);
+      return;
+    } catch (error) {
+      if (!(error instanceof ZkError) || !['BAD_VERSION', 'NO_NODE', 'NOT_EMPTY', 'NODE_EXISTS'].includes(error.code)) throw error;
+    }
+  }
+  throw new CliError(`${path} kept changing while being removed; gave up after ${REMOVE_ATTEMPTS} attempts (nothing was removed)`);
 }

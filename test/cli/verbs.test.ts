@@ -288,7 +288,7 @@ describe('vk get, describe, log', () => {
     assert.deepEqual(list.map((v) => v.name), ['app1', 'db1', 'web1']);
     assert.equal(list[1]!.status!.phase, 'Failed');
     assert.match(nodes.stdout, /^hv3 +yes +ready +flushed +run +0 /m);
-    assert.match(networks.stdout, /^100 +managed +1500 +vkbr100 +frontend +10\.100\.0\.1\/24 +- +- +app1,db1,web1$/m);
+    assert.match(networks.stdout, /^100 +managed +1450 +vkbr100 +0\/4 +frontend +10\.100\.0\.1\/24 +- +- +app1,db1,web1$/m);
   });
 
   test('describe vm shows spec, status, conditions, migration and the last 10 console lines', async () => {
@@ -352,10 +352,10 @@ describe('vk get, describe, log', () => {
 
 describe('vk network, vk vm remove', () => {
   test('network add / list / remove', async () => {
-    const added = await vk('network', 'add', '200', '--type', 'bridged', '--description', 'backend', '--mtu', '9000');
+    const added = await vk('network', 'add', '200', '--type', 'bridged', '--description', 'backend', '--mtu', '1400');
     assert.equal(added.code, 0, added.stderr);
     const specNode = await store.get(`${root}/networks/200/spec`);
-    assert.deepEqual(JSON.parse(specNode!.data.toString('utf8')), { type: 'bridged', description: 'backend', mtu: 9000 });
+    assert.deepEqual(JSON.parse(specNode!.data.toString('utf8')), { type: 'bridged', description: 'backend', mtu: 1400 });
 
     const before = await snapshot(store, root);
     const [dup, gateway, vni, noType] = await Promise.all([
@@ -375,12 +375,12 @@ describe('vk network, vk vm remove', () => {
     assert.deepEqual(await snapshot(store, root), before);
 
     const list = await vk('network', 'list');
-    assert.match(list.stdout, /^100 +managed +1500 +vkbr100 +frontend$/m);
-    assert.match(list.stdout, /^200 +bridged +9000 +vkbr200 +backend$/m);
+    assert.match(list.stdout, /^100 +managed +1450 +vkbr100 +0\/4 +frontend$/m);
+    assert.match(list.stdout, /^200 +bridged +1400 +vkbr200 +0\/4 +backend$/m);
 
     const inUse = await vk('network', 'remove', '100');
-    assert.equal(inUse.code, 1);
-    assert.match(inUse.stderr, /network 100 is used by vm app1, db1, web1/);
+    assert.equal(inUse.code, 2);
+    assert.match(inUse.stderr, /network 100 is in use: vm app1, db1, web1 attach to its bridge vkbr100/);
     const removed = await vk('network', 'remove', '200');
     assert.equal(removed.code, 0, removed.stderr);
     assert.equal(await store.exists(`${root}/networks/200`), null);

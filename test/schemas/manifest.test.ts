@@ -104,6 +104,14 @@ describe('other manifests', () => {
     });
   }
 
+  test("a bridged Network's VNI is a vLAN id (1-4094); a managed one may go to 16777215", () => {
+    const error = expectManifestError({ kind: 'Network', metadata: { name: 4095 }, spec: { type: 'bridged' } }, 'metadata.name', 4095);
+    assert.match(error.message, /bridged network's VNI is its vLAN id: must be an integer from 1 to 4094/);
+    expectManifestError({ kind: 'Network', metadata: { name: '4095' }, spec: { type: 'bridged' } }, 'metadata.name', '4095');
+    assert.equal(decodeManifest({ kind: 'Network', metadata: { name: 4094 }, spec: { type: 'bridged' } }, 'n.yaml#1').metadata.name, '4094');
+    assert.equal(decodeManifest({ kind: 'Network', metadata: { name: 16777215 }, spec: { type: 'managed' } }, 'n.yaml#1').metadata.name, '16777215');
+  });
+
   test('a Network spec is validated', () => {
     expectManifestError({ kind: 'Network', metadata: { name: '100' }, spec: { type: 'managed', mtu: 100 } }, 'spec.mtu', 100);
     expectManifestError({ kind: 'Network', metadata: { name: '100' } }, 'spec');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { decodeNetworkSpec, encodeNetworkSpec, parseCidr } from '../../schemas/index.ts';
+import { decodeNetworkSpec, encodeNetworkSpec, networkMtuProblem, networkVniProblem, parseCidr } from '../../schemas/index.ts';
 import { at, expectInvalid, fieldTests } from './helpers.ts';
 
 const MANAGED = { type: 'managed', gateway4: '192.0.2.1/24' } as const;
@@ -52,6 +52,26 @@ describe('NetworkSpec', () => {
     assert.deepEqual(decodeNetworkSpec({ type: 'bridged' }), { type: 'bridged', description: '', mtu: 1500 });
   });
 
+  test('a managed network defaults to MTU 1450: the default clusterMtu 1500 minus the VXLAN overhead', () => {
+    assert.equal(decodeNetworkSpec({ type: 'managed' }).mtu, 1450);
+    assert.equal(decodeNetworkSpec({ type: 'managed', mtu: 9000 }).mtu, 9000);
+  });
+
+  test('VNI range per type: bridged 1-4094 (a vLAN id), managed 1-16777215', () => {
+    for (const vni of [1, 4094, '100']) assert.equal(networkVniProblem('bridged', vni), undefined, String(vni));
+    for (const vni of [0, 4095, 16777215, '4095', '0100', 1.5]) assert.match(networkVniProblem('bridged', vni) ?? '', /from 1 to 4094/, String(vni));
+    for (const vni of [1, 4095, 16777215]) assert.equal(networkVniProblem('managed', vni), undefined, String(vni));
+    for (const vni of [0, 16777216, -1]) assert.match(networkVniProblem('managed', vni) ?? '', /from 1 to 16777215/, String(vni));
+  });
+
+  test('MTU rules against the cluster config: bridged <= bridgeMtu, managed <= clusterMtu - 50', () => {
+    const limits = { bridgeMtu: 9000, clusterMtu: 1500 };
+    assert.equal(networkMtuProblem('bridged', 9000, limits), undefined);
+    assert.match(networkMtuProblem('bridged', 9001, limits) ?? '', /at most 9000: the cluster config's bridgeMtu \(9000\)/);
+    assert.equal(networkMtuProblem('managed', 1450, limits), undefined);
+    assert.match(networkMtuProblem('managed', 1451, limits) ?? '', /at most 1450: the cluster config's clusterMtu \(1500\) - 50/);
+  });
+
   test('type is required', () => {
     expectInvalid(() => decodeNetworkSpec({ mtu: 1500 }), 'spec.type');
   });
@@ -73,7 +93,7 @@ describe('NetworkSpec', () => {
 
   test('encoding is stable across key order and omitted defaults', () => {
     const a = encodeNetworkSpec({ type: 'managed', gateway4: '192.0.2.1/24', dhcp4: DHCP });
-    const b = encodeNetworkSpec({ dhcp4: { end: DHCP.end, start: DHCP.start }, mtu: 1500, gateway4: '192.0.2.1/24', description: '', type: 'managed' });
+    const b = encodeNetworkSpec({ dhcp4: { end: DHCP.end, start: DHCP.start }, mtu: 1450, gateway4: '192.0.2.1/24', description: '', type: 'managed' });
     assert.equal(a, b);
   });
 
