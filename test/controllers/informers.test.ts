@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Logger } from 'pino';
 import { ConfigInformer } from '../../controllers/informers/config.ts';
+import { NetworkInformer } from '../../controllers/informers/networks.ts';
 import { NodeInformer, valueOf } from '../../controllers/informers/nodes.ts';
 import { createLogger, silentLogger } from '../../controllers/logger.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
@@ -13,6 +14,8 @@ import {
   defaultClusterConfig,
   encodeClusterConfig,
   encodeNodeSpec,
+  encodeNetworkSpec,
+  encodeNetworkStatus,
   encodeNodeStatus,
   ZkPaths,
   type ClusterConfig,
@@ -361,5 +364,71 @@ describe('ConfigInformer', () => {
       inf.stop();
       await owner.close();
     }
+  });
+});
+
+describe('NetworkInformer', () => {
+  it('W1/W3: synced with every listed network read; a child that is not a VNI ignored; an unreadable spec kept as an error', T, async () => {
+    const paths = new ZkPaths('/w1');
+    await store.ensurePath(paths.network(100));
+    await store.create(paths.networkSpec(100), encodeNetworkSpec({ type: 'managed' }));
+    await store.create(paths.networkStatus(100), encodeNetworkStatus({ nodes: { hv1: { ready: true, observedGeneration: 0, updatedAt: '2026-12-04T00:00:00.000Z' } } }));
+    await store.ensurePath(paths.network(7));
+    await store.create(paths.networkSpec(7), 'not json');
+    await store.ensurePath(`${paths.networks}/web`);
+    const inf = track(new NetworkInformer(store, paths, log));
+    inf.start();
+    await inf.synced();
+    assert.deepEqual(inf.vnis(), [7, 100]);
+    assert.equal(valueOf(inf.get(100)?.spec)?.type, 'managed');
+    assert.equal(valueOf(inf.get(100)?.status)?.nodes['hv1']?.ready, true);
+    assert.equal(inf.get(100)?.loaded, true);
+    const seven = inf.get(7)!;
+    assert.ok(seven.spec && 'error' in seven.spec, 'the unreadable spec is kept as an error');
+    assert.equal(seven.status, null, 'an absent status reads as null');
+
+    // A new network, and one removed: changes$ says so for each.
+    const seen: number[] = [];
+    const sub = inf.changes$.subscribe((vni) => seen.push(vni));
+    await store.ensurePath(paths.network(200));
+    await store.create(paths.networkSpec(200), encodeNetworkSpec({ type: 'bridged' }));
+    await waitFor('network 200 listed', () => valueOf(inf.get(200)?.spec)?.type === 'bridged');
+    await store.deleteRecursive(paths.network(7));
+    await waitFor('network 7 gone', () => inf.get(7) === undefined);
+    sub.unsubscribe();
+    assert.ok(seen.includes(200) && seen.includes(7), `changes$: ${seen.join(',')}`);
+  });
+
+  it('W1: synced() resolves with no networks when /networks does not exist', T, async () => {
+    const inf = track(new NetworkInformer(store, new ZkPaths('/w2'), log));
+    inf.start();
+    await inf.synced();
+    assert.deepEqual(inf.vnis(), []);
+  });
+
+  it('W2: noteStatus caches our own write at once and never steps back', T, async () => {
+    const paths = new ZkPaths('/w3');
+    await store.ensurePath(paths.network(5));
+    await store.create(paths.networkSpec(5), encodeNetworkSpec({ type: 'managed' }));
+    const inf = track(new NetworkInformer(store, paths, log));
+    inf.start();
+    await inf.synced();
+    const mine = { nodes: { hv1: { ready: true, observedGeneration: 0, updatedAt: '2026-12-04T00:00:00.000Z' } } };
+    inf.noteStatus(5, mine, 3);
+    assert.equal(inf.get(5)?.status?.version, 3);
+    inf.noteStatus(5, { nodes: {} }, 2);
+    assert.equal(valueOf(inf.get(5)?.status)?.nodes['hv1']?.ready, true, 'an older version stepped over ours');
+    // The watch brings version 0 (older than what we noted): ignored.
+    await store.create(paths.networkStatus(5), encodeNetworkStatus({ nodes: {} }));
+    // The store shares one watch per path: once our own subscriber has seen version 0, so has the informer.
+    await new Promise<void>((resolve) => {
+      const sub = store.watchData(paths.networkStatus(5)).subscribe((s) => {
+        if (s.kind === 'data' && s.version === 0) {
+          queueMicrotask(() => sub.unsubscribe());
+          resolve();
+        }
+      });
+    });
+    assert.equal(inf.get(5)?.status?.version, 3);
   });
 });
