@@ -19,6 +19,8 @@ import * as domain from '../reconcilers/domain/index.ts';
 import * as migration from '../reconcilers/migration/index.ts';
 import * as node from '../reconcilers/node/index.ts';
 import * as flush from '../reconcilers/flush/index.ts';
+import * as network from '../reconcilers/network/index.ts';
+import { applyBatch, observeLinks, probeVlan, setSysctls, watchLinks } from '../drivers/net/ip.ts';
 import type { FlushController } from '../reconcilers/flush/controller.ts';
 import { ZkStore } from '../drivers/zk/index.ts';
 
@@ -37,6 +39,8 @@ export interface DaemonDeps {
 
 /** The node's concerns, in start order (stopped in reverse). Adding a concern is one line here. */
 const CONCERNS: ReadonlyArray<(m: Manager, cfg: DaemonConfig, deps: DaemonDeps) => void> = [
+  // First: the bridges VMs plug into.
+  (m, cfg, deps) => cfg.network.enabled && network.register(m, networkOptions(cfg, deps)),
   (m, cfg, deps) => domain.register(m, { concurrency: cfg.concurrency, resyncMs: cfg.resyncMs, ...hooks(deps) }),
   (m, cfg, deps) =>
     migration.register(m, {
@@ -53,6 +57,25 @@ const CONCERNS: ReadonlyArray<(m: Manager, cfg: DaemonConfig, deps: DaemonDeps) 
   // After the node concern: the flush edits the node status the keepalive creates.
   (m, _cfg, deps) => flush.register(m, hooks(deps)),
 ];
+
+function networkOptions(cfg: DaemonConfig, deps: DaemonDeps): network.NetworkControllerOptions {
+  // The node's links live in the daemon's namespace, or in the one the config names (the sandbox).
+  const where = cfg.netns !== undefined ? { netns: cfg.netns } : {};
+  return {
+    links: {
+      observe: () => observeLinks(where),
+      applyBatch: (lines) => applyBatch(lines, where),
+      setSysctls: (values) => setSysctls(values, where),
+      probeVlan: () => probeVlan(where),
+    },
+    linkEvents: watchLinks(where),
+    group: cfg.network.group,
+    ...(cfg.network.clusterAddress !== undefined ? { clusterAddress: cfg.network.clusterAddress } : {}),
+    ...(cfg.network.clusterDevice !== undefined ? { clusterDevice: cfg.network.clusterDevice } : {}),
+    resyncMs: cfg.resyncMs,
+    ...hooks(deps),
+  };
+}
 
 function hooks(deps: DaemonDeps): { onAction?(line: string): void } {
   return deps.onAction ? { onAction: deps.onAction } : {};
