@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test rig runs for real (ZooKeeper, libvirtd, QEMU, iproute2),
+# Installs the Debian packages the test rig runs for real (ZooKeeper, libvirtd, QEMU, iproute2, ping),
 # but only those that are missing, so a provisioned machine pays nothing. Needs root on a fresh machine.
 set -euo pipefail
-wanted=(zookeeper libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils iproute2 procps)
+wanted=(zookeeper libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils iproute2 procps iputils-ping)
 missing=()
 for p in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
