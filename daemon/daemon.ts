@@ -41,13 +41,14 @@ export interface DaemonDeps {
 const CONCERNS: ReadonlyArray<(m: Manager, cfg: DaemonConfig, deps: DaemonDeps) => void> = [
   // First: the bridges VMs plug into.
   (m, cfg, deps) => cfg.network.enabled && network.register(m, networkOptions(cfg, deps)),
-  (m, cfg, deps) => domain.register(m, { concurrency: cfg.concurrency, resyncMs: cfg.resyncMs, ...hooks(deps) }),
+  (m, cfg, deps) => domain.register(m, { concurrency: cfg.concurrency, resyncMs: cfg.resyncMs, networkGate: cfg.network.enabled, ...hooks(deps) }),
   (m, cfg, deps) =>
     migration.register(m, {
       // One resync interval for the node: the config's resyncMs governs both VM controllers.
       resyncMs: cfg.resyncMs,
       ...(cfg.migration.bandwidthMiBs !== undefined ? { bandwidthMiBs: cfg.migration.bandwidthMiBs } : {}),
       bridgeExists: (name: string) => bridgeExists(name, cfg.netns),
+      networkGate: cfg.network.enabled,
       ...hooks(deps),
       ...(deps.onMigrationEvent ? { onEvent: deps.onMigrationEvent } : {}),
       ...(deps.onAbortIssued ? { onAbortIssued: deps.onAbortIssued } : {}),

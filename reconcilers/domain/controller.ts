@@ -6,7 +6,7 @@
 //
 // A VM whose spec moves it to another node is the migration concern's: both controllers follow
 // the same informer, so this one only leaves such a VM alone (no hand-off call between them).
-import { filter, map } from 'rxjs';
+import { filter, map, mergeMap } from 'rxjs';
 import type { Logger } from 'pino';
 import type { Hypervisor } from '../../drivers/hypervisor.ts';
 import { peekSpec, planDomain, planUnreadableSpec, describeDomainAction, type DomainAction, type DomainDesired, type DomainObserved } from './plan.ts';
@@ -16,6 +16,8 @@ import { done, requeueAfter, type ReconcileContext, type Result } from '../../co
 import { Controller } from '../../controllers/controller.ts';
 import type { Manager } from '../../controllers/manager.ts';
 import type { VmInformer } from '../../controllers/informers/vms.ts';
+import type { NetworkInformer } from '../../controllers/informers/networks.ts';
+import { networkOfBridge, networksNotReady } from '../network-readiness.ts';
 import { NodeExistsError, NoNodeError, VersionConflictError, type ZkStore } from '../../drivers/zk/index.ts';
 
 export interface DomainControllerOptions {
@@ -25,17 +27,27 @@ export interface DomainControllerOptions {
   /** Called with each action line once carried out. */
   onAction?(line: string): void;
   now?: () => string;
+  /**
+   * The network concern runs on this node: a VM is started here only once every network its XML
+   * plugs into (bridge vkbr<N>) is ready here.
+   */
+  networkGate?: boolean;
 }
 
 /** The domain controller of the manager's node. */
 export function domainController(m: Manager, o: DomainControllerOptions = {}): Controller<string> {
-  const r = new DomainReconciler(m.node, m.store, m.paths, m.hv, m.informers.vms, m.log, o);
+  const r = new DomainReconciler(m, o);
   return new Controller<string>({
     name: 'domain',
     log: m.log,
     keyField: 'vm',
     concurrency: o.concurrency ?? 8,
-    sources: [m.informers.vms.changes$, m.hv.lifecycle$.pipe(map(({ name }) => name))],
+    sources: [
+      m.informers.vms.changes$,
+      m.hv.lifecycle$.pipe(map(({ name }) => name)),
+      // A network that became ready (or not) here: the VMs homed here that plug into it.
+      ...(o.networkGate ? [m.informers.networks.changes$.pipe(mergeMap((vni) => r.usersOf(vni)))] : []),
+    ],
     resync: {
       keys: () => r.keys(),
       everyMs: o.resyncMs ?? 60_000,
@@ -53,10 +65,28 @@ class DomainReconciler {
   /** The problem last logged per VM (InvalidSpec, InvalidXml), so each is logged once. */
   private readonly reported = new Map<string, string>();
   private readonly o: { node: string; store: ZkStore; paths: ZkPaths; hv: Hypervisor; log: Logger; onAction?: (line: string) => void };
+  private readonly informer: VmInformer;
+  private readonly networks: NetworkInformer | undefined;
 
-  constructor(node: string, store: ZkStore, paths: ZkPaths, hv: Hypervisor, private readonly informer: VmInformer, log: Logger, opts: DomainControllerOptions) {
+  constructor(m: Manager, opts: DomainControllerOptions) {
     this.now = opts.now ?? (() => new Date().toISOString());
-    this.o = { node, store, paths, hv, log, ...(opts.onAction ? { onAction: opts.onAction } : {}) };
+    this.o = { node: m.node, store: m.store, paths: m.paths, hv: m.hv, log: m.log, ...(opts.onAction ? { onAction: opts.onAction } : {}) };
+    this.informer = m.informers.vms;
+    this.networks = opts.networkGate ? m.informers.networks : undefined;
+  }
+
+  /** The VMs homed here whose XML plugs into network `vni`'s bridge. */
+  usersOf(vni: number): string[] {
+    return this.informer.names().filter((vm) => {
+      const entry = this.informer.get(vm);
+      return entry?.spec && 'value' in entry.spec && entry.spec.value.node === this.o.node && entry.xml && 'value' in entry.xml && entry.xml.value.info?.bridges.some((b) => networkOfBridge(b) === vni);
+    });
+  }
+
+  /** Why the networks the XML plugs into are not all ready on this node, or undefined. */
+  private networksNotReady(bridges: readonly string[]): string | undefined {
+    const networks = this.networks;
+    return networks ? networksNotReady(this.o.node, bridges, (vni) => networks.get(vni)) : undefined;
   }
 
   /**
@@ -114,6 +144,7 @@ class DomainReconciler {
             : xml!.error !== undefined
               ? `${xmlPath}: ${xml!.error}`
               : undefined;
+      const networksNotReady = homed && xmlProblem === undefined ? this.networksNotReady(xml!.info?.bridges ?? []) : undefined;
       desired = {
         spec: entry.spec.value,
         generation: entry.spec.version,
@@ -122,6 +153,7 @@ class DomainReconciler {
           return xml && xmlProblem === undefined ? xml.hash : '';
         },
         ...(xmlProblem !== undefined && { xmlProblem }),
+        ...(networksNotReady !== undefined && { networksNotReady }),
       };
     }
     const status = entry?.status && 'value' in entry.status ? entry.status : null;

@@ -25,6 +25,11 @@ export interface DomainDesired {
    * VM can still be stopped (that needs no XML), and the status says why (condition InvalidXml).
    */
   xmlProblem?: string;
+  /**
+   * Set when a network the VM's XML plugs into is not ready on this node (the network concern's
+   * status): the VM is not started here, and a guest that runs keeps running. Condition NetworkNotReady.
+   */
+  networksNotReady?: string;
 }
 
 export interface DomainObserved {
@@ -51,6 +56,9 @@ export type DomainAction =
   | { kind: 'writeStatus'; status: VmStatus; version: number | null }
   /** The guest runs here, this node owns it and its spec names another node: the migration reconciler moves it. */
   | { kind: 'migrate'; target: string };
+
+/** The condition of a VM that is not started on its node because a network it uses is not ready there. */
+export const NETWORK_NOT_READY = 'NetworkNotReady';
 
 /** The condition a node puts on the status when it destroyed a running copy it did not own. */
 export const STRAY_CONDITION = 'StrayDomainDestroyed';
@@ -125,6 +133,8 @@ export function planDomain(name: string, desired: DomainDesired | undefined, obs
       honouredRestart = spec.restartedAt;
     } else if (!active && xmlProblem !== undefined) {
       willRun = false;
+    } else if (!active && desired.networksNotReady !== undefined) {
+      willRun = false;
     } else if (!active) {
       // Died while it should run (the last status said Running): count it, and back off from the second death on.
       if (previous?.phase === 'Running' && previous.node === node) crash = nextCrash(crash, observed.now);
@@ -158,6 +168,7 @@ export function planDomain(name: string, desired: DomainDesired | undefined, obs
     restartedAt: honouredRestart,
     crash,
     xmlProblem,
+    networksNotReady: desired.networksNotReady,
     now: observed.now,
   });
   const version = observed.status?.version ?? null;
@@ -266,6 +277,7 @@ interface StatusInputs {
   restartedAt: string | undefined;
   crash: Crash | undefined;
   xmlProblem: string | undefined;
+  networksNotReady: string | undefined;
   now: string;
 }
 
@@ -277,13 +289,23 @@ function nextStatus(i: StatusInputs): VmStatus {
   const keep = (type: string, status: Condition['status'], reason: string, message: string) =>
     conditions.push(condition(i.previous, type, status, reason, message, i.now));
   const blocked = !i.willRun && spec.state === 'running' && i.xmlProblem !== undefined;
+  const noNetwork = !i.willRun && spec.state === 'running' && !blocked && i.networksNotReady !== undefined;
   keep(
     'Running',
     i.willRun ? 'True' : 'False',
-    i.willRun ? 'DomainRunning' : i.waiting ? 'CrashBackoff' : blocked ? 'InvalidXml' : spec.state === 'running' ? 'Starting' : 'StoppedBySpec',
-    i.willRun ? `running on ${i.node}` : i.waiting ? `waiting before the next start` : blocked ? 'cannot start without a valid domain XML' : `desired state is ${spec.state}`,
+    i.willRun ? 'DomainRunning' : i.waiting ? 'CrashBackoff' : blocked ? 'InvalidXml' : noNetwork ? NETWORK_NOT_READY : spec.state === 'running' ? 'Starting' : 'StoppedBySpec',
+    i.willRun
+      ? `running on ${i.node}`
+      : i.waiting
+        ? `waiting before the next start`
+        : blocked
+          ? 'cannot start without a valid domain XML'
+          : noNetwork
+            ? `waiting for its networks on ${i.node}`
+            : `desired state is ${spec.state}`,
   );
   if (i.xmlProblem !== undefined) keep('InvalidXml', 'True', 'InvalidXml', i.xmlProblem);
+  if (noNetwork) keep(NETWORK_NOT_READY, 'True', NETWORK_NOT_READY, i.networksNotReady!);
   if (i.restartPending) keep('RestartPending', 'True', 'XmlChanged', 'the domain XML changed; it takes effect at the next start');
   // The migration reconciler's conditions (Migrating, MigrationAborted) ride along unchanged.
   // So does the note of the last stray copy another node destroyed.

@@ -25,6 +25,7 @@ import type { Manager } from '../../controllers/manager.ts';
 import type { VmInformer } from '../../controllers/informers/vms.ts';
 import type { NodeAlive } from '../../controllers/informers/nodes.ts';
 import { bridgeExists } from '../../drivers/links.ts';
+import { networksNotReady } from '../network-readiness.ts';
 import { CasConflictError, compareAndSet, NO_CHANGE, TransactionError, VersionConflictError, type Op } from '../../drivers/zk/index.ts';
 
 export interface MigrationControllerOptions {
@@ -32,6 +33,8 @@ export interface MigrationControllerOptions {
   bandwidthMiBs?: number;
   /** Whether a bridge exists on this node (default: /sys/class/net/<name>/bridge). */
   bridgeExists?(name: string): Promise<boolean>;
+  /** The network concern runs here: an incoming VM needs its networks ready on this node. */
+  networkGate?: boolean;
   onAction?(line: string): void;
   onEvent?(event: MigrationEvent): void;
   onAbortIssued?(vm: string, atMs: number): void;
@@ -334,6 +337,7 @@ class MigrationReconciler {
       session: () => store.sessionId,
       bandwidthMiBs: this.o.bandwidthMiBs,
       bridgeExists: this.o.bridgeExists ?? ((name: string) => bridgeExists(name)),
+      ...(this.o.networkGate ? { networksNotReady: (bridges: readonly string[]) => networksNotReady(node, bridges, (vni) => this.m.informers.networks.get(vni)) } : {}),
       ...(this.o.progressIntervalMs !== undefined ? { progressIntervalMs: this.o.progressIntervalMs } : {}),
       ...(this.o.onAction ? { onAction: this.o.onAction } : {}),
       ...(this.o.onEvent ? { onEvent: this.o.onEvent } : {}),

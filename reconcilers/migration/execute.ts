@@ -27,6 +27,7 @@ import {
   type MigrationInputs,
   type MigrationStep,
 } from './plan.ts';
+import { networkOfBridge } from '../network-readiness.ts';
 import { sleep } from '../sleep.ts';
 
 export type MigrationDriver = Pick<
@@ -72,6 +73,11 @@ export interface MigrationEffects {
   watchPeerSession(node: string): Observable<string | null>;
   bandwidthMiBs: number | undefined;
   bridgeExists(name: string): Promise<boolean>;
+  /**
+   * When the network concern runs here: why the networks behind these bridges are not all ready
+   * on this node (undefined when they are). Their bridges are then not looked up with bridgeExists.
+   */
+  networksNotReady?(bridges: readonly string[]): string | undefined;
   /** Progress is copied into the record at most this often (default 1000 ms). */
   progressIntervalMs?: number;
   /** How often a followed job and a graceful shutdown are polled (default 200 ms). */
@@ -187,9 +193,13 @@ async function prepare(vm: string, bridges: string[], r: MigrationRecord, versio
   } catch (error) {
     hypervisorError = (error as Error).message;
   }
+  const networksNotReady = fx.networksNotReady?.(bridges);
   const missingBridges: string[] = [];
-  for (const bridge of bridges) if (!(await fx.bridgeExists(bridge))) missingBridges.push(bridge);
-  const verdict = prepareVerdict(fx.node, { ...(hypervisorError !== undefined ? { hypervisorError } : {}), domain, missingBridges });
+  for (const bridge of bridges) {
+    if (fx.networksNotReady && networkOfBridge(bridge) !== undefined) continue;
+    if (!(await fx.bridgeExists(bridge))) missingBridges.push(bridge);
+  }
+  const verdict = prepareVerdict(fx.node, { ...(hypervisorError !== undefined ? { hypervisorError } : {}), domain, missingBridges, ...(networksNotReady !== undefined ? { networksNotReady } : {}) });
   if (verdict) {
     await endRecord(vm, r, version, 'failed', verdict.reason, verdict.message, fx);
     return;

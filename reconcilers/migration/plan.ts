@@ -361,12 +361,13 @@ export const UNKNOWN_NODE = 'UnknownNode';
 /** The target's verdict on preparing: undefined to acknowledge, else why it refuses. */
 export function prepareVerdict(
   node: string,
-  checks: { hypervisorError?: string; domain: LocalDomain | null; missingBridges: string[] },
+  checks: { hypervisorError?: string; domain: LocalDomain | null; missingBridges: string[]; networksNotReady?: string },
 ): { reason: string; message: string } | undefined {
   if (checks.hypervisorError !== undefined) {
     return { reason: 'TargetHypervisorUnavailable', message: `libvirt on ${node} does not answer: ${checks.hypervisorError}` };
   }
   if (isActive(checks.domain)) return { reason: 'TargetHasDomain', message: `a domain of that name is already active on ${node}` };
+  if (checks.networksNotReady !== undefined) return { reason: 'TargetNetworkNotReady', message: checks.networksNotReady };
   if (checks.missingBridges.length > 0) {
     return { reason: 'TargetBridgeMissing', message: `bridge ${checks.missingBridges.join(', ')} missing on ${node}` };
   }

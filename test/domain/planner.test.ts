@@ -253,3 +253,28 @@ describe('status comparison', () => {
     assert.deepEqual(planDomain('web1', d, seen), []);
   });
 });
+
+describe('planDomain and the networks of a VM', () => {
+  it('does not start a VM whose networks are not ready here: status Pending with NetworkNotReady; a running guest keeps running', () => {
+    const gated: DomainDesired = { ...desired(), networksNotReady: 'network 400 does not exist' };
+    const actions = planDomain('web1', gated, observed(null));
+    assert.deepEqual(kinds(actions), ['define', 'writeStatus'], 'no claim, no start');
+    const write = actions[1];
+    assert.ok(write?.kind === 'writeStatus');
+    assert.equal(write.status.phase, 'Pending');
+    const c = write.status.conditions.find((x) => x.type === 'NetworkNotReady');
+    assert.equal(c?.message, 'network 400 does not exist');
+    assert.equal(write.status.conditions.find((x) => x.type === 'Running')?.reason, 'NetworkNotReady');
+
+    // Once ready: claim and start, and the condition goes.
+    const ready = planDomain('web1', desired(), observed(shutoff, write.status));
+    assert.deepEqual(kinds(ready), ['claim', 'start', 'writeStatus']);
+    const after = ready[2];
+    assert.ok(after?.kind === 'writeStatus');
+    assert.ok(!after.status.conditions.some((x) => x.type === 'NetworkNotReady'));
+
+    // A guest already running is not stopped because a network went not ready.
+    const status = convergedStatus(desired(), null);
+    assert.ok(!planDomain('web1', gated, observed(running, status)).some((a) => a.kind === 'shutdown' || a.kind === 'destroy'));
+  });
+});

@@ -166,6 +166,21 @@ describe('networks converge on every node', { timeout: 300_000, skip }, () => {
     await waitFor('BridgeInUse cleared', async () => !(await rig.nodeStatus('hv2'))?.conditions.some((c) => c.type === 'BridgeInUse'), 20_000);
   });
 
+  it('a VM on a network not ready on its node stays stopped with a condition naming it, and starts once the network is ready', async () => {
+    const xml = testXml('gated', 64, 1, "<devices><interface type='bridge'><source bridge='vkbr400'/></interface></devices>");
+    await rig.store.create(paths.vm('gated'));
+    await rig.store.create(paths.vmSpec('gated'), encodeVmSpec({ node: 'hv3', state: 'running', stopMode: 'force' }));
+    await rig.store.create(paths.vmXml('gated'), xml);
+    await waitFor('gated waits for network 400', async () => (await rig.status('gated'))?.conditions.some((c) => c.type === 'NetworkNotReady' && c.message.includes('network 400')) ?? false, 20_000);
+    const waiting = await rig.status('gated');
+    assert.equal(waiting?.phase, 'Pending');
+    assert.deepEqual(await rig.runningOn('gated'), [], 'not started anywhere');
+
+    await writeNetwork(400, { type: 'managed' });
+    await waitFor('gated runs on hv3 once network 400 is ready there', () => rig.runsOn('gated', 'hv3'), 30_000);
+    assert.ok(!(await rig.status('gated'))?.conditions.some((c) => c.type === 'NetworkNotReady'), 'the condition is gone');
+  });
+
   it('vk daemon --dry-run prints each pending link action, and the daemon then performs exactly those', async () => {
     await rig.stopDaemon('hv1');
     await writeNetwork(100, { type: 'managed', mtu: 1420 });
