@@ -57,10 +57,12 @@ try {
   const raw = summarize(await measureRawWatch(zk.connectString, '/raw-watch', 500));
   console.log(describe('raw ZooKeeper watch (write→data)', raw));
   for (const node of NODES) rigs.push(await startHv(node));
+  // --no-network: these daemons run in this machine's own namespace, whose links are not theirs to
+  // manage (bench/network measures the network concern).
   for (const rig of rigs) {
     const child = spawn(
       process.execPath,
-      [...(process.env.DAEMON_NODE_ARGS ? process.env.DAEMON_NODE_ARGS.split(' ') : []), join(repo, 'cli/vk.mjs'), 'daemon', '--node', rig.name, '--zk', zk.connectString, '--libvirt-socket', rig.libvirtd.socketPath, '--libvirt-uri', 'test:///default', '--log-level', 'warn'],
+      [...(process.env.DAEMON_NODE_ARGS ? process.env.DAEMON_NODE_ARGS.split(' ') : []), join(repo, 'cli/vk.mjs'), 'daemon', '--node', rig.name, '--zk', zk.connectString, '--libvirt-socket', rig.libvirtd.socketPath, '--libvirt-uri', 'test:///default', '--log-level', 'warn', '--no-network'],
       { stdio: ['ignore', process.env.DAEMON_STDOUT ? 'inherit' : 'ignore', 'inherit'], env: { ...process.env, NODE_OPTIONS: process.env.DAEMON_NODE_OPTIONS ?? '', VK_REQUIRE_BUNDLE: '1' } },
     );
     daemons.push(child);

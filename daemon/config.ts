@@ -81,6 +81,8 @@ export interface DaemonOverrides {
   resyncMs?: number;
   concurrency?: number;
   logLevel?: string;
+  /** false: the daemon leaves the node's links alone (--no-network). */
+  network?: boolean;
 }
 
 export function envOverrides(env: NodeJS.ProcessEnv): DaemonOverrides {
@@ -132,4 +134,5 @@ function apply(target: Record<string, unknown>, o: DaemonOverrides): void {
   if (o.resyncMs !== undefined) target.resyncMs = o.resyncMs;
   if (o.concurrency !== undefined) target.concurrency = o.concurrency;
   if (o.logLevel !== undefined) target.logLevel = o.logLevel;
+  if (o.network !== undefined) section('network').enabled = o.network;
 }

@@ -16,6 +16,7 @@ interface DaemonFlags {
   resyncMs?: string;
   concurrency?: string;
   logLevel?: string;
+  network?: boolean;
   dryRun?: boolean;
 }
 
@@ -34,6 +35,7 @@ function overridesFrom(f: DaemonFlags): DaemonOverrides {
   if (f.libvirtSocket !== undefined) o.libvirtSocket = f.libvirtSocket;
   if (f.libvirtUri !== undefined) o.libvirtUri = f.libvirtUri;
   if (f.logLevel !== undefined) o.logLevel = f.logLevel;
+  if (f.network === false) o.network = false;
   const keepaliveMs = toInt('--keepalive-ms', f.keepaliveMs);
   const resyncMs = toInt('--resync-ms', f.resyncMs);
   const concurrency = toInt('--concurrency', f.concurrency);
@@ -55,6 +57,7 @@ export function registerDaemon(program: Command): void {
     .option('--resync-ms <ms>', 'periodic full resync interval (default 60000)')
     .option('--concurrency <n>', 'VMs reconciled at once (default 8)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env VK_LOG_LEVEL)')
+    .option('--no-network', "leave this node's links alone (no bridges, VXLANs or vLANs made or repaired)")
     .option('--dry-run', 'print what this node would do now, one action per line, and change nothing')
     .action(async (_opts: DaemonFlags, cmd: Command) => {
       // --zk, --root and --auth are the program's global options (env VK_ZK, VK_ROOT, VK_AUTH).
