@@ -55,6 +55,8 @@ test('the shipped daemon config file loads, and the systemd unit runs the daemon
   const cfg = loadDaemonConfig(join(REPO, 'manifests/systemd/virtkeeper.yaml'), {}, {});
   assert.equal(cfg.node, 'hv1');
   assert.equal(cfg.zookeeper.hosts.split(',').length, 3);
+  assert.deepEqual(cfg.network, { enabled: true, clusterAddress: '198.51.100.1', group: 4244 });
+  assert.equal(loadDaemonConfig(join(REPO, 'manifests/systemd/virtkeeper.yaml'), {}, { network: false }).network.enabled, false, '--no-network');
   const unit = readFileSync(join(REPO, 'manifests/systemd/vk-daemon.service'), 'utf8');
   assert.match(unit, /^ExecStart=.*cli\/vk\.mjs daemon --config \/etc\/virtkeeper\/virtkeeper\.yaml$/m);
   assert.match(unit, /^Restart=always$/m);
