@@ -111,7 +111,7 @@ export function nextCommands(state: SandboxState): string[] {
   return lines;
 }
 
-/** Network VNIs of the example manifests: the sandbox makes their bridges (vkbr<VNI>) on every node. */
+/** The bridges (vkbr<VNI>) of the example manifests' networks: the daemons make them on every node. */
 export function exampleBridges(dir = EXAMPLES_DIR): string[] {
   const bridges = new Set<string>();
   for (const f of readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort()) {
@@ -337,7 +337,6 @@ async function up(flags: UpFlags): Promise<void> {
       dir,
       nodes: flags.nodes,
       driver,
-      bridges: exampleBridges(),
       ...(flags.logLevel ? { daemonLogLevel: flags.logLevel } : {}),
       log: say,
     });

@@ -44,7 +44,6 @@ export function netnsUsable(): string | undefined {
 /** A namespace with lo up. */
 export function addNetns(netns: string): void {
   ip('netns', 'add', netns);
-  ip('-n', netns, 'link', 'set', 'lo', 'up');
 }
 
 /** The fabric: a namespace holding bridge FABRIC_BRIDGE, up. */
@@ -54,17 +53,13 @@ export function createFabric(netns: string): void {
   ip('-n', netns, 'link', 'set', FABRIC_BRIDGE, 'up');
 }
 
-/** The node's namespace with lo up and eth0 on the fabric bridge; `port` names the bridge port. */
-export function createNodeNetns(netns: string, fabric: string, port: string, address: string, bridges: readonly string[] = []): void {
+/** The node's namespace with eth0 on the fabric bridge; `port` names the bridge port. */
+export function createNodeNetns(netns: string, fabric: string, port: string, address: string): void {
   addNetns(netns);
   ip('-n', netns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', port, 'netns', fabric);
   ip('-n', fabric, 'link', 'set', port, 'master', FABRIC_BRIDGE, 'up');
   ip('-n', netns, 'addr', 'add', `${address}/24`, 'dev', 'eth0');
   ip('-n', netns, 'link', 'set', 'eth0', 'up');
-  for (const br of bridges) {
-    ip('-n', netns, 'link', 'add', br, 'type', 'bridge');
-    ip('-n', netns, 'link', 'set', br, 'up');
-  }
 }
 
 /** PIDs of the processes whose network namespace is `netns` (what `ip netns pids` lists). */

@@ -87,9 +87,9 @@ export function writeDaemonConfig(node: NodeState, s: DaemonSettings): string {
     libvirt: { socket: '/run/libvirt/libvirt-sock', uri: libvirtUri(s.driver) },
     // The node's VM bridges live in its network namespace; the daemon runs in the host's.
     netns: node.netns,
-    // Its address on the fabric is its cluster address. The sandbox still makes the example
-    // networks' bridges itself, so the network concern stays off here until the daemons make them.
-    network: { enabled: false, clusterAddress: s.address },
+    // Its address on the fabric is its cluster address: the daemon makes the example networks'
+    // bridges and VXLANs in the node's namespace.
+    network: { clusterAddress: s.address },
     ...(s.driver === 'qemu' ? { migration: { uri: `qemu+tcp://${s.address}/system`, migrateUri: `tcp://${s.address}` } } : {}),
     logLevel: s.logLevel ?? 'info',
   };

@@ -28,8 +28,6 @@ export interface StartOptions {
   dir: string;
   nodes: number;
   driver: SandboxDriver;
-  /** Bridges to make in every node namespace (vkbr<VNI> of the example networks). */
-  bridges: readonly string[];
   daemonLogLevel?: string;
   /** Progress lines. */
   log?: (line: string) => void;
@@ -63,7 +61,6 @@ export async function startSandbox(opts: StartOptions): Promise<SandboxState> {
     createdAt: new Date().toISOString(),
     zookeeper: { port, connectString: `${ZK_HOST}:${port}`, dir: join(dir, 'zookeeper') },
     fabric: { netns: `${prefix}-fab`, bridge: FABRIC_BRIDGE, cidr: FABRIC_CIDR, created: false },
-    bridges: [...opts.bridges],
     madeNetnsMount: !netnsDirIsMount(),
     nodes: nodeNames(opts.nodes).map((name, i) => ({
       name,
@@ -95,7 +92,7 @@ export async function startSandbox(opts: StartOptions): Promise<SandboxState> {
     createFabric(state.fabric.netns);
     for (const node of state.nodes) {
       prepareNodeDir(node);
-      createNodeNetns(node.netns, state.fabric.netns, node.name, node.address, state.bridges);
+      createNodeNetns(node.netns, state.fabric.netns, node.name, node.address);
     }
 
     log(`libvirtd: starting ${state.nodes.length} (${opts.driver === 'test' ? 'test driver' : 'QEMU/TCG guests'})`);

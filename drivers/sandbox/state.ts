@@ -52,8 +52,6 @@ export interface SandboxState {
   createdAt: string;
   zookeeper: { port: number; connectString: string; dir: string; proc?: ProcRef };
   fabric: { netns: string; bridge: string; cidr: string; created: boolean };
-  /** Bridges made in every node namespace for the example networks (stand-ins for the network reconciler). */
-  bridges: string[];
   /** /run/netns was not a mount point before the first `ip netns add` of this sandbox (ip made it one). */
   madeNetnsMount: boolean;
   nodes: NodeState[];

@@ -28,7 +28,7 @@ test('the example manifests decode: a ClusterConfig, a bridged and a managed net
   const kinds = manifests.map((m) => m.kind);
   assert.equal(kinds.filter((k) => k === 'ClusterConfig').length, 1);
   const networks = manifests.filter((m) => m.kind === 'Network');
-  assert.deepEqual(networks.map((n) => (n.spec as { type: string }).type).sort(), ['bridged', 'managed']);
+  assert.deepEqual([...new Set(networks.map((n) => (n.spec as { type: string }).type))].sort(), ['bridged', 'managed'], 'both kinds of network');
   const vms = manifests.filter((m): m is VmManifest => m.kind === 'VM');
   assert.ok(vms.length >= 4, 'a handful of VMs');
   const selectors = new Set(vms.map((v) => v.spec.meta.nodeSelector));
@@ -45,10 +45,10 @@ test('the example manifests decode: a ClusterConfig, a bridged and a managed net
     for (const c of xml.match(/<!--([\s\S]*?)-->/g) ?? []) assert.ok(!c.slice(4, -3).includes('--'), `${xmlFile}: "--" in a comment`);
     assert.equal(info.memoryKiB, 128 * 1024, `${vm.metadata.name}: 128 MiB`);
     assert.equal(info.serialLog, `/var/log/libvirt/qemu/${vm.metadata.name}-serial.log`);
-    for (const br of info.bridges) assert.ok(exampleBridges().includes(br), `${vm.metadata.name}'s bridge ${br} is one the sandbox makes`);
+    for (const br of info.bridges) assert.ok(exampleBridges().includes(br), `${vm.metadata.name}'s bridge ${br} is an example network's`);
     for (const node of [vm.spec.node, ...vm.spec.meta.nodeLimit]) assert.match(node, /^hv[123]$/, 'examples use hv1-hv3 only');
   }
-  assert.deepEqual(exampleBridges(), ['vkbr100', 'vkbr200']);
+  assert.deepEqual(exampleBridges(), ['vkbr100', 'vkbr200', 'vkbr300']);
 });
 
 test('the shipped daemon config file loads, and the systemd unit runs the daemon with it and restarts it', () => {
