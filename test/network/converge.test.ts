@@ -130,9 +130,11 @@ describe('networks converge on every node', { timeout: 300_000, skip }, () => {
     assert.match(ping, /2 received/);
   });
 
-  it('an MTU change converges on every node', async () => {
-    await writeNetwork(200, { type: 'managed', mtu: 1400 });
-    for (const node of NODES) await waitFor(`${node}: vkvx200 mtu 1400`, () => converged(200, 1400)(node), 30_000);
+  it('an MTU change, down or up, converges on every node', async () => {
+    for (const mtu of [1400, 1450, 1400]) {
+      await writeNetwork(200, { type: 'managed', mtu });
+      for (const node of NODES) await waitFor(`${node}: vkvx200 and vkbr200 at mtu ${mtu}`, () => converged(200, mtu)(node) && link(node, 'vkbr200')?.mtu === mtu, 30_000);
+    }
   });
 
   it('a link deleted or changed by hand is repaired by the event path; a foreign link is never touched', async () => {
