@@ -17,8 +17,10 @@ import {
   type MigrationStep,
   type PeerInfo,
 } from '../../reconcilers/migration/plan.ts';
+import { networksNotReady } from '../../reconcilers/network-readiness.ts';
 import {
   decodeMigrationRecord,
+  decodeNetworkSpec,
   decodeVmSpec,
   defaultClusterConfig,
   encodeMigrationRecord,
@@ -319,6 +321,28 @@ describe('the target acknowledges, confirms and cleans up', () => {
     assert.equal(prepareVerdict('hv2', { domain: running, missingBridges: [] })?.reason, 'TargetHasDomain');
     assert.equal(prepareVerdict('hv2', { domain: null, missingBridges: ['br7'] })?.reason, 'TargetBridgeMissing');
     assert.equal(prepareVerdict('hv2', { domain: shutoff, missingBridges: [] }), undefined);
+  });
+
+  it('prepareVerdict refuses a target where the VM\'s networks are not ready, naming them', () => {
+    const v = prepareVerdict('hv2', { domain: null, missingBridges: [], networksNotReady: 'network 100 is not ready on hv2: NoClusterAddress' });
+    assert.equal(v?.reason, 'TargetNetworkNotReady');
+    assert.match(v?.message ?? '', /network 100/);
+  });
+});
+
+describe('networksNotReady (reconcilers/network-readiness.ts)', () => {
+  const entry = (nodes: Record<string, { ready: boolean; reason?: string }>) => ({
+    vni: 100,
+    spec: { value: decodeNetworkSpec({ type: 'managed' }), version: 0 },
+    status: { value: { nodes: Object.fromEntries(Object.entries(nodes).map(([n, s]) => [n, { ...s, observedGeneration: 0, updatedAt: iso(T0) }])) }, version: 0 },
+    loaded: true,
+  });
+  it('reads the node\'s own entry of each vkbr<N> network, and ignores other bridges', () => {
+    assert.equal(networksNotReady('hv2', ['vkbr100', 'br0'], () => entry({ hv2: { ready: true } })), undefined);
+    assert.match(networksNotReady('hv2', ['vkbr100'], () => entry({ hv1: { ready: true } })) ?? '', /network 100 is not ready on hv2 yet/);
+    assert.match(networksNotReady('hv2', ['vkbr100'], () => entry({ hv2: { ready: false, reason: 'LinkFailed' } })) ?? '', /LinkFailed/);
+    assert.match(networksNotReady('hv2', ['vkbr100'], () => undefined) ?? '', /network 100 does not exist/);
+    assert.equal(networksNotReady('hv2', ['br0', 'virbr0'], () => undefined), undefined);
   });
 });
 
