@@ -149,7 +149,8 @@ describe('NodeInformer', () => {
       await store.create(paths.node('hv3'));
       await store.create(paths.nodeSpec('hv3'), encodeNodeSpec({}));
       await waitFor('hv3 listed', () => lists.values.some((s) => s.has('hv3')));
-      await waitFor('hv3 loaded with its spec', () => valueOf(inf.get('hv3')?.spec)?.domainState === 'ready');
+      // Its three znodes are read in any order: wait for all of them, not only the spec.
+      await waitFor('hv3 loaded with its spec', () => inf.get('hv3')?.loaded === true && valueOf(inf.get('hv3')?.spec)?.domainState === 'ready');
       assert.ok(changes.values.includes('hv3'));
       assert.ok(alive.values.includes('hv3'), 'the first read of the alive znode is an alive$ emission');
 
