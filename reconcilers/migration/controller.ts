@@ -108,6 +108,10 @@ class MigrationReconciler {
   private readonly now: () => number;
   private readonly informer: VmInformer;
 
+  /** Derived from the nodes informer, rebuilt only when a node's alive znode or the node list changes. */
+  private peersCache: ReadonlyMap<string, PeerInfo> | undefined;
+  private names: ReadonlySet<string> | undefined;
+
   constructor(
     private readonly m: Manager,
     private readonly hv: MigratingHypervisor,
@@ -115,23 +119,32 @@ class MigrationReconciler {
   ) {
     this.now = o.now ?? Date.now;
     this.informer = m.informers.vms;
+    // Subscribed before the informers start (registration precedes Manager.start and plan), so no
+    // emission is missed; both streams complete when the informer stops.
+    const forget = () => (this.peersCache = undefined);
+    m.informers.nodes.alive$.subscribe(forget);
+    m.informers.nodes.list$.subscribe((names) => {
+      this.names = names;
+      forget();
+    });
   }
 
-  /** The peers this node sees now: every node whose daemon holds its alive znode. */
-  private peers(): Map<string, PeerInfo> {
+  /** The peers this node sees now: every node whose daemon holds its alive znode (parsed once per change, not per reconcile). */
+  private peers(): ReadonlyMap<string, PeerInfo> {
+    if (this.peersCache) return this.peersCache;
     const peers = new Map<string, PeerInfo>();
     const nodes = this.m.informers.nodes;
     for (const name of nodes.names()) {
       const peer = parsePeer(nodes.get(name)?.alive ?? null);
       if (peer) peers.set(name, peer);
     }
+    this.peersCache = peers;
     return peers;
   }
 
   /** The nodes of the cluster (undefined until listed). */
   private nodeNames(): ReadonlySet<string> | undefined {
-    const nodes = this.m.informers.nodes;
-    return nodes.isListed ? new Set(nodes.names()) : undefined;
+    return this.names;
   }
 
   /** VMs whose spec.node names no node of the cluster, or whose status still says so. */

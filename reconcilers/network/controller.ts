@@ -2,8 +2,9 @@
 // name) that converges the node's bridges, VXLANs and vLANs to every Network spec in one pass.
 //
 // Sources: the networks informer (specs), the cluster config (bridgeDevice), the VM informer (the
-// bridges local domains use), netlink events (`ip monitor link`: a link deleted or changed by hand
-// is repaired at once, not at the next resync), reconnects and the resync.
+// bridges local domains use — only while a pass has kept a bridge for them), netlink events
+// (`ip monitor link`: a link deleted or changed by hand is repaired at once, not at the next
+// resync), reconnects and the resync.
 //
 // Status: each network's readiness on this node is this node's entry in
 // /networks/<vni>/status ({"nodes":{"hv1":{"ready":true,…}}}), written with compare-and-set and
@@ -58,6 +59,8 @@ export class NetworkController implements Runnable {
   private readonly controller: Controller<string>;
   private vlan: { supported: boolean; message?: string } = { supported: false, message: 'not probed yet' };
   private readonly now: () => string;
+  /** The last pass kept a stray bridge because local domains use it (BridgeInUse). */
+  private keepingBridges = false;
 
   constructor(
     private readonly m: Manager,
@@ -70,7 +73,16 @@ export class NetworkController implements Runnable {
       name: 'network',
       log: m.log,
       concurrency: 1,
-      sources: [merge(networks.changes$, config.changes$, vms.changes$, o.linkEvents, m.store.connectionState$.pipe(filter((s) => s === 'connected'))).pipe(map(() => self))],
+      sources: [
+        merge(
+          networks.changes$,
+          config.changes$,
+          o.linkEvents,
+          m.store.connectionState$.pipe(filter((s) => s === 'connected')),
+          // The local domains matter only while a bridge is kept for them: not on every VM change.
+          vms.changes$.pipe(filter(() => this.keepingBridges)),
+        ).pipe(map(() => self)),
+      ],
       resync: { keys: () => [self], everyMs: o.resyncMs ?? 60_000 },
       reconcile: () => this.reconcile(),
       plan: async () => (await this.planNow()).plan.actions.map((a) => describeLinkAction(self, a)),
@@ -98,6 +110,7 @@ export class NetworkController implements Runnable {
   private async reconcile(): Promise<Result> {
     if (this.m.store.connectionState !== 'connected') return requeueAfter(500);
     const { plan, desired } = await this.planNow();
+    this.keepingBridges = plan.conditions.length > 0;
     const verdicts = await executeNetworkPlan(plan, { node: this.m.node, group: this.o.group, links: this.o.links, log: this.m.log, ...(this.o.onAction ? { onAction: this.o.onAction } : {}) });
     const generations = new Map(desired.map((d) => [d.vni, d.generation]));
     for (const verdict of verdicts) await this.writeStatus(verdict, generations.get(verdict.vni) ?? -1);

@@ -45,7 +45,7 @@ export async function executeNetworkPlan(plan: NetworkPlan, fx: NetworkEffects):
     if (Object.keys(sysctls).length > 0) {
       const { failures } = await fx.links.setSysctls(sysctls);
       for (const failure of failures) {
-        const action = plan.actions.find((a) => Object.keys(sysctlsOf([a])).includes(failure.key));
+        const action = plan.actions.find((a) => a.kind === 'sysctl' && a.key === failure.key);
         fx.log.warn({ key: failure.key, vni: action?.vni, err: failure.message }, 'sysctl failed');
         note(action?.vni, `${failure.key}: ${failure.message}`);
       }

@@ -36,6 +36,7 @@
 // missing sysctl file (ENOENT) as success for the same reason.
 import type { LinkObservation, ObservedLink } from '../../drivers/net/types.ts';
 import type { ClusterConfig, NetworkSpec } from '../../schemas/index.ts';
+import { networkOfBridge } from '../network-readiness.ts';
 
 export const bridgeName = (vni: number): string => `vkbr${vni}`;
 export const vxlanName = (vni: number): string => `vkvx${vni}`;
@@ -126,7 +127,7 @@ export function vniOfName(name: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-const isBridgeName = (name: string): boolean => /^vkbr[1-9][0-9]{0,7}$/.test(name);
+const isBridgeName = (name: string): boolean => networkOfBridge(name) !== undefined;
 
 /** Names `ip -batch` cannot carry in a line (it cuts a line at '#' and splits on quotes and blanks). */
 const unbatchable = (name: string): boolean => /[\s#"'\\]/.test(name);
