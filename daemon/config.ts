@@ -45,6 +45,25 @@ export const DaemonConfigSchema = z.strictObject({
       group: positiveInt.max(2_147_483_647).default(4244),
     })
     .prefault({}),
+  frr: z
+    .strictObject({
+      /**
+       * Keep this node's FRR config in sync with the cluster config (the FRR concern). It acts only
+       * when the cluster config has a `bgp` section; FRR itself is started by systemd, not here.
+       */
+      enabled: z.boolean().default(true),
+      confDir: z.string().min(1).default('/etc/frr'),
+      vtySocket: z.string().min(1).default('/var/run/frr'),
+      runDir: z.string().min(1).default('/var/run/frr'),
+      binDir: z.string().min(1).default('/usr/bin'),
+      reloadScript: z.string().min(1).default('/usr/lib/frr/frr-reload.py'),
+      /** FRR's hostname when it runs in a UTS namespace other than the daemon's (test rig, sandbox). */
+      hostname: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$/, 'must be a hostname').optional(),
+      /** How often to prove the config in sync and read BGP state when nothing else asks. */
+      resyncMs: positiveInt.default(10_000),
+      timeoutMs: positiveInt.default(10_000),
+    })
+    .prefault({}),
   migration: z
     .strictObject({
       /** libvirt URI the source libvirtd connects to (peer-to-peer), e.g. qemu+tcp://198.51.100.2/system. */
@@ -83,6 +102,8 @@ export interface DaemonOverrides {
   logLevel?: string;
   /** false: the daemon leaves the node's links alone (--no-network). */
   network?: boolean;
+  /** false: the daemon leaves FRR alone (--no-frr). */
+  frr?: boolean;
 }
 
 export function envOverrides(env: NodeJS.ProcessEnv): DaemonOverrides {
@@ -135,4 +156,5 @@ function apply(target: Record<string, unknown>, o: DaemonOverrides): void {
   if (o.concurrency !== undefined) target.concurrency = o.concurrency;
   if (o.logLevel !== undefined) target.logLevel = o.logLevel;
   if (o.network !== undefined) section('network').enabled = o.network;
+  if (o.frr !== undefined) section('frr').enabled = o.frr;
 }

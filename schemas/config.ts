@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { decodeWith, encodeWith } from './codec.ts';
 import { checkedString, InterfaceNameSchema, textProblem } from './formats.ts';
+import { unicastIpv4Problem } from './ip.ts';
 import { NameSchema } from './names.ts';
 import { intInRange, noDuplicates } from './rules.ts';
 
@@ -40,6 +41,42 @@ export const MigrationConfigSchema = z.strictObject({
 });
 export type MigrationConfig = z.output<typeof MigrationConfigSchema>;
 
+/** Reserved AS numbers (RFC 7300, RFC 6793's AS_TRANS, IANA's reserved block): never a cluster's ASN. */
+function asnProblem(asn: number): string | undefined {
+  if (asn === 0) return 'is reserved (RFC 7607); use a private ASN such as 64512-65534 or 4200000000-4294967294';
+  if (asn === 23456) return 'is AS_TRANS (RFC 6793), reserved; use a private ASN such as 64512-65534';
+  if (asn === 65535 || asn === 4294967295) return 'is reserved (RFC 7300); use a private ASN such as 64512-65534 or 4200000000-4294967294';
+  if (asn >= 65552 && asn <= 131071) return 'is in the IANA reserved block 65552-131071; use a private ASN such as 64512-65534';
+  return undefined;
+}
+
+/** BGP EVPN between the nodes (DESIGN §4 "FRR BGP EVPN"): absent, the daemons leave FRR alone. */
+export const BgpConfigSchema = z
+  .strictObject({
+    /** The cluster's AS: every node is in it (iBGP); coordinators are its route reflectors. */
+    asn: intInRange(1, 4294967295).superRefine((asn, ctx) => {
+      const problem = asnProblem(asn);
+      if (problem) ctx.addIssue({ code: 'custom', input: asn, message: problem });
+    }),
+    keepaliveS: intInRange(1, 21845).default(3),
+    holdS: intInRange(3, 65535).default(9),
+    /** Seconds between attempts to open a session that is down (FRR's default is 120 in its traditional profile). */
+    connectRetryS: intInRange(1, 65535).default(5),
+  })
+  .superRefine((bgp, ctx) => {
+    if (bgp.keepaliveS * 3 > bgp.holdS) {
+      ctx.addIssue({ code: 'custom', path: ['keepaliveS'], input: bgp.keepaliveS, message: `must be at most a third of holdS (${bgp.holdS})` });
+    }
+  });
+export type BgpConfig = z.output<typeof BgpConfigSchema>;
+
+/** What the cluster knows of one node besides what its daemon reports. */
+export const ClusterNodeSchema = z.strictObject({
+  /** The node's address on the cluster network: its VXLANs' local address, its BGP router-id and peering address. */
+  clusterAddress: checkedString('cluster address', unicastIpv4Problem, { format: 'ipv4' }),
+});
+export type ClusterNode = z.output<typeof ClusterNodeSchema>;
+
 export const ClusterConfigSchema = z
   .strictObject({
     /** Nodes that run ZooKeeper and FRR in router mode and may hold network gateways. */
@@ -57,9 +94,27 @@ export const ClusterConfigSchema = z
     clusterMtu: intInRange(626, 9216).default(1500),
     /** Lines of serial console log kept per VM. */
     consoleLogLines: intInRange(1, 100_000).default(1000),
+    bgp: BgpConfigSchema.optional(),
+    /** Per node: its cluster address (needed by BGP: the coordinators peer with every node listed here). */
+    nodes: z.record(NameSchema, ClusterNodeSchema).optional(),
   })
   .superRefine((config, ctx) => {
     noDuplicates(config.coordinators, ctx, ['coordinators'], 'name');
+    const nodes = config.nodes ?? {};
+    if (config.bgp) {
+      config.coordinators.forEach((name, i) => {
+        if (!(name in nodes)) {
+          ctx.addIssue({ code: 'custom', path: ['coordinators', i], input: name, message: `is not a node of nodes (a coordinator is a route reflector and needs its clusterAddress there)` });
+        }
+      });
+    }
+    const owner = new Map<string, string>();
+    for (const [name, node] of Object.entries(nodes)) {
+      const first = owner.get(node.clusterAddress);
+      if (first !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['nodes', name, 'clusterAddress'], input: node.clusterAddress, message: `is already the cluster address of ${first}` });
+      } else owner.set(node.clusterAddress, name);
+    }
     if (config.keepaliveDeadAfterMs <= config.keepaliveIntervalMs) {
       ctx.addIssue({
         code: 'custom',

@@ -29,7 +29,7 @@ export {
   timestampProblem,
 } from './formats.ts';
 export type { Problem } from './formats.ts';
-export { parseCidr, ipv4InSubnet, ipv4Problem, gatewayProblem } from './ip.ts';
+export { parseCidr, ipv4InSubnet, ipv4Problem, unicastIpv4Problem, gatewayProblem } from './ip.ts';
 export type { Cidr, IpFamily } from './ip.ts';
 export { CONDITION_STATUSES, ConditionSchema, ConditionListSchema } from './condition.ts';
 export type { Condition } from './condition.ts';

@@ -43,6 +43,18 @@ export function ipv4InSubnet(address: string, cidr: Cidr): boolean {
 export const ipv4Problem: Problem = (value) =>
   isIP(value) === 4 ? undefined : 'must be a dotted-quad IPv4 address like 192.0.2.1';
 
+/** A unicast host address another host can reach: not 0.0.0.0/8, loopback, link-local, multicast or broadcast. */
+export const unicastIpv4Problem: Problem = (value) => {
+  const problem = ipv4Problem(value);
+  if (problem) return problem;
+  const first = Number(value.split('.')[0]);
+  if (first === 0) return 'must be a host address, not in 0.0.0.0/8';
+  if (first === 127) return 'must be reachable from other nodes, not a loopback address';
+  if (value.startsWith('169.254.')) return 'must be routable, not a link-local address';
+  if (first >= 224) return value === '255.255.255.255' ? 'must be a host address, not the broadcast address' : 'must be a unicast address, not multicast or reserved (224.0.0.0/3)';
+  return undefined;
+};
+
 /** A gateway: a host address with its prefix length, e.g. 192.0.2.1/24. */
 export function gatewayProblem(family: IpFamily): Problem {
   const max = family === 4 ? 32 : 128;

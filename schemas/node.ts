@@ -65,6 +65,52 @@ export const NodeFlushSchema = z.strictObject({
 });
 export type NodeFlush = z.output<typeof NodeFlushSchema>;
 
+export const FRR_STATES = ['InSync', 'Applying', 'NotConfigured', 'FrrUnreachable', 'ReloadFailed'] as const;
+export type FrrState = (typeof FRR_STATES)[number];
+
+/** One BGP peer as this node's bgpd sees it (`show bgp l2vpn evpn summary json`). */
+export const FrrPeerSchema = z.strictObject({
+  address: checkedString('address', textProblem(64)),
+  /** The node whose cluster address this is, when the cluster config names one. */
+  node: NameSchema.optional(),
+  /** BGP FSM state: Idle, Connect, Active, OpenSent, OpenConfirm, Established. */
+  state: checkedString('state', textProblem(32)),
+  /** EVPN prefixes received from the peer. */
+  prefixesReceived: intInRange(0),
+});
+export type FrrPeer = z.output<typeof FrrPeerSchema>;
+
+/** One VNI as this node's zebra sees it (`show evpn vni json`). */
+export const FrrVniSchema = z.strictObject({
+  vni: intInRange(1, 16_777_215),
+  /** The other VTEPs (cluster addresses) EVPN told zebra about. */
+  remoteVteps: z.array(checkedString('address', textProblem(64))),
+});
+export type FrrVni = z.output<typeof FrrVniSchema>;
+
+/** The FRR concern's view of this node (reconcilers/frr): config in sync, sessions, VNIs. */
+export const NodeFrrSchema = z.strictObject({
+  /** InSync: `frr-reload.py --test` shows no delta against the rendered config. */
+  state: z.enum(FRR_STATES),
+  message: checkedString('message', textProblem(1024, { allowEmpty: true })).optional(),
+  asn: intInRange(1, 4294967295).optional(),
+  routerId: checkedString('address', textProblem(64)).optional(),
+  /** Reloads this daemon made since it started. */
+  reloads: intInRange(0),
+  lastReloadAt: TimestampSchema.optional(),
+  /** The last time FRR's running config was found to differ from the rendered one without a config change (a hand edit, a restarted FRR), and how. */
+  lastDrift: z
+    .strictObject({
+      at: TimestampSchema,
+      lines: z.array(checkedString('line', textProblem(512, { allowEmpty: true }))).max(50),
+    })
+    .optional(),
+  peers: z.array(FrrPeerSchema),
+  vnis: z.array(FrrVniSchema),
+  updatedAt: TimestampSchema,
+});
+export type NodeFrr = z.output<typeof NodeFrrSchema>;
+
 export const NodeStatusSchema = z
   .strictObject({
     daemonState: z.enum(NODE_DAEMON_STATES),
@@ -81,6 +127,8 @@ export const NodeStatusSchema = z
     conditions: ConditionListSchema,
     /** Progress of the last flush or ready; owned by the flush reconciler, carried over by the keepalive. */
     flush: NodeFlushSchema.optional(),
+    /** BGP EVPN state; owned by the FRR reconciler, carried over by the keepalive. */
+    frr: NodeFrrSchema.optional(),
   })
   .superRefine((status, ctx) => noDuplicates(status.runningVms, ctx, ['runningVms'], 'name'));
 export type NodeStatus = z.output<typeof NodeStatusSchema>;

@@ -131,6 +131,7 @@ async function keepaliveTick(fx: KeepaliveEffects, last: LastKnown, timeoutMs: n
       observedGeneration: current?.value.observedGeneration ?? -1,
       conditions: current?.value.conditions ?? [],
       ...(current?.value.flush ? { flush: current.value.flush } : {}),
+      ...(current?.value.frr ? { frr: current.value.frr } : {}),
       hypervisorProblem,
     });
 

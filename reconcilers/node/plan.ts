@@ -8,7 +8,7 @@
 import type { DomainRunState } from '../../drivers/domain-run-state.ts';
 import type { HostMemory } from '../../drivers/host.ts';
 import type { DomainSummary, NodeResources } from '../../drivers/hypervisor.ts';
-import { isValidName, type ClusterConfig, type Condition, type NodeDaemonState, type NodeDomainState, type NodeFlush, type NodeStatus, type VmState } from '../../schemas/index.ts';
+import { isValidName, type ClusterConfig, type Condition, type NodeDaemonState, type NodeDomainState, type NodeFlush, type NodeFrr, type NodeStatus, type VmState } from '../../schemas/index.ts';
 
 /**
  * How old a node's last keepalive is, and whether it is stale: older than the cluster config's
@@ -68,6 +68,8 @@ export interface KeepaliveInput {
   conditions?: Condition[];
   /** Kept as is: flush/ready progress, owned by the flush reconciler (reconcilers/flush/plan.ts). */
   flush?: NodeFlush;
+  /** Kept as is: BGP EVPN state, owned by the FRR reconciler. */
+  frr?: NodeFrr;
   /** Set when libvirt did not answer this tick. */
   hypervisorProblem?: HypervisorProblem | null;
 }
@@ -113,6 +115,7 @@ export function computeNodeStatus(input: KeepaliveInput): NodeStatus {
     observedGeneration: input.observedGeneration ?? -1,
     conditions: nextConditions(input),
     ...(input.flush ? { flush: input.flush } : {}),
+    ...(input.frr ? { frr: input.frr } : {}),
   };
 }
 
