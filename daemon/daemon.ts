@@ -20,6 +20,9 @@ import * as migration from '../reconcilers/migration/index.ts';
 import * as node from '../reconcilers/node/index.ts';
 import * as flush from '../reconcilers/flush/index.ts';
 import * as network from '../reconcilers/network/index.ts';
+import * as frr from '../reconcilers/frr/index.ts';
+import { createFrrDriver } from '../drivers/frr/index.ts';
+import { hostname } from 'node:os';
 import { applyBatch, observeLinks, probeVlan, setSysctls, watchLinks } from '../drivers/net/ip.ts';
 import type { FlushController } from '../reconcilers/flush/controller.ts';
 import { ZkStore } from '../drivers/zk/index.ts';
@@ -41,6 +44,8 @@ export interface DaemonDeps {
 const CONCERNS: ReadonlyArray<(m: Manager, cfg: DaemonConfig, deps: DaemonDeps) => void> = [
   // First: the bridges VMs plug into.
   (m, cfg, deps) => cfg.network.enabled && network.register(m, networkOptions(cfg, deps)),
+  // After the links: zebra learns the VNIs from the VXLANs the network concern makes.
+  (m, cfg, deps) => cfg.frr.enabled && frr.register(m, frrOptions(cfg, deps)),
   (m, cfg, deps) => domain.register(m, { concurrency: cfg.concurrency, resyncMs: cfg.resyncMs, networkGate: cfg.network.enabled, ...hooks(deps) }),
   (m, cfg, deps) =>
     migration.register(m, {
@@ -74,6 +79,25 @@ function networkOptions(cfg: DaemonConfig, deps: DaemonDeps): network.NetworkCon
     ...(cfg.network.clusterAddress !== undefined ? { clusterAddress: cfg.network.clusterAddress } : {}),
     ...(cfg.network.clusterDevice !== undefined ? { clusterDevice: cfg.network.clusterDevice } : {}),
     resyncMs: cfg.resyncMs,
+    ...hooks(deps),
+  };
+}
+
+function frrOptions(cfg: DaemonConfig, deps: DaemonDeps): frr.FrrControllerOptions {
+  const f = cfg.frr;
+  return {
+    driver: createFrrDriver({
+      confDir: f.confDir,
+      vtySocket: f.vtySocket,
+      runDir: f.runDir,
+      binDir: f.binDir,
+      reloadScript: f.reloadScript,
+      timeoutMs: f.timeoutMs,
+      ...(f.hostname !== undefined ? { hostname: f.hostname } : {}),
+    }),
+    hostname: f.hostname ?? hostname(),
+    ...(cfg.network.clusterAddress !== undefined ? { fallbackAddress: cfg.network.clusterAddress } : {}),
+    resyncMs: f.resyncMs,
     ...hooks(deps),
   };
 }

@@ -65,7 +65,8 @@ export const NodeFlushSchema = z.strictObject({
 });
 export type NodeFlush = z.output<typeof NodeFlushSchema>;
 
-export const FRR_STATES = ['InSync', 'Applying', 'NotConfigured', 'FrrUnreachable', 'ReloadFailed'] as const;
+/** InSync: no delta; NotConfigured: this node has no cluster address; FrrUnreachable: vtysh cannot reach FRR; ReloadFailed: a reload left a delta; Failed: any other FRR command failed. */
+export const FRR_STATES = ['InSync', 'NotConfigured', 'FrrUnreachable', 'ReloadFailed', 'Failed'] as const;
 export type FrrState = (typeof FRR_STATES)[number];
 
 /** One BGP peer as this node's bgpd sees it (`show bgp l2vpn evpn summary json`). */

@@ -17,6 +17,7 @@ interface DaemonFlags {
   concurrency?: string;
   logLevel?: string;
   network?: boolean;
+  frr?: boolean;
   dryRun?: boolean;
 }
 
@@ -36,6 +37,7 @@ function overridesFrom(f: DaemonFlags): DaemonOverrides {
   if (f.libvirtUri !== undefined) o.libvirtUri = f.libvirtUri;
   if (f.logLevel !== undefined) o.logLevel = f.logLevel;
   if (f.network === false) o.network = false;
+  if (f.frr === false) o.frr = false;
   const keepaliveMs = toInt('--keepalive-ms', f.keepaliveMs);
   const resyncMs = toInt('--resync-ms', f.resyncMs);
   const concurrency = toInt('--concurrency', f.concurrency);
@@ -58,6 +60,7 @@ export function registerDaemon(program: Command): void {
     .option('--concurrency <n>', 'VMs reconciled at once (default 8)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env VK_LOG_LEVEL)')
     .option('--no-network', "leave this node's links alone (no bridges, VXLANs or vLANs made or repaired)")
+    .option('--no-frr', "leave this node's FRR alone (its config is not rendered, reloaded or checked)")
     .option('--dry-run', 'print what this node would do now, one action per line, and change nothing')
     .action(async (_opts: DaemonFlags, cmd: Command) => {
       // --zk, --root and --auth are the program's global options (env VK_ZK, VK_ROOT, VK_AUTH).

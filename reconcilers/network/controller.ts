@@ -38,6 +38,7 @@ export interface NetworkControllerOptions {
   links: LinkDriver;
   /** Netlink changes of the node's links ("look again"). */
   linkEvents: Observable<unknown>;
+  /** The daemon config's cluster address; the cluster config's nodes.<node>.clusterAddress wins when set. */
   clusterAddress?: string;
   clusterDevice?: string;
   group: number;
@@ -129,12 +130,13 @@ export class NetworkController implements Runnable {
       else if (spec) unreadable.add(vni);
     }
     const observed = hideLinksOf(await this.o.links.observe(), unreadable);
+    const clusterAddress = this.clusterAddress();
     const input: NetworkPlanInput = {
       networks: desired,
       config: config.value,
       local: {
         group: this.o.group,
-        ...(this.o.clusterAddress !== undefined ? { clusterAddress: this.o.clusterAddress } : {}),
+        ...(clusterAddress !== undefined ? { clusterAddress } : {}),
         ...(this.o.clusterDevice !== undefined ? { clusterDevice: this.o.clusterDevice } : {}),
       },
       observed,
@@ -142,6 +144,11 @@ export class NetworkController implements Runnable {
       bridgesInUse: this.bridgesInUse(),
     };
     return { plan: planNetworks(input), desired };
+  }
+
+  /** The VXLANs' local address: the cluster config's for this node (FRR's router-id too), else the daemon config's. */
+  private clusterAddress(): string | undefined {
+    return this.m.informers.config.value.nodes?.[this.m.node]?.clusterAddress ?? this.o.clusterAddress;
   }
 
   /** Bridge → the VMs whose domain is on this node (by their status) and whose XML uses it. */

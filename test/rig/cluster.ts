@@ -173,8 +173,9 @@ export class Cluster {
       zookeeper: { hosts: this.zk.connectString, sessionTimeoutMs: 4000 },
       libvirt: { socket: hv.libvirtd.socketPath, uri: this.driver === 'test' ? 'test:///default' : 'qemu:///system' },
       logLevel: process.env.VK_TEST_LOG ?? 'silent',
-      // Links are made only by tests that give the daemon a namespace of their own.
+      // Links (and FRR) are managed only by tests that give the daemon a namespace of their own.
       network: { enabled: false },
+      frr: { enabled: false },
     };
     if (this.driver === 'test') return DaemonConfigSchema.parse({ ...base, keepaliveMs: 300, resyncMs: 5_000, ...rest });
     const migration = {

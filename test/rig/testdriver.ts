@@ -48,8 +48,9 @@ export function daemonConfig(node: string, zk: string, socket: string, extra: Pa
     zookeeper: { hosts: zk, sessionTimeoutMs: 4000 },
     libvirt: { socket, uri: 'test:///default' },
     logLevel: 'silent',
-    // Links are made only by tests that give the daemon a namespace of their own.
+    // Links (and FRR) are managed only by tests that give the daemon a namespace of their own.
     network: { enabled: false },
+    frr: { enabled: false },
     ...extra,
   });
 }
