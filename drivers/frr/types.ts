@@ -20,11 +20,24 @@ export interface FrrLocation {
    * the running config, so the tools run under this hostname too or every check shows a delta.
    */
   hostname?: string;
-  /** Per call, ms. */
+  /**
+   * The daemons that must answer on their vty socket (vtySocket/<name>.vty) for FRR to count as
+   * reachable; default zebra and bgpd. frr-reload.py skips a daemon that is down without a word (a
+   * missing bgpd makes `--test` show the whole `router bgp` to add and `--reload` exit 0), so
+   * every call first checks that each of these accepts a connection.
+   */
+  daemons?: readonly string[];
+  /** Per call, ms: the whole call (reachability check and every process it runs). */
   timeoutMs: number;
 }
 
-/** What `frr-reload.py --test` reports: the lines it would delete and add; both empty = in sync. */
+/**
+ * What `frr-reload.py --test` reports: the lines it would delete and add; both empty = in sync.
+ * The lines are as it prints them (blank lines dropped, indentation kept): every change comes with
+ * its context lines before it, so a context repeats, e.g. toAdd
+ * `['router bgp 65500', ' neighbor 198.51.100.2 peer-group fabric', 'no ip forwarding']`.
+ * A deletion is printed as the command that undoes it (`no hostname vm`, `ipv6 forwarding`).
+ */
 export interface FrrDelta {
   toDelete: string[];
   toAdd: string[];
@@ -51,6 +64,10 @@ export class FrrError extends Error {
   constructor(
     readonly reason: FrrErrorReason,
     message: string,
+    /** The command that failed (argv as meant, without the hostname wrapper), when one ran. */
+    readonly command?: readonly string[],
+    /** What it wrote to stderr, in full. */
+    readonly stderr?: string,
   ) {
     super(message);
   }
