@@ -274,7 +274,7 @@ export async function readClusterView(store: ZkStore, paths: ZkPaths, objects: r
   const networkRules = has('Network') || has('ClusterConfig');
   const [vms, nodes, networks, config] = await Promise.all([
     vmRules ? readAllVms(store, paths) : [],
-    vmRules ? listNodeNames(store, paths) : [],
+    vmRules || has('ClusterConfig') ? listNodeNames(store, paths) : [],
     has('ClusterConfig') ? readAllNetworks(store, paths) : [],
     networkRules && !has('ClusterConfig') ? readConfig(store, paths).then((c) => c.value) : undefined,
   ]);
@@ -291,10 +291,12 @@ export async function readClusterView(store: ZkStore, paths: ZkPaths, objects: r
  *   managed: at most clusterMtu - 50), the config in force being the one the objects bring, else
  *   the one in ZooKeeper;
  * - a cluster config under which a network in ZooKeeper (and not redefined by the objects) would
- *   have an MTU it does not allow, naming the networks.
+ *   have an MTU it does not allow, naming the networks;
+ * - a cluster config naming a coordinator that is not a known node (in ZooKeeper, a Node manifest,
+ *   or the config's own `nodes`).
  */
 export function checkAgainstCluster(objects: readonly DesiredObject[], view: ClusterView): void {
-  const errors: ValidationError[] = [...vmErrors(objects, view), ...networkErrors(objects, view)];
+  const errors: ValidationError[] = [...vmErrors(objects, view), ...networkErrors(objects, view), ...coordinatorErrors(objects, view.nodes)];
   if (errors.length > 0) throw new ManifestErrors(errors);
 }
 
@@ -377,6 +379,18 @@ export function checkNetworkRemoval(vni: string, vms: readonly LiveVm[]): void {
   throw new CliError(
     `network ${vni} is in use: vm ${users.join(', ')} attach${users.length === 1 ? 'es' : ''} to its bridge ${bridgeName(vni)}; detach or remove ${users.length === 1 ? 'it' : 'them'} first (nothing was removed)`,
     EXIT_USAGE,
+  );
+}
+
+/** A coordinator must be a known node: in ZooKeeper, defined by a Node manifest, or listed in the config's own nodes. */
+function coordinatorErrors(objects: readonly DesiredObject[], liveNodes: readonly string[]): ValidationError[] {
+  const config = objects.find((o): o is Extract<DesiredObject, { kind: 'ClusterConfig' }> => o.kind === 'ClusterConfig');
+  if (!config) return [];
+  const known = new Set([...liveNodes, ...objects.filter((o) => o.kind === 'Node').map((o) => o.name), ...Object.keys(config.spec.nodes ?? {})]);
+  return config.spec.coordinators.flatMap((name, i) =>
+    known.has(name)
+      ? []
+      : [new ValidationError(`spec.coordinators[${i}]`, name, 'is not a known node: list it under spec.nodes with its clusterAddress, or start its daemon first', { source: config.source, kind: 'name' })],
   );
 }
 

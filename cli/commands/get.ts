@@ -1,6 +1,6 @@
 // `vk get vms|nodes|networks` (tables, wide, json, yaml) and `vk describe vm|node|network NAME`.
 import { Argument, Option, type Command } from 'commander';
-import { defaultClusterConfig, type Condition, type ZkPaths } from '../../schemas/index.ts';
+import { defaultClusterConfig, type Condition, type NodeFrr, type ZkPaths } from '../../schemas/index.ts';
 import {
   bridgeName,
   listNodeNames,
@@ -174,8 +174,8 @@ export function printNodes(
 ): void {
   if (structured(format, nodes.map((n) => nodeJson(n, flushQueue, deadAfter, nowMs)))) return;
   // FLUSH last: the flush lock queue and progress (columns before it keep their places).
-  const headers = ['NAME', 'ALIVE', 'SPEC', 'DOMAIN', 'DAEMON', 'VMS', 'LOAD', 'FREE_MIB', 'PROV_MIB', 'TOTAL_MIB'];
-  if (format === 'wide') headers.push('VCPUS', 'KEEPALIVE', 'VERSION');
+  const headers = ['NAME', 'ALIVE', 'SPEC', 'DOMAIN', 'DAEMON', 'VMS', 'LOAD', 'FREE_MIB', 'PROV_MIB', 'TOTAL_MIB', 'BGP'];
+  if (format === 'wide') headers.push('FRR', 'VCPUS', 'KEEPALIVE', 'VERSION');
   headers.push('FLUSH');
   const rows = nodes.map((node): string[] | NoteRow => {
     if (node.invalidSpec) return { cells: [node.name, node.alive ? 'yes' : 'no'], note: invalidNote(node.invalidSpec) };
@@ -191,12 +191,44 @@ export function printNodes(
       orDash(s?.memory.freeMiB),
       orDash(s?.memory.provisionedMiB),
       orDash(s?.memory.totalMiB),
+      bgpCell(s?.frr),
     ];
-    if (format === 'wide') row.push(s ? `${s.vcpus.allocated}/${s.vcpus.total}` : '-', orDash(s?.keepaliveAt), orDash(s?.version));
+    if (format === 'wide') row.push(frrStateCell(s?.frr), s ? `${s.vcpus.allocated}/${s.vcpus.total}` : '-', orDash(s?.keepaliveAt), orDash(s?.version));
     row.push(flushCell(node, flushQueue));
     return row;
   });
   println(table(headers, rows));
+}
+
+/** BGP: sessions Established / peers the node's config names ("-" without BGP on the node). */
+function bgpCell(frr: NodeFrr | undefined): string {
+  if (!frr || frr.state === 'NotConfigured') return '-';
+  if (frr.state === 'FrrUnreachable') return colors.red('down');
+  const up = frr.peers.filter((p) => p.state === 'Established').length;
+  const text = `${up}/${frr.peers.length}`;
+  return up < frr.peers.length ? colors.yellow(text) : text;
+}
+
+function frrStateCell(frr: NodeFrr | undefined): string {
+  if (!frr) return '-';
+  return frr.state === 'InSync' ? 'InSync' : colors.red(frr.state);
+}
+
+/** describe node's FRR block: whether FRR runs the rendered config, its sessions and VNIs. */
+function frrBlock(frr: NodeFrr | undefined): string[] {
+  if (!frr) return [field('FRR', 'not managed (no bgp in the cluster config, or the daemon runs with --no-frr)')];
+  const lines = [
+    field('State', `${frr.state}${frr.message ? `: ${frr.message.replace(/\n/g, ' ')}` : ''}`),
+    field('ASN', orDash(frr.asn)),
+    field('Router ID', orDash(frr.routerId)),
+    field('Reloads', `${frr.reloads} by this daemon${frr.lastReloadAt ? `, last at ${frr.lastReloadAt}` : ''}`),
+    field('Last drift', frr.lastDrift ? `${frr.lastDrift.at} (${frr.lastDrift.lines.length} lines, reverted)` : 'none seen'),
+    ...(frr.lastDrift ? [indent(frr.lastDrift.lines.join('\n'))] : []),
+    field('Updated', frr.updatedAt),
+  ];
+  const peers = frr.peers.length === 0 ? [field('Peers', 'none')] : ['Peers:', indent(table(['PEER', 'NODE', 'STATE', 'PREFIXES'], frr.peers.map((p) => [p.address, orDash(p.node), p.state, String(p.prefixesReceived)])))];
+  const vnis = frr.vnis.length === 0 ? [field('VNIs', 'none')] : ['VNIs:', indent(table(['VNI', 'REMOTE VTEPS'], frr.vnis.map((v) => [String(v.vni), v.remoteVteps.length > 0 ? v.remoteVteps.join(', ') : '-'])))];
+  return ['FRR:', indent([...lines, ...peers, ...vnis].join('\n'))];
 }
 
 // ----------------------------------------------------------------------------------- networks
@@ -411,6 +443,7 @@ async function describeNode(cmd: Command, name: string): Promise<void> {
           ].join('\n'),
         ),
         ...conditionsBlock(s.conditions),
+        ...frrBlock(s.frr),
       );
     } else {
       lines.push(field('Status', node.statusProblem ? `invalid: ${node.statusProblem}` : 'none yet'));

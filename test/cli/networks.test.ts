@@ -84,6 +84,23 @@ describe('validation at apply time', () => {
     ],
     ['a config that lowers bridgeMtu under network 100', `kind: ClusterConfig\nmetadata: {name: cluster}\nspec: {bridgeMtu: 1400}\n`, 'spec.bridgeMtu', 'invalid value 1400'],
     ['a config that lowers clusterMtu under network 200', `kind: ClusterConfig\nmetadata: {name: cluster}\nspec: {clusterMtu: 1400}\n`, 'spec.clusterMtu', 'invalid value 1400'],
+    ['a coordinator that is not a known node', `kind: ClusterConfig\nmetadata: {name: cluster}\nspec: {coordinators: [hv1, hv9]}\n`, 'spec.coordinators[1]', '"hv9"'],
+    ['a reserved ASN (AS_TRANS)', `kind: ClusterConfig\nmetadata: {name: cluster}\nspec: {bgp: {asn: 23456}}\n`, 'spec.bgp.asn', '23456'],
+    ['an ASN beyond 32 bits', `kind: ClusterConfig\nmetadata: {name: cluster}\nspec: {bgp: {asn: 4294967296}}\n`, 'spec.bgp.asn', '4294967296'],
+    ['a keepalive longer than a third of the hold time', `kind: ClusterConfig\nmetadata: {name: cluster}\nspec: {bgp: {asn: 65500, keepaliveS: 4, holdS: 9}}\n`, 'spec.bgp.keepaliveS', '4'],
+    [
+      'with bgp, a coordinator without a cluster address',
+      `kind: ClusterConfig\nmetadata: {name: cluster}\nspec: {coordinators: [hv1], bgp: {asn: 65500}, nodes: {hv2: {clusterAddress: 192.0.2.2}}}\n`,
+      'spec.coordinators[0]',
+      '"hv1"',
+    ],
+    ['a loopback cluster address', `kind: ClusterConfig\nmetadata: {name: cluster}\nspec: {nodes: {hv1: {clusterAddress: 127.0.0.1}}}\n`, 'spec.nodes.hv1.clusterAddress', '127.0.0.1'],
+    [
+      'two nodes with one cluster address',
+      `kind: ClusterConfig\nmetadata: {name: cluster}\nspec: {nodes: {hv1: {clusterAddress: 192.0.2.1}, hv2: {clusterAddress: 192.0.2.1}}}\n`,
+      'spec.nodes.hv2.clusterAddress',
+      '192.0.2.1',
+    ],
   ];
 
   for (const [what, text, field, value] of bad) {
@@ -98,6 +115,20 @@ describe('validation at apply time', () => {
       assert.deepEqual(await snapshot(store, root), before, 'ZooKeeper is unchanged');
     });
   }
+
+  test('a BGP config: private ASNs accepted, a coordinator known only from the config\'s own nodes accepted', async () => {
+    for (const asn of [64512, 65534, 4200000000, 4294967294]) {
+      const text = `kind: ClusterConfig\nmetadata: {name: cluster}\nspec:\n  coordinators: [hv1, hv7]\n  bgp: {asn: ${asn}}\n  nodes: {hv1: {clusterAddress: 192.0.2.1}, hv7: {clusterAddress: 192.0.2.7}}\n`;
+      const run = await vk('apply', '-f', manifest(text));
+      assert.equal(run.code, 0, `asn ${asn}: ${run.stderr}`);
+      const config = JSON.parse((await store.get(`${root}/config`))!.data.toString('utf8')) as { bgp: { asn: number; holdS: number }; nodes: Record<string, unknown> };
+      assert.equal(config.bgp.asn, asn);
+      assert.equal(config.bgp.holdS, 9);
+      assert.deepEqual(Object.keys(config.nodes).sort(), ['hv1', 'hv7']);
+    }
+    const reset = await vk('apply', '-f', manifest(`kind: ClusterConfig\nmetadata: {name: cluster}\nspec: {}\n`));
+    assert.equal(reset.code, 0, reset.stderr);
+  });
 
   test('the config refusal names the networks it would break', async () => {
     const run = await vk('apply', '-f', manifest(`kind: ClusterConfig\nmetadata: {name: cluster}\nspec: {bridgeMtu: 1400}\n`));

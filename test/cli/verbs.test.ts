@@ -350,6 +350,54 @@ describe('vk get, describe, log', () => {
   });
 });
 
+describe('BGP in vk get nodes and vk describe node', () => {
+  test('BGP shows sessions Established / peers; describe node lists the FRR state, peers, VNIs and the last drift', async () => {
+    const now = new Date().toISOString();
+    await put(
+      `${root}/nodes/hv2/status`,
+      nodeStatus({
+        frr: {
+          state: 'InSync',
+          asn: 65500,
+          routerId: '198.51.100.2',
+          reloads: 2,
+          lastReloadAt: now,
+          lastDrift: { at: now, lines: ['+ router bgp 65500', '+  neighbor 198.51.100.1 peer-group fabric'] },
+          peers: [
+            { address: '198.51.100.1', node: 'hv1', state: 'Established', prefixesReceived: 3 },
+            { address: '198.51.100.3', node: 'hv3', state: 'Active', prefixesReceived: 0 },
+          ],
+          vnis: [{ vni: 100, remoteVteps: ['198.51.100.1', '198.51.100.3'] }],
+          updatedAt: now,
+        },
+      }),
+    );
+    await put(`${root}/nodes/hv4/status`, nodeStatus({ frr: { state: 'FrrUnreachable', message: 'bgpd is not running', reloads: 0, peers: [], vnis: [], updatedAt: now } }));
+    const [nodes, wide, json, described] = await Promise.all([vk('get', 'nodes'), vk('get', 'nodes', '-o', 'wide'), vk('get', 'nodes', '-o', 'json'), vk('describe', 'node', 'hv2')]);
+    for (const r of [nodes, wide, json, described]) assert.equal(r.code, 0, r.stderr);
+    assert.match(nodes.stdout, /^NAME +ALIVE +SPEC +DOMAIN +DAEMON +VMS +LOAD +FREE_MIB +PROV_MIB +TOTAL_MIB +BGP +FLUSH$/m);
+    assert.match(nodes.stdout, /^hv2 .* 1\/2 +-$/m);
+    assert.match(nodes.stdout, /^hv4 .* down +-$/m);
+    assert.match(nodes.stdout, /^hv1 .* - +-$/m, 'no FRR status: a dash');
+    assert.match(wide.stdout, /^hv2 .* 1\/2 +InSync +2\/16 /m);
+    assert.match(wide.stdout, /^hv4 .* down +FrrUnreachable /m);
+    const list = JSON.parse(json.stdout) as Array<{ name: string; status: { frr?: { peers: unknown[] } } }>;
+    assert.equal(list.find((n) => n.name === 'hv2')!.status.frr!.peers.length, 2);
+    const out = described.stdout;
+    assert.match(out, /^FRR:\n {2}State: +InSync$/m);
+    assert.match(out, /^ {2}ASN: +65500$/m);
+    assert.match(out, /^ {2}Router ID: +198\.51\.100\.2$/m);
+    assert.match(out, /^ {2}Reloads: +2 by this daemon, last at /m);
+    assert.match(out, /^ {2}Last drift: +\S+ \(2 lines, reverted\)\n {4}\+ router bgp 65500\n {4}\+ {2}neighbor 198\.51\.100\.1 peer-group fabric$/m);
+    assert.match(out, /^ {4}PEER +NODE +STATE +PREFIXES$/m);
+    assert.match(out, /^ {4}198\.51\.100\.1 +hv1 +Established +3$/m);
+    assert.match(out, /^ {4}198\.51\.100\.3 +hv3 +Active +0$/m);
+    assert.match(out, /^ {4}100 +198\.51\.100\.1, 198\.51\.100\.3$/m);
+    const plain = await vk('describe', 'node', 'hv1');
+    assert.match(plain.stdout, /^FRR: +not managed/m);
+  });
+});
+
 describe('vk network, vk vm remove', () => {
   test('network add / list / remove', async () => {
     const added = await vk('network', 'add', '200', '--type', 'bridged', '--description', 'backend', '--mtu', '1400');
