@@ -29,6 +29,40 @@ describe('ClusterConfig fields', () => {
   ]);
 });
 
+describe('ClusterConfig bgp and nodes', () => {
+  fieldTests('ClusterConfig', (v) => decodeClusterConfig(v), { bgp: { asn: 65500 } }, 'config.', [
+    { field: 'bgp.asn', good: [1, 64512, 65500, 65534, 65536, 4200000000, 4294967294], bad: [0, 23456, 65535, 70000, 131071, 4294967295, 4294967296, 1.5, '65500'] },
+    { field: 'bgp.holdS', good: [9, 65535], bad: [2, 0, 65536] },
+    { field: 'bgp.connectRetryS', good: [1, 120], bad: [0, -1] },
+  ]);
+
+  test('bgp timers default to 3/9 s and a 5 s connect retry; keepalive at most a third of hold', () => {
+    assert.deepEqual(decodeClusterConfig({ bgp: { asn: 65500 } }).bgp, { asn: 65500, keepaliveS: 3, holdS: 9, connectRetryS: 5 });
+    expectInvalid(() => decodeClusterConfig({ bgp: { asn: 65500, keepaliveS: 4, holdS: 9 } }), 'config.bgp.keepaliveS', 4);
+    assert.equal(decodeClusterConfig({ bgp: { asn: 65500, keepaliveS: 1, holdS: 3 } }).bgp?.holdS, 3);
+  });
+
+  test('a reserved ASN is refused with the reason', () => {
+    const error = expectInvalid(() => decodeClusterConfig({ bgp: { asn: 23456 } }), 'config.bgp.asn', 23456);
+    assert.match(error.message, /AS_TRANS/);
+  });
+
+  test('cluster addresses: unicast host addresses only, one node each', () => {
+    for (const good of ['192.0.2.1', '10.0.0.1', '198.51.100.254']) assert.equal(decodeClusterConfig({ nodes: { hv1: { clusterAddress: good } } }).nodes?.hv1?.clusterAddress, good);
+    for (const bad of ['127.0.0.1', '0.0.0.0', '224.0.0.1', '255.255.255.255', '169.254.1.1', '10.0.0', '', '2001:db8::1']) {
+      expectInvalid(() => decodeClusterConfig({ nodes: { hv1: { clusterAddress: bad } } }), 'config.nodes.hv1.clusterAddress', bad);
+    }
+    expectInvalid(() => decodeClusterConfig({ nodes: { 'hv 1': { clusterAddress: '192.0.2.1' } } }), 'config.nodes.hv 1');
+    const dup = expectInvalid(() => decodeClusterConfig({ nodes: { hv1: { clusterAddress: '192.0.2.1' }, hv2: { clusterAddress: '192.0.2.1' } } }), 'config.nodes.hv2.clusterAddress', '192.0.2.1');
+    assert.match(dup.message, /hv1/);
+  });
+
+  test('with bgp, every coordinator needs a cluster address; without bgp it need not', () => {
+    expectInvalid(() => decodeClusterConfig({ coordinators: ['hv1', 'hv2'], bgp: { asn: 65500 }, nodes: { hv1: { clusterAddress: '192.0.2.1' } } }), 'config.coordinators[1]', 'hv2');
+    assert.deepEqual(decodeClusterConfig({ coordinators: ['hv1'] }).coordinators, ['hv1']);
+  });
+});
+
 describe('ClusterConfig', () => {
   test('an empty config is all defaults', () => {
     assert.deepEqual(defaultClusterConfig(), {
