@@ -265,8 +265,9 @@ export interface ClusterView {
 }
 
 /**
- * Reads what checkAgainstCluster needs for `objects`: VMs and nodes for VMs, and for networks and
- * the cluster config the networks and the config in force (not read when the objects bring one).
+ * Reads what checkAgainstCluster needs for `objects`: VMs and nodes for VMs, the nodes for a
+ * cluster config (its coordinators), and for networks and the cluster config the networks and the
+ * config in force (not read when the objects bring one).
  */
 export async function readClusterView(store: ZkStore, paths: ZkPaths, objects: readonly DesiredObject[]): Promise<ClusterView> {
   const has = (kind: DesiredObject['kind']) => objects.some((o) => o.kind === kind);
@@ -274,7 +275,7 @@ export async function readClusterView(store: ZkStore, paths: ZkPaths, objects: r
   const networkRules = has('Network') || has('ClusterConfig');
   const [vms, nodes, networks, config] = await Promise.all([
     vmRules ? readAllVms(store, paths) : [],
-    vmRules ? listNodeNames(store, paths) : [],
+    vmRules || has('ClusterConfig') ? listNodeNames(store, paths) : [],
     has('ClusterConfig') ? readAllNetworks(store, paths) : [],
     networkRules && !has('ClusterConfig') ? readConfig(store, paths).then((c) => c.value) : undefined,
   ]);
@@ -291,10 +292,13 @@ export async function readClusterView(store: ZkStore, paths: ZkPaths, objects: r
  *   managed: at most clusterMtu - 50), the config in force being the one the objects bring, else
  *   the one in ZooKeeper;
  * - a cluster config under which a network in ZooKeeper (and not redefined by the objects) would
- *   have an MTU it does not allow, naming the networks.
+ *   have an MTU it does not allow, naming the networks;
+ * - a cluster config whose coordinators name a node that is neither in its `nodes` nor in
+ *   ZooKeeper nor defined by a Node document of the objects (listing in `nodes` a node whose
+ *   daemon has not started yet is fine).
  */
 export function checkAgainstCluster(objects: readonly DesiredObject[], view: ClusterView): void {
-  const errors: ValidationError[] = [...vmErrors(objects, view), ...networkErrors(objects, view)];
+  const errors: ValidationError[] = [...vmErrors(objects, view), ...networkErrors(objects, view), ...unknownCoordinators(objects, view.nodes)];
   if (errors.length > 0) throw new ManifestErrors(errors);
 }
 
@@ -380,9 +384,25 @@ export function checkNetworkRemoval(vni: string, vms: readonly LiveVm[]): void {
   );
 }
 
+/** Node names that Node documents of `objects` define. */
+function definedNodes(objects: readonly DesiredObject[]): string[] {
+  return objects.filter((o) => o.kind === 'Node').map((o) => o.name);
+}
+
+/** One error per coordinator of the objects' cluster config that is a node nowhere: not in its nodes, not in ZooKeeper, not defined here. */
+function unknownCoordinators(objects: readonly DesiredObject[], liveNodes: readonly string[]): ValidationError[] {
+  const config = objects.find((o): o is Extract<DesiredObject, { kind: 'ClusterConfig' }> => o.kind === 'ClusterConfig');
+  if (!config) return [];
+  const known = new Set([...liveNodes, ...definedNodes(objects), ...Object.keys(config.spec.nodes ?? {})]);
+  const reason = 'no such node: not in spec.nodes, and not in the cluster (a node appears when its daemon first starts, or with a Node manifest)';
+  return config.spec.coordinators.flatMap((name, i) =>
+    known.has(name) ? [] : [new ValidationError(`spec.coordinators[${i}]`, name, reason, { source: config.source, kind: 'name' })],
+  );
+}
+
 /** One error per VM naming a node (spec.node, then meta.nodeLimit) that exists nowhere. */
 function unknownNodes(objects: readonly DesiredObject[], liveNodes: readonly string[]): ValidationError[] {
-  const known = new Set([...liveNodes, ...objects.filter((o) => o.kind === 'Node').map((o) => o.name)]);
+  const known = new Set([...liveNodes, ...definedNodes(objects)]);
   const reason = 'no such node in the cluster (a node appears when its daemon first starts, or with a Node manifest)';
   const errors: ValidationError[] = [];
   for (const obj of objects) {
