@@ -1,6 +1,6 @@
 // `vk get vms|nodes|networks` (tables, wide, json, yaml) and `vk describe vm|node|network NAME`.
 import { Argument, Option, type Command } from 'commander';
-import { defaultClusterConfig, type Condition, type ZkPaths } from '../../schemas/index.ts';
+import { defaultClusterConfig, type Condition, type NodeFrr, type ZkPaths } from '../../schemas/index.ts';
 import {
   bridgeName,
   listNodeNames,
@@ -131,6 +131,27 @@ function flushCell(node: LiveNode, queue: readonly LockEntry[]): string {
   return '-';
 }
 
+/** A BGP peer whose session is up (bgpd's FSM state). */
+function established(frr: NodeFrr): number {
+  return frr.peers.filter((p) => p.state === 'Established').length;
+}
+
+/** BGP: sessions up of the node's peers (`2/2`); `-` when the node reports no FRR state or BGP is not configured. */
+function bgpCell(node: LiveNode): string {
+  const frr = node.status?.value.frr;
+  if (!frr || frr.state === 'NotConfigured') return '-';
+  const up = established(frr);
+  const text = `${up}/${frr.peers.length}`;
+  return up < frr.peers.length || frr.state === 'FrrUnreachable' || frr.state === 'ReloadFailed' ? colors.red(text) : text;
+}
+
+/** FRR (wide): the FRR concern's state (InSync, Applying, NotConfigured, FrrUnreachable, ReloadFailed). */
+function frrCell(node: LiveNode): string {
+  const state = node.status?.value.frr?.state;
+  if (state === undefined) return '-';
+  return state === 'FrrUnreachable' || state === 'ReloadFailed' ? colors.red(state) : state;
+}
+
 /** The cluster config's keepaliveDeadAfterMs (the default when the config is missing or unreadable: this is a report). */
 async function deadAfterMs(store: ZkStore, paths: ZkPaths): Promise<number> {
   try {
@@ -173,9 +194,11 @@ export function printNodes(
   nowMs = Date.now(),
 ): void {
   if (structured(format, nodes.map((n) => nodeJson(n, flushQueue, deadAfter, nowMs)))) return;
-  // FLUSH last: the flush lock queue and progress (columns before it keep their places).
+  // BGP (and in wide FRR) then FLUSH last: the flush lock queue and progress (columns before it keep their places).
   const headers = ['NAME', 'ALIVE', 'SPEC', 'DOMAIN', 'DAEMON', 'VMS', 'LOAD', 'FREE_MIB', 'PROV_MIB', 'TOTAL_MIB'];
   if (format === 'wide') headers.push('VCPUS', 'KEEPALIVE', 'VERSION');
+  headers.push('BGP');
+  if (format === 'wide') headers.push('FRR');
   headers.push('FLUSH');
   const rows = nodes.map((node): string[] | NoteRow => {
     if (node.invalidSpec) return { cells: [node.name, node.alive ? 'yes' : 'no'], note: invalidNote(node.invalidSpec) };
@@ -193,6 +216,8 @@ export function printNodes(
       orDash(s?.memory.totalMiB),
     ];
     if (format === 'wide') row.push(s ? `${s.vcpus.allocated}/${s.vcpus.total}` : '-', orDash(s?.keepaliveAt), orDash(s?.version));
+    row.push(bgpCell(node));
+    if (format === 'wide') row.push(frrCell(node));
     row.push(flushCell(node, flushQueue));
     return row;
   });
@@ -379,6 +404,38 @@ async function describeVm(cmd: Command, name: string): Promise<void> {
   });
 }
 
+/** One line of text for a table cell or a field (FRR's messages may hold newlines). */
+function oneLine(text: string): string {
+  return text.replace(/\n/g, ' ');
+}
+
+/** describe node's FRR block: the concern's state, BGP sessions and the VNIs EVPN knows (status.frr). */
+function frrBlock(frr: NodeFrr | undefined): string[] {
+  if (!frr) return [field('FRR', 'not reported (no bgp in the cluster config, or a daemon without the FRR concern)')];
+  const drift = frr.lastDrift;
+  const lines = [
+    field('State', frr.state),
+    field('Message', frr.message === undefined ? undefined : oneLine(frr.message)),
+    field('ASN', frr.asn),
+    field('Router ID', frr.routerId),
+    field('Reloads', frr.reloads),
+    field('Last reload at', frr.lastReloadAt),
+    field('Last drift', drift ? `${drift.at} (${drift.lines.length} line${drift.lines.length === 1 ? '' : 's'})` : 'none seen'),
+    ...(drift ? drift.lines.map((l) => `  ${l}`.trimEnd()) : []),
+    field('Updated at', frr.updatedAt),
+  ];
+  if (frr.peers.length === 0) lines.push(field('Peers', 'none'));
+  else {
+    lines.push(
+      `Peers (${established(frr)}/${frr.peers.length} established):`,
+      indent(table(['PEER', 'NODE', 'STATE', 'PREFIXES'], frr.peers.map((p) => [p.address, orDash(p.node), p.state, String(p.prefixesReceived)]))),
+    );
+  }
+  if (frr.vnis.length === 0) lines.push(field('VNIs', 'none'));
+  else lines.push('VNIs:', indent(table(['VNI', 'REMOTE VTEPS'], frr.vnis.map((v) => [String(v.vni), orDash(v.remoteVteps.join(','))]))));
+  return ['FRR:', indent(lines.join('\n'))];
+}
+
 async function describeNode(cmd: Command, name: string): Promise<void> {
   await withCluster(cmd, async ({ store, paths }) => {
     const [node, vms, deadAfter] = await Promise.all([readNode(store, paths, name), readAllVms(store, paths, { status: true }), deadAfterMs(store, paths)]);
@@ -411,6 +468,7 @@ async function describeNode(cmd: Command, name: string): Promise<void> {
           ].join('\n'),
         ),
         ...conditionsBlock(s.conditions),
+        ...frrBlock(s.frr),
       );
     } else {
       lines.push(field('Status', node.statusProblem ? `invalid: ${node.statusProblem}` : 'none yet'));

@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import {
   decodeNodeSpec,
+  decodeNodeStatus,
   decodeVmSpec,
   encodeMigrationRecord,
   encodeNodeStatus,
@@ -331,6 +332,116 @@ describe('vk get, describe, log', () => {
     assert.match(network.stdout, /^VMs: +app1, db1, web1$/m);
     assert.equal(missing.code, 1);
     assert.equal(missing.stderr, 'vk: vm nope not found\n');
+  });
+
+  test('get nodes shows BGP sessions up (FRR state in wide); describe node has an FRR section; json carries status.frr', async () => {
+    const now = new Date().toISOString();
+    const frr: Record<string, NonNullable<NodeStatusInput['frr']> | undefined> = {
+      hv1: undefined,
+      hv2: {
+        state: 'InSync',
+        asn: 65500,
+        routerId: '192.0.2.2',
+        reloads: 3,
+        lastReloadAt: '2026-01-02T03:04:05.000Z',
+        lastDrift: { at: '2026-01-02T03:00:00.000Z', lines: ['-router bgp 65500', '+ neighbor fabric peer-group'] },
+        peers: [
+          { address: '192.0.2.1', node: 'hv1', state: 'Established', prefixesReceived: 4 },
+          { address: '192.0.2.3', node: 'hv3', state: 'Established', prefixesReceived: 0 },
+        ],
+        vnis: [
+          { vni: 100, remoteVteps: ['192.0.2.1', '192.0.2.3'] },
+          { vni: 200, remoteVteps: [] },
+        ],
+        updatedAt: now,
+      },
+      hv3: {
+        state: 'ReloadFailed',
+        message: 'frr-reload.py --reload exited 1: line 7: % Unknown command',
+        asn: 65500,
+        routerId: '192.0.2.3',
+        reloads: 1,
+        peers: [
+          { address: '192.0.2.2', node: 'hv2', state: 'Established', prefixesReceived: 2 },
+          { address: '192.0.2.99', state: 'Active', prefixesReceived: 0 },
+        ],
+        vnis: [],
+        updatedAt: now,
+      },
+      hv4: { state: 'NotConfigured', message: 'no bgp in the cluster config', reloads: 0, peers: [], vnis: [], updatedAt: now },
+    };
+    // Only frr changes: the rest of each node's status stays as the other tests left it.
+    for (const [name, value] of Object.entries(frr)) {
+      const current = await store.get(`${root}/nodes/${name}/status`);
+      assert.ok(current, `${name} has a status`);
+      const { frr: _old, ...rest } = decodeNodeStatus(current.data);
+      await put(`${root}/nodes/${name}/status`, encodeNodeStatus(value ? { ...rest, frr: value } : rest));
+    }
+    const [plain, wide, json] = await Promise.all([vk('get', 'nodes'), vk('get', 'nodes', '-o', 'wide'), vk('get', 'nodes', '-o', 'json')]);
+    for (const r of [plain, wide, json]) assert.equal(r.code, 0, r.stderr);
+    assert.match(plain.stdout, /^NAME +ALIVE +SPEC +DOMAIN +DAEMON +VMS +LOAD +FREE_MIB +PROV_MIB +TOTAL_MIB +BGP +FLUSH$/m);
+    assert.match(wide.stdout, /^NAME +ALIVE .* +TOTAL_MIB +VCPUS +KEEPALIVE +VERSION +BGP +FRR +FLUSH$/m);
+    const cells = (out: string) => {
+      const [head, ...rows] = out.trimEnd().split('\n');
+      const headers = head!.split(/ {3,}/);
+      return new Map(rows.map((row) => {
+        const values = row.split(/ {3,}/);
+        return [values[0]!, Object.fromEntries(headers.map((h, i) => [h, values[i]]))] as const;
+      }));
+    };
+    const table = cells(plain.stdout);
+    assert.deepEqual(['hv1', 'hv2', 'hv3', 'hv4'].map((n) => table.get(n)?.BGP), ['-', '2/2', '1/2', '-']);
+    assert.deepEqual(['hv1', 'hv2', 'hv3', 'hv4'].map((n) => table.get(n)?.FLUSH), ['-', '-', '-', '-'], 'FLUSH stays last');
+    const wideTable = cells(wide.stdout);
+    assert.deepEqual(['hv1', 'hv2', 'hv3', 'hv4'].map((n) => [wideTable.get(n)?.BGP, wideTable.get(n)?.FRR]), [
+      ['-', '-'],
+      ['2/2', 'InSync'],
+      ['1/2', 'ReloadFailed'],
+      ['-', 'NotConfigured'],
+    ]);
+    const list = JSON.parse(json.stdout) as Array<{ name: string; status: { frr?: unknown } | null }>;
+    for (const [name, value] of Object.entries(frr)) assert.deepEqual(list.find((n) => n.name === name)?.status?.frr, value, `${name}: status.frr in -o json`);
+
+    const [hv1, hv2, hv3, hv4] = await Promise.all([vk('describe', 'node', 'hv1'), vk('describe', 'node', 'hv2'), vk('describe', 'node', 'hv3'), vk('describe', 'node', 'hv4')]);
+    for (const r of [hv1, hv2, hv3, hv4]) assert.equal(r.code, 0, r.stderr);
+    assert.match(hv1.stdout, /^FRR: +not reported/m);
+    const hv2Lines = hv2.stdout.split('\n');
+    const at = hv2Lines.indexOf('FRR:');
+    assert.ok(at > 0, hv2.stdout);
+    // Padding collapsed to two spaces: the fields and the tables' columns, in order.
+    assert.deepEqual(hv2Lines.slice(at, at + 18).map((l) => l.replace(/(\S) {2,}/g, '$1  ')), [
+      'FRR:',
+      '  State:  InSync',
+      '  Message:  -',
+      '  ASN:  65500',
+      '  Router ID:  192.0.2.2',
+      '  Reloads:  3',
+      '  Last reload at:  2026-01-02T03:04:05.000Z',
+      '  Last drift:  2026-01-02T03:00:00.000Z (2 lines)',
+      '    -router bgp 65500',
+      '    + neighbor fabric peer-group',
+      `  Updated at:  ${now}`,
+      '  Peers (2/2 established):',
+      '    PEER  NODE  STATE  PREFIXES',
+      '    192.0.2.1  hv1  Established  4',
+      '    192.0.2.3  hv3  Established  0',
+      '  VNIs:',
+      '    VNI  REMOTE VTEPS',
+      '    100  192.0.2.1,192.0.2.3',
+    ]);
+    assert.match(hv2.stdout, /^ {4}200 +-$/m);
+    assert.match(hv2.stdout, /^VMs assigned:/m, 'the sections after FRR are still there');
+    assert.match(hv3.stdout, /^ {2}State: +ReloadFailed$/m);
+    assert.match(hv3.stdout, /^ {2}Message: +frr-reload\.py --reload exited 1: line 7: % Unknown command$/m);
+    assert.match(hv3.stdout, /^ {2}Last reload at: +-$/m);
+    assert.match(hv3.stdout, /^ {2}Last drift: +none seen$/m);
+    assert.match(hv3.stdout, /^ {2}Peers \(1\/2 established\):$/m);
+    assert.match(hv3.stdout, /^ {4}192\.0\.2\.99 +- +Active +0$/m);
+    assert.match(hv3.stdout, /^ {2}VNIs: +none$/m);
+    assert.match(hv4.stdout, /^ {2}State: +NotConfigured$/m);
+    assert.match(hv4.stdout, /^ {2}Message: +no bgp in the cluster config$/m);
+    assert.match(hv4.stdout, /^ {2}ASN: +-$/m);
+    assert.match(hv4.stdout, /^ {2}Peers: +none$/m);
   });
 
   test('vm log shows the last lines; log -f prints only new lines as the buffer slides', async () => {
