@@ -1,6 +1,6 @@
 // `vk get vms|nodes|networks` (tables, wide, json, yaml) and `vk describe vm|node|network NAME`.
 import { Argument, Option, type Command } from 'commander';
-import { defaultClusterConfig, type Condition, type NodeFrr, type ZkPaths } from '../../schemas/index.ts';
+import { defaultClusterConfig, type ClusterConfig, type Condition, type NodeFrr, type ZkPaths } from '../../schemas/index.ts';
 import {
   bridgeName,
   listNodeNames,
@@ -152,13 +152,18 @@ function frrCell(node: LiveNode): string {
   return state === 'FrrUnreachable' || state === 'ReloadFailed' ? colors.red(state) : state;
 }
 
-/** The cluster config's keepaliveDeadAfterMs (the default when the config is missing or unreadable: this is a report). */
-async function deadAfterMs(store: ZkStore, paths: ZkPaths): Promise<number> {
+/** The cluster config (the default when it is missing or unreadable: the views are reports). */
+async function configForViews(store: ZkStore, paths: ZkPaths): Promise<ClusterConfig> {
   try {
-    return (await readConfig(store, paths)).value.keepaliveDeadAfterMs;
+    return (await readConfig(store, paths)).value;
   } catch {
-    return defaultClusterConfig().keepaliveDeadAfterMs;
+    return defaultClusterConfig();
   }
+}
+
+/** The cluster config's keepaliveDeadAfterMs (the default when the config is missing or unreadable). */
+async function deadAfterMs(store: ZkStore, paths: ZkPaths): Promise<number> {
+  return (await configForViews(store, paths)).keepaliveDeadAfterMs;
 }
 
 /** The node's keepalive age, stale when older than keepaliveDeadAfterMs; undefined without a status. */
@@ -438,12 +443,19 @@ function frrBlock(frr: NodeFrr | undefined): string[] {
 
 async function describeNode(cmd: Command, name: string): Promise<void> {
   await withCluster(cmd, async ({ store, paths }) => {
-    const [node, vms, deadAfter] = await Promise.all([readNode(store, paths, name), readAllVms(store, paths, { status: true }), deadAfterMs(store, paths)]);
+    const [node, vms, config] = await Promise.all([readNode(store, paths, name), readAllVms(store, paths, { status: true }), configForViews(store, paths)]);
     if (!node.parent) throw new CliError(`node ${name} not found`);
+    const deadAfter = config.keepaliveDeadAfterMs;
     const s = node.status?.value;
     const keepalive = keepaliveOf(node, deadAfter, Date.now());
     const alive = node.alive ? (keepalive?.stale ? 'stale (its daemon holds a session, but its keepalive is old)' : 'yes (its daemon holds a session)') : 'no';
-    const lines = [field('Name', name), field('Alive', alive)];
+    const lines = [
+      field('Name', name),
+      field('Alive', alive),
+      // What the cluster config says of this node.
+      field('Coordinator', config.coordinators.includes(name) ? (config.bgp ? 'yes (a BGP route reflector)' : 'yes') : 'no'),
+      field('Cluster address', config.nodes?.[name]?.clusterAddress ?? (config.bgp ? 'none: not in the cluster config\'s nodes (no BGP peering with the coordinators)' : undefined)),
+    ];
     if (node.invalidSpec) lines.push(...invalidLines(node.invalidSpec, 'vk node flush or vk node ready rewrites it'));
     else lines.push(field('Spec domain state', node.spec?.value.domainState ?? 'ready (default)'));
     if (s) {

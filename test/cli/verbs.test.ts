@@ -1,6 +1,9 @@
 // End to end: the imperative verbs (vk vm …, vk node …, vk network …), --wait against statuses a
 // stand-in daemon writes, get/describe, console logs. Real vk binary, real ZooKeeper.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import {
@@ -442,6 +445,25 @@ describe('vk get, describe, log', () => {
     assert.match(hv4.stdout, /^ {2}Message: +no bgp in the cluster config$/m);
     assert.match(hv4.stdout, /^ {2}ASN: +-$/m);
     assert.match(hv4.stdout, /^ {2}Peers: +none$/m);
+    assert.match(hv2.stdout, /^Coordinator: +no$/m);
+    assert.match(hv2.stdout, /^Cluster address: +-$/m);
+
+    // What the cluster config says of a node: coordinator or not, its cluster address.
+    const dir = mkdtempSync(join(tmpdir(), 'vk-verbs-'));
+    const config = join(dir, 'config.yaml');
+    writeFileSync(
+      config,
+      'kind: ClusterConfig\nmetadata: {name: cluster}\nspec:\n  defaultNodeSelector: vms\n  coordinators: [hv2]\n  bgp: {asn: 65500}\n  nodes: {hv2: {clusterAddress: 192.0.2.2}, hv3: {clusterAddress: 192.0.2.3}}\n',
+    );
+    const applied = await vk('apply', '-f', config);
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(applied.code, 0, applied.stderr);
+    const [c1, c2, c3] = await Promise.all([vk('describe', 'node', 'hv1'), vk('describe', 'node', 'hv2'), vk('describe', 'node', 'hv3')]);
+    assert.match(c2.stdout, /^Coordinator: +yes \(a BGP route reflector\)$/m);
+    assert.match(c2.stdout, /^Cluster address: +192\.0\.2\.2$/m);
+    assert.match(c3.stdout, /^Coordinator: +no$/m);
+    assert.match(c3.stdout, /^Cluster address: +192\.0\.2\.3$/m);
+    assert.match(c1.stdout, /^Cluster address: +none: not in the cluster config's nodes/m);
   });
 
   test('vm log shows the last lines; log -f prints only new lines as the buffer slides', async () => {
