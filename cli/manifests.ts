@@ -265,8 +265,9 @@ export interface ClusterView {
 }
 
 /**
- * Reads what checkAgainstCluster needs for `objects`: VMs and nodes for VMs, and for networks and
- * the cluster config the networks and the config in force (not read when the objects bring one).
+ * Reads what checkAgainstCluster needs for `objects`: VMs and nodes for VMs, the nodes for a
+ * cluster config (its coordinators), and for networks and the cluster config the networks and the
+ * config in force (not read when the objects bring one).
  */
 export async function readClusterView(store: ZkStore, paths: ZkPaths, objects: readonly DesiredObject[]): Promise<ClusterView> {
   const has = (kind: DesiredObject['kind']) => objects.some((o) => o.kind === kind);
@@ -292,11 +293,12 @@ export async function readClusterView(store: ZkStore, paths: ZkPaths, objects: r
  *   the one in ZooKeeper;
  * - a cluster config under which a network in ZooKeeper (and not redefined by the objects) would
  *   have an MTU it does not allow, naming the networks;
- * - a cluster config naming a coordinator that is not a known node (in ZooKeeper, a Node manifest,
- *   or the config's own `nodes`).
+ * - a cluster config whose coordinators name a node that is neither in its `nodes` nor in
+ *   ZooKeeper nor defined by a Node document of the objects (listing in `nodes` a node whose
+ *   daemon has not started yet is fine).
  */
 export function checkAgainstCluster(objects: readonly DesiredObject[], view: ClusterView): void {
-  const errors: ValidationError[] = [...vmErrors(objects, view), ...networkErrors(objects, view), ...coordinatorErrors(objects, view.nodes)];
+  const errors: ValidationError[] = [...vmErrors(objects, view), ...networkErrors(objects, view), ...unknownCoordinators(objects, view.nodes)];
   if (errors.length > 0) throw new ManifestErrors(errors);
 }
 
@@ -382,21 +384,25 @@ export function checkNetworkRemoval(vni: string, vms: readonly LiveVm[]): void {
   );
 }
 
-/** A coordinator must be a known node: in ZooKeeper, defined by a Node manifest, or listed in the config's own nodes. */
-function coordinatorErrors(objects: readonly DesiredObject[], liveNodes: readonly string[]): ValidationError[] {
+/** Node names that Node documents of `objects` define. */
+function definedNodes(objects: readonly DesiredObject[]): string[] {
+  return objects.filter((o) => o.kind === 'Node').map((o) => o.name);
+}
+
+/** One error per coordinator of the objects' cluster config that is a node nowhere: not in its nodes, not in ZooKeeper, not defined here. */
+function unknownCoordinators(objects: readonly DesiredObject[], liveNodes: readonly string[]): ValidationError[] {
   const config = objects.find((o): o is Extract<DesiredObject, { kind: 'ClusterConfig' }> => o.kind === 'ClusterConfig');
   if (!config) return [];
-  const known = new Set([...liveNodes, ...objects.filter((o) => o.kind === 'Node').map((o) => o.name), ...Object.keys(config.spec.nodes ?? {})]);
+  const known = new Set([...liveNodes, ...definedNodes(objects), ...Object.keys(config.spec.nodes ?? {})]);
+  const reason = 'no such node: not in spec.nodes, and not in the cluster (a node appears when its daemon first starts, or with a Node manifest)';
   return config.spec.coordinators.flatMap((name, i) =>
-    known.has(name)
-      ? []
-      : [new ValidationError(`spec.coordinators[${i}]`, name, 'is not a known node: list it under spec.nodes with its clusterAddress, or start its daemon first', { source: config.source, kind: 'name' })],
+    known.has(name) ? [] : [new ValidationError(`spec.coordinators[${i}]`, name, reason, { source: config.source, kind: 'name' })],
   );
 }
 
 /** One error per VM naming a node (spec.node, then meta.nodeLimit) that exists nowhere. */
 function unknownNodes(objects: readonly DesiredObject[], liveNodes: readonly string[]): ValidationError[] {
-  const known = new Set([...liveNodes, ...objects.filter((o) => o.kind === 'Node').map((o) => o.name)]);
+  const known = new Set([...liveNodes, ...definedNodes(objects)]);
   const reason = 'no such node in the cluster (a node appears when its daemon first starts, or with a Node manifest)';
   const errors: ValidationError[] = [];
   for (const obj of objects) {

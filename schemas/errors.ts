@@ -212,6 +212,19 @@ export function issuesFromZod(
       }
       continue;
     }
+    if (issue.code === 'invalid_key') {
+      // A record key (a node name in ClusterConfig.nodes) that its key schema refuses: say why, not zod's "Invalid key in record".
+      const inner = issue.issues[0] as { message: string; params?: { kind?: unknown } } | undefined;
+      const kind = inner?.params?.kind;
+      out.push({
+        field: fieldPath(fieldPrefix, issue.path),
+        value: issue.input,
+        reason: inner?.message ?? issue.message,
+        kind: typeof kind === 'string' ? kind : undefined,
+        showValue: true,
+      });
+      continue;
+    }
     const params = (issue as { params?: { kind?: unknown } }).params;
     const value = 'input' in issue ? issue.input : pathValue(input, issue.path);
     out.push({

@@ -1,6 +1,6 @@
 // `vk get vms|nodes|networks` (tables, wide, json, yaml) and `vk describe vm|node|network NAME`.
 import { Argument, Option, type Command } from 'commander';
-import { defaultClusterConfig, type Condition, type NodeFrr, type ZkPaths } from '../../schemas/index.ts';
+import { defaultClusterConfig, type ClusterConfig, type Condition, type NodeFrr, type ZkPaths } from '../../schemas/index.ts';
 import {
   bridgeName,
   listNodeNames,
@@ -131,13 +131,39 @@ function flushCell(node: LiveNode, queue: readonly LockEntry[]): string {
   return '-';
 }
 
-/** The cluster config's keepaliveDeadAfterMs (the default when the config is missing or unreadable: this is a report). */
-async function deadAfterMs(store: ZkStore, paths: ZkPaths): Promise<number> {
+/** A BGP peer whose session is up (bgpd's FSM state). */
+function established(frr: NodeFrr): number {
+  return frr.peers.filter((p) => p.state === 'Established').length;
+}
+
+/** BGP: sessions up of the node's peers (`2/2`); `-` when the node reports no FRR state or BGP is not configured. */
+function bgpCell(node: LiveNode): string {
+  const frr = node.status?.value.frr;
+  if (!frr || frr.state === 'NotConfigured') return '-';
+  const up = established(frr);
+  const text = `${up}/${frr.peers.length}`;
+  return up < frr.peers.length || frr.state !== 'InSync' ? colors.red(text) : text;
+}
+
+/** FRR (wide): the FRR concern's state (InSync, NotConfigured, FrrUnreachable, ReloadFailed, Failed). */
+function frrCell(node: LiveNode): string {
+  const state = node.status?.value.frr?.state;
+  if (state === undefined) return '-';
+  return state !== 'InSync' ? colors.red(state) : state;
+}
+
+/** The cluster config (the default when it is missing or unreadable: the views are reports). */
+async function configForViews(store: ZkStore, paths: ZkPaths): Promise<ClusterConfig> {
   try {
-    return (await readConfig(store, paths)).value.keepaliveDeadAfterMs;
+    return (await readConfig(store, paths)).value;
   } catch {
-    return defaultClusterConfig().keepaliveDeadAfterMs;
+    return defaultClusterConfig();
   }
+}
+
+/** The cluster config's keepaliveDeadAfterMs (the default when the config is missing or unreadable). */
+async function deadAfterMs(store: ZkStore, paths: ZkPaths): Promise<number> {
+  return (await configForViews(store, paths)).keepaliveDeadAfterMs;
 }
 
 /** The node's keepalive age, stale when older than keepaliveDeadAfterMs; undefined without a status. */
@@ -173,9 +199,11 @@ export function printNodes(
   nowMs = Date.now(),
 ): void {
   if (structured(format, nodes.map((n) => nodeJson(n, flushQueue, deadAfter, nowMs)))) return;
-  // FLUSH last: the flush lock queue and progress (columns before it keep their places).
-  const headers = ['NAME', 'ALIVE', 'SPEC', 'DOMAIN', 'DAEMON', 'VMS', 'LOAD', 'FREE_MIB', 'PROV_MIB', 'TOTAL_MIB', 'BGP'];
-  if (format === 'wide') headers.push('FRR', 'VCPUS', 'KEEPALIVE', 'VERSION');
+  // BGP (and in wide FRR) then FLUSH last: the flush lock queue and progress (columns before it keep their places).
+  const headers = ['NAME', 'ALIVE', 'SPEC', 'DOMAIN', 'DAEMON', 'VMS', 'LOAD', 'FREE_MIB', 'PROV_MIB', 'TOTAL_MIB'];
+  if (format === 'wide') headers.push('VCPUS', 'KEEPALIVE', 'VERSION');
+  headers.push('BGP');
+  if (format === 'wide') headers.push('FRR');
   headers.push('FLUSH');
   const rows = nodes.map((node): string[] | NoteRow => {
     if (node.invalidSpec) return { cells: [node.name, node.alive ? 'yes' : 'no'], note: invalidNote(node.invalidSpec) };
@@ -191,44 +219,14 @@ export function printNodes(
       orDash(s?.memory.freeMiB),
       orDash(s?.memory.provisionedMiB),
       orDash(s?.memory.totalMiB),
-      bgpCell(s?.frr),
     ];
-    if (format === 'wide') row.push(frrStateCell(s?.frr), s ? `${s.vcpus.allocated}/${s.vcpus.total}` : '-', orDash(s?.keepaliveAt), orDash(s?.version));
+    if (format === 'wide') row.push(s ? `${s.vcpus.allocated}/${s.vcpus.total}` : '-', orDash(s?.keepaliveAt), orDash(s?.version));
+    row.push(bgpCell(node));
+    if (format === 'wide') row.push(frrCell(node));
     row.push(flushCell(node, flushQueue));
     return row;
   });
   println(table(headers, rows));
-}
-
-/** BGP: sessions Established / peers the node's config names ("-" without BGP on the node). */
-function bgpCell(frr: NodeFrr | undefined): string {
-  if (!frr || frr.state === 'NotConfigured') return '-';
-  if (frr.state === 'FrrUnreachable') return colors.red('down');
-  const up = frr.peers.filter((p) => p.state === 'Established').length;
-  const text = `${up}/${frr.peers.length}`;
-  return up < frr.peers.length ? colors.yellow(text) : text;
-}
-
-function frrStateCell(frr: NodeFrr | undefined): string {
-  if (!frr) return '-';
-  return frr.state === 'InSync' ? 'InSync' : colors.red(frr.state);
-}
-
-/** describe node's FRR block: whether FRR runs the rendered config, its sessions and VNIs. */
-function frrBlock(frr: NodeFrr | undefined): string[] {
-  if (!frr) return [field('FRR', 'not managed (no bgp in the cluster config, or the daemon runs with --no-frr)')];
-  const lines = [
-    field('State', `${frr.state}${frr.message ? `: ${frr.message.replace(/\n/g, ' ')}` : ''}`),
-    field('ASN', orDash(frr.asn)),
-    field('Router ID', orDash(frr.routerId)),
-    field('Reloads', `${frr.reloads} by this daemon${frr.lastReloadAt ? `, last at ${frr.lastReloadAt}` : ''}`),
-    field('Last drift', frr.lastDrift ? `${frr.lastDrift.at} (${frr.lastDrift.lines.length} lines, reverted)` : 'none seen'),
-    ...(frr.lastDrift ? [indent(frr.lastDrift.lines.join('\n'))] : []),
-    field('Updated', frr.updatedAt),
-  ];
-  const peers = frr.peers.length === 0 ? [field('Peers', 'none')] : ['Peers:', indent(table(['PEER', 'NODE', 'STATE', 'PREFIXES'], frr.peers.map((p) => [p.address, orDash(p.node), p.state, String(p.prefixesReceived)])))];
-  const vnis = frr.vnis.length === 0 ? [field('VNIs', 'none')] : ['VNIs:', indent(table(['VNI', 'REMOTE VTEPS'], frr.vnis.map((v) => [String(v.vni), v.remoteVteps.length > 0 ? v.remoteVteps.join(', ') : '-'])))];
-  return ['FRR:', indent([...lines, ...peers, ...vnis].join('\n'))];
 }
 
 // ----------------------------------------------------------------------------------- networks
@@ -411,14 +409,53 @@ async function describeVm(cmd: Command, name: string): Promise<void> {
   });
 }
 
+/** One line of text for a table cell or a field (FRR's messages may hold newlines). */
+function oneLine(text: string): string {
+  return text.replace(/\n/g, ' ');
+}
+
+/** describe node's FRR block: the concern's state, BGP sessions and the VNIs EVPN knows (status.frr). */
+function frrBlock(frr: NodeFrr | undefined): string[] {
+  if (!frr) return [field('FRR', 'not reported (no bgp in the cluster config, or a daemon without the FRR concern)')];
+  const drift = frr.lastDrift;
+  const lines = [
+    field('State', frr.state),
+    field('Message', frr.message === undefined ? undefined : oneLine(frr.message)),
+    field('ASN', frr.asn),
+    field('Router ID', frr.routerId),
+    field('Reloads', frr.reloads),
+    field('Last reload at', frr.lastReloadAt),
+    field('Last drift', drift ? `${drift.at} (${drift.lines.length} line${drift.lines.length === 1 ? '' : 's'})` : 'none seen'),
+    ...(drift ? drift.lines.map((l) => `  ${l}`.trimEnd()) : []),
+    field('Updated at', frr.updatedAt),
+  ];
+  if (frr.peers.length === 0) lines.push(field('Peers', 'none'));
+  else {
+    lines.push(
+      `Peers (${established(frr)}/${frr.peers.length} established):`,
+      indent(table(['PEER', 'NODE', 'STATE', 'PREFIXES'], frr.peers.map((p) => [p.address, orDash(p.node), p.state, String(p.prefixesReceived)]))),
+    );
+  }
+  if (frr.vnis.length === 0) lines.push(field('VNIs', 'none'));
+  else lines.push('VNIs:', indent(table(['VNI', 'REMOTE VTEPS'], frr.vnis.map((v) => [String(v.vni), orDash(v.remoteVteps.join(','))]))));
+  return ['FRR:', indent(lines.join('\n'))];
+}
+
 async function describeNode(cmd: Command, name: string): Promise<void> {
   await withCluster(cmd, async ({ store, paths }) => {
-    const [node, vms, deadAfter] = await Promise.all([readNode(store, paths, name), readAllVms(store, paths, { status: true }), deadAfterMs(store, paths)]);
+    const [node, vms, config] = await Promise.all([readNode(store, paths, name), readAllVms(store, paths, { status: true }), configForViews(store, paths)]);
     if (!node.parent) throw new CliError(`node ${name} not found`);
+    const deadAfter = config.keepaliveDeadAfterMs;
     const s = node.status?.value;
     const keepalive = keepaliveOf(node, deadAfter, Date.now());
     const alive = node.alive ? (keepalive?.stale ? 'stale (its daemon holds a session, but its keepalive is old)' : 'yes (its daemon holds a session)') : 'no';
-    const lines = [field('Name', name), field('Alive', alive)];
+    const lines = [
+      field('Name', name),
+      field('Alive', alive),
+      // What the cluster config says of this node.
+      field('Coordinator', config.coordinators.includes(name) ? (config.bgp ? 'yes (a BGP route reflector)' : 'yes') : 'no'),
+      field('Cluster address', config.nodes?.[name]?.clusterAddress ?? (config.bgp ? 'none: not in the cluster config\'s nodes (no BGP peering with the coordinators)' : undefined)),
+    ];
     if (node.invalidSpec) lines.push(...invalidLines(node.invalidSpec, 'vk node flush or vk node ready rewrites it'));
     else lines.push(field('Spec domain state', node.spec?.value.domainState ?? 'ready (default)'));
     if (s) {

@@ -56,18 +56,23 @@ export function frrStatus(input: FrrStatusInput): NodeFrr {
   }
   return {
     state: input.state,
-    ...(input.message !== undefined ? { message: input.message.slice(0, 1024) } : {}),
+    ...(input.message !== undefined ? { message: oneLine(input.message).slice(0, 1024) } : {}),
     ...(input.asn !== undefined ? { asn: input.asn } : {}),
     ...(input.routerId !== undefined ? { routerId: input.routerId } : {}),
     reloads: input.reloads,
     ...(input.lastReloadAt !== undefined ? { lastReloadAt: input.lastReloadAt } : {}),
-    ...(input.lastDrift ? { lastDrift: { at: input.lastDrift.at, lines: input.lastDrift.lines.slice(0, DRIFT_LINES).map((l) => l.slice(0, 512)) } } : {}),
+    ...(input.lastDrift ? { lastDrift: { at: input.lastDrift.at, lines: input.lastDrift.lines.slice(0, DRIFT_LINES).map((l) => oneLine(l).slice(0, 512)) } } : {}),
     peers,
     vnis: [...input.vnis]
       .sort((a, b) => a.vni - b.vni)
       .map((v) => ({ vni: v.vni, remoteVteps: [...v.remoteVteps].sort() })),
     updatedAt: input.now,
   };
+}
+
+/** Status text is one line without control characters (FRR's stderr has newlines and, at times, colour codes). */
+function oneLine(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f]+/g, ' ').trim();
 }
 
 /** Equal but for updatedAt. */

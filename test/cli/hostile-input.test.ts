@@ -3,14 +3,14 @@
 // written. Real vk binary, one real ZooKeeper for the file; each test works under its own root.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { NoAuthError, ZkStore } from '../../drivers/zk/index.ts';
 import { decodeNodeSpec, decodeVmSpec } from '../../schemas/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
-import { snapshot, VK, vkFor, type Vk } from './helpers.ts';
+import { errorLines, readJson, snapshot, VK, vkFor, type Vk } from './helpers.ts';
 
 let server: ZkServer;
 let store: ZkStore;
@@ -236,6 +236,96 @@ describe('§2 and §5: apply refuses nodes that do not exist, and is all-or-noth
     assert.equal(run.code, 0, run.stderr);
     const [m1, m2] = await Promise.all([store.exists(`${root}/vms/m1/spec`), store.exists(`${root}/vms/m2/spec`)]);
     assert.equal(m1!.czxid, m2!.czxid, 'same zxid: one multi');
+  });
+});
+
+describe('apply refuses coordinators that are nodes nowhere (FRR: a coordinator is a route reflector)', () => {
+  const root = '/unknown-coordinators';
+  let vk: Vk;
+  before(async () => {
+    vk = vkFor(server.connectString, root);
+    // hv1 and hv2 are registered (Node documents here; a daemon's first start does the same).
+    const applied = await vk('apply', '-f', manifestDir('coordinators-base', BASE_FILES));
+    assert.equal(applied.code, 0, applied.stderr);
+  });
+
+  const config = (spec: string) => `kind: ClusterConfig\nmetadata: {name: cluster}\nspec:\n${spec}`;
+  const configIn = async () => readJson(store, `${root}/config`);
+
+  const refused: Array<[string, string, RegExp[]]> = [
+    [
+      'an unknown coordinator without bgp',
+      config('  coordinators: [hv1, hv9]\n'),
+      [/^.*c\.yaml#1: spec\.coordinators\[1\]: invalid name "hv9": no such node: not in spec\.nodes, and not in the cluster/],
+    ],
+    [
+      'two unknown coordinators, one line each',
+      config('  coordinators: [hv8, hv1, hv9]\n  nodes: {hv7: {clusterAddress: 192.0.2.7}}\n'),
+      [/c\.yaml#1: spec\.coordinators\[0\]: invalid name "hv8": no such node/, /c\.yaml#1: spec\.coordinators\[2\]: invalid name "hv9": no such node/],
+    ],
+    [
+      // The schema's own rule: with bgp a coordinator needs its clusterAddress in nodes, registered or not.
+      'a registered coordinator missing from nodes when bgp is set',
+      config('  coordinators: [hv1]\n  bgp: {asn: 65500}\n  nodes: {hv2: {clusterAddress: 192.0.2.2}}\n'),
+      [/c\.yaml#1: spec\.coordinators\[0\]: invalid value "hv1": is not a node of nodes/],
+    ],
+  ];
+  for (const [what, text, messages] of refused) {
+    test(`${what}: apply, apply --dry-run, diff and plan exit 2 naming the field and value, nothing written`, async () => {
+      const dir = manifestDir(`coordinators-${what.replace(/\W+/g, '-')}`, { 'c.yaml': text });
+      const before = await snapshot(store, root);
+      const runs = await Promise.all([vk('apply', '-f', dir), vk('apply', '--dry-run', '-f', dir), vk('diff', '-f', dir), vk('plan', '-f', dir)]);
+      for (const [i, run] of runs.entries()) {
+        const verb = ['apply', 'apply --dry-run', 'diff', 'plan'][i];
+        assert.equal(run.code, 2, `${verb}: ${run.stdout}${run.stderr}`);
+        const lines = errorLines(run);
+        assert.equal(lines.length, messages.length, `${verb}: one line per bad coordinator: ${run.stderr}`);
+        messages.forEach((message, j) => assert.match(lines[j]!, message, `${verb}`));
+      }
+      assert.deepEqual(await snapshot(store, root), before);
+    });
+  }
+
+  test('a plan file with an unknown coordinator is refused by apply --plan too', async () => {
+    const dir = manifestDir('coordinators-plan', { 'c.yaml': config('  coordinators: [hv1]\n') });
+    const planFile = join(tmp, 'coordinators.plan.json');
+    const planned = await vk('plan', '-f', dir, '--out', planFile);
+    assert.ok(planned.code === 0 || planned.code === 1, planned.stderr);
+    // The plan file is edited by hand to name a coordinator that exists nowhere.
+    const plan = JSON.parse(readFileSync(planFile, 'utf8')) as { objects: Array<{ spec: { coordinators: string[] } }> };
+    plan.objects[0]!.spec.coordinators = ['hv1', 'hv9'];
+    writeFileSync(planFile, JSON.stringify(plan));
+    const before = await snapshot(store, root);
+    const run = await vk('apply', '--plan', planFile);
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr, /spec\.coordinators\[1\]: invalid name "hv9": no such node/);
+    assert.deepEqual(await snapshot(store, root), before);
+  });
+
+  test('coordinators registered in ZooKeeper, listed in nodes, or defined by a Node document of the same apply are known', async () => {
+    // Registered: hv1, hv2.
+    let run = await vk('apply', '-f', manifestDir('coordinators-registered', { 'c.yaml': config('  coordinators: [hv1, hv2]\n') }));
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual((await configIn())!.coordinators, ['hv1', 'hv2']);
+    // Listed in nodes only (its daemon has not started yet): hv3 is not registered, and need not be.
+    run = await vk(
+      'apply',
+      '-f',
+      manifestDir('coordinators-listed', {
+        'c.yaml': config('  coordinators: [hv1, hv3]\n  bgp: {asn: 65500}\n  nodes: {hv1: {clusterAddress: 192.0.2.1}, hv3: {clusterAddress: 192.0.2.3}, hv5: {clusterAddress: 192.0.2.5}}\n'),
+      }),
+    );
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(await store.exists(`${root}/nodes/hv3`), null, 'listing a node in the config does not register it');
+    const written = await configIn();
+    assert.deepEqual(written!.coordinators, ['hv1', 'hv3']);
+    assert.deepEqual(written!.bgp, { asn: 65500, keepaliveS: 3, holdS: 9, connectRetryS: 5 });
+    assert.deepEqual(written!.nodes, { hv1: { clusterAddress: '192.0.2.1' }, hv3: { clusterAddress: '192.0.2.3' }, hv5: { clusterAddress: '192.0.2.5' } });
+    // Defined by a Node document of the same apply.
+    run = await vk('apply', '-f', manifestDir('coordinators-defined', { 'c.yaml': `${config('  coordinators: [hv4]\n')}---\nkind: Node\nmetadata: {name: hv4}\n` }));
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual((await configIn())!.coordinators, ['hv4']);
+    assert.ok(await store.exists(`${root}/nodes/hv4/spec`));
   });
 });
 

@@ -1,10 +1,14 @@
 // End to end: the imperative verbs (vk vm …, vk node …, vk network …), --wait against statuses a
 // stand-in daemon writes, get/describe, console logs. Real vk binary, real ZooKeeper.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import {
   decodeNodeSpec,
+  decodeNodeStatus,
   decodeVmSpec,
   encodeMigrationRecord,
   encodeNodeStatus,
@@ -333,6 +337,135 @@ describe('vk get, describe, log', () => {
     assert.equal(missing.stderr, 'vk: vm nope not found\n');
   });
 
+  test('get nodes shows BGP sessions up (FRR state in wide); describe node has an FRR section; json carries status.frr', async () => {
+    const now = new Date().toISOString();
+    const frr: Record<string, NonNullable<NodeStatusInput['frr']> | undefined> = {
+      hv1: undefined,
+      hv2: {
+        state: 'InSync',
+        asn: 65500,
+        routerId: '192.0.2.2',
+        reloads: 3,
+        lastReloadAt: '2026-01-02T03:04:05.000Z',
+        lastDrift: { at: '2026-01-02T03:00:00.000Z', lines: ['-router bgp 65500', '+ neighbor fabric peer-group'] },
+        peers: [
+          { address: '192.0.2.1', node: 'hv1', state: 'Established', prefixesReceived: 4 },
+          { address: '192.0.2.3', node: 'hv3', state: 'Established', prefixesReceived: 0 },
+        ],
+        vnis: [
+          { vni: 100, remoteVteps: ['192.0.2.1', '192.0.2.3'] },
+          { vni: 200, remoteVteps: [] },
+        ],
+        updatedAt: now,
+      },
+      hv3: {
+        state: 'ReloadFailed',
+        message: 'frr-reload.py --reload exited 1: line 7: % Unknown command',
+        asn: 65500,
+        routerId: '192.0.2.3',
+        reloads: 1,
+        peers: [
+          { address: '192.0.2.2', node: 'hv2', state: 'Established', prefixesReceived: 2 },
+          { address: '192.0.2.99', state: 'Active', prefixesReceived: 0 },
+        ],
+        vnis: [],
+        updatedAt: now,
+      },
+      hv4: { state: 'NotConfigured', message: 'no bgp in the cluster config', reloads: 0, peers: [], vnis: [], updatedAt: now },
+    };
+    // Only frr changes: the rest of each node's status stays as the other tests left it.
+    for (const [name, value] of Object.entries(frr)) {
+      const current = await store.get(`${root}/nodes/${name}/status`);
+      assert.ok(current, `${name} has a status`);
+      const { frr: _old, ...rest } = decodeNodeStatus(current.data);
+      await put(`${root}/nodes/${name}/status`, encodeNodeStatus(value ? { ...rest, frr: value } : rest));
+    }
+    const [plain, wide, json] = await Promise.all([vk('get', 'nodes'), vk('get', 'nodes', '-o', 'wide'), vk('get', 'nodes', '-o', 'json')]);
+    for (const r of [plain, wide, json]) assert.equal(r.code, 0, r.stderr);
+    assert.match(plain.stdout, /^NAME +ALIVE +SPEC +DOMAIN +DAEMON +VMS +LOAD +FREE_MIB +PROV_MIB +TOTAL_MIB +BGP +FLUSH$/m);
+    assert.match(wide.stdout, /^NAME +ALIVE .* +TOTAL_MIB +VCPUS +KEEPALIVE +VERSION +BGP +FRR +FLUSH$/m);
+    const cells = (out: string) => {
+      const [head, ...rows] = out.trimEnd().split('\n');
+      const headers = head!.split(/ {3,}/);
+      return new Map(rows.map((row) => {
+        const values = row.split(/ {3,}/);
+        return [values[0]!, Object.fromEntries(headers.map((h, i) => [h, values[i]]))] as const;
+      }));
+    };
+    const table = cells(plain.stdout);
+    assert.deepEqual(['hv1', 'hv2', 'hv3', 'hv4'].map((n) => table.get(n)?.BGP), ['-', '2/2', '1/2', '-']);
+    assert.deepEqual(['hv1', 'hv2', 'hv3', 'hv4'].map((n) => table.get(n)?.FLUSH), ['-', '-', '-', '-'], 'FLUSH stays last');
+    const wideTable = cells(wide.stdout);
+    assert.deepEqual(['hv1', 'hv2', 'hv3', 'hv4'].map((n) => [wideTable.get(n)?.BGP, wideTable.get(n)?.FRR]), [
+      ['-', '-'],
+      ['2/2', 'InSync'],
+      ['1/2', 'ReloadFailed'],
+      ['-', 'NotConfigured'],
+    ]);
+    const list = JSON.parse(json.stdout) as Array<{ name: string; status: { frr?: unknown } | null }>;
+    for (const [name, value] of Object.entries(frr)) assert.deepEqual(list.find((n) => n.name === name)?.status?.frr, value, `${name}: status.frr in -o json`);
+
+    const [hv1, hv2, hv3, hv4] = await Promise.all([vk('describe', 'node', 'hv1'), vk('describe', 'node', 'hv2'), vk('describe', 'node', 'hv3'), vk('describe', 'node', 'hv4')]);
+    for (const r of [hv1, hv2, hv3, hv4]) assert.equal(r.code, 0, r.stderr);
+    assert.match(hv1.stdout, /^FRR: +not reported/m);
+    const hv2Lines = hv2.stdout.split('\n');
+    const at = hv2Lines.indexOf('FRR:');
+    assert.ok(at > 0, hv2.stdout);
+    // Padding collapsed to two spaces: the fields and the tables' columns, in order.
+    assert.deepEqual(hv2Lines.slice(at, at + 18).map((l) => l.replace(/(\S) {2,}/g, '$1  ')), [
+      'FRR:',
+      '  State:  InSync',
+      '  Message:  -',
+      '  ASN:  65500',
+      '  Router ID:  192.0.2.2',
+      '  Reloads:  3',
+      '  Last reload at:  2026-01-02T03:04:05.000Z',
+      '  Last drift:  2026-01-02T03:00:00.000Z (2 lines)',
+      '    -router bgp 65500',
+      '    + neighbor fabric peer-group',
+      `  Updated at:  ${now}`,
+      '  Peers (2/2 established):',
+      '    PEER  NODE  STATE  PREFIXES',
+      '    192.0.2.1  hv1  Established  4',
+      '    192.0.2.3  hv3  Established  0',
+      '  VNIs:',
+      '    VNI  REMOTE VTEPS',
+      '    100  192.0.2.1,192.0.2.3',
+    ]);
+    assert.match(hv2.stdout, /^ {4}200 +-$/m);
+    assert.match(hv2.stdout, /^VMs assigned:/m, 'the sections after FRR are still there');
+    assert.match(hv3.stdout, /^ {2}State: +ReloadFailed$/m);
+    assert.match(hv3.stdout, /^ {2}Message: +frr-reload\.py --reload exited 1: line 7: % Unknown command$/m);
+    assert.match(hv3.stdout, /^ {2}Last reload at: +-$/m);
+    assert.match(hv3.stdout, /^ {2}Last drift: +none seen$/m);
+    assert.match(hv3.stdout, /^ {2}Peers \(1\/2 established\):$/m);
+    assert.match(hv3.stdout, /^ {4}192\.0\.2\.99 +- +Active +0$/m);
+    assert.match(hv3.stdout, /^ {2}VNIs: +none$/m);
+    assert.match(hv4.stdout, /^ {2}State: +NotConfigured$/m);
+    assert.match(hv4.stdout, /^ {2}Message: +no bgp in the cluster config$/m);
+    assert.match(hv4.stdout, /^ {2}ASN: +-$/m);
+    assert.match(hv4.stdout, /^ {2}Peers: +none$/m);
+    assert.match(hv2.stdout, /^Coordinator: +no$/m);
+    assert.match(hv2.stdout, /^Cluster address: +-$/m);
+
+    // What the cluster config says of a node: coordinator or not, its cluster address.
+    const dir = mkdtempSync(join(tmpdir(), 'vk-verbs-'));
+    const config = join(dir, 'config.yaml');
+    writeFileSync(
+      config,
+      'kind: ClusterConfig\nmetadata: {name: cluster}\nspec:\n  defaultNodeSelector: vms\n  coordinators: [hv2]\n  bgp: {asn: 65500}\n  nodes: {hv2: {clusterAddress: 192.0.2.2}, hv3: {clusterAddress: 192.0.2.3}}\n',
+    );
+    const applied = await vk('apply', '-f', config);
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(applied.code, 0, applied.stderr);
+    const [c1, c2, c3] = await Promise.all([vk('describe', 'node', 'hv1'), vk('describe', 'node', 'hv2'), vk('describe', 'node', 'hv3')]);
+    assert.match(c2.stdout, /^Coordinator: +yes \(a BGP route reflector\)$/m);
+    assert.match(c2.stdout, /^Cluster address: +192\.0\.2\.2$/m);
+    assert.match(c3.stdout, /^Coordinator: +no$/m);
+    assert.match(c3.stdout, /^Cluster address: +192\.0\.2\.3$/m);
+    assert.match(c1.stdout, /^Cluster address: +none: not in the cluster config's nodes/m);
+  });
+
   test('vm log shows the last lines; log -f prints only new lines as the buffer slides', async () => {
     const tail = await vk('vm', 'log', 'app1', '-n', '3');
     assert.equal(tail.code, 0, tail.stderr);
@@ -347,54 +480,6 @@ describe('vk get, describe, log', () => {
     const run = await follow.done;
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout, 'line 14\nline 15\nline 16\nline 17\n');
-  });
-});
-
-describe('BGP in vk get nodes and vk describe node', () => {
-  test('BGP shows sessions Established / peers; describe node lists the FRR state, peers, VNIs and the last drift', async () => {
-    const now = new Date().toISOString();
-    await put(
-      `${root}/nodes/hv2/status`,
-      nodeStatus({
-        frr: {
-          state: 'InSync',
-          asn: 65500,
-          routerId: '198.51.100.2',
-          reloads: 2,
-          lastReloadAt: now,
-          lastDrift: { at: now, lines: ['+ router bgp 65500', '+  neighbor 198.51.100.1 peer-group fabric'] },
-          peers: [
-            { address: '198.51.100.1', node: 'hv1', state: 'Established', prefixesReceived: 3 },
-            { address: '198.51.100.3', node: 'hv3', state: 'Active', prefixesReceived: 0 },
-          ],
-          vnis: [{ vni: 100, remoteVteps: ['198.51.100.1', '198.51.100.3'] }],
-          updatedAt: now,
-        },
-      }),
-    );
-    await put(`${root}/nodes/hv4/status`, nodeStatus({ frr: { state: 'FrrUnreachable', message: 'bgpd is not running', reloads: 0, peers: [], vnis: [], updatedAt: now } }));
-    const [nodes, wide, json, described] = await Promise.all([vk('get', 'nodes'), vk('get', 'nodes', '-o', 'wide'), vk('get', 'nodes', '-o', 'json'), vk('describe', 'node', 'hv2')]);
-    for (const r of [nodes, wide, json, described]) assert.equal(r.code, 0, r.stderr);
-    assert.match(nodes.stdout, /^NAME +ALIVE +SPEC +DOMAIN +DAEMON +VMS +LOAD +FREE_MIB +PROV_MIB +TOTAL_MIB +BGP +FLUSH$/m);
-    assert.match(nodes.stdout, /^hv2 .* 1\/2 +-$/m);
-    assert.match(nodes.stdout, /^hv4 .* down +-$/m);
-    assert.match(nodes.stdout, /^hv1 .* - +-$/m, 'no FRR status: a dash');
-    assert.match(wide.stdout, /^hv2 .* 1\/2 +InSync +2\/16 /m);
-    assert.match(wide.stdout, /^hv4 .* down +FrrUnreachable /m);
-    const list = JSON.parse(json.stdout) as Array<{ name: string; status: { frr?: { peers: unknown[] } } }>;
-    assert.equal(list.find((n) => n.name === 'hv2')!.status.frr!.peers.length, 2);
-    const out = described.stdout;
-    assert.match(out, /^FRR:\n {2}State: +InSync$/m);
-    assert.match(out, /^ {2}ASN: +65500$/m);
-    assert.match(out, /^ {2}Router ID: +198\.51\.100\.2$/m);
-    assert.match(out, /^ {2}Reloads: +2 by this daemon, last at /m);
-    assert.match(out, /^ {2}Last drift: +\S+ \(2 lines, reverted\)\n {4}\+ router bgp 65500\n {4}\+ {2}neighbor 198\.51\.100\.1 peer-group fabric$/m);
-    assert.match(out, /^ {4}PEER +NODE +STATE +PREFIXES$/m);
-    assert.match(out, /^ {4}198\.51\.100\.1 +hv1 +Established +3$/m);
-    assert.match(out, /^ {4}198\.51\.100\.3 +hv3 +Active +0$/m);
-    assert.match(out, /^ {4}100 +198\.51\.100\.1, 198\.51\.100\.3$/m);
-    const plain = await vk('describe', 'node', 'hv1');
-    assert.match(plain.stdout, /^FRR: +not managed/m);
   });
 });
 

@@ -59,6 +59,62 @@ describe('NodeStatus fields', () => {
   ]);
 });
 
+const FRR: NonNullable<NodeStatusInput['frr']> = {
+  state: 'InSync',
+  message: '',
+  asn: 65500,
+  routerId: '192.0.2.1',
+  reloads: 2,
+  lastReloadAt: T0,
+  lastDrift: { at: T0, lines: ['-router bgp 65500', '+router bgp 65501', ''] },
+  peers: [
+    { address: '192.0.2.2', node: 'hv2', state: 'Established', prefixesReceived: 4 },
+    { address: '192.0.2.9', state: 'Active', prefixesReceived: 0 },
+  ],
+  vnis: [{ vni: 100, remoteVteps: ['192.0.2.2', '192.0.2.3'] }, { vni: 16_777_215, remoteVteps: [] }],
+  updatedAt: T0,
+};
+
+describe('NodeStatus frr fields', () => {
+  fieldTests('NodeStatus', (v) => decodeNodeStatus(v), { ...STATUS, frr: FRR }, 'status.', [
+    { field: 'frr.state', good: ['InSync', 'NotConfigured', 'FrrUnreachable', 'ReloadFailed', 'Failed'], bad: ['insync', 'Applying', 'Synced', '', null] },
+    { field: 'frr.message', good: ['', 'frr-reload.py --reload exited 1: line 3: % Unknown command'], bad: ['x'.repeat(1025), 'a\u0000b', 1] },
+    { field: 'frr.asn', good: [1, 65500, 4294967295], bad: [0, 4294967296, 1.5, '65500'] },
+    { field: 'frr.routerId', good: ['192.0.2.1'], bad: ['', 'x'.repeat(65)] },
+    { field: 'frr.reloads', good: [0, 17], bad: [-1, 1.5, '1'] },
+    { field: 'frr.lastReloadAt', good: [T0], bad: ['yesterday', 0] },
+    { field: 'frr.lastDrift.at', good: [T0], bad: ['2024-05-01'] },
+    {
+      field: 'frr.lastDrift.lines',
+      good: [[], ['', ' neighbor fabric peer-group'], Array.from({ length: 50 }, (_, i) => `line ${i}`)],
+      bad: [at(['ok', 'x'.repeat(513)], 'frr.lastDrift.lines[1]', 'x'.repeat(513)), at(['a\u0001b'], 'frr.lastDrift.lines[0]', 'a\u0001b'), Array.from({ length: 51 }, () => 'x'), 'line'],
+    },
+    {
+      field: 'frr.peers',
+      good: [[], [{ address: '192.0.2.2', state: 'Idle', prefixesReceived: 0 }]],
+      bad: [
+        at([{ address: '192.0.2.2', node: 'Hv2', state: 'Idle', prefixesReceived: 0 }], 'frr.peers[0].node', 'Hv2'),
+        at([{ address: '192.0.2.2', state: 'Idle', prefixesReceived: -1 }], 'frr.peers[0].prefixesReceived', -1),
+        at([{ address: '', state: 'Idle', prefixesReceived: 0 }], 'frr.peers[0].address', ''),
+        at([{ address: '192.0.2.2', state: 'x'.repeat(33), prefixesReceived: 0 }], 'frr.peers[0].state', 'x'.repeat(33)),
+        at([{ address: '192.0.2.2', state: 'Idle' }], 'frr.peers[0].prefixesReceived', undefined),
+        at([{ address: '192.0.2.2', state: 'Idle', prefixesReceived: 0, uptime: 5 }], 'frr.peers[0].uptime', undefined),
+      ],
+    },
+    {
+      field: 'frr.vnis',
+      good: [[], [{ vni: 1, remoteVteps: ['192.0.2.2'] }]],
+      bad: [
+        at([{ vni: 0, remoteVteps: [] }], 'frr.vnis[0].vni', 0),
+        at([{ vni: 16_777_216, remoteVteps: [] }], 'frr.vnis[0].vni', 16_777_216),
+        at([{ vni: 100, remoteVteps: [''] }], 'frr.vnis[0].remoteVteps[0]', ''),
+        at([{ vni: 100 }], 'frr.vnis[0].remoteVteps', undefined),
+      ],
+    },
+    { field: 'frr.updatedAt', good: [T0], bad: ['', 5] },
+  ]);
+});
+
 describe('NodeStatus', () => {
   test('memory fields are all required', () => {
     const { provisionedMiB: _, ...partial } = MEMORY;
@@ -75,6 +131,19 @@ describe('NodeStatus', () => {
     expectInvalid(() => decodeNodeStatus({ ...STATUS, memory: { ...MEMORY, swapMiB: 0 } }), 'status.memory.swapMiB');
   });
 
+  test('frr is optional; its state, reloads, peers, vnis and updatedAt are required', () => {
+    assert.equal('frr' in decodeNodeStatus(STATUS), false);
+    assert.deepEqual(decodeNodeStatus({ ...STATUS, frr: FRR }).frr, FRR);
+    const minimal = { state: 'NotConfigured', reloads: 0, peers: [], vnis: [], updatedAt: T0 };
+    assert.deepEqual(decodeNodeStatus({ ...STATUS, frr: minimal }).frr, minimal);
+    for (const key of ['state', 'reloads', 'peers', 'vnis', 'updatedAt'] as const) {
+      const { [key]: _, ...partial } = minimal;
+      expectInvalid(() => decodeNodeStatus({ ...STATUS, frr: partial }), `status.frr.${key}`);
+    }
+    expectInvalid(() => decodeNodeStatus({ ...STATUS, frr: { ...minimal, sessions: 2 } }), 'status.frr.sessions');
+    expectInvalid(() => decodeNodeStatus({ ...STATUS, frr: { ...minimal, lastDrift: { at: T0, lines: [], by: 'x' } } }), 'status.frr.lastDrift.by');
+  });
+
   test('encoding is stable across key order', () => {
     const reordered = {
       version: '0.1.0',
@@ -87,5 +156,21 @@ describe('NodeStatus', () => {
       daemonState: 'run',
     } satisfies NodeStatusInput;
     assert.equal(encodeNodeStatus(STATUS), encodeNodeStatus(reordered));
+    const frrReordered: NodeStatusInput['frr'] = {
+      updatedAt: T0,
+      vnis: [{ remoteVteps: ['192.0.2.2', '192.0.2.3'], vni: 100 }, { remoteVteps: [], vni: 16_777_215 }],
+      peers: [
+        { prefixesReceived: 4, state: 'Established', node: 'hv2', address: '192.0.2.2' },
+        { state: 'Active', prefixesReceived: 0, address: '192.0.2.9' },
+      ],
+      lastDrift: { lines: ['-router bgp 65500', '+router bgp 65501', ''], at: T0 },
+      lastReloadAt: T0,
+      reloads: 2,
+      routerId: '192.0.2.1',
+      asn: 65500,
+      message: '',
+      state: 'InSync',
+    };
+    assert.equal(encodeNodeStatus({ ...STATUS, frr: FRR }), encodeNodeStatus({ ...reordered, frr: frrReordered }));
   });
 });
