@@ -10,7 +10,7 @@
 //
 // FRR down is a status (FrrUnreachable), never a crash: the pass ends, the next looks again.
 // The daemon never starts or stops FRR (systemd does; the rig and the sandbox start it).
-import { filter, map, merge } from 'rxjs';
+import { filter, map, merge, tap } from 'rxjs';
 import { Controller } from '../../controllers/controller.ts';
 import type { Manager } from '../../controllers/manager.ts';
 import { valueOf } from '../../controllers/informers/nodes.ts';
@@ -59,7 +59,8 @@ export class FrrController implements Runnable {
       concurrency: 1,
       sources: [
         merge(
-          config.changes$.pipe(map(() => (this.settling = 0))),
+          // A new config starts a new settling: look again after 1 s, not after the back-off reached.
+          config.changes$.pipe(tap(() => (this.settling = 0))),
           nodes.list$,
           networks.changes$,
           m.store.connectionState$.pipe(filter((s) => s === 'connected')),
