@@ -2,6 +2,7 @@
 export { GUEST_GREETING, GUEST_IMAGE, guestImage } from './guest-image.ts';
 export { FABRIC_CIDR, netnsExists, netnsUsable, netnsWithPrefix, pidsIn } from '../launch/netns.ts';
 export { ensureLibvirtUsers } from '../launch/libvirtd.ts';
+export { frrDir, frrProblem, FRR_PACKAGES, frrRunning, nodeFrrLogTail } from './frr.ts';
 export { holdTestDriver } from './holder.ts';
 export { libvirtUri, qemuProcs, removeTestDomain, virshUri, VK_BIN } from './node.ts';
 export { aptLine, installPackages, missingPackages, missingPrograms, SANDBOX_PACKAGES } from './packages.ts';
@@ -13,6 +14,7 @@ export {
   MAX_NODES,
   MIN_NODES,
   nodeNames,
+  notRestartable,
   restartNodes,
   startSandbox,
   stopSandbox,
