@@ -10,6 +10,7 @@ import { ZkStore } from '../../drivers/zk/index.ts';
 import {
   aptLine,
   binDir,
+  CLUSTER_CONFIG_FILE,
   defaultSandboxDir,
   ensureLibvirtUsers,
   frrProblem,
@@ -349,7 +350,7 @@ function addNodeAddresses(state: SandboxState): void {
   const extra = state.nodes.filter((n) => !(n.name in listed));
   if (extra.length === 0) return;
   const spec = { ...manifest.spec, nodes: { ...listed, ...Object.fromEntries(extra.map((n) => [n.name, { clusterAddress: n.address }])) } };
-  const file = join(state.dir, 'cluster-config.yaml');
+  const file = join(state.dir, CLUSTER_CONFIG_FILE);
   writeFileSync(file, `# ${shown(join(EXAMPLES_DIR, 'cluster.yaml'))} with the cluster addresses of ${extra.map((n) => n.name).join(', ')} (written by vk sandbox up)\n${toYaml({ ...manifest, spec })}`);
   say(`cluster config: adding ${extra.map((n) => `${n.name} ${n.address}`).join(', ')} to nodes, so the coordinators peer with them too (vk apply -f ${shown(file)})`);
   if (runVk(state, ['apply', '-f', file]) !== 0) throw new CliError(`sandbox: vk apply -f ${file} failed (see above)`);

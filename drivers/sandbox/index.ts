@@ -9,6 +9,7 @@ export { aptLine, installPackages, missingPackages, missingPrograms, SANDBOX_PAC
 export { isAlive, tailFile, type ProcRef } from '../launch/process.ts';
 export {
   binDir,
+  CLUSTER_CONFIG_FILE,
   inspectSandbox,
   markUp,
   MAX_NODES,

@@ -23,6 +23,8 @@ import { nodeAddress, prefixFor, preferredPort, readState, STATE_VERSION, stateP
 import { choosePort, launchZooKeeper, waitZooKeeper, zkServing, ZK_HOST } from './zookeeper.ts';
 
 export const MIN_NODES = 1;
+/** DIR/cluster-config.yaml: the examples' cluster config with the nodes beyond hv3 (`vk sandbox up --nodes 4`…). */
+export const CLUSTER_CONFIG_FILE = 'cluster-config.yaml';
 export const MAX_NODES = 16;
 
 export interface StartOptions {
@@ -268,7 +270,7 @@ async function teardown(state: SandboxState, opts: StopOptions): Promise<StopRep
   if (report.leftovers.length === 0) {
     rmSync(statePath(state.dir), { force: true });
     if (!opts.keepFiles) {
-      for (const sub of ['zookeeper', 'bin', ...state.nodes.map((n) => n.name)]) rmSync(join(state.dir, sub), { recursive: true, force: true });
+      for (const sub of ['zookeeper', 'bin', CLUSTER_CONFIG_FILE, ...state.nodes.map((n) => n.name)]) rmSync(join(state.dir, sub), { recursive: true, force: true });
       try {
         if (readdirSync(state.dir).length === 0) rmdirSync(state.dir);
       } catch {

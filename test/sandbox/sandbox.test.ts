@@ -202,6 +202,7 @@ test('four nodes: hv4 joins the cluster config and BGP; a killed bgpd shows in s
     assert.equal(down.code, 0, down.stderr);
     assert.match(down.stdout, /stopped FRR bgpd hv4 \(pid \d+, killed\)/);
     assert.deepEqual(leftovers(fp), []);
+    assert.ok(!existsSync(dir), 'down removed the directory, cluster-config.yaml included');
   } finally {
     if (readState(dir)) await stopSandbox(dir);
     rmSync(dir, { recursive: true, force: true });
