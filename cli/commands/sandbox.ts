@@ -1,17 +1,19 @@
-// `vk sandbox up|status|down|env`: a local cluster in one command. drivers/sandbox/ starts and
-// stops the processes and namespaces; this file installs what is missing, applies the example
-// manifests, waits for convergence and tells people what to type next.
+// `vk sandbox up|status|down|env|netns`: a local cluster in one command. drivers/sandbox/ starts
+// and stops the processes and namespaces; this file installs what is missing, applies the example
+// manifests, waits for convergence (VMs and BGP EVPN) and tells people what to type next.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, stringify as toYaml } from 'yaml';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import {
   aptLine,
   binDir,
+  CLUSTER_CONFIG_FILE,
   defaultSandboxDir,
   ensureLibvirtUsers,
+  frrProblem,
   holdTestDriver,
   inspectSandbox,
   installPackages,
@@ -20,6 +22,8 @@ import {
   missingPackages,
   missingPrograms,
   netnsUsable,
+  nodeFrrLogTail,
+  notRestartable,
   readState,
   REPO_ROOT,
   restartNodes,
@@ -32,7 +36,8 @@ import {
   type SandboxHealth,
   type SandboxState,
 } from '../../drivers/sandbox/index.ts';
-import { ZkPaths } from '../../schemas/index.ts';
+import { ZkPaths, type NodeFrr } from '../../schemas/index.ts';
+import { readAllNetworks, readConfig } from '../cluster.ts';
 import { CliError, EXIT_USAGE } from '../errors.ts';
 
 /** The example manifests the sandbox applies. */
@@ -98,6 +103,7 @@ export function nextCommands(state: SandboxState): string[] {
   const examples = shown(EXAMPLES_DIR, true);
   const lines = [
     'vk get nodes',
+    'vk describe node hv1',
     'vk describe vm web1',
     `vk diff -f ${examples}`,
     'vk vm migrate web1 --node hv2 --wait',
@@ -155,6 +161,9 @@ function checkHost(): void {
   if (programs.length > 0) throw new CliError(`sandbox: still missing after installation: ${programs.join(' ')}`);
   const netns = netnsUsable();
   if (netns) throw new CliError(`sandbox: network namespaces are not usable here: ${netns}`);
+  // Not installed by the sandbox: the frr package starts FRR on the host itself (frr.service).
+  const frr = frrProblem();
+  if (frr) throw new CliError(`sandbox: ${frr}`, EXIT_USAGE);
   ensureLibvirtUsers();
 }
 
@@ -175,6 +184,10 @@ function daemonProblem(health: SandboxHealth | undefined): string | undefined {
   if (!health) return 'the state file disappeared';
   for (const n of health.nodes) {
     if (!n.daemon.alive) return `vk daemon of ${n.name} exited:\n${tailFile(join(health.state.dir, n.name, 'daemon.log'))}`;
+    if (n.frr && !(n.frr.zebra.alive && n.frr.bgpd.alive)) {
+      const gone = (['zebra', 'bgpd'] as const).filter((d) => !n.frr![d].alive).join(' and ');
+      return `FRR ${gone} of ${n.name} exited:\n${nodeFrrLogTail(health.state.nodes.find((s) => s.name === n.name)!)}`;
+    }
     if (!n.libvirtd.alive) return `libvirtd of ${n.name} exited:\n${tailFile(join(health.state.dir, n.name, 'log', 'libvirtd.log'))}`;
     if (n.holder && !n.holder.alive) return `the test-driver holder of ${n.name} exited:\n${tailFile(join(health.state.dir, n.name, 'holder.log'))}`;
   }
@@ -242,34 +255,105 @@ export async function vmProgress(store: ZkStore, paths: ZkPaths): Promise<VmProg
   );
 }
 
+interface BgpProgress {
+  name: string;
+  done: boolean;
+  detail: string;
+  established: number;
+}
+
+/**
+ * BGP EVPN settled on every node: its FRR runs the config rendered from the cluster config
+ * (status.frr InSync), every session it should have is Established, and every managed network's
+ * VNI has every other node of the cluster config as a remote VTEP (the flood entries of its
+ * VXLAN come from that). Undefined when the cluster config has no `bgp` (the daemons leave FRR alone).
+ */
+export async function bgpProgress(store: ZkStore, paths: ZkPaths, nodes: readonly string[]): Promise<BgpProgress[] | undefined> {
+  const { value: config } = await readConfig(store, paths);
+  if (!config.bgp) return undefined;
+  const addresses = Object.entries(config.nodes ?? {}).map(([name, n]) => ({ name, address: n.clusterAddress }));
+  const vnis = (await readAllNetworks(store, paths)).filter((n) => n.spec?.value.type === 'managed').map((n) => Number(n.vni));
+  return Promise.all(
+    nodes.map(async (name): Promise<BgpProgress> => {
+      const status = await store.get(paths.nodeStatus(name));
+      const frr = status ? (JSON.parse(status.data.toString('utf8')) as { frr?: NodeFrr }).frr : undefined;
+      if (!frr) return { name, done: false, detail: 'no FRR status yet', established: 0 };
+      const up = frr.peers.filter((p) => p.state === 'Established').length;
+      if (frr.state !== 'InSync') return { name, done: false, detail: `FRR ${frr.state}${frr.message ? `: ${frr.message.split('\n')[0]!.slice(0, 160)}` : ''}`, established: up };
+      const down = frr.peers.filter((p) => p.state !== 'Established');
+      if (frr.peers.length === 0 || down.length > 0) {
+        const which = down.map((p) => `${p.node ?? p.address} ${p.state}`).join(', ');
+        return { name, done: false, detail: `BGP ${up}/${frr.peers.length} Established${which ? ` (${which})` : ''}`, established: up };
+      }
+      const others = addresses.filter((a) => a.name !== name);
+      const lacking = vnis.flatMap((vni) => {
+        const known = frr.vnis.find((v) => v.vni === vni)?.remoteVteps ?? [];
+        const missing = others.filter((o) => !known.includes(o.address)).map((o) => o.name);
+        return missing.length > 0 ? [`VNI ${vni} has no VTEP of ${missing.join(', ')} yet`] : [];
+      });
+      if (lacking.length > 0) return { name, done: false, detail: lacking.join(', '), established: up };
+      return { name, done: true, detail: `BGP ${up}/${frr.peers.length} Established`, established: up };
+    }),
+  );
+}
+
 async function waitConverged(state: SandboxState, deadline: number): Promise<void> {
+  const nodes = state.nodes.map((n) => n.name);
   await withStore(state, async (store, paths) => {
     let lastReport = 0;
     let lastText = '';
     for (;;) {
-      const progress = await vmProgress(store, paths);
+      const [progress, bgp] = await Promise.all([vmProgress(store, paths), bgpProgress(store, paths, nodes)]);
       const pending = progress.filter((p) => !p.done);
-      if (progress.length > 0 && pending.length === 0) {
-        say(`converged: ${progress.length} VMs`);
+      const bgpPending = (bgp ?? []).filter((b) => !b.done);
+      if (progress.length > 0 && pending.length === 0 && bgpPending.length === 0) {
+        const sessions = (bgp ?? []).reduce((sum, b) => sum + b.established, 0);
+        say(`converged: ${progress.length} VMs${bgp ? `; BGP EVPN on ${bgp.length} nodes, ${sessions} sessions Established` : ''}`);
         return;
       }
       const problem = daemonProblem(await inspectSandbox(state.dir));
       if (problem) throw new CliError(problem);
+      const waiting = [...pending.map((p) => `${p.name}: ${p.detail}`), ...bgpPending.map((b) => `${b.name} FRR: ${b.detail}`)];
       if (Date.now() > deadline) {
         throw new CliError(
-          `sandbox: not converged in time; still waiting for ${pending.map((p) => `${p.name}: ${p.detail}`).join('; ')}.\n` +
-            `The sandbox keeps running: look at ${state.dir}/<node>/daemon.log, \`vk sandbox status\`; remove it with \`vk sandbox down\`.`,
+          `sandbox: not converged in time; still waiting for ${waiting.join('; ')}.\n` +
+            `The sandbox keeps running: look at ${state.dir}/<node>/daemon.log, ${state.dir}/<node>/frr/bgpd.log, \`vk sandbox status\`; remove it with \`vk sandbox down\`.`,
         );
       }
-      const report = pending.map((p) => `${p.name}: ${p.detail}`).join('; ');
+      const report = waiting.join('; ');
       if (report !== lastText || Date.now() - lastReport > 15_000) {
         lastReport = Date.now();
         lastText = report;
-        say(`converging: ${progress.length - pending.length}/${progress.length} VMs${pending.length > 0 && pending.length <= 6 ? ` (${report})` : ''}`);
+        const bgpLine = bgp ? `, BGP EVPN ${bgp.length - bgpPending.length}/${bgp.length} nodes` : '';
+        say(`converging: ${progress.length - pending.length}/${progress.length} VMs${bgpLine}${waiting.length > 0 && waiting.length <= 6 ? ` (${report})` : ''}`);
       }
       await sleep(200);
     }
   });
+}
+
+/**
+ * The examples' cluster config lists hv1-hv3 (`nodes`, their cluster addresses); a sandbox with
+ * more nodes adds the others', so the coordinators peer with them too. Writes DIR/cluster-config.yaml
+ * (the examples' ClusterConfig plus those nodes) and applies it.
+ */
+function addNodeAddresses(state: SandboxState): void {
+  let manifest: { kind?: unknown; spec?: { nodes?: Record<string, { clusterAddress: string }> } } | undefined;
+  for (const f of readdirSync(EXAMPLES_DIR).filter((f) => /\.ya?ml$/.test(f)).sort()) {
+    for (const doc of parseAllDocuments(readFileSync(join(EXAMPLES_DIR, f), 'utf8'))) {
+      const v = doc.toJS() as typeof manifest | null;
+      if (v?.kind === 'ClusterConfig') manifest = v;
+    }
+  }
+  if (!manifest?.spec) return;
+  const listed = manifest.spec.nodes ?? {};
+  const extra = state.nodes.filter((n) => !(n.name in listed));
+  if (extra.length === 0) return;
+  const spec = { ...manifest.spec, nodes: { ...listed, ...Object.fromEntries(extra.map((n) => [n.name, { clusterAddress: n.address }])) } };
+  const file = join(state.dir, CLUSTER_CONFIG_FILE);
+  writeFileSync(file, `# ${shown(join(EXAMPLES_DIR, 'cluster.yaml'))} with the cluster addresses of ${extra.map((n) => n.name).join(', ')} (written by vk sandbox up)\n${toYaml({ ...manifest, spec })}`);
+  say(`cluster config: adding ${extra.map((n) => `${n.name} ${n.address}`).join(', ')} to nodes, so the coordinators peer with them too (vk apply -f ${shown(file)})`);
+  if (runVk(state, ['apply', '-f', file]) !== 0) throw new CliError(`sandbox: vk apply -f ${file} failed (see above)`);
 }
 
 // ----------------------------------------------------------------------------------------- verbs
@@ -285,7 +369,7 @@ function printNext(state: SandboxState): void {
   say();
   say(`  vk sandbox down`);
   say();
-  say(`The five-minute tour in README.md goes on from here. Logs: ${state.dir}/<node>/daemon.log, ${state.dir}/<node>/log/libvirtd.log, ${state.zookeeper.dir}/zookeeper.log`);
+  say(`The five-minute tour in README.md goes on from here. Logs: ${state.dir}/<node>/daemon.log, ${state.dir}/<node>/log/libvirtd.log, ${state.dir}/<node>/frr/bgpd.log, ${state.zookeeper.dir}/zookeeper.log`);
 }
 
 async function up(flags: UpFlags): Promise<void> {
@@ -345,6 +429,7 @@ async function up(flags: UpFlags): Promise<void> {
       await waitDaemonsAlive(state, deadline);
       say(`applying ${shown(EXAMPLES_DIR, true)}`);
       if (runVk(state, ['apply', '-f', EXAMPLES_DIR]) !== 0) throw new CliError('sandbox: vk apply of the example manifests failed (see above)');
+      addNodeAddresses(state);
     } catch (error) {
       // A cluster that never got going is no use: take it down, keep the logs.
       say(`${error instanceof Error ? error.message : String(error)}\nremoving what was started (logs stay in ${dir})`);
@@ -377,7 +462,7 @@ async function restart(nodes: string[], flags: { dir?: string; timeout: number }
   if (!health) throw new CliError(`no sandbox in ${dir} (vk sandbox up starts one)`);
   const unknown = nodes.filter((name) => !health.state.nodes.some((n) => n.name === name));
   if (unknown.length > 0) throw new CliError(`sandbox restart: no node ${unknown.join(', ')} (the sandbox has ${health.state.nodes.map((n) => n.name).join(', ')})`, EXIT_USAGE);
-  if (!health.restartable) throw new CliError(`sandbox restart: ZooKeeper, a namespace or a libvirtd of the sandbox in ${dir} is down; \`vk sandbox up\` builds it again`);
+  if (!health.restartable) throw new CliError(`sandbox restart: the sandbox in ${dir} cannot be restarted in place (${notRestartable(health)}); \`vk sandbox up\` builds it again`);
   const report = await restartNodes(dir, { nodes, log: say });
   await waitRestarted(report, dir, Date.now() + flags.timeout * 1000);
 }
@@ -436,7 +521,7 @@ async function status(flags: StatusFlags): Promise<void> {
   say(`sandbox ${dir}: ${h.state.nodes.length} nodes, ${h.state.driver === 'test' ? 'libvirt test driver' : 'QEMU/TCG guests'}, ${h.state.phase}${healthy ? '' : ' (DEGRADED)'}`);
   say(`zookeeper  ${h.state.zookeeper.connectString}  pid ${h.zookeeper.pid ?? '-'}  ${h.zookeeper.serving ? 'serving' : 'DOWN'}`);
   say(`fabric     netns ${h.state.fabric.netns} ${ok(h.fabric)}`);
-  const rows = [['NODE', 'NETNS', 'ADDRESS', 'LIBVIRTD', 'HOLDER', 'DAEMON', 'GUESTS', 'ALIVE', 'STATE']];
+  const rows = [['NODE', 'NETNS', 'ADDRESS', 'LIBVIRTD', 'HOLDER', 'DAEMON', 'ZEBRA', 'BGPD', 'GUESTS', 'ALIVE', 'STATE']];
   for (const n of h.nodes) {
     const zk = view?.nodes.find((v) => v.name === n.name);
     rows.push([
@@ -446,6 +531,8 @@ async function status(flags: StatusFlags): Promise<void> {
       `pid ${n.libvirtd.pid ?? '-'} ${ok(n.libvirtd.alive)}`,
       n.holder ? `pid ${n.holder.pid ?? '-'} ${ok(n.holder.alive)}` : '-',
       `pid ${n.daemon.pid ?? '-'} ${ok(n.daemon.alive)}`,
+      `pid ${n.frr?.zebra.pid ?? '-'} ${ok(n.frr?.zebra.alive ?? false)}`,
+      `pid ${n.frr?.bgpd.pid ?? '-'} ${ok(n.frr?.bgpd.alive ?? false)}`,
       h.state.driver === 'qemu' ? String(n.guests) : '-',
       zk ? (zk.alive ? 'yes' : 'no') : '?',
       zk ? `${zk.daemonState ?? '-'}/${zk.domainState ?? '-'}` : '?',
@@ -470,6 +557,16 @@ async function down(flags: { dir?: string; keepLogs?: boolean }): Promise<void> 
   say(`sandbox in ${dir} removed`);
 }
 
+/** The node's network namespace, for `ip netns exec "$(vk sandbox netns hv1)" …`. */
+function netnsOf(node: string, flags: { dir?: string }): void {
+  const dir = dirOf(flags);
+  const state = readState(dir);
+  if (!state) throw new CliError(`no sandbox in ${dir} (vk sandbox up starts one)`);
+  const n = state.nodes.find((x) => x.name === node);
+  if (!n) throw new CliError(`sandbox netns: no node ${node} (the sandbox has ${state.nodes.map((x) => x.name).join(', ')})`, EXIT_USAGE);
+  say(n.netns);
+}
+
 function env(flags: { dir?: string }): void {
   const dir = dirOf(flags);
   const state = readState(dir);
@@ -486,7 +583,7 @@ export function registerSandbox(program: Command): void {
 
   sandbox
     .command('up')
-    .description('start ZooKeeper and N simulated hypervisors, apply manifests/examples/, wait until converged (on a running sandbox: start the daemons that are down)')
+    .description('start ZooKeeper and N simulated hypervisors (libvirtd, FRR, vk daemon each), apply manifests/examples/, wait until converged (on a running sandbox: start the daemons and FRRs that are down)')
     .addOption(new Option('--nodes <n>', `number of hypervisors, hv1..hvN (${MIN_NODES}-${MAX_NODES})`).argParser(parseNodes).default(3))
     .addOption(new Option('--qemu', 'run real QEMU (TCG) guests instead of the libvirt test driver, so live migration and consoles work').env('VK_SANDBOX_QEMU'))
     .addOption(dirOption())
@@ -511,7 +608,7 @@ export function registerSandbox(program: Command): void {
   sandbox
     .command('restart')
     .argument('[nodes...]', 'nodes whose daemon to restart (default: every node)')
-    .description("restart nodes' vk daemons (SIGTERM by PID, then start again), as systemd would; a dead daemon is just started; guests keep running")
+    .description("restart nodes' vk daemons (SIGTERM by PID, then start again), as systemd would; a dead daemon is just started, an FRR that is down too; guests keep running")
     .addOption(dirOption())
     .addOption(new Option('--timeout <seconds>', 'give up waiting for the daemons to register after this long').argParser(parseTimeout).default(60))
     .action((nodes: string[], flags: { dir?: string; timeout: number }) => restart(nodes, flags));
@@ -523,6 +620,13 @@ export function registerSandbox(program: Command): void {
     .requiredOption('--socket <path>', "libvirtd's read-write socket")
     .requiredOption('--uri <uri>', 'driver URI', 'test:///default')
     .action((flags: { socket: string; uri: string }) => holdTestDriver(flags));
+
+  sandbox
+    .command('netns')
+    .argument('<node>', 'a node of the sandbox, e.g. hv1')
+    .description('print the network namespace of a node: ip netns exec "$(vk sandbox netns hv1)" bridge fdb show')
+    .addOption(dirOption())
+    .action((node: string, flags: { dir?: string }) => netnsOf(node, flags));
 
   sandbox
     .command('env')

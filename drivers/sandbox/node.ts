@@ -4,8 +4,10 @@
 // /var/cache/libvirt and /var/log/libvirt and the hostname is the node's name. The daemon stays in
 // the host's network namespace (it reaches ZooKeeper on 127.0.0.1) but sees the node's files
 // where a real hypervisor has them: the libvirt socket at /run/libvirt/libvirt-sock, serial logs
-// under /var/log/libvirt/qemu. The recipes (config, namespaces, readiness) are drivers/launch/,
-// shared with the test rig; here they are started detached and recorded in the state file.
+// under /var/log/libvirt/qemu. The node's FRR (zebra + bgpd, frr.ts) runs in its network
+// namespace too; the daemon reaches it through the vty sockets in DIR/<node>/frr. The recipes
+// (config, namespaces, readiness) are drivers/launch/, shared with the test rig; here they are
+// started detached and recorded in the state file.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
@@ -15,7 +17,7 @@ import { isAlive, refOf, spawnDetached, tailFile, waitServing as waitUntil, type
 import { LibvirtHypervisor } from '../libvirt-hypervisor.ts';
 import { GUEST_IMAGE, writeGuestImage } from './guest-image.ts';
 import { HOLDING } from './holder.ts';
-import type { NodeState, SandboxDriver } from './state.ts';
+import { frrDir, type NodeState, type SandboxDriver } from './state.ts';
 
 export { libvirtUri, VK_BIN };
 
@@ -90,6 +92,11 @@ export function writeDaemonConfig(node: NodeState, s: DaemonSettings): string {
     // Its address on the fabric is its cluster address: the daemon makes the example networks'
     // bridges and VXLANs in the node's namespace.
     network: { clusterAddress: s.address },
+    // The node's FRR, which `vk sandbox up` started in the node's namespace with everything in
+    // DIR/<node>/frr. The daemon reaches it through the vty sockets there (no namespace needed)
+    // and runs in the node's UTS namespace, so FRR's hostname is already its own; naming it
+    // keeps the config right for a daemon started by hand outside that namespace.
+    frr: { confDir: frrDir(node), vtySocket: frrDir(node), runDir: frrDir(node), hostname: node.name },
     ...(s.driver === 'qemu' ? { migration: { uri: `qemu+tcp://${s.address}/system`, migrateUri: `tcp://${s.address}` } } : {}),
     logLevel: s.logLevel ?? 'info',
   };

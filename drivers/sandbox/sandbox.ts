@@ -1,5 +1,5 @@
 // A local sandbox cluster (`vk sandbox up|status|down`): ZooKeeper on loopback, N simulated
-// hypervisors (network namespace + private libvirtd + `vk daemon` each) on a bridge of their own.
+// hypervisors (network namespace + private libvirtd + FRR + `vk daemon` each) on a bridge of their own.
 // This module starts and stops the processes and namespaces; cli/commands/sandbox.ts talks to the
 // cluster (apply, convergence). Everything made is recorded in DIR/sandbox.json the moment it
 // exists, and only what is recorded there is ever signalled or deleted.
@@ -16,12 +16,15 @@ import {
   pidsIn,
   unmountNetnsDirIfEmpty,
 } from '../launch/netns.ts';
+import { frrProblem, frrRunning, letFrrReach, startNodeFrr, stopNodeFrr } from './frr.ts';
 import { launchDaemon, launchHolder, launchLibvirtd, prepareNodeDir, qemuProcs, removeTestDomain, VK_BIN, waitHolder, waitLibvirtd, writeDaemonConfig } from './node.ts';
 import { isAlive, killProcess, refOf, stopProcess, type ProcRef } from '../launch/process.ts';
 import { nodeAddress, prefixFor, preferredPort, readState, STATE_VERSION, statePath, writeState, type NodeState, type SandboxDriver, type SandboxState } from './state.ts';
 import { choosePort, launchZooKeeper, waitZooKeeper, zkServing, ZK_HOST } from './zookeeper.ts';
 
 export const MIN_NODES = 1;
+/** DIR/cluster-config.yaml: the examples' cluster config with the nodes beyond hv3 (`vk sandbox up --nodes 4`…). */
+export const CLUSTER_CONFIG_FILE = 'cluster-config.yaml';
 export const MAX_NODES = 16;
 
 export interface StartOptions {
@@ -43,14 +46,17 @@ export function binDir(dir: string): string {
 }
 
 /**
- * Starts ZooKeeper, the fabric, and every node's namespace, libvirtd and daemon. On any failure
+ * Starts ZooKeeper, the fabric, and every node's namespace, libvirtd, FRR and daemon. On any failure
  * everything started so far is stopped again (log files stay for a look) and the error rethrown.
  */
 export async function startSandbox(opts: StartOptions): Promise<SandboxState> {
   const log = opts.log ?? (() => undefined);
   const dir = resolve(opts.dir);
   if (opts.nodes < MIN_NODES || opts.nodes > MAX_NODES) throw new Error(`--nodes must be ${MIN_NODES}..${MAX_NODES}`);
+  const noFrr = frrProblem();
+  if (noFrr) throw new Error(noFrr);
   mkdirSync(dir, { recursive: true });
+  letFrrReach([dir]);
   const prefix = prefixFor(dir);
   const port = await choosePort(preferredPort(dir));
   const state: SandboxState = {
@@ -92,6 +98,7 @@ export async function startSandbox(opts: StartOptions): Promise<SandboxState> {
     createFabric(state.fabric.netns);
     for (const node of state.nodes) {
       prepareNodeDir(node);
+      letFrrReach([dir, node.dir]);
       createNodeNetns(node.netns, state.fabric.netns, node.name, node.address);
     }
 
@@ -100,6 +107,10 @@ export async function startSandbox(opts: StartOptions): Promise<SandboxState> {
       node.libvirtd = launchLibvirtd(node);
       writeState(state);
     }
+    // Before any daemon, as systemd starts FRR before vk-daemon: each node's daemon finds its FRR
+    // serving and gives it the config rendered from the cluster config (none yet: an empty FRR).
+    log(`FRR: starting zebra + bgpd on ${state.nodes.length} nodes`);
+    await startAllFrr(state);
     await waitZooKeeper(zk, port);
     await Promise.all(state.nodes.map((node) => waitLibvirtd(node, node.libvirtd!)));
     if (opts.driver === 'test') {
@@ -135,6 +146,21 @@ export async function startSandbox(opts: StartOptions): Promise<SandboxState> {
     await teardown(state, { keepFiles: true, log });
     throw error;
   }
+}
+
+/**
+ * Every node's FRR, concurrently; each recorded as soon as it runs. On a failure the others are
+ * still waited for (and recorded, so the teardown stops them) before the first error is thrown.
+ */
+async function startAllFrr(state: SandboxState): Promise<void> {
+  const results = await Promise.allSettled(
+    state.nodes.map(async (node) => {
+      node.frr = await startNodeFrr(node, { loadConfig: false });
+      writeState(state);
+    }),
+  );
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 export function markUp(state: SandboxState): void {
@@ -176,8 +202,21 @@ async function teardown(state: SandboxState, opts: StopOptions): Promise<StopRep
     }
   };
 
-  // 1. Daemons first, so nothing reacts to libvirtd going away.
+  // 1. Daemons first, so nothing reacts to libvirtd or FRR going away; then FRR (SIGKILL, as the
+  //    launcher stops it, waiting until every thread is gone).
   await Promise.all(state.nodes.map((n) => stop(`vk daemon ${n.name}`, n.daemon, 10_000)));
+  await Promise.all(
+    state.nodes.map(async (n) => {
+      if (!n.frr) return;
+      const running = (['zebra', 'bgpd'] as const).filter((d) => isAlive(n.frr![d]));
+      try {
+        await stopNodeFrr(n.frr);
+        for (const d of running) report.stopped.push({ what: `FRR ${d} ${n.name}`, pid: n.frr[d].pid, how: 'killed' });
+      } catch (error) {
+        report.leftovers.push(`FRR of ${n.name}: ${(error as Error).message}`);
+      }
+    }),
+  );
   // 2. The test-driver holders, then libvirtd (QEMU guests survive it, as on a real host), then the guests and anything else
   //    still running in the node's namespace: only processes we started can be in there.
   await Promise.all(state.nodes.map((n) => stop(`test-driver holder ${n.name}`, n.holder, 5_000)));
@@ -217,6 +256,8 @@ async function teardown(state: SandboxState, opts: StopOptions): Promise<StopRep
       [`libvirtd ${n.name}`, n.libvirtd],
       [`test-driver holder ${n.name}`, n.holder],
       [`vk daemon ${n.name}`, n.daemon],
+      [`FRR zebra ${n.name}`, n.frr?.zebra],
+      [`FRR bgpd ${n.name}`, n.frr?.bgpd],
     ]),
   ];
   for (const [what, ref] of procs) if (ref && isAlive(ref)) report.leftovers.push(`${what} pid ${ref.pid} still running`);
@@ -229,7 +270,7 @@ async function teardown(state: SandboxState, opts: StopOptions): Promise<StopRep
   if (report.leftovers.length === 0) {
     rmSync(statePath(state.dir), { force: true });
     if (!opts.keepFiles) {
-      for (const sub of ['zookeeper', 'bin', ...state.nodes.map((n) => n.name)]) rmSync(join(state.dir, sub), { recursive: true, force: true });
+      for (const sub of ['zookeeper', 'bin', CLUSTER_CONFIG_FILE, ...state.nodes.map((n) => n.name)]) rmSync(join(state.dir, sub), { recursive: true, force: true });
       try {
         if (readdirSync(state.dir).length === 0) rmdirSync(state.dir);
       } catch {
@@ -267,6 +308,8 @@ export interface NodeHealth {
   /** The test-driver holder; undefined with QEMU guests (which need none). */
   holder: ProcHealth | undefined;
   daemon: ProcHealth;
+  /** zebra and bgpd; undefined when the state file records no FRR (a sandbox made before the sandbox ran FRR). */
+  frr: { zebra: ProcHealth; bgpd: ProcHealth } | undefined;
   guests: number;
 }
 
@@ -279,7 +322,7 @@ export interface SandboxHealth {
   healthy: boolean;
   /** Nothing recorded runs or exists any more (a reboot, or everything was killed). */
   dead: boolean;
-  /** ZooKeeper, the namespaces and every libvirtd run: dead daemons and holders can be restarted in place. */
+  /** ZooKeeper, the namespaces and every libvirtd run (and every node has its FRR recorded): dead daemons, holders and FRRs can be restarted in place. */
   restartable: boolean;
 }
 
@@ -298,20 +341,23 @@ export async function inspectSandbox(dir: string): Promise<SandboxHealth | undef
     libvirtd: health(n.libvirtd),
     holder: state.driver === 'test' ? health(n.holder) : undefined,
     daemon: health(n.daemon),
+    frr: n.frr ? { zebra: health(n.frr.zebra), bgpd: health(n.frr.bgpd) } : undefined,
     guests: qemuProcs(n).filter(isAlive).length,
   }));
   const fabric = netnsExists(state.fabric.netns);
-  const healthy = zk.serving && fabric && nodes.every((n) => n.netnsExists && n.libvirtd.alive && (n.holder?.alive ?? true) && n.daemon.alive);
-  const dead = !zk.alive && !fabric && nodes.every((n) => !n.netnsExists && !n.libvirtd.alive && !n.holder?.alive && !n.daemon.alive);
-  // What restartNodes() can bring back in place: everything runs but some daemons or holders.
-  const restartable = zk.serving && fabric && nodes.every((n) => n.netnsExists && n.libvirtd.alive);
+  const frrUp = (n: NodeHealth): boolean => n.frr !== undefined && n.frr.zebra.alive && n.frr.bgpd.alive;
+  const healthy = zk.serving && fabric && nodes.every((n) => n.netnsExists && n.libvirtd.alive && (n.holder?.alive ?? true) && frrUp(n) && n.daemon.alive);
+  const dead = !zk.alive && !fabric && nodes.every((n) => !n.netnsExists && !n.libvirtd.alive && !n.holder?.alive && !n.frr?.zebra.alive && !n.frr?.bgpd.alive && !n.daemon.alive);
+  // What restartNodes() can bring back in place: everything runs but some daemons, holders or
+  // FRRs. A node without FRR recorded has a daemon config that names no FRR: it is built anew.
+  const restartable = zk.serving && fabric && nodes.every((n) => n.netnsExists && n.libvirtd.alive && n.frr !== undefined);
   return { state, zookeeper: zk, fabric, nodes, healthy, dead, restartable };
 }
 
 export interface RestartOptions {
   /** Nodes to restart (default: all). */
   nodes?: readonly string[];
-  /** Start only the daemons and holders that are not running; leave running ones alone. */
+  /** Start only the daemons and holders that are not running; leave running ones alone (FRR is only ever started when down). */
   onlyDead?: boolean;
   log?: (line: string) => void;
 }
@@ -321,6 +367,8 @@ export interface RestartReport {
   daemons: Array<{ node: string; pid: number; was: 'running' | 'dead' }>;
   /** Nodes whose test-driver holder had died and was started again. */
   holders: Array<{ node: string; pid: number }>;
+  /** Nodes whose FRR (zebra or bgpd) was down and was started again, loading its frr.conf. */
+  frr: Array<{ node: string; zebra: number; bgpd: number }>;
 }
 
 /**
@@ -329,18 +377,20 @@ export interface RestartReport {
  * starts with the same config file and is recorded. libvirtd and the guests are left alone; with the
  * test driver the node's holder keeps the guests (a dead holder is started again first, though the
  * test driver's state is gone if the daemon died with it: the new daemon then starts the node's VMs again).
+ * A running FRR is left alone too; one that is down (zebra or bgpd) is started again before the
+ * daemon, loading the frr.conf the daemon wrote, as systemd would restart frr.service.
  * Needs a sandbox whose ZooKeeper, namespaces and libvirtds run (SandboxHealth.restartable).
  */
 export async function restartNodes(dir: string, opts: RestartOptions = {}): Promise<RestartReport> {
   const log = opts.log ?? (() => undefined);
   const health = await inspectSandbox(dir);
   if (!health) throw new Error(`no sandbox in ${resolve(dir)}`);
-  if (!health.restartable) throw new Error(`the sandbox in ${health.state.dir} cannot be restarted in place: its ZooKeeper, a namespace or a libvirtd is down`);
+  if (!health.restartable) throw new Error(`the sandbox in ${health.state.dir} cannot be restarted in place: ${notRestartable(health)}`);
   const { state } = health;
   const names = opts.nodes && opts.nodes.length > 0 ? [...opts.nodes] : state.nodes.map((n) => n.name);
   const unknown = names.filter((name) => !state.nodes.some((n) => n.name === name));
   if (unknown.length > 0) throw new Error(`no node ${unknown.join(', ')} in the sandbox (it has ${state.nodes.map((n) => n.name).join(', ')})`);
-  const report: RestartReport = { daemons: [], holders: [] };
+  const report: RestartReport = { daemons: [], holders: [], frr: [] };
   for (const node of state.nodes.filter((n) => names.includes(n.name))) {
     if (state.driver === 'test' && !isAlive(node.holder)) {
       node.holder = launchHolder(node);
@@ -349,6 +399,13 @@ export async function restartNodes(dir: string, opts: RestartOptions = {}): Prom
       await removeTestDomain(node); // the test driver started over: its "test" domain is back
       report.holders.push({ node: node.name, pid: node.holder.pid });
       log(`started the test-driver holder of ${node.name} (pid ${node.holder.pid})`);
+    }
+    if (!frrRunning(node)) {
+      if (node.frr) await stopNodeFrr(node.frr); // the half that may still run
+      node.frr = await startNodeFrr(node, { loadConfig: true });
+      writeState(state);
+      report.frr.push({ node: node.name, zebra: node.frr.zebra.pid, bgpd: node.frr.bgpd.pid });
+      log(`started FRR of ${node.name} (zebra pid ${node.frr.zebra.pid}, bgpd pid ${node.frr.bgpd.pid}), loading its frr.conf`);
     }
     const running = isAlive(node.daemon);
     if (running && opts.onlyDead) continue;
@@ -362,4 +419,17 @@ export async function restartNodes(dir: string, opts: RestartOptions = {}): Prom
     log(`started the vk daemon of ${node.name} (pid ${node.daemon.pid})`);
   }
   return report;
+}
+
+/** Why a sandbox cannot be restarted in place (SandboxHealth.restartable is false). */
+export function notRestartable(health: SandboxHealth): string {
+  const why: string[] = [];
+  if (!health.zookeeper.serving) why.push('its ZooKeeper is down');
+  if (!health.fabric) why.push(`its fabric namespace ${health.state.fabric.netns} is gone`);
+  for (const n of health.nodes) {
+    if (!n.netnsExists) why.push(`the namespace of ${n.name} is gone`);
+    if (!n.libvirtd.alive) why.push(`the libvirtd of ${n.name} is down`);
+    if (!n.frr) why.push(`${n.name} has no FRR recorded (made before the sandbox ran FRR)`);
+  }
+  return why.join('; ') || 'nothing is wrong';
 }

@@ -10,6 +10,11 @@ import type { LibvirtDriver } from '../launch/libvirtd.ts';
 export { REPO_ROOT };
 
 export const STATE_FILE = 'sandbox.json';
+/**
+ * Version 1 throughout: fields are only ever added, optional, so an older file still reads (a node
+ * recorded before FRR has no `frr`: `status` shows its FRR down, and `up` builds such a sandbox
+ * anew instead of repairing it in place, since its daemons' configs do not name the node's FRR).
+ */
 export const STATE_VERSION = 1;
 
 /** `.sandbox/` in the repository (gitignored); VK_SANDBOX_DIR overrides it. */
@@ -41,6 +46,16 @@ export interface NodeState {
    */
   holder?: ProcRef;
   daemon?: ProcRef;
+  /**
+   * The node's FRR (zebra + bgpd) in its network namespace, under its hostname, with everything in
+   * DIR/<name>/frr (drivers/launch/frr.ts). Started before the daemon, which keeps its frr.conf.
+   */
+  frr?: { zebra: ProcRef; bgpd: ProcRef };
+}
+
+/** DIR/<node>/frr: the node's frr.conf, vtysh.conf, vty sockets, zserv.api, pid files and logs (owned by user frr). */
+export function frrDir(node: Pick<NodeState, 'dir'>): string {
+  return join(node.dir, 'frr');
 }
 
 export interface SandboxState {

@@ -193,6 +193,7 @@ export function footprint(dir: string): Footprint {
     if (n.libvirtd) procs.push({ what: `libvirtd ${n.name}`, ref: n.libvirtd });
     if (n.holder) procs.push({ what: `test-driver holder ${n.name}`, ref: n.holder });
     if (n.daemon) procs.push({ what: `vk daemon ${n.name}`, ref: n.daemon });
+    if (n.frr) procs.push({ what: `FRR zebra ${n.name}`, ref: n.frr.zebra }, { what: `FRR bgpd ${n.name}`, ref: n.frr.bgpd });
     for (const q of qemuProcs(n)) procs.push({ what: `QEMU on ${n.name}`, ref: q });
     for (const pid of pidsIn(n.netns)) {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

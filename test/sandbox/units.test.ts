@@ -2,15 +2,18 @@
 // shipped config files (they must stay valid), the guest disk, the state helpers.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { exampleBridges, envLine, nextCommands } from '../../cli/commands/sandbox.ts';
 import { loadDaemonConfig } from '../../daemon/config.ts';
-import { aptLine, GUEST_GREETING, guestImage, prefixFor, preferredPort, type SandboxState } from '../../drivers/sandbox/index.ts';
-import { decodeManifest, parseVmXml, splitVmManifestSpec, type VmManifest } from '../../schemas/index.ts';
+import { aptLine, frrDir, GUEST_GREETING, guestImage, nodeAddress, prefixFor, preferredPort, type NodeState, type SandboxState } from '../../drivers/sandbox/index.ts';
+import { letFrrReach } from '../../drivers/sandbox/frr.ts';
+import { writeDaemonConfig } from '../../drivers/sandbox/node.ts';
+import { frrIds } from '../../drivers/launch/frr.ts';
+import { decodeManifest, parseVmXml, splitVmManifestSpec, type ClusterConfig, type VmManifest } from '../../schemas/index.ts';
 import { parseTour, printedCommands, readmeTour, REPO } from './helpers.ts';
 
 const EXAMPLES = join(REPO, 'manifests', 'examples');
@@ -49,6 +52,54 @@ test('the example manifests decode: a ClusterConfig, a bridged and a managed net
     for (const node of [vm.spec.node, ...vm.spec.meta.nodeLimit]) assert.match(node, /^hv[123]$/, 'examples use hv1-hv3 only');
   }
   assert.deepEqual(exampleBridges(), ['vkbr100', 'vkbr200', 'vkbr300']);
+});
+
+test("the examples' cluster config: BGP EVPN with the sandbox's hv1-hv3 addresses, every coordinator among them", () => {
+  const configs = exampleDocs()
+    .map(({ file, doc }, i) => decodeManifest(doc, `${file}#${i}`))
+    .filter((m) => m.kind === 'ClusterConfig');
+  assert.equal(configs.length, 1);
+  const spec = configs[0]!.spec as ClusterConfig;
+  assert.ok(spec.bgp, 'a bgp section: the sandbox runs FRR on every node');
+  assert.ok(spec.bgp.keepaliveS * 3 <= spec.bgp.holdS);
+  assert.deepEqual(spec.nodes, { hv1: { clusterAddress: nodeAddress(1) }, hv2: { clusterAddress: nodeAddress(2) }, hv3: { clusterAddress: nodeAddress(3) } });
+  for (const c of spec.coordinators) assert.ok(c in spec.nodes!, `coordinator ${c} has a cluster address`);
+});
+
+test("a sandbox node's daemon config names the node's FRR in DIR/<node>/frr", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vk-units-'));
+  try {
+    const node: NodeState = { name: 'hv2', netns: 'vks0000-hv2', address: nodeAddress(2), dir: join(dir, 'hv2'), socket: join(dir, 'hv2', 'run', 'libvirt-sock') };
+    mkdirSync(node.dir);
+    const cfg = loadDaemonConfig(writeDaemonConfig(node, { zk: '127.0.0.1:2181', driver: 'test', address: node.address }), {}, {});
+    assert.equal(frrDir(node), join(dir, 'hv2', 'frr'));
+    assert.deepEqual(
+      { enabled: cfg.frr.enabled, confDir: cfg.frr.confDir, vtySocket: cfg.frr.vtySocket, runDir: cfg.frr.runDir, hostname: cfg.frr.hostname },
+      { enabled: true, confDir: frrDir(node), vtySocket: frrDir(node), runDir: frrDir(node), hostname: 'hv2' },
+    );
+    assert.equal(cfg.network.clusterAddress, nodeAddress(2));
+    assert.equal(cfg.netns, 'vks0000-hv2');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('user frr can reach DIR/<node>/frr: the sandbox dirs get o+x, a 0700 directory above them is named', { skip: process.getuid?.() !== 0 || !frrIds() ? 'needs root and user frr' : false }, () => {
+  const top = mkdtempSync(join(tmpdir(), 'vk-reach-')); // 0700, like a --dir made by mktemp -d
+  try {
+    const node = join(top, 'hv1');
+    mkdirSync(node, { mode: 0o700 });
+    chmodSync(node, 0o700);
+    letFrrReach([top, node]);
+    assert.equal(statSync(top).mode & 0o777, 0o701);
+    assert.equal(statSync(node).mode & 0o777, 0o701);
+    const inner = join(top, 'closed', 'sandbox');
+    mkdirSync(inner, { recursive: true });
+    chmodSync(join(top, 'closed'), 0o700);
+    assert.throws(() => letFrrReach([inner]), new RegExp(`${join(top, 'closed').replaceAll('/', '\\/')} is not searchable by other users \\(mode 700\\)`));
+  } finally {
+    rmSync(top, { recursive: true, force: true });
+  }
 });
 
 test('the shipped daemon config file loads, and the systemd unit runs the daemon with it and restarts it', () => {
@@ -143,6 +194,7 @@ test('the lines up prints: an export line first, then commands, then vk sandbox 
   assert.equal(lines[0], env);
   assert.equal(lines[lines.length - 1], 'vk sandbox down');
   assert.ok(lines.includes('vk get nodes'));
+  assert.ok(lines.includes('vk describe node hv1'), 'the node with its BGP sessions');
   assert.ok(!lines.some((l) => l.includes('vk vm log')), 'no console commands on the test driver');
 });
 
