@@ -1,9 +1,10 @@
 // Each sandbox node's FRR: zebra and bgpd in the node's network namespace, under its hostname,
-// with everything in DIR/<node>/frr — started by `vk sandbox up` before the node's daemon, as
+// with everything in DIR/<node>/frr (or /run/virtkeeper-sandbox/<prefix>/<node> when user frr
+// cannot reach DIR) — started by `vk sandbox up` before the node's daemon, as
 // systemd starts FRR on a real hypervisor (the daemon never starts FRR; it keeps its frr.conf).
 // The recipe is the shared launcher (drivers/launch/frr.ts); here the daemons are recorded in
 // sandbox.json and stopped by those records.
-import { chmodSync, statSync } from 'node:fs';
+import { chmodSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { frrIds, frrInstalled, frrLogTail, startFrr, stopFrr } from '../launch/frr.ts';
 import { isAlive } from '../launch/process.ts';
@@ -28,27 +29,42 @@ function searchable(path: string, ids: { uid: number; gid: number }): boolean {
   return (st.mode & 0o001) !== 0 || (st.uid === ids.uid && (st.mode & 0o100) !== 0) || (st.gid === ids.gid && (st.mode & 0o010) !== 0);
 }
 
+/** Where FRR's files go when user frr cannot reach DIR (a sandbox under /root, which is 0700). */
+export const FRR_RUN_BASE = '/run/virtkeeper-sandbox';
+
 /**
  * FRR drops to user frr, which must be able to reach DIR/<node>/frr. `own` (DIR, DIR/<node>:
  * the sandbox's directories) get o+x — search, not read — when frr cannot search them (mkdtemp
- * makes 0700); a directory above them that frr cannot search is an error naming it.
+ * makes 0700). Answers the first directory above them that frr cannot search (then the caller
+ * puts FRR's files under FRR_RUN_BASE instead), or undefined.
  */
-export function letFrrReach(own: readonly string[]): void {
+export function letFrrReach(own: readonly string[]): string | undefined {
   const ids = frrIds();
   if (!ids) throw new Error('there is no user frr (the frr package makes it)');
   const mine = new Set(own.map((d) => resolve(d)));
   for (const d of mine) {
-    if (!searchable(d, ids)) chmodSync(d, (statSync(d).mode & 0o7777) | 0o001);
+    for (let p = dirname(d); ; p = dirname(p)) {
+      if (!mine.has(p) && !searchable(p, ids)) return p;
+      if (p === dirname(p)) break;
+    }
   }
   for (const d of mine) {
-    for (let p = dirname(d); ; p = dirname(p)) {
-      if (!mine.has(p) && !searchable(p, ids)) {
-        throw new Error(
-          `FRR runs as user frr, which cannot reach ${d}: ${p} is not searchable by other users (mode ${(statSync(p).mode & 0o777).toString(8)}); ` +
-            `use a --dir (or VK_SANDBOX_DIR) outside it, e.g. /var/tmp/vk-sandbox, or allow the search: chmod o+x ${p}`,
-        );
+    if (!searchable(d, ids)) chmodSync(d, (statSync(d).mode & 0o7777) | 0o001);
+  }
+  return undefined;
+}
+
+/** Removes FRR dirs kept outside DIR (under FRR_RUN_BASE), and their parents there once empty. */
+export function removeOutsideFrrDirs(nodes: readonly NodeState[]): void {
+  for (const node of nodes) {
+    if (node.frrDir === undefined || !node.frrDir.startsWith(`${FRR_RUN_BASE}/`)) continue;
+    rmSync(node.frrDir, { recursive: true, force: true });
+    for (let p = dirname(node.frrDir); p.startsWith(`${FRR_RUN_BASE}/`) || p === FRR_RUN_BASE; p = dirname(p)) {
+      try {
+        rmdirSync(p);
+      } catch {
+        break; // not empty, or gone
       }
-      if (p === dirname(p)) break;
     }
   }
 }

@@ -4,7 +4,7 @@
 // cluster (apply, convergence). Everything made is recorded in DIR/sandbox.json the moment it
 // exists, and only what is recorded there is ever signalled or deleted.
 import { mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync, symlinkSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import {
   createFabric,
   createNodeNetns,
@@ -16,7 +16,7 @@ import {
   pidsIn,
   unmountNetnsDirIfEmpty,
 } from '../launch/netns.ts';
-import { frrProblem, frrRunning, letFrrReach, startNodeFrr, stopNodeFrr } from './frr.ts';
+import { FRR_RUN_BASE, frrProblem, frrRunning, letFrrReach, removeOutsideFrrDirs, startNodeFrr, stopNodeFrr } from './frr.ts';
 import { launchDaemon, launchHolder, launchLibvirtd, prepareNodeDir, qemuProcs, removeTestDomain, VK_BIN, waitHolder, waitLibvirtd, writeDaemonConfig } from './node.ts';
 import { isAlive, killProcess, refOf, stopProcess, type ProcRef } from '../launch/process.ts';
 import { nodeAddress, prefixFor, preferredPort, readState, STATE_VERSION, statePath, writeState, type NodeState, type SandboxDriver, type SandboxState } from './state.ts';
@@ -56,8 +56,11 @@ export async function startSandbox(opts: StartOptions): Promise<SandboxState> {
   const noFrr = frrProblem();
   if (noFrr) throw new Error(noFrr);
   mkdirSync(dir, { recursive: true });
-  letFrrReach([dir]);
   const prefix = prefixFor(dir);
+  // User frr must reach FRR's files; a DIR under a 0700 directory (/root) gets them in /run.
+  const blocked = letFrrReach([dir]);
+  const frrBase = blocked === undefined ? undefined : join(FRR_RUN_BASE, prefix);
+  if (frrBase) log(`FRR: user frr cannot reach ${dir} (${blocked} is not searchable by others): FRR's files go to ${frrBase}`);
   const port = await choosePort(preferredPort(dir));
   const state: SandboxState = {
     version: STATE_VERSION,
@@ -74,6 +77,7 @@ export async function startSandbox(opts: StartOptions): Promise<SandboxState> {
       address: nodeAddress(i + 1),
       dir: join(dir, name),
       socket: join(dir, name, 'run', 'libvirt-sock'),
+      ...(frrBase ? { frrDir: join(frrBase, name) } : {}),
     })),
     phase: 'starting',
   };
@@ -98,7 +102,11 @@ export async function startSandbox(opts: StartOptions): Promise<SandboxState> {
     createFabric(state.fabric.netns);
     for (const node of state.nodes) {
       prepareNodeDir(node);
-      letFrrReach([dir, node.dir]);
+      if (node.frrDir === undefined) letFrrReach([dir, node.dir]);
+      else {
+        rmSync(node.frrDir, { recursive: true, force: true });
+        mkdirSync(dirname(node.frrDir), { recursive: true, mode: 0o755 });
+      }
       createNodeNetns(node.netns, state.fabric.netns, node.name, node.address);
     }
 
@@ -270,6 +278,7 @@ async function teardown(state: SandboxState, opts: StopOptions): Promise<StopRep
   if (report.leftovers.length === 0) {
     rmSync(statePath(state.dir), { force: true });
     if (!opts.keepFiles) {
+      removeOutsideFrrDirs(state.nodes);
       for (const sub of ['zookeeper', 'bin', CLUSTER_CONFIG_FILE, ...state.nodes.map((n) => n.name)]) rmSync(join(state.dir, sub), { recursive: true, force: true });
       try {
         if (readdirSync(state.dir).length === 0) rmdirSync(state.dir);

@@ -51,11 +51,13 @@ export interface NodeState {
    * DIR/<name>/frr (drivers/launch/frr.ts). Started before the daemon, which keeps its frr.conf.
    */
   frr?: { zebra: ProcRef; bgpd: ProcRef };
+  /** Where the node's FRR files are when not DIR/<name>/frr (user frr cannot reach DIR). */
+  frrDir?: string;
 }
 
-/** DIR/<node>/frr: the node's frr.conf, vtysh.conf, vty sockets, zserv.api, pid files and logs (owned by user frr). */
-export function frrDir(node: Pick<NodeState, 'dir'>): string {
-  return join(node.dir, 'frr');
+/** DIR/<node>/frr (or the recorded frrDir): the node's frr.conf, vtysh.conf, vty sockets, zserv.api, pid files and logs (owned by user frr). */
+export function frrDir(node: Pick<NodeState, 'dir' | 'frrDir'>): string {
+  return node.frrDir ?? join(node.dir, 'frr');
 }
 
 export interface SandboxState {

@@ -10,7 +10,7 @@ import { parseAllDocuments } from 'yaml';
 import { exampleBridges, envLine, nextCommands } from '../../cli/commands/sandbox.ts';
 import { loadDaemonConfig } from '../../daemon/config.ts';
 import { aptLine, frrDir, GUEST_GREETING, guestImage, nodeAddress, prefixFor, preferredPort, type NodeState, type SandboxState } from '../../drivers/sandbox/index.ts';
-import { letFrrReach } from '../../drivers/sandbox/frr.ts';
+import { FRR_RUN_BASE, letFrrReach, removeOutsideFrrDirs } from '../../drivers/sandbox/frr.ts';
 import { writeDaemonConfig } from '../../drivers/sandbox/node.ts';
 import { frrIds } from '../../drivers/launch/frr.ts';
 import { decodeManifest, parseVmXml, splitVmManifestSpec, type ClusterConfig, type VmManifest } from '../../schemas/index.ts';
@@ -84,21 +84,35 @@ test("a sandbox node's daemon config names the node's FRR in DIR/<node>/frr", ()
   }
 });
 
-test('user frr can reach DIR/<node>/frr: the sandbox dirs get o+x, a 0700 directory above them is named', { skip: process.getuid?.() !== 0 || !frrIds() ? 'needs root and user frr' : false }, () => {
+test('user frr can reach DIR/<node>/frr: the sandbox dirs get o+x; below a 0700 directory they are left alone and it is named', { skip: process.getuid?.() !== 0 || !frrIds() ? 'needs root and user frr' : false }, () => {
   const top = mkdtempSync(join(tmpdir(), 'vk-reach-')); // 0700, like a --dir made by mktemp -d
   try {
     const node = join(top, 'hv1');
     mkdirSync(node, { mode: 0o700 });
     chmodSync(node, 0o700);
-    letFrrReach([top, node]);
+    assert.equal(letFrrReach([top, node]), undefined);
     assert.equal(statSync(top).mode & 0o777, 0o701);
     assert.equal(statSync(node).mode & 0o777, 0o701);
     const inner = join(top, 'closed', 'sandbox');
     mkdirSync(inner, { recursive: true });
     chmodSync(join(top, 'closed'), 0o700);
-    assert.throws(() => letFrrReach([inner]), new RegExp(`${join(top, 'closed').replaceAll('/', '\\/')} is not searchable by other users \\(mode 700\\)`));
+    chmodSync(inner, 0o700);
+    assert.equal(letFrrReach([inner]), join(top, 'closed'));
+    assert.equal(statSync(inner).mode & 0o777, 0o700, 'nothing is opened up in vain');
   } finally {
     rmSync(top, { recursive: true, force: true });
+  }
+});
+
+test('FRR dirs kept under /run/virtkeeper-sandbox go at teardown, with their emptied parents; others are left to DIR', { skip: process.getuid?.() !== 0 ? 'needs root (/run)' : false }, () => {
+  const base = join(FRR_RUN_BASE, `vkstest${process.pid}`);
+  const nodes = ['hv1', 'hv2'].map((name) => ({ name, netns: `x-${name}`, address: '198.51.100.1', dir: `/nonexistent/${name}`, socket: '/nonexistent/s', frrDir: join(base, name) }));
+  for (const n of nodes) mkdirSync(join(n.frrDir, 'sub'), { recursive: true });
+  try {
+    removeOutsideFrrDirs([...nodes, { name: 'hv3', netns: 'x', address: '198.51.100.3', dir: '/nonexistent/hv3', socket: '/nonexistent/s' }]);
+    assert.equal(existsSync(base), false);
+  } finally {
+    rmSync(base, { recursive: true, force: true });
   }
 });
 
