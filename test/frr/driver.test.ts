@@ -19,6 +19,7 @@ import { ip, netnsUsable } from '../../drivers/launch/netns.ts';
 import { frrInstalled, startFrrNode, type FrrNode } from '../rig/frr.ts';
 import { createFabric, type Fabric } from '../rig/netns.ts';
 import { waitFor } from '../rig/wait.ts';
+import { isAlive, refOf } from '../../drivers/launch/process.ts';
 
 const ASN = 65500;
 
@@ -74,15 +75,8 @@ async function rejectsPromptly(what: string, p: () => Promise<unknown>, reason: 
   return e;
 }
 
-const alive = (pid: number): boolean => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-};
+/** Whether the process is live (not a zombie). */
+const alive = (pid: number): boolean => isAlive(refOf(pid));
 
 /** Live processes whose command line mentions `text`, but for the ones in `except`. */
 function processesMentioning(text: string, except: number[] = []): string[] {

@@ -25,6 +25,7 @@ import {
 import { run } from '../../drivers/net/run.ts';
 import type { ObservedLink } from '../../drivers/net/types.ts';
 import { waitFor } from '../rig/wait.ts';
+import { isAlive, refOf } from '../../drivers/launch/process.ts';
 
 const GROUP = 4244;
 const why = netnsUsable();
@@ -35,16 +36,8 @@ const opts = { netns: ns };
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const linkNames = async (): Promise<string[]> => (await observeLinks(opts)).links.map((l) => l.name);
 
-/** Whether /proc/<pid> is a live (non-zombie) process. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
+/** Whether the process is live (not a zombie). */
+const alive = (pid: number): boolean => isAlive(refOf(pid));
 
 function cmdline(pid: number): string {
   try {
