@@ -21,6 +21,7 @@ import {
 import { withCluster } from '../connect.ts';
 import { readLockQueue, type LockEntry } from '../../drivers/zk/lock.ts';
 import { FLUSH_LOCK } from '../../reconcilers/flush/plan.ts';
+import { establishedPeers } from '../../reconcilers/frr/plan.ts';
 import { keepaliveAge } from '../../reconcilers/node/plan.ts';
 import type { ZkStore } from '../../drivers/zk/index.ts';
 import { CliError, usageError } from '../errors.ts';
@@ -131,16 +132,11 @@ function flushCell(node: LiveNode, queue: readonly LockEntry[]): string {
   return '-';
 }
 
-/** A BGP peer whose session is up (bgpd's FSM state). */
-function established(frr: NodeFrr): number {
-  return frr.peers.filter((p) => p.state === 'Established').length;
-}
-
 /** BGP: sessions up of the node's peers (`2/2`); `-` when the node reports no FRR state or BGP is not configured. */
 function bgpCell(node: LiveNode): string {
   const frr = node.status?.value.frr;
   if (!frr || frr.state === 'NotConfigured') return '-';
-  const up = established(frr);
+  const up = establishedPeers(frr);
   const text = `${up}/${frr.peers.length}`;
   return up < frr.peers.length || frr.state !== 'InSync' ? colors.red(text) : text;
 }
@@ -432,7 +428,7 @@ function frrBlock(frr: NodeFrr | undefined): string[] {
   if (frr.peers.length === 0) lines.push(field('Peers', 'none'));
   else {
     lines.push(
-      `Peers (${established(frr)}/${frr.peers.length} established):`,
+      `Peers (${establishedPeers(frr)}/${frr.peers.length} established):`,
       indent(table(['PEER', 'NODE', 'STATE', 'PREFIXES'], frr.peers.map((p) => [p.address, orDash(p.node), p.state, String(p.prefixesReceived)]))),
     );
   }

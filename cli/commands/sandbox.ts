@@ -36,6 +36,7 @@ import {
   type SandboxHealth,
   type SandboxState,
 } from '../../drivers/sandbox/index.ts';
+import { establishedPeers } from '../../reconcilers/frr/plan.ts';
 import { ZkPaths, type NodeFrr } from '../../schemas/index.ts';
 import { readAllNetworks, readConfig } from '../cluster.ts';
 import { CliError, EXIT_USAGE } from '../errors.ts';
@@ -278,7 +279,7 @@ export async function bgpProgress(store: ZkStore, paths: ZkPaths, nodes: readonl
       const status = await store.get(paths.nodeStatus(name));
       const frr = status ? (JSON.parse(status.data.toString('utf8')) as { frr?: NodeFrr }).frr : undefined;
       if (!frr) return { name, done: false, detail: 'no FRR status yet', established: 0 };
-      const up = frr.peers.filter((p) => p.state === 'Established').length;
+      const up = establishedPeers(frr);
       if (frr.state !== 'InSync') return { name, done: false, detail: `FRR ${frr.state}${frr.message ? `: ${frr.message.split('\n')[0]!.slice(0, 160)}` : ''}`, established: up };
       const down = frr.peers.filter((p) => p.state !== 'Established');
       if (frr.peers.length === 0 || down.length > 0) {

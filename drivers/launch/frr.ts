@@ -16,7 +16,7 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import { accessSync, chownSync, closeSync, constants, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FrrLocation } from '../frr/types.ts';
-import { exeOf, isAlive, killProcess, refOf, sleep, tailFile, waitServing, type ProcRef } from './process.ts';
+import { allThreadsGone, exeOf, isAlive, killProcess, refOf, tailFile, waitServing, type ProcRef } from './process.ts';
 
 export const FRR_LIBDIR = '/usr/lib/frr';
 export const ZEBRA = `${FRR_LIBDIR}/zebra`;
@@ -231,29 +231,10 @@ export async function startFrr(o: StartFrrOptions): Promise<FrrHandle> {
   return { dir: o.dir, ...(o.netns !== undefined ? { netns: o.netns } : {}), hostname: o.hostname, zebraPid: zebra.pid, bgpdPid: bgpd.pid, zebra, bgpd };
 }
 
-/**
- * True once every thread of the process has exited. The daemons are multi-threaded: after
- * SIGKILL the main thread turns zombie (so isAlive is false) while other threads are still
- * exiting and the process's sockets are still open, so a vty socket can accept a connection for a
- * moment after isAlive went false.
- */
-export function allThreadsGone(ref: ProcRef): boolean {
-  if (refOf(ref.pid)?.startTime !== ref.startTime) return true; // reaped (or the PID reused)
-  try {
-    return readdirSync(`/proc/${ref.pid}/task`).every((tid) => tid === String(ref.pid)) && !isAlive(ref);
-  } catch {
-    return true;
-  }
-}
-
 /** SIGKILL to both daemons (by PID and start time) and wait until they are gone, every thread. */
 export async function stopFrr(h: Pick<FrrHandle, 'zebra' | 'bgpd'>): Promise<void> {
   await Promise.all([killProcess(h.bgpd), killProcess(h.zebra)]);
-  const deadline = Date.now() + 10_000;
-  for (const ref of [h.bgpd, h.zebra]) {
-    while (!allThreadsGone(ref) && Date.now() < deadline) await sleep(10);
-    if (!allThreadsGone(ref)) throw new Error(`FRR process ${ref.pid} survived SIGKILL`);
-  }
+  for (const ref of [h.bgpd, h.zebra]) if (!allThreadsGone(ref)) throw new Error(`FRR process ${ref.pid} survived SIGKILL`);
 }
 
 /** For exit handlers: SIGKILL to both, no waiting. */

@@ -11,7 +11,7 @@
 // Each launcher (./zookeeper.ts, ./libvirtd.ts, ./daemon.ts) says what to run as a LaunchSpec
 // and how to tell that it serves; the caller picks the way to start it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 /** What to run: argv, where its stdout and stderr go (appended), its working dir and environment. */
 export interface LaunchSpec {
@@ -54,6 +54,21 @@ export function isAlive(ref: ProcRef | undefined): boolean {
   if (!f) return false;
   if (f[0] === 'Z' || f[0] === 'X') return false;
   return Number(f[19]) === ref.startTime;
+}
+
+/**
+ * True once every thread of the process has exited (reaped, or a zombie with no thread left). A
+ * multi-threaded process (zebra, bgpd, libvirtd, a JVM) killed with SIGKILL turns zombie in its
+ * main thread — isAlive is false then — while its other threads are still exiting and its sockets
+ * still open: a socket can accept a connection for a moment after isAlive went false.
+ */
+export function allThreadsGone(ref: ProcRef): boolean {
+  if (procStartTime(ref.pid) !== ref.startTime) return true; // reaped (or the PID reused)
+  try {
+    return readdirSync(`/proc/${ref.pid}/task`).every((tid) => tid === String(ref.pid)) && !isAlive(ref);
+  } catch {
+    return true;
+  }
 }
 
 /** Same PID and start time, zombie or not (a zombie still holds its PID). */
@@ -147,22 +162,22 @@ export async function stopProcess(ref: ProcRef | undefined, graceMs: number): Pr
   signal(ref, 'SIGCONT');
   const deadline = Date.now() + graceMs;
   while (Date.now() < deadline) {
-    if (!isAlive(ref)) return 'terminated';
+    if (allThreadsGone(ref)) return 'terminated';
     await sleep(25);
   }
   signal(ref, 'SIGKILL');
   const hard = Date.now() + 10_000;
-  while (isAlive(ref) && Date.now() < hard) await sleep(25);
-  if (isAlive(ref)) throw new Error(`process ${ref.pid} survived SIGKILL`);
+  while (!allThreadsGone(ref) && Date.now() < hard) await sleep(25);
+  if (!allThreadsGone(ref)) throw new Error(`process ${ref.pid} survived SIGKILL`);
   return 'killed';
 }
 
-/** SIGKILL and wait, for processes that need no grace (QEMU guests of a sandbox being torn down). */
+/** SIGKILL and wait until every thread is gone, for processes that need no grace (QEMU guests of a sandbox being torn down, FRR). */
 export async function killProcess(ref: ProcRef): Promise<void> {
   if (!isAlive(ref)) return;
   signal(ref, 'SIGKILL');
   const hard = Date.now() + 10_000;
-  while (isAlive(ref) && Date.now() < hard) await sleep(20);
+  while (!allThreadsGone(ref) && Date.now() < hard) await sleep(10);
 }
 
 /** Last lines of a log file ('' when it does not exist). */

@@ -20,7 +20,7 @@ import { compareAndSet, NO_CHANGE } from '../../drivers/zk/index.ts';
 import type { FrrDriver } from '../../drivers/frr/types.ts';
 import { decodeNodeStatus, encodeNodeStatus, type NodeFrr } from '../../schemas/index.ts';
 import { runFrrPass } from './execute.ts';
-import { establishedPeers, frrStatus, nextLookMs, sameFrrStatus } from './plan.ts';
+import { establishedPeers, frrStatus, isEmptyDelta, nextLookMs, sameFrrStatus } from './plan.ts';
 import { desiredFrr, type FrrDesired } from './render.ts';
 
 export interface FrrControllerOptions {
@@ -169,7 +169,7 @@ export class FrrController implements Runnable {
     try {
       if ((await this.o.driver.readConfig()) !== desired.text) return [`${self} frr write frr.conf and reload (the rendered config changed)`];
       const delta = await this.o.driver.delta();
-      if (delta.toAdd.length + delta.toDelete.length === 0) return [];
+      if (isEmptyDelta(delta)) return [];
       return [`${self} frr reload ${delta.toAdd.length} to add ${delta.toDelete.length} to delete (FRR's running config drifted)`];
     } catch (error) {
       return [`${self} frr cannot check FRR: ${(error as Error).message}`];

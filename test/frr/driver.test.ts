@@ -14,12 +14,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createFrrDriver, FrrError, parseBgpSummary, parseEvpnVnis, parseReloadTest, type FrrDriver, type FrrErrorReason } from '../../drivers/frr/index.ts';
 import { run, stderrExcerpt } from '../../drivers/frr/run.ts';
-import { allThreadsGone } from '../../drivers/launch/frr.ts';
 import { ip, netnsUsable } from '../../drivers/launch/netns.ts';
 import { frrInstalled, startFrrNode, type FrrNode } from '../rig/frr.ts';
 import { createFabric, type Fabric } from '../rig/netns.ts';
 import { waitFor } from '../rig/wait.ts';
-import { isAlive, refOf } from '../../drivers/launch/process.ts';
+import { allThreadsGone, isAlive, refOf } from '../../drivers/launch/process.ts';
 
 const ASN = 65500;
 
