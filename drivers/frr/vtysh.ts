@@ -37,15 +37,24 @@ function probeSocket(path: string, timeoutMs: number): Promise<string | undefine
     });
     sock.once('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      resolve(e.code === 'ENOENT' ? `no vty socket ${path}` : e.code === 'ECONNREFUSED' ? `${path} refuses connections` : `${path}: ${e.message}`);
+      resolve(
+        e.code === 'ENOENT'
+          ? `no vty socket ${path}`
+          : e.code === 'ECONNREFUSED'
+            ? `${path} refuses connections`
+            : e.code === 'EAGAIN'
+              ? `${path} takes no more connections: its queue is full (the daemon is frozen or overloaded)`
+              : `${path}: ${e.message}`,
+      );
     });
   });
 }
 
 /**
  * Throws FrrUnreachable unless every daemon of location.daemons accepts a connection on its vty
- * socket. A frozen daemon still accepts (the kernel queues the connection): the command after
- * this then runs into its timeout.
+ * socket. A frozen daemon still accepts (the kernel queues the connection) until its listen queue
+ * is full: the command after this then runs into its timeout; once the queue is full, the probe
+ * itself fails with EAGAIN.
  */
 export async function checkReachable(location: FrrLocation, deadline: number): Promise<void> {
   const daemons = location.daemons ?? DEFAULT_DAEMONS;

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { hostname as osHostname, tmpdir } from 'node:os';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createFrrDriver, FrrError, parseBgpSummary, parseEvpnVnis, parseReloadTest, type FrrDriver, type FrrErrorReason } from '../../drivers/frr/index.ts';
@@ -366,13 +367,45 @@ describe('FRR driver against real FRR 8.4 in two namespaces', { skip: why }, () 
     const frozen = createFrrDriver(hv2.location({ timeoutMs: 700 }));
     process.kill(pid, 'SIGSTOP');
     try {
-      for (const [name, call] of [
-        ['bgpPeers', () => frozen.bgpPeers()],
-        ['delta', () => frozen.delta()],
+      // Each call either runs into its timeout or, once the calls before it filled bgpd's listen
+      // queue, is refused at the reachability probe: both are prompt, and both say why.
+      for (const [name, call, timedOutReason] of [
+        ['bgpPeers', () => frozen.bgpPeers(), 'FrrUnreachable'],
+        ['delta', () => frozen.delta(), 'FrrUnreachable'],
+        ['reload', () => frozen.reload(), 'ReloadFailed'],
       ] as const) {
-        await rejectsPromptly(name, call, 'FrrUnreachable', 3000, /no answer within 700 ms \(killed\)/);
+        const t0 = Date.now();
+        const e = await call().then(
+          () => assert.fail(`${name} resolved against a frozen bgpd`),
+          (err: unknown) => err as FrrError,
+        );
+        const took = Date.now() - t0;
+        assert.ok(took < 3000, `${name} took ${took} ms: ${e.message}`);
+        if (/queue is full/.test(e.message)) {
+          assert.equal(e.reason, 'FrrUnreachable', e.message);
+          assert.match(e.message, /bgpd: .*bgpd\.vty takes no more connections: its queue is full/);
+        } else {
+          assert.equal(e.reason, timedOutReason, e.message);
+          assert.match(e.message, /no answer within 700 ms \(killed\)/);
+        }
       }
-      await rejectsPromptly('reload', () => frozen.reload(), 'ReloadFailed', 3000, /no answer within 700 ms \(killed\)/);
+      // Fill bgpd's listen queue for sure: the next call is refused at once, naming the full queue.
+      const held: Socket[] = [];
+      try {
+        for (let i = 0; i < 1000; i++) {
+          const s = connect(join(hv2.location().vtySocket, 'bgpd.vty'));
+          held.push(s);
+          const code = await new Promise<string | undefined>((resolve) => {
+            s.once('connect', () => resolve(undefined));
+            s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code));
+          });
+          if (code === 'EAGAIN') break;
+          assert.equal(code, undefined, `connection ${i} to a frozen bgpd`);
+        }
+        await rejectsPromptly('delta with a full queue', () => frozen.delta(), 'FrrUnreachable', 1000, /bgpd: .*bgpd\.vty takes no more connections: its queue is full/);
+      } finally {
+        for (const s of held) s.destroy();
+      }
       const leftovers = () => processesMentioning(hv2.dir, [hv2.handle!.zebraPid, pid]);
       await waitFor('no vtysh or frr-reload.py left', () => leftovers().length === 0, 5000, () => leftovers().join('\n'));
     } finally {
