@@ -46,6 +46,17 @@ export function networkMtuProblem(type: NetworkType, mtu: number, limits: Networ
   return mtu <= max ? undefined : `a ${type} network's MTU must be at most ${max}: ${rule}`;
 }
 
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Why `domain` is not a DNS domain name (lower-case labels of letters, digits and '-', at most 253 characters). */
+export function dnsDomainProblem(domain: string): string | undefined {
+  if (domain.length === 0 || domain.length > 253) return 'must be 1 to 253 characters';
+  if (!domain.split('.').every((l) => DNS_LABEL.test(l))) {
+    return "must be dot-separated labels of 1-63 lower-case letters, digits and '-' (not at a label's start or end)";
+  }
+  return undefined;
+}
+
 export const Ipv4AddressSchema = checkedString('IPv4 address', ipv4Problem, { format: 'ipv4' });
 
 export const DhcpRangeSchema = z.strictObject({
@@ -68,11 +79,13 @@ export const NetworkSpecSchema = z
     gateway4: checkedString('CIDR', gatewayProblem(4), { examples: ['192.0.2.1/24'] }).optional(),
     gateway6: checkedString('CIDR', gatewayProblem(6), { examples: ['2001:db8::1/64'] }).optional(),
     dhcp4: DhcpRangeSchema.optional(),
+    /** DNS domain the primary's dnsmasq answers for on this network (its DHCP clients' names). */
+    domain: checkedString('DNS domain', dnsDomainProblem, { examples: ['tenant.example'] }).optional(),
   })
   .superRefine((spec, ctx) => {
     // As in PVC, bridged networks are plain L2: the cluster runs no gateway or DHCP on them.
     if (spec.type === 'bridged') {
-      for (const key of ['gateway4', 'gateway6', 'dhcp4'] as const) {
+      for (const key of ['gateway4', 'gateway6', 'dhcp4', 'domain'] as const) {
         if (spec[key] !== undefined) {
           ctx.addIssue({
             code: 'custom',
@@ -83,6 +96,9 @@ export const NetworkSpecSchema = z
         }
       }
       return;
+    }
+    if (spec.domain !== undefined && spec.gateway4 === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['domain'], input: spec.domain, message: 'needs gateway4: the DNS server listens on the gateway address' });
     }
     const dhcp = spec.dhcp4;
     if (!dhcp) return;

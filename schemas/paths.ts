@@ -1,4 +1,5 @@
 import { ValidationError } from './errors.ts';
+import { MAC_PATTERN } from './primary-mac.ts';
 import { assertName, assertVni, isValidName, isValidVni } from './names.ts';
 
 export const DEFAULT_ROOT = '/virtkeeper';
@@ -20,7 +21,9 @@ function rootProblem(root: string): string | undefined {
 export type ZkPathInfo =
   | { kind: 'schema' | 'config' | 'vms' | 'networks' | 'nodes' | 'locks' }
   | { kind: 'vm'; name: string; leaf?: 'spec' | 'xml' | 'status' | 'migration' | 'console' }
-  | { kind: 'network'; vni: string; leaf?: 'spec' | 'status' }
+  | { kind: 'primary' }
+  | { kind: 'network'; vni: string; leaf?: 'spec' | 'status' | 'leases' }
+  | { kind: 'lease'; vni: string; mac: string }
   | { kind: 'node'; name: string; leaf?: 'spec' | 'status' | 'alive' }
   | { kind: 'lock'; name: string; child?: string };
 
@@ -87,6 +90,24 @@ export class ZkPaths {
   networkStatus(vni: string | number): string {
     return `${this.network(vni)}/status`;
   }
+  /** Parent of the network's DHCP leases (written by the primary coordinator). */
+  networkLeases(vni: string | number): string {
+    return `${this.network(vni)}/leases`;
+  }
+  /** One DHCP lease, keyed by the client's MAC (lower case, as dnsmasq prints it). */
+  networkLease(vni: string | number, mac: string): string {
+    if (!MAC_PATTERN.test(mac)) throw new ValidationError('mac', mac, 'must be a MAC address such as 52:54:00:12:34:56 (lower case)');
+    return `${this.networkLeases(vni)}/${mac}`;
+  }
+
+  /** {node, phase, since, term, …}: the primary coordinator (reconcilers/primary). */
+  get primary(): string {
+    return `${this.config}/primary`;
+  }
+  /** Ephemeral: exists while the primary's session lives. */
+  get primaryLock(): string {
+    return `${this.locks}/primary`;
+  }
 
   node(name: string): string {
     return `${this.nodes}/${assertName(name, 'node name')}`;
@@ -117,7 +138,9 @@ export class ZkPaths {
     const [top, id, leaf, ...rest] = parts;
     switch (top) {
       case 'schema':
+        return parts.length === 1 ? { kind: top } : undefined;
       case 'config':
+        if (parts.length === 2 && id === 'primary') return { kind: 'primary' };
         return parts.length === 1 ? { kind: top } : undefined;
       case 'vms':
       case 'networks':
@@ -127,6 +150,9 @@ export class ZkPaths {
         break;
       default:
         return undefined;
+    }
+    if (top === 'networks' && isValidVni(id) && leaf === 'leases' && rest.length === 1 && MAC_PATTERN.test(rest[0]!)) {
+      return { kind: 'lease', vni: id, mac: rest[0]! };
     }
     if (rest.length > 0) return undefined;
     if (top === 'vms' && isValidName(id)) {
@@ -139,7 +165,7 @@ export class ZkPaths {
     }
     if (top === 'networks' && isValidVni(id)) {
       if (leaf === undefined) return { kind: 'network', vni: id };
-      return leaf === 'spec' || leaf === 'status' ? { kind: 'network', vni: id, leaf } : undefined;
+      return leaf === 'spec' || leaf === 'status' || leaf === 'leases' ? { kind: 'network', vni: id, leaf } : undefined;
     }
     if (top === 'locks' && isValidName(id)) {
       if (leaf === undefined) return { kind: 'lock', name: id };

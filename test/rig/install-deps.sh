@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test rig runs for real (ZooKeeper, libvirtd, QEMU, iproute2, ping,
+# dnsmasq, arping, busybox (udhcpc, the VM side DHCP client),
 # FRR with frr-reload.py: the rig runs its own zebra and bgpd on private dirs and sockets, so an FRR that
 # apt may start from /etc/frr, where policy-rc.d allows it, does not get in the way),
 # but only those that are missing, so a provisioned machine pays nothing. Needs root on a fresh machine.
 set -euo pipefail
-wanted=(zookeeper libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils iproute2 procps iputils-ping frr frr-pythontools)
+wanted=(zookeeper libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils iproute2 procps iputils-ping frr frr-pythontools dnsmasq-base arping busybox)
 missing=()
 for p in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
