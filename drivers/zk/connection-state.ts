@@ -119,6 +119,11 @@ export class ZkSession {
     return this.state$.value;
   }
 
+  /** The session timeout the server granted (the requested one until the first connection). */
+  get sessionTimeoutMs(): number {
+    return this.negotiatedTimeoutMs;
+  }
+
   get sessionId(): string {
     return this.currentSessionId;
   }

@@ -82,6 +82,11 @@ export class ZkStore {
     return this.session.sessionId;
   }
 
+  /** The session timeout the server granted. */
+  get sessionTimeoutMs(): number {
+    return this.session.sessionTimeoutMs;
+  }
+
   get connectionState(): ConnectionState {
     return this.session.state;
   }

@@ -1,0 +1,134 @@
+// The primary concern's effects: the gateway links (ip, arping) and the DHCP/DNS servers
+// (dnsmasq), behind one interface the daemon wires to the drivers. Ordering (DESIGN §4): gateways
+// come before DHCP and go after it, since dnsmasq binds to the gateway's address.
+import type { Logger } from 'pino';
+import type { ObservedGateway } from '../../drivers/gateway/index.ts';
+import type { BatchResult } from '../../drivers/net/types.ts';
+import { planGateways, type DesiredGateway, type DhcpWanted } from './local.ts';
+
+export interface ScriptLease {
+  mac: string;
+  ip: string;
+  hostname?: string;
+  clientId?: string;
+  expires: number;
+}
+
+export interface DhcpInstance {
+  vni: number;
+  pid: number;
+  specHash: string;
+}
+
+export interface DhcpSpec {
+  vni: number;
+  interface: string;
+  address: string;
+  prefixLength: number;
+  range?: { start: string; end: string };
+  leaseTimeS?: number;
+  domain?: string;
+}
+
+/** The DHCP/DNS servers (drivers/dnsmasq). */
+export interface DhcpServers {
+  list(): Promise<DhcpInstance[]>;
+  start(spec: DhcpSpec, leases: ScriptLease[]): Promise<DhcpInstance>;
+  stop(vni: number): Promise<void>;
+  readLeases(vni: number): ScriptLease[];
+  watchLeases(onChange: (vni: number) => void): () => void;
+  specHash(spec: DhcpSpec): string;
+}
+
+export interface PrimaryEffects {
+  observeGateways(): Promise<ObservedGateway[]>;
+  applyGatewayLines(lines: readonly string[]): Promise<BatchResult>;
+  announce(device: string, address: string): Promise<void>;
+  dhcp: DhcpServers;
+}
+
+export interface LocalContext {
+  node: string;
+  effects: PrimaryEffects;
+  group: number;
+  lifetimeS: number;
+  leaseTimeS?: number;
+  log: Logger;
+  onAction?(line: string): void;
+}
+
+export interface GatewayOutcome {
+  /** Lines that failed (message per device), empty when all ran. */
+  failures: string[];
+  added: number;
+  removed: number;
+}
+
+/** Brings the gateway links to `desired` (all removed for []), announcing every address added. */
+export async function convergeGateways(desired: readonly DesiredGateway[], ctx: LocalContext): Promise<GatewayOutcome> {
+  const observed = await ctx.effects.observeGateways();
+  const pass = planGateways(desired, observed, ctx.group, ctx.lifetimeS);
+  if (pass.lines.length === 0) return { failures: [], added: 0, removed: 0 };
+  const result = await ctx.effects.applyGatewayLines(pass.lines);
+  const failures = result.failures.map((f) => `${pass.lines[f.line]}: ${f.message}`);
+  for (const a of pass.actions) {
+    ctx.onAction?.(`${ctx.node} primary ${a}`);
+    ctx.log.info({ action: a }, 'primary: gateway');
+  }
+  const failedDevices = new Set(result.failures.map((f) => /dev (\S+)/.exec(pass.lines[f.line] ?? '')?.[1] ?? /^link add (\S+)/.exec(pass.lines[f.line] ?? '')?.[1]));
+  // Announce after every line ran: the address is there, the neighbours' caches and the bridges learn it.
+  await Promise.all(
+    pass.announce
+      .filter((g) => !failedDevices.has(g.device))
+      .map((g) =>
+        ctx.effects.announce(g.device, g.address).then(
+          () => ctx.onAction?.(`${ctx.node} primary announce ${g.address} on ${g.device}`),
+          (error: unknown) => ctx.log.warn({ err: error, device: g.device }, 'primary: gratuitous ARP failed'),
+        ),
+      ),
+  );
+  if (failures.length > 0) ctx.log.warn({ failures }, 'primary: some gateway changes failed');
+  return { failures, added: pass.announce.length, removed: pass.actions.filter((a) => a.startsWith('remove')).length };
+}
+
+const toSpec = (w: DhcpWanted, leaseTimeS: number | undefined): DhcpSpec => ({
+  vni: w.vni,
+  interface: w.interface,
+  address: w.address,
+  prefixLength: w.prefixLength,
+  ...(w.range ? { range: w.range } : {}),
+  ...(w.domain !== undefined ? { domain: w.domain } : {}),
+  ...(leaseTimeS !== undefined ? { leaseTimeS } : {}),
+});
+
+/**
+ * Brings the running DHCP/DNS servers to `wanted` (all stopped for []): stops the unwanted and the
+ * changed ones, starts the missing ones with the leases `leasesOf` gives (from ZooKeeper).
+ */
+export async function convergeDhcp(wanted: readonly DhcpWanted[], leasesOf: (vni: number) => Promise<ScriptLease[]>, ctx: LocalContext): Promise<string[]> {
+  const dhcp = ctx.effects.dhcp;
+  const running = await dhcp.list();
+  const failures: string[] = [];
+  const specs = new Map(wanted.map((w) => [w.vni, toSpec(w, ctx.leaseTimeS)]));
+  for (const r of running) {
+    const spec = specs.get(r.vni);
+    if (spec && dhcp.specHash(spec) === r.specHash) continue;
+    await dhcp.stop(r.vni);
+    ctx.onAction?.(`${ctx.node} primary stop dnsmasq for ${r.vni}${spec ? ' (its settings changed)' : ''}`);
+    ctx.log.info({ vni: r.vni, pid: r.pid }, 'primary: dnsmasq stopped');
+  }
+  const still = new Set(running.filter((r) => specs.has(r.vni) && dhcp.specHash(specs.get(r.vni)!) === r.specHash).map((r) => r.vni));
+  for (const spec of specs.values()) {
+    if (still.has(spec.vni)) continue;
+    try {
+      const leases = await leasesOf(spec.vni);
+      const started = await dhcp.start(spec, leases);
+      ctx.onAction?.(`${ctx.node} primary start dnsmasq for ${spec.vni} with ${leases.length} leases`);
+      ctx.log.info({ vni: spec.vni, pid: started.pid, leases: leases.length }, 'primary: dnsmasq started');
+    } catch (error) {
+      failures.push(`dnsmasq for ${spec.vni}: ${(error as Error).message}`);
+      ctx.log.warn({ err: error, vni: spec.vni }, 'primary: dnsmasq did not start');
+    }
+  }
+  return failures;
+}
