@@ -64,6 +64,25 @@ export const DaemonConfigSchema = z.strictObject({
       timeoutMs: positiveInt.default(10_000),
     })
     .prefault({}),
+  primary: z
+    .strictObject({
+      /**
+       * Take part in the primary coordinator's election when this node is a coordinator (the
+       * primary concern): hold the managed networks' gateways and run their DHCP/DNS when primary.
+       */
+      enabled: z.boolean().default(true),
+      /** Interface group of the gateway links (vkgw<N>); never the network concern's group. */
+      group: positiveInt.max(2_147_483_647).default(4245),
+      /** How long each phase of a planned hand-over waits for the other side. */
+      barrierMs: positiveInt.default(5_000),
+      /** dnsmasq's pid files, logs, lease script and lease files. */
+      runDir: z.string().min(1).default('/run/virtkeeper/primary'),
+      dnsmasq: z.string().min(1).default('/usr/sbin/dnsmasq'),
+      arping: z.string().min(1).default('arping'),
+      /** DHCP lease time handed to clients. */
+      leaseTimeS: positiveInt.min(120).default(3600),
+    })
+    .prefault({}),
   migration: z
     .strictObject({
       /** libvirt URI the source libvirtd connects to (peer-to-peer), e.g. qemu+tcp://198.51.100.2/system. */
@@ -104,6 +123,8 @@ export interface DaemonOverrides {
   network?: boolean;
   /** false: the daemon leaves FRR alone (--no-frr). */
   frr?: boolean;
+  /** false: the daemon never becomes the primary coordinator (--no-primary). */
+  primary?: boolean;
 }
 
 export function envOverrides(env: NodeJS.ProcessEnv): DaemonOverrides {
@@ -157,4 +178,5 @@ function apply(target: Record<string, unknown>, o: DaemonOverrides): void {
   if (o.logLevel !== undefined) target.logLevel = o.logLevel;
   if (o.network !== undefined) section('network').enabled = o.network;
   if (o.frr !== undefined) section('frr').enabled = o.frr;
+  if (o.primary !== undefined) section('primary').enabled = o.primary;
 }

@@ -21,6 +21,9 @@ import * as node from '../reconcilers/node/index.ts';
 import * as flush from '../reconcilers/flush/index.ts';
 import * as network from '../reconcilers/network/index.ts';
 import * as frr from '../reconcilers/frr/index.ts';
+import * as primary from '../reconcilers/primary/index.ts';
+import { announce, applyGatewayLines, observeGateways } from '../drivers/gateway/index.ts';
+import { createDnsmasqDriver } from '../drivers/dnsmasq/index.ts';
 import { createFrrDriver } from '../drivers/frr/index.ts';
 import { hostname } from 'node:os';
 import { applyBatch, observeLinks, probeVlan, setSysctls, watchLinks } from '../drivers/net/ip.ts';
@@ -46,6 +49,8 @@ const CONCERNS: ReadonlyArray<(m: Manager, cfg: DaemonConfig, deps: DaemonDeps) 
   (m, cfg, deps) => cfg.network.enabled && network.register(m, networkOptions(cfg, deps)),
   // After the links: zebra learns the VNIs from the VXLANs the network concern makes.
   (m, cfg, deps) => cfg.frr.enabled && frr.register(m, frrOptions(cfg, deps)),
+  // After the links: the gateways sit on the bridges the network concern makes.
+  (m, cfg, deps) => cfg.network.enabled && cfg.primary.enabled && primary.register(m, primaryOptions(cfg, deps)),
   (m, cfg, deps) => domain.register(m, { concurrency: cfg.concurrency, resyncMs: cfg.resyncMs, networkGate: cfg.network.enabled, ...hooks(deps) }),
   (m, cfg, deps) =>
     migration.register(m, {
@@ -98,6 +103,24 @@ function frrOptions(cfg: DaemonConfig, deps: DaemonDeps): frr.FrrControllerOptio
     hostname: f.hostname ?? hostname(),
     ...(cfg.network.clusterAddress !== undefined ? { fallbackAddress: cfg.network.clusterAddress } : {}),
     resyncMs: f.resyncMs,
+    ...hooks(deps),
+  };
+}
+
+function primaryOptions(cfg: DaemonConfig, deps: DaemonDeps): primary.PrimaryControllerOptions {
+  const p = cfg.primary;
+  const gw = { group: p.group, ...(cfg.netns !== undefined ? { netns: cfg.netns } : {}) };
+  return {
+    effects: {
+      observeGateways: () => observeGateways(gw),
+      applyGatewayLines: (lines) => applyGatewayLines(lines, gw),
+      announce: (device, address) => announce(device, address, { ...gw, binary: p.arping }),
+      setSysctls: (values) => setSysctls(values, cfg.netns !== undefined ? { netns: cfg.netns } : {}),
+      dhcp: createDnsmasqDriver({ runDir: p.runDir, binary: p.dnsmasq, ...(cfg.netns !== undefined ? { netns: cfg.netns } : {}) }),
+    },
+    group: p.group,
+    barrierMs: p.barrierMs,
+    leaseTimeS: p.leaseTimeS,
     ...hooks(deps),
   };
 }

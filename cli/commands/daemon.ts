@@ -18,6 +18,7 @@ interface DaemonFlags {
   logLevel?: string;
   network?: boolean;
   frr?: boolean;
+  primary?: boolean;
   dryRun?: boolean;
 }
 
@@ -38,6 +39,7 @@ function overridesFrom(f: DaemonFlags): DaemonOverrides {
   if (f.logLevel !== undefined) o.logLevel = f.logLevel;
   if (f.network === false) o.network = false;
   if (f.frr === false) o.frr = false;
+  if (f.primary === false) o.primary = false;
   const keepaliveMs = toInt('--keepalive-ms', f.keepaliveMs);
   const resyncMs = toInt('--resync-ms', f.resyncMs);
   const concurrency = toInt('--concurrency', f.concurrency);
@@ -61,6 +63,7 @@ export function registerDaemon(program: Command): void {
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env VK_LOG_LEVEL)')
     .option('--no-network', "leave this node's links alone (no bridges, VXLANs or vLANs made or repaired)")
     .option('--no-frr', "leave this node's FRR alone (its config is not rendered, reloaded or checked)")
+    .option('--no-primary', 'never become the primary coordinator (no gateways, no DHCP/DNS on this node)')
     .option('--dry-run', 'print what this node would do now, one action per line, and change nothing')
     .action(async (_opts: DaemonFlags, cmd: Command) => {
       // --zk, --root and --auth are the program's global options (env VK_ZK, VK_ROOT, VK_AUTH).

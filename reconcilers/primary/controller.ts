@@ -118,6 +118,7 @@ export class PrimaryController implements Runnable {
     // Whatever a previous run of this daemon left (gateways, dnsmasq) is dropped first: this
     // session has confirmed nothing yet (C1).
     await this.dropAll('the daemon starts: nothing is held before ZooKeeper confirms it');
+    await this.m.store.ensurePath(this.m.paths.locks);
     this.subs.add(
       this.m.store.connectionState$.pipe(filter((s) => s === 'expired')).subscribe(() => {
         void this.dropAll('the ZooKeeper session expired').then(() => this.queue.add(KEY));
@@ -166,7 +167,7 @@ export class PrimaryController implements Runnable {
     return this.exclusive(async () => {
       const ctx = this.context();
       const stopped = await convergeDhcp([], async () => [], ctx).catch((e: unknown) => [String(e)]);
-      const gw = await convergeGateways([], ctx).catch((e: unknown) => ({ failures: [String(e)], added: 0, removed: 0 }));
+      const gw = await convergeGateways([], ctx).catch((e: unknown) => ({ failures: [String(e)], added: 0, removed: 0, created: [] as number[] }));
       if (gw.removed > 0) this.m.log.warn({ why, failures: [...stopped, ...gw.failures] }, 'primary: dropped the gateways and DHCP servers');
     });
   }
@@ -232,16 +233,18 @@ export class PrimaryController implements Runnable {
     const plan = planPrimary(f);
     this.noteRole(f, plan);
     if (plan.step?.when === 'before') {
-      await this.writeStep(plan.step, snap);
-      return requeueAfter(0);
+      // A lost race is looked at again at once; a failure that is not a race (logged) after a pause.
+      return requeueAfter((await this.writeStep(plan.step, snap)) ? 0 : 200);
     }
     // C2: a confirmation older than half a lifetime is not acted on (the process stalled since).
     if (plan.duties.gateways && Date.now() - snap.readAt > (this.timing.lifetimeS * 1000) / 2) return requeueAfter(0);
     const failures = await this.exclusive(() => this.converge(plan, snap));
     if (plan.step?.when === 'after') {
-      if (failures.length === 0) await this.writeStep(plan.step, snap);
-      else this.m.log.warn({ failures, step: plan.step.kind }, 'primary: the step waits for the local changes to succeed');
-      return requeueAfter(failures.length === 0 ? 0 : 500);
+      if (failures.length > 0) {
+        this.m.log.warn({ failures, step: plan.step.kind }, 'primary: the step waits for the local changes to succeed');
+        return requeueAfter(500);
+      }
+      return requeueAfter((await this.writeStep(plan.step, snap)) ? 0 : 200);
     }
     if (failures.length > 0) return requeueAfter(1_000);
     return plan.lookAgainMs !== undefined ? requeueAfter(plan.lookAgainMs) : done;
@@ -259,7 +262,8 @@ export class PrimaryController implements Runnable {
     if (plan.duties.dhcp) {
       const wanted = desiredDhcp(networks, gateways);
       const nowS = Math.floor(Date.now() / 1000);
-      failures.push(...(await convergeDhcp(wanted, async (vni) => activeLeases([...(await readZkLeases(this.m.store, this.m.paths, vni)).values()].map((x) => x.lease), nowS), ctx)));
+      const leasesOf = async (vni: number) => activeLeases([...(await readZkLeases(this.m.store, this.m.paths, vni)).values()].map((x) => x.lease), nowS);
+      failures.push(...(await convergeDhcp(wanted, leasesOf, ctx, new Set(gw.created))));
       for (const w of wanted) {
         try {
           const n = await syncLeases(this.m.store, this.m.paths, w.vni, this.o.effects.dhcp.readLeases(w.vni), this.m.node, () => new Date().toISOString(), nowS);
@@ -296,7 +300,8 @@ export class PrimaryController implements Runnable {
         this.m.log.debug({ step: step.kind, err: error }, 'primary: step lost a race; looking again');
         return false;
       }
-      throw error;
+      this.m.log.warn({ step: step.kind, err: error }, 'primary: step not written');
+      return false;
     }
     this.m.log.info({ step: step.kind, phase: step.record.phase, primary: step.record.node, term: step.record.term }, `primary: ${step.message}`);
     this.o.onAction?.(`${this.m.node} primary ${step.kind}: ${step.message}`);

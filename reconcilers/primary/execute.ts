@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { ObservedGateway } from '../../drivers/gateway/index.ts';
 import type { BatchResult } from '../../drivers/net/types.ts';
-import { planGateways, type DesiredGateway, type DhcpWanted } from './local.ts';
+import { gatewaySysctls, planGateways, type DesiredGateway, type DhcpWanted } from './local.ts';
 
 export interface ScriptLease {
   mac: string;
@@ -44,6 +44,7 @@ export interface PrimaryEffects {
   observeGateways(): Promise<ObservedGateway[]>;
   applyGatewayLines(lines: readonly string[]): Promise<BatchResult>;
   announce(device: string, address: string): Promise<void>;
+  setSysctls(values: Record<string, string>): Promise<{ failures: Array<{ key: string; message: string }> }>;
   dhcp: DhcpServers;
 }
 
@@ -62,13 +63,19 @@ export interface GatewayOutcome {
   failures: string[];
   added: number;
   removed: number;
+  /** VNIs whose gateway link was created anew in this pass. */
+  created: number[];
 }
 
 /** Brings the gateway links to `desired` (all removed for []), announcing every address added. */
 export async function convergeGateways(desired: readonly DesiredGateway[], ctx: LocalContext): Promise<GatewayOutcome> {
   const observed = await ctx.effects.observeGateways();
   const pass = planGateways(desired, observed, ctx.group, ctx.lifetimeS);
-  if (pass.lines.length === 0) return { failures: [], added: 0, removed: 0 };
+  if (pass.lines.length === 0) return { failures: [], added: 0, removed: 0, created: [] };
+  if (pass.announce.length > 0) {
+    const s = await ctx.effects.setSysctls(gatewaySysctls(pass.announce));
+    if (s.failures.length > 0) ctx.log.warn({ failures: s.failures }, 'primary: cannot stop the bridges answering ARP for the gateways');
+  }
   const result = await ctx.effects.applyGatewayLines(pass.lines);
   const failures = result.failures.map((f) => `${pass.lines[f.line]}: ${f.message}`);
   for (const a of pass.actions) {
@@ -88,7 +95,7 @@ export async function convergeGateways(desired: readonly DesiredGateway[], ctx: 
       ),
   );
   if (failures.length > 0) ctx.log.warn({ failures }, 'primary: some gateway changes failed');
-  return { failures, added: pass.announce.length, removed: pass.actions.filter((a) => a.startsWith('remove')).length };
+  return { failures, added: pass.announce.length, removed: pass.actions.filter((a) => a.startsWith('remove')).length, created: pass.created };
 }
 
 const toSpec = (w: DhcpWanted, leaseTimeS: number | undefined): DhcpSpec => ({
@@ -105,19 +112,19 @@ const toSpec = (w: DhcpWanted, leaseTimeS: number | undefined): DhcpSpec => ({
  * Brings the running DHCP/DNS servers to `wanted` (all stopped for []): stops the unwanted and the
  * changed ones, starts the missing ones with the leases `leasesOf` gives (from ZooKeeper).
  */
-export async function convergeDhcp(wanted: readonly DhcpWanted[], leasesOf: (vni: number) => Promise<ScriptLease[]>, ctx: LocalContext): Promise<string[]> {
+export async function convergeDhcp(wanted: readonly DhcpWanted[], leasesOf: (vni: number) => Promise<ScriptLease[]>, ctx: LocalContext, restart: ReadonlySet<number> = new Set()): Promise<string[]> {
   const dhcp = ctx.effects.dhcp;
   const running = await dhcp.list();
   const failures: string[] = [];
   const specs = new Map(wanted.map((w) => [w.vni, toSpec(w, ctx.leaseTimeS)]));
   for (const r of running) {
     const spec = specs.get(r.vni);
-    if (spec && dhcp.specHash(spec) === r.specHash) continue;
+    if (spec && dhcp.specHash(spec) === r.specHash && !restart.has(r.vni)) continue;
     await dhcp.stop(r.vni);
-    ctx.onAction?.(`${ctx.node} primary stop dnsmasq for ${r.vni}${spec ? ' (its settings changed)' : ''}`);
+    ctx.onAction?.(`${ctx.node} primary stop dnsmasq for ${r.vni}${!spec ? '' : restart.has(r.vni) ? ' (its gateway link was re-created)' : ' (its settings changed)'}`);
     ctx.log.info({ vni: r.vni, pid: r.pid }, 'primary: dnsmasq stopped');
   }
-  const still = new Set(running.filter((r) => specs.has(r.vni) && dhcp.specHash(specs.get(r.vni)!) === r.specHash).map((r) => r.vni));
+  const still = new Set(running.filter((r) => specs.has(r.vni) && dhcp.specHash(specs.get(r.vni)!) === r.specHash && !restart.has(r.vni)).map((r) => r.vni));
   for (const spec of specs.values()) {
     if (still.has(spec.vni)) continue;
     try {

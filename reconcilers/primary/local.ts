@@ -8,6 +8,8 @@
 //      ones exist, up, each with exactly its gateway address.
 //  G3  Every gateway address is added with a valid lifetime (lifetimeS) and renewed by `address
 //      change`; an address that had to be added is announced (gratuitous ARP).
+//  G5  The bridge under a gateway answers no ARP for it (arp_ignore=1), so clients learn the
+//      virtual MAC and nothing else.
 //  G4  A gateway is desired only on a managed network with gateway4 whose links are ready on this
 //      node (its bridge exists).
 import type { NetworkSpec, NetworkStatus } from '../../schemas/index.ts';
@@ -79,6 +81,8 @@ export interface GatewayPass {
   announce: DesiredGateway[];
   /** Human lines for the log and the dry run. */
   actions: string[];
+  /** VNIs whose gateway link these lines create anew (a DHCP server bound to the old one must restart). */
+  created: number[];
 }
 
 /** G2/G3: the lines that bring the group's links to `desired` (all removed when `desired` is empty). */
@@ -86,6 +90,7 @@ export function planGateways(desired: readonly DesiredGateway[], observed: reado
   const lines: string[] = [];
   const announce: DesiredGateway[] = [];
   const actions: string[] = [];
+  const created: number[] = [];
   const want = new Map(desired.map((d) => [d.device, d]));
   for (const o of observed) {
     if (!want.has(o.name)) {
@@ -98,8 +103,15 @@ export function planGateways(desired: readonly DesiredGateway[], observed: reado
     const o = observed.find((x) => x.name === d.device);
     const cidr = `${d.address}/${d.prefixLength}`;
     const add = () => {
-      lines.push(`link add ${d.device} link ${d.bridge} address ${d.mac} group ${group} type macvlan mode bridge`, `link set dev ${d.device} up`, `address add ${cidr} dev ${d.device} ${lft}`);
+      // No IPv6 link-local: two holders in the make-before-break window would fail DAD on it.
+      lines.push(
+        `link add ${d.device} link ${d.bridge} address ${d.mac} group ${group} type macvlan mode bridge`,
+        `link set dev ${d.device} addrgenmode none`,
+        `link set dev ${d.device} up`,
+        `address add ${cidr} dev ${d.device} ${lft}`,
+      );
       announce.push(d);
+      created.push(d.vni);
       actions.push(`add gateway ${cidr} on ${d.device} (${d.bridge}, ${d.mac})`);
     };
     if (!o) {
@@ -123,7 +135,16 @@ export function planGateways(desired: readonly DesiredGateway[], observed: reado
       actions.push(`add gateway ${cidr} on ${d.device}`);
     }
   }
-  return { lines, announce, actions };
+  return { lines, announce, actions, created };
+}
+
+/**
+ * G5: the bridge under a gateway must not answer ARP for it (Linux answers ARP for any local
+ * address on any interface by default, and would hand out the bridge's own MAC, which no other
+ * coordinator has): arp_ignore=1 answers only on the interface holding the address.
+ */
+export function gatewaySysctls(desired: readonly DesiredGateway[]): Record<string, string> {
+  return Object.fromEntries(desired.map((d) => [`net.ipv4.conf.${d.bridge}.arp_ignore`, '1']));
 }
 
 /** G3: the renewal of every held gateway address (fails, harmlessly, for one that lapsed). */

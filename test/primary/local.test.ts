@@ -29,8 +29,9 @@ describe('gateways', () => {
   it('G2/G3: adds missing ones with a lifetime and announces them; renews present ones; removes the rest', () => {
     const d = desiredGateways(nets, 'hv1');
     const p = planGateways(d, [], 4245, 3);
-    assert.deepEqual(p.lines.slice(0, 3), [
+    assert.deepEqual(p.lines.slice(0, 4), [
       'link add vkgw200 link vkbr200 address 02:76:6b:00:00:c8 group 4245 type macvlan mode bridge',
+      'link set dev vkgw200 addrgenmode none',
       'link set dev vkgw200 up',
       'address add 203.0.113.1/24 dev vkgw200 valid_lft 3 preferred_lft 3',
     ]);

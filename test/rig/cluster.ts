@@ -176,6 +176,7 @@ export class Cluster {
       // Links (and FRR) are managed only by tests that give the daemon a namespace of their own.
       network: { enabled: false },
       frr: { enabled: false },
+      primary: { enabled: false },
     };
     if (this.driver === 'test') return DaemonConfigSchema.parse({ ...base, keepaliveMs: 300, resyncMs: 5_000, ...rest });
     const migration = {

@@ -167,3 +167,30 @@ export async function startFrrNode(opts: StartFrrNodeOptions): Promise<FrrNode> 
   }
   return rig;
 }
+
+/**
+ * Resolves once every node's zebra knows, for `vni`, every other node as a remote VTEP (EVPN has
+ * converged: broadcast and unknown unicast reach every node), or rejects after timeoutMs.
+ */
+export async function evpnConverged(nodes: ReadonlyArray<{ node: FrrNode; address: string }>, vni: number, timeoutMs = 30_000): Promise<void> {
+  const { execFile } = await import('node:child_process');
+  const vteps = (n: FrrNode) =>
+    new Promise<string[]>((resolve) =>
+      execFile('vtysh', ['--vty_socket', n.dir, '-c', 'show evpn vni json'], { encoding: 'utf8' }, (err, out) => {
+        if (err) return resolve([]);
+        try {
+          resolve([...((JSON.parse(out) as Record<string, { remoteVteps?: string[] }>)[String(vni)]?.remoteVteps ?? [])].sort());
+        } catch {
+          resolve([]);
+        }
+      }),
+    );
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const got = await Promise.all(nodes.map((n) => vteps(n.node)));
+    const ok = nodes.every((n, i) => got[i]!.join() === nodes.filter((o) => o !== n).map((o) => o.address).sort().join());
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`EVPN did not converge for VNI ${vni} within ${timeoutMs} ms: ${nodes.map((n, i) => `${n.node.name}: [${got[i]!.join(', ')}]`).join('; ')}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
