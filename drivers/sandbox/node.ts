@@ -97,6 +97,8 @@ export function writeDaemonConfig(node: NodeState, s: DaemonSettings): string {
     // and runs in the node's UTS namespace, so FRR's hostname is already its own; naming it
     // keeps the config right for a daemon started by hand outside that namespace.
     frr: { confDir: frrDir(node), vtySocket: frrDir(node), runDir: frrDir(node), hostname: node.name },
+    // The primary coordinator's dnsmasq (state, logs, leases) of this node: DIR/<node>/primary.
+    primary: { runDir: join(node.dir, 'primary') },
     ...(s.driver === 'qemu' ? { migration: { uri: `qemu+tcp://${s.address}/system`, migrateUri: `tcp://${s.address}` } } : {}),
     logLevel: s.logLevel ?? 'info',
   };

@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
-/** ZooKeeper (Java is a dependency), libvirtd with its QEMU driver, QEMU, virsh, ip, ps. */
+/** ZooKeeper (Java is a dependency), libvirtd with its QEMU driver, QEMU, virsh, ip, ps, the primary's dnsmasq and arping, busybox (the tour's DHCP client). */
 export const SANDBOX_PACKAGES = [
   'zookeeper',
   'libvirt-daemon',
@@ -12,6 +12,9 @@ export const SANDBOX_PACKAGES = [
   'qemu-utils',
   'iproute2',
   'procps',
+  'dnsmasq-base',
+  'arping',
+  'busybox',
 ] as const;
 
 /** Programs the sandbox runs, checked after installation. */
@@ -23,6 +26,9 @@ export const SANDBOX_PROGRAMS = [
   '/usr/bin/virsh',
   '/usr/bin/unshare',
   '/usr/bin/nsenter',
+  '/usr/sbin/dnsmasq',
+  '/usr/sbin/arping',
+  '/usr/bin/busybox',
 ] as const;
 
 function installed(pkg: string): boolean {

@@ -13,7 +13,7 @@
 //  C3  Lost session, renewals lapsed (the process was frozen or starved): the gateways and DHCP
 //      servers are dropped at once, before anything else, and the role is taken again only
 //      through the state machine.
-//  C4  A clean stop hands the role over first (bounded by two barriers), then drops everything.
+//  C4  A clean stop hands the role over first (bounded by one barrier), then drops everything.
 //  C5  Local effects (a pass's, a drop's) never run concurrently.
 import { filter, map, merge, Subject, Subscription } from 'rxjs';
 import { Controller } from '../../controllers/controller.ts';
@@ -25,7 +25,7 @@ import { compareAndSet, NodeExistsError, NoNodeError, TransactionError, VersionC
 import { decodePrimaryLock, decodePrimaryRecord, encodePrimaryLock, encodePrimaryRecord, type PrimaryRecord } from '../../schemas/index.ts';
 import { convergeDhcp, convergeGateways, type LocalContext, type PrimaryEffects } from './execute.ts';
 import { activeLeases, readZkLeases, syncLeases } from './leases.ts';
-import { desiredDhcp, desiredGateways, gatewayTiming, type NetworkView } from './local.ts';
+import { desiredDhcp, desiredGateways, gatewayTiming, RENEW_WITHIN_MS, renewLines, type NetworkView } from './local.ts';
 import { planPrimary, type NodeFacts, type PlannedStep, type PrimaryFacts, type PrimaryPlan } from './plan.ts';
 
 export interface PrimaryControllerOptions {
@@ -65,6 +65,7 @@ export class PrimaryController implements Runnable {
   private confirmedAt: number | undefined;
   private local: Promise<unknown> = Promise.resolve();
   private lastRole = '';
+  private renewing = false;
 
   constructor(
     private readonly m: Manager,
@@ -144,7 +145,12 @@ export class PrimaryController implements Runnable {
     return this.controller.plan();
   }
 
-  /** C2/C3: renew through a pass while confirmed; drop at once when the confirmation lapsed. */
+  /**
+   * C2/C3: while holding gateways, confirm the duty through ZooKeeper and extend the addresses'
+   * lifetimes (`address change` only: a renewal never brings back an address that is gone); drop
+   * everything at once when the last confirmation is older than a lifetime. Runs beside the passes,
+   * not behind them: a slow pass (a dnsmasq starting) must not let the gateways lapse.
+   */
   private renewTick(): void {
     if (this.confirmedAt === undefined) return;
     const age = Date.now() - this.confirmedAt;
@@ -152,7 +158,27 @@ export class PrimaryController implements Runnable {
       void this.dropAll(`no confirmation from ZooKeeper for ${age} ms (the daemon was frozen or cut off): the gateways lapsed`).then(() => this.queue.add(KEY));
       return;
     }
-    if (this.m.store.connectionState === 'connected') this.queue.add(KEY);
+    if (this.m.store.connectionState !== 'connected' || this.renewing) return;
+    this.renewing = true;
+    void this.renew()
+      .catch((error: unknown) => this.m.log.debug({ err: error }, 'primary: renewal failed; the next one tries again'))
+      .finally(() => (this.renewing = false));
+  }
+
+  private async renew(): Promise<void> {
+    const snap = await this.read();
+    const plan = planPrimary(this.facts(snap));
+    if (!plan.duties.gateways || this.confirmedAt === undefined) {
+      this.queue.add(KEY);
+      return;
+    }
+    if (Date.now() - snap.readAt > RENEW_WITHIN_MS) return;
+    const lines = renewLines(desiredGateways(this.networkViews(), this.m.node), this.timing.lifetimeS);
+    if (lines.length === 0) return;
+    const result = await this.o.effects.applyGatewayLines(lines);
+    if (this.confirmedAt !== undefined) this.confirmedAt = Math.max(this.confirmedAt, snap.readAt);
+    // A gateway missing (deleted by hand, lapsed): the pass adds it again and announces it.
+    if (result.failures.length > 0) this.queue.add(KEY);
   }
 
   /** C5: local effects one at a time. */
@@ -237,7 +263,7 @@ export class PrimaryController implements Runnable {
       return requeueAfter((await this.writeStep(plan.step, snap)) ? 0 : 200);
     }
     // C2: a confirmation older than half a lifetime is not acted on (the process stalled since).
-    if (plan.duties.gateways && Date.now() - snap.readAt > (this.timing.lifetimeS * 1000) / 2) return requeueAfter(0);
+    if (plan.duties.gateways && Date.now() - snap.readAt > RENEW_WITHIN_MS) return requeueAfter(0);
     const failures = await this.exclusive(() => this.converge(plan, snap));
     if (plan.step?.when === 'after') {
       if (failures.length > 0) {
@@ -258,7 +284,7 @@ export class PrimaryController implements Runnable {
     if (!plan.duties.dhcp) failures.push(...(await convergeDhcp([], async () => [], ctx)));
     const gw = await convergeGateways(gateways, ctx);
     failures.push(...gw.failures);
-    this.confirmedAt = plan.duties.gateways ? snap.readAt : undefined;
+    this.confirmedAt = plan.duties.gateways ? Math.max(this.confirmedAt ?? 0, snap.readAt) : undefined;
     if (plan.duties.dhcp) {
       const wanted = desiredDhcp(networks, gateways);
       const nowS = Math.floor(Date.now() / 1000);
@@ -317,7 +343,8 @@ export class PrimaryController implements Runnable {
 
   /** C4: a primary that stops hands over first, when another coordinator can take the role. */
   private async handOverBeforeStop(): Promise<void> {
-    const deadline = Date.now() + 2 * this.barrierMs;
+    const startedAt = Date.now();
+    const deadline = startedAt + this.barrierMs + 1_000;
     const holding = () => this.m.store.get(this.m.paths.primary).then((r) => (r ? decodePrimaryRecord(r.data.toString('utf8')) : null));
     let r: PrimaryRecord | null;
     try {
@@ -336,6 +363,8 @@ export class PrimaryController implements Runnable {
         return;
       }
       if (!r || r.node !== this.m.node) return;
+      // Rolled back (the target went away or is stopping too): the session's end frees the lock.
+      if (r.phase === 'primary' && r.last?.result === 'rolledBack' && Date.parse(r.last.at) >= startedAt) return;
     }
     this.m.log.warn({ record: r }, 'primary: the hand-over before stopping did not finish in time');
   }

@@ -104,11 +104,12 @@ export function planGateways(desired: readonly DesiredGateway[], observed: reado
     const cidr = `${d.address}/${d.prefixLength}`;
     const add = () => {
       // No IPv6 link-local: two holders in the make-before-break window would fail DAD on it.
+      // The address before the link goes up: traffic the fabric sends here finds it at once.
       lines.push(
         `link add ${d.device} link ${d.bridge} address ${d.mac} group ${group} type macvlan mode bridge`,
         `link set dev ${d.device} addrgenmode none`,
-        `link set dev ${d.device} up`,
         `address add ${cidr} dev ${d.device} ${lft}`,
+        `link set dev ${d.device} up`,
       );
       announce.push(d);
       created.push(d.vni);
@@ -153,11 +154,14 @@ export function renewLines(desired: readonly DesiredGateway[], lifetimeS: number
 }
 
 /**
- * The address lifetime and renewal period for a ZooKeeper session timeout: the address must run
- * out before ZooKeeper can expire the session (a successor takes over only after that), with
- * room for a renewal or two to be late.
+ * The address lifetime and renewal period for a ZooKeeper session timeout. A successor can take
+ * the role only once ZooKeeper has expired the holder's session: at least a session timeout after
+ * the holder's last confirming read. The address must be gone by then: its lifetime, plus up to
+ * 1 s by which the kernel rounds its lifetime check, plus the at most 500 ms a renewal may follow
+ * its confirmation (RENEW_WITHIN_MS), stay under the session timeout.
  */
+export const RENEW_WITHIN_MS = 500;
 export function gatewayTiming(sessionTimeoutMs: number): { lifetimeS: number; renewMs: number } {
-  const lifetimeS = Math.max(1, Math.floor(sessionTimeoutMs / 3 / 1000));
+  const lifetimeS = Math.max(1, Math.floor((sessionTimeoutMs - 1000 - RENEW_WITHIN_MS) / 1000));
   return { lifetimeS, renewMs: Math.max(100, Math.floor((lifetimeS * 1000) / 4)) };
 }

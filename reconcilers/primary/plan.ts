@@ -155,7 +155,8 @@ export function planPrimary(f: PrimaryFacts): PrimaryPlan {
       if (age > f.barrierMs) return { duties: ALL, step: rollback(f, r, r.node, `${to} did not take the gateways within ${f.barrierMs} ms`) };
       return { duties: ALL, lookAgainMs: f.barrierMs - age + 1 };
     }
-    if (r.to === f.me) return { duties: GATEWAYS, step: ack(f, r) };
+    // A target that is stopping (or cut off) takes nothing: the primary rolls back at its barrier.
+    if (r.to === f.me) return eligible(f, f.me) ? { duties: GATEWAYS, step: ack(f, r) } : { duties: NONE };
     return { duties: NONE };
   }
 

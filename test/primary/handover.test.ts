@@ -168,6 +168,11 @@ describe('the primary coordinator: gateways, DHCP/DNS and hand-overs', { timeout
       const w = pinger.window(s0, pinger.seq - 4);
       lost.push(w.lost);
       console.log(`hand-over ${i + 1}: ${from} → ${to} in ${wall} ms, ${w.sent} pings, lost ${w.lost} (${w.errors} ICMP errors) ${w.lostSeqs.length ? `seq ${w.lostSeqs.join(',')}` : ''}`);
+      if (w.lost > 1 && process.env.VK_DEBUG) {
+        console.log(JSON.stringify(r.last?.steps), 'gap from', pinger.lastReplyBefore(w.lostSeqs[0]!), 'to', pinger.firstReplyAfter(w.lostSeqs.at(-1)!));
+        for (const n of NODES) console.log(n, execFileSync('bridge', ['-n', nsOf(n), 'fdb', 'show', 'br', `vkbr${VNI}`], { encoding: 'utf8' }).split('\n').filter((l) => /02:76:6b|52:54:00/.test(l)).join(' | '), execFileSync('ip', ['-n', nsOf(n), 'neigh'], { encoding: 'utf8' }).replaceAll('\n', ' | '));
+        console.log(rig.daemonLog(to).split('\n').filter((l) => /primary/.test(l)).slice(-8).join('\n'));
+      }
       assert.equal(r.last?.result, 'completed');
       assert.deepEqual(r.last?.steps.map((s) => s.phase), ['gateways', 'release', 'dhcp', 'primary']);
       assert.equal(holds(from), false);
@@ -176,6 +181,32 @@ describe('the primary coordinator: gateways, DHCP/DNS and hand-overs', { timeout
       await waitFor(`dnsmasq on ${to}`, () => dnsmasqPid(to) !== undefined, 5_000, () => rig.daemonLog(to).slice(-2000));
     }
     console.log(`lost per hand-over: ${lost.join(' ')} (goal ≤ 1; PVC 1-2)`);
+    assert.deepEqual(sampler.violations, []);
+  });
+
+  it('a flushed primary hands the role over by itself, and so does a primary whose daemon stops cleanly', async () => {
+    const first = (await record())!.node;
+    const second = first === 'hv1' ? 'hv2' : 'hv1';
+    await pinger.replying(4);
+    const s0 = pinger.seq;
+    await rig.setNode(first, 'flushed');
+    const r1 = await waitFor(`${second} primary after ${first} is flushed`, primaryIs(second), 20_000, async () => JSON.stringify(await record()));
+    assert.equal(r1.last?.result, 'completed');
+    await pinger.replying(8, 10_000);
+    const w1 = pinger.window(s0, pinger.seq - 4);
+    console.log(`flush of the primary ${first}: role to ${second}, lost ${w1.lost} of ${w1.sent}`);
+    await rig.setNode(first, 'ready');
+    await new Promise((res) => setTimeout(res, 1_000)); // every daemon's informer sees it ready again
+    const s1 = pinger.seq;
+    await rig.stopChild(second);
+    const r2 = await waitFor(`${first} primary after ${second}'s daemon stopped`, primaryIs(first), 20_000, async () => JSON.stringify(await record()));
+    assert.equal(r2.last?.result, 'completed');
+    await pinger.replying(8, 10_000);
+    const w2 = pinger.window(s1, pinger.seq - 4);
+    console.log(`clean stop of the primary ${second}'s daemon: role to ${first}, lost ${w2.lost} of ${w2.sent}`);
+    assert.equal(holds(second), false);
+    assert.equal(dnsmasqPid(second), undefined);
+    await spawn(second);
     assert.deepEqual(sampler.violations, []);
   });
 

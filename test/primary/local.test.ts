@@ -1,7 +1,7 @@
 // The gateway lines and DHCP servers a node's duties imply (reconcilers/primary/local.ts), G1–G4.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { desiredDhcp, desiredGateways, gatewayTiming, planGateways, renewLines, type NetworkView } from '../../reconcilers/primary/local.ts';
+import { desiredDhcp, desiredGateways, gatewayTiming, planGateways, RENEW_WITHIN_MS, renewLines, type NetworkView } from '../../reconcilers/primary/local.ts';
 import { decodeNetworkSpec, gatewayMac } from '../../schemas/index.ts';
 
 const ready = (node: string) => ({ nodes: { [node]: { ready: true, observedGeneration: 0, updatedAt: '2026-12-04T12:00:00.000Z' } } });
@@ -32,8 +32,8 @@ describe('gateways', () => {
     assert.deepEqual(p.lines.slice(0, 4), [
       'link add vkgw200 link vkbr200 address 02:76:6b:00:00:c8 group 4245 type macvlan mode bridge',
       'link set dev vkgw200 addrgenmode none',
-      'link set dev vkgw200 up',
       'address add 203.0.113.1/24 dev vkgw200 valid_lft 3 preferred_lft 3',
+      'link set dev vkgw200 up',
     ]);
     assert.deepEqual(p.announce.map((g) => g.vni), [200, 300]);
     const observed = [
@@ -57,10 +57,11 @@ describe('gateways', () => {
     assert.deepEqual(renewLines(d.slice(0, 1), 3), ['address change 203.0.113.1/24 dev vkgw200 valid_lft 3 preferred_lft 3']);
   });
 
-  it('the address lifetime (plus the kernel\'s up to 1 s of rounding) stays under the session timeout', () => {
+  it('the address lifetime (plus the kernel\'s up to 1 s of rounding and the renewal\'s delay) stays under the session timeout', () => {
+    assert.deepEqual(gatewayTiming(4000), { lifetimeS: 2, renewMs: 500 });
     for (const t of [3000, 4000, 6000, 10_000, 30_000]) {
       const { lifetimeS, renewMs } = gatewayTiming(t);
-      assert.ok(lifetimeS * 1000 + 1000 < t, `session ${t}: lifetime ${lifetimeS}`);
+      assert.ok(lifetimeS * 1000 + 1000 + RENEW_WITHIN_MS < t, `session ${t}: lifetime ${lifetimeS}`);
       assert.ok(renewMs * 3 <= lifetimeS * 1000, `session ${t}: renew every ${renewMs}`);
     }
   });

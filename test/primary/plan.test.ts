@@ -123,6 +123,8 @@ describe('a planned hand-over hv1 → hv2, phase by phase', () => {
     assert.equal(t.step?.when, 'after');
     assert.equal(t.step?.record.phase, 'release');
     assert.deepEqual(planPrimary(facts('hv3', { record: gateways, lock: lockOf('hv1') })).duties, { gateways: false, dhcp: false });
+    // A target that is stopping takes nothing (the primary rolls back).
+    assert.deepEqual(planPrimary(facts('hv2', { record: gateways, lock: lockOf('hv1'), stopping: true })), { duties: { gateways: false, dhcp: false } });
   });
 
   it('release: hv1 drops everything, then writes dhcp for hv2 and deletes the lock in the same multi; hv2 keeps the gateways', () => {

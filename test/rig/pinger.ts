@@ -93,6 +93,18 @@ export class Pinger {
     return gap;
   }
 
+  /** ISO time of the last reply to a seq below `seq` (diagnostics). */
+  lastReplyBefore(seq: number): string | undefined {
+    const t = [...this.replies.entries()].filter(([s]) => s < seq).map(([, t]) => t).sort((a, b) => b - a)[0];
+    return t === undefined ? undefined : new Date(t).toISOString();
+  }
+
+  /** ISO time of the first reply to a seq above `seq` (diagnostics). */
+  firstReplyAfter(seq: number): string | undefined {
+    const t = [...this.replies.entries()].filter(([s]) => s > seq).map(([, t]) => t).sort((a, b) => a - b)[0];
+    return t === undefined ? undefined : new Date(t).toISOString();
+  }
+
   stop(): void {
     if (this.child.exitCode === null && this.child.signalCode === null && this.child.pid !== undefined) process.kill(this.child.pid, 'SIGKILL');
   }
