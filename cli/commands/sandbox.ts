@@ -23,6 +23,7 @@ import {
   missingPrograms,
   netnsUsable,
   nodeFrrLogTail,
+  plugVmSide,
   notRestartable,
   readState,
   REPO_ROOT,
@@ -37,7 +38,7 @@ import {
   type SandboxState,
 } from '../../drivers/sandbox/index.ts';
 import { establishedPeers } from '../../reconcilers/frr/plan.ts';
-import { ZkPaths, type NodeFrr } from '../../schemas/index.ts';
+import { decodeNetworkSpec, decodePrimaryRecord, ZkPaths, type NodeFrr } from '../../schemas/index.ts';
 import { readAllNetworks, readConfig } from '../cluster.ts';
 import { CliError, EXIT_USAGE } from '../errors.ts';
 
@@ -298,23 +299,33 @@ export async function bgpProgress(store: ZkStore, paths: ZkPaths, nodes: readonl
   );
 }
 
+/** The primary coordinator in phase primary (undefined: the config names no coordinator, none is wanted). */
+async function primaryProgress(store: ZkStore, paths: ZkPaths): Promise<{ done: boolean; detail: string } | undefined> {
+  const config = await readConfig(store, paths);
+  if (config.value.coordinators.length === 0) return undefined;
+  const got = await store.get(paths.primary);
+  if (!got) return { done: false, detail: 'no primary coordinator yet' };
+  const r = decodePrimaryRecord(JSON.parse(got.data.toString('utf8')));
+  return r.phase === 'primary' ? { done: true, detail: `primary coordinator ${r.node}` } : { done: false, detail: `primary coordinator: phase ${r.phase}` };
+}
+
 async function waitConverged(state: SandboxState, deadline: number): Promise<void> {
   const nodes = state.nodes.map((n) => n.name);
   await withStore(state, async (store, paths) => {
     let lastReport = 0;
     let lastText = '';
     for (;;) {
-      const [progress, bgp] = await Promise.all([vmProgress(store, paths), bgpProgress(store, paths, nodes)]);
+      const [progress, bgp, primary] = await Promise.all([vmProgress(store, paths), bgpProgress(store, paths, nodes), primaryProgress(store, paths)]);
       const pending = progress.filter((p) => !p.done);
       const bgpPending = (bgp ?? []).filter((b) => !b.done);
-      if (progress.length > 0 && pending.length === 0 && bgpPending.length === 0) {
+      if (progress.length > 0 && pending.length === 0 && bgpPending.length === 0 && primary?.done !== false) {
         const sessions = (bgp ?? []).reduce((sum, b) => sum + b.established, 0);
-        say(`converged: ${progress.length} VMs${bgp ? `; BGP EVPN on ${bgp.length} nodes, ${sessions} sessions Established` : ''}`);
+        say(`converged: ${progress.length} VMs${bgp ? `; BGP EVPN on ${bgp.length} nodes, ${sessions} sessions Established` : ''}${primary ? `; ${primary.detail}` : ''}`);
         return;
       }
       const problem = daemonProblem(await inspectSandbox(state.dir));
       if (problem) throw new CliError(problem);
-      const waiting = [...pending.map((p) => `${p.name}: ${p.detail}`), ...bgpPending.map((b) => `${b.name} FRR: ${b.detail}`)];
+      const waiting = [...pending.map((p) => `${p.name}: ${p.detail}`), ...bgpPending.map((b) => `${b.name} FRR: ${b.detail}`), ...(primary && !primary.done ? [primary.detail] : [])];
       if (Date.now() > deadline) {
         throw new CliError(
           `sandbox: not converged in time; still waiting for ${waiting.join('; ')}.\n` +
@@ -568,6 +579,38 @@ function netnsOf(node: string, flags: { dir?: string }): void {
   say(n.netns);
 }
 
+/**
+ * A VM side on `node`'s bridge of network `vni` that takes a DHCP lease from the primary
+ * coordinator: prints its namespace (stdout, for `NS=$(…)`) and the lease (stderr).
+ */
+async function vmSide(node: string, flags: { dir?: string; network: string }): Promise<void> {
+  const dir = dirOf(flags);
+  const state = readState(dir);
+  if (!state) throw new CliError(`no sandbox in ${dir} (vk sandbox up starts one)`);
+  if (!state.nodes.some((x) => x.name === node)) throw new CliError(`sandbox vm-side: no node ${node} (the sandbox has ${state.nodes.map((x) => x.name).join(', ')})`, EXIT_USAGE);
+  const vni = Number(flags.network);
+  const paths = new ZkPaths();
+  const store = await ZkStore.connect({ connectString: state.zookeeper.connectString, sessionTimeoutMs: 10_000 });
+  let mtu: number;
+  try {
+    const got = await store.get(paths.networkSpec(vni));
+    if (!got) throw new CliError(`sandbox vm-side: --network ${flags.network}: no such network`, EXIT_USAGE);
+    const spec = decodeNetworkSpec(JSON.parse(got.data.toString('utf8')));
+    if (spec.type !== 'managed' || spec.dhcp4 === undefined) throw new CliError(`sandbox vm-side: --network ${flags.network}: not a managed network with dhcp4 (nobody would answer)`, EXIT_USAGE);
+    mtu = spec.mtu;
+  } finally {
+    await store.close();
+  }
+  let side;
+  try {
+    side = plugVmSide(state, node, vni, mtu);
+  } catch (error) {
+    throw new CliError(`sandbox vm-side: ${(error as Error).message}`);
+  }
+  process.stderr.write(`${node}'s VM side on network ${vni}: ${side.ip} (lease ${side.lease} s from the DHCP server ${side.serverId}, gateway ${side.router})\n`);
+  say(side.netns);
+}
+
 function env(flags: { dir?: string }): void {
   const dir = dirOf(flags);
   const state = readState(dir);
@@ -628,6 +671,14 @@ export function registerSandbox(program: Command): void {
     .description('print the network namespace of a node: ip netns exec "$(vk sandbox netns hv1)" bridge fdb show')
     .addOption(dirOption())
     .action((node: string, flags: { dir?: string }) => netnsOf(node, flags));
+
+  sandbox
+    .command('vm-side')
+    .argument('<node>', 'a node of the sandbox, e.g. hv3')
+    .description('plug a VM-side namespace into the node\'s bridge of a managed network and take a DHCP lease; prints the namespace: ip netns exec "$(vk sandbox vm-side hv3)" ping 192.0.2.1')
+    .addOption(dirOption())
+    .addOption(new Option('--network <vni>', 'the managed network (with dhcp4)').default('200'))
+    .action((node: string, flags: { dir?: string; network: string }) => vmSide(node, flags));
 
   sandbox
     .command('env')

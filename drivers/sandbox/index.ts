@@ -27,3 +27,4 @@ export {
 } from './sandbox.ts';
 export { defaultSandboxDir, nodeAddress, prefixFor, preferredPort, readState, REPO_ROOT, statePath, type NodeState, type SandboxDriver, type SandboxState } from './state.ts';
 export { fourLetter, zkServing } from './zookeeper.ts';
+export { plugVmSide, vmSideNetns, type VmSide } from './vm-side.ts';

@@ -3,6 +3,7 @@
 // This module starts and stops the processes and namespaces; cli/commands/sandbox.ts talks to the
 // cluster (apply, convergence). Everything made is recorded in DIR/sandbox.json the moment it
 // exists, and only what is recorded there is ever signalled or deleted.
+import { removeVmSides } from './vm-side.ts';
 import { mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync, symlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import {
@@ -246,6 +247,19 @@ async function teardown(state: SandboxState, opts: StopOptions): Promise<StopRep
   // 3. ZooKeeper.
   await stop('ZooKeeper', state.zookeeper.proc, 10_000);
   // 4. Namespaces (their interfaces and bridges go with them), then /run/netns if ip made it for us.
+  //    The VM sides first: nothing runs in them (udhcpc quits once it holds its lease), but check.
+  for (const s of state.vmSides ?? []) {
+    for (const pid of pidsIn(s.netns)) {
+      const r = refOf(pid);
+      if (r && isAlive(r)) {
+        await killProcess(r);
+        report.stopped.push({ what: describeProcess(pid, s.node), pid, how: 'killed' });
+      }
+    }
+  }
+  const sides = removeVmSides(state);
+  report.netnsDeleted.push(...sides.deleted);
+  report.leftovers.push(...sides.leftovers);
   const namespaces = [...state.nodes.map((n) => n.netns), ...(state.fabric.created ? [state.fabric.netns] : [])];
   for (const ns of namespaces) {
     if (!netnsExists(ns)) continue;
@@ -269,7 +283,7 @@ async function teardown(state: SandboxState, opts: StopOptions): Promise<StopRep
     ]),
   ];
   for (const [what, ref] of procs) if (ref && isAlive(ref)) report.leftovers.push(`${what} pid ${ref.pid} still running`);
-  for (const ns of namespaces) if (netnsExists(ns)) report.leftovers.push(`netns ${ns} still exists`);
+  for (const ns of [...namespaces, ...(state.vmSides ?? []).map((v) => v.netns)]) if (netnsExists(ns)) report.leftovers.push(`netns ${ns} still exists`);
   for (const s of report.stopped) log(`stopped ${s.what} (pid ${s.pid}, ${s.how})`);
   for (const ns of report.netnsDeleted) log(`deleted network namespace ${ns}`);
   for (const m of report.unmounted) log(`unmounted ${m}`);
@@ -279,7 +293,7 @@ async function teardown(state: SandboxState, opts: StopOptions): Promise<StopRep
     rmSync(statePath(state.dir), { force: true });
     if (!opts.keepFiles) {
       removeOutsideFrrDirs(state.nodes);
-      for (const sub of ['zookeeper', 'bin', CLUSTER_CONFIG_FILE, ...state.nodes.map((n) => n.name)]) rmSync(join(state.dir, sub), { recursive: true, force: true });
+      for (const sub of ['zookeeper', 'bin', 'vm-sides', CLUSTER_CONFIG_FILE, ...state.nodes.map((n) => n.name)]) rmSync(join(state.dir, sub), { recursive: true, force: true });
       try {
         if (readdirSync(state.dir).length === 0) rmdirSync(state.dir);
       } catch {
