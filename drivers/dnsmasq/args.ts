@@ -28,9 +28,10 @@
 //   renewals of leases it was given at start and NAKs wrong ones at once instead of ignoring them.
 // - --leasefile-ro + --dhcp-script: no lease file; the script prints the init leases at start and
 //   reports every change (add/old/del, and with --leasefile-ro also renewals) as one file per MAC.
-// - --log-facility=FILE: dnsmasq's own log with timestamps (it also goes to that file's stdout and
-//   stderr, where its start errors land); --log-dhcp logs every DHCP exchange for diagnosis. The
-//   log is rotated to .log.1 at each start (index.ts), so it grows with one instance's life only.
+// - --log-facility=FILE: dnsmasq's own log, with timestamps, in the file its stdout and stderr go
+//   to as well (errors before logging starts, such as "unknown interface", are printed there);
+//   --log-dhcp logs every DHCP exchange for diagnosis. The log is rotated to .log.1 at each start
+//   (index.ts), so it grows with one instance's life only.
 // - --domain + --local=/D/: the DHCP domain option and `<hostname>.<domain>` answers from the
 //   leases; names in D are never forwarded (NXDOMAIN when unknown). There is no upstream server
 //   (--no-resolv, no --server): other names are REFUSED. Without a domain, --port=0: no DNS at all

@@ -121,9 +121,9 @@ export function plugClient(o: PlugOptions): DhcpClient {
   hookExit();
   const hostDev = `${o.name}h`.slice(0, 15);
   const mac = (o.mac ?? randomMac()).toLowerCase();
+  addNetns(o.name); // fails when the name is taken: someone else's namespace is never touched
   made.add(o.name);
   try {
-    addNetns(o.name);
     ip('-n', o.name, 'link', 'set', 'lo', 'up');
     ip('-n', o.name, 'link', 'add', 'eth0', 'address', mac, 'type', 'veth', 'peer', 'name', hostDev, 'netns', o.nodeNs);
     if (o.mtu !== undefined) {
