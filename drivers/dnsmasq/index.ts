@@ -1,279 +1,170 @@
-// One dnsmasq per managed network, run by the primary coordinator's daemon: DHCP on the network's
-// range and DNS for its domain, bound to the gateway's link, with the leases kept outside dnsmasq
-// (`--leasefile-ro --dhcp-script`): a lease script that keeps one file per lease, which the daemon
-// writes to ZooKeeper, and an init file the daemon writes from ZooKeeper before a start, so the
-// next primary's dnsmasq knows every lease.
+// The dnsmasq driver (DESIGN §4 "Primary coordinator", §5 "dnsmasq"): one dnsmasq per managed
+// network, run by the primary coordinator's daemon on the network's gateway device, serving DHCP
+// from the network's range and DNS for its domain, its leases kept outside dnsmasq.
 //
-// INVARIANTS
-//  D1  A dnsmasq is known by the state file runDir/dnsmasq-<vni>.json ({pid, startTime, specHash}):
-//      it is signalled only while that PID still has that start time (drivers/launch/process.ts),
-//      so an instance left by a previous run of the daemon is found and stopped, and no reused PID
-//      is ever touched.
-//  D2  start() resolves only once dnsmasq has bound its sockets (its log says so); a dnsmasq that
-//      exits first rejects with its last log lines and leaves no process and no state file.
-//  D3  The lease files are the level state of what dnsmasq last reported: lease-<vni>-<mac>, one
-//      line `<expires> <mac> <ip> <hostname|*> <clientid|*>`; the script writes them atomically,
-//      never runs anything a client sent, and readLeases() ignores any malformed file.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, watch, writeFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
-import { join } from 'node:path';
-import { isAlive, sleep, spawnDetached, stopProcess, tailFile, type ProcRef } from '../launch/process.ts';
+//   const dnsmasq = createDnsmasqDriver({ runDir: '/run/virtkeeper/dnsmasq' });
+//   await dnsmasq.start({ vni: 200, interface: 'vkgw200', address: '203.0.113.1', prefixLength: 24,
+//     range: { start: '203.0.113.100', end: '203.0.113.199' }, domain: 'tenant.example' }, leasesFromZk);
+//   const stop = dnsmasq.watchLeases((vni) => queue.add(vni));   // then readLeases(vni) → ZooKeeper
+//   await dnsmasq.list();      // [{ vni: 200, pid, specHash }]: compare specHash with specHash(spec)
+//   await dnsmasq.stop(200);
+//
+// Files of VNI n in runDir: dnsmasq-n.pid (written by dnsmasq), dnsmasq-n.log (its log, stdout and
+// stderr; the previous one kept as dnsmasq-n.log.1), lease-n.sh (the lease script), leases-n.init
+// (what the script prints on `init`), leases-n/<mac> (one lease a file, written by the script).
+//
+// Invariants:
+// D1 A process is only ever signalled by PID, and only while /proc shows it alive with a command
+//    line naming this runDir's pidfile of that VNI (or, for what dnsmasq leaves behind, a member of
+//    its process group naming the pidfile or the script). Nothing is found or killed by name.
+// D2 An instance is what its pidfile names (D1-verified): a new driver object on the same runDir
+//    (a restarted daemon) lists, adopts and stops the dnsmasq a previous one started. A pidfile
+//    that names no such process is stale and removed by list(), start() and stop().
+// D3 dnsmasq runs detached (its own session and process group, stdin /dev/null, stdout and stderr
+//    appended to its log): it outlives the daemon, which adopts it again (D2). --keep-in-foreground
+//    keeps the spawned PID dnsmasq's own (`ip netns exec` execs in place).
+// D4 start() resolves only once dnsmasq itself wrote its pidfile with the spawned PID and that
+//    process lives, i.e. its sockets are bound and the init leases read. When dnsmasq exits first,
+//    or is not up within timeoutMs (then it is stopped), start() rejects with StartFailed naming
+//    the last lines of its log; nothing of it keeps running.
+// D5 start() refuses (AlreadyRunning) when the VNI's dnsmasq runs: a changed spec is stop + start.
+// D6 The lease dir is level state: after start() it holds exactly the init leases (expired,
+//    malformed and out-of-range ones left out), which dnsmasq then re-reports as `old`; afterwards
+//    only the lease script writes it, one file per MAC, each written atomically (tmp + mv).
+//    readLeases() parses strictly and ignores a malformed file.
+// D7 Nothing a DHCP client sends reaches a shell unquoted (script.ts): hostnames, MACs and client
+//    ids are checked by the script and again by the parser.
+// D8 stop() is SIGTERM, SIGKILL after timeoutMs, and resolves once every thread of dnsmasq and its
+//    helper are gone; it is idempotent. start() and stop() are bounded by timeoutMs (each wait).
+// D9 Calls of one driver object that touch processes (list, start, stop) run one at a time.
+// D10 The driver imports nothing above drivers/: its types are its own (types.ts).
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { isAlive, killProcess, sleep, spawnDetached, stopProcess, tailFile, type ProcRef } from '../launch/process.ts';
+import { argvHash, checkedNetns, checkedRunDir, checkedVni, DEFAULT_BINARY, dnsmasqArgv, vniFiles } from './args.ts';
+import { findInstance, findInstances, leftovers } from './instances.ts';
+import { ipv4ToNumber } from './ipv4.ts';
+import { formatLease, initLeases, readLeaseDir, replaceLeaseDir, writeFileAtomic } from './leases.ts';
+import { leaseScript } from './script.ts';
+import { DnsmasqError, type DnsmasqDriver, type DnsmasqInstance, type DnsmasqLocation, type DnsmasqSpec, type ScriptLease } from './types.ts';
+import { watchLeaseDirs } from './watch.ts';
 
-export interface DnsmasqLocation {
-  runDir: string;
-  /** Run inside `ip netns exec NETNS`. */
-  netns?: string;
-  binary?: string;
-  /** Bound on a start or a stop. */
-  timeoutMs?: number;
-}
+export * from './types.ts';
+export { dnsmasqArgv, argvHash, specProblem, vniFiles } from './args.ts';
+export { leaseScript, shellQuote } from './script.ts';
+export { formatLease, initLeases, parseLeaseFile, parseLeaseLine } from './leases.ts';
 
-export interface DnsmasqSpec {
-  vni: number;
-  /** The link holding the gateway address (vkgw<N>). */
-  interface: string;
-  address: string;
-  prefixLength: number;
-  range?: { start: string; end: string };
-  leaseTimeS?: number;
-  domain?: string;
-}
+export const DEFAULT_TIMEOUT_MS = 5000;
+const POLL_MS = 20;
+const LOG_LINES = 12;
+/** What dnsmasq and its lease script see: nothing of the daemon's environment. */
+const ENV: NodeJS.ProcessEnv = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' };
 
-export interface ScriptLease {
-  mac: string;
-  ip: string;
-  hostname?: string;
-  clientId?: string;
-  /** Seconds since the epoch; 0 = infinite. */
-  expires: number;
-}
+export function createDnsmasqDriver(location: DnsmasqLocation): DnsmasqDriver {
+  const runDir = checkedRunDir(location.runDir);
+  const netns = location.netns === undefined ? undefined : checkedNetns(location.netns);
+  const binary = location.binary ?? DEFAULT_BINARY;
+  if (!binary.startsWith('/')) throw new TypeError(`DnsmasqLocation.binary must be an absolute path (got ${JSON.stringify(binary)})`);
+  const timeoutMs = location.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  if (!(timeoutMs > 0)) throw new TypeError(`DnsmasqLocation.timeoutMs must be positive (got ${timeoutMs})`);
 
-export interface DnsmasqInstance {
-  vni: number;
-  pid: number;
-  specHash: string;
-}
-
-export interface DnsmasqDriver {
-  list(): Promise<DnsmasqInstance[]>;
-  start(spec: DnsmasqSpec, leases: ScriptLease[]): Promise<DnsmasqInstance>;
-  stop(vni: number): Promise<void>;
-  readLeases(vni: number): ScriptLease[];
-  watchLeases(onChange: (vni: number) => void): () => void;
-  specHash(spec: DnsmasqSpec): string;
-}
-
-const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
-const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
-const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/;
-const CLIENT_ID = /^[0-9a-f]{2}(:[0-9a-f]{2}){0,254}$/;
-
-export function netmask(prefixLength: number): string {
-  const n = prefixLength === 0 ? 0 : (0xffffffff << (32 - prefixLength)) >>> 0;
-  return [24, 16, 8, 0].map((s) => (n >>> s) & 0xff).join('.');
-}
-
-const files = (runDir: string, vni: number) => ({
-  state: join(runDir, `dnsmasq-${vni}.json`),
-  log: join(runDir, `dnsmasq-${vni}.log`),
-  script: join(runDir, `lease-${vni}.sh`),
-  init: join(runDir, `lease-${vni}.init`),
-});
-
-/** dnsmasq's argv for a spec (without the netns wrapper). */
-export function dnsmasqArgs(spec: DnsmasqSpec, runDir: string, binary = '/usr/sbin/dnsmasq'): string[] {
-  const f = files(runDir, spec.vni);
-  const args = [
-    binary,
-    '--keep-in-foreground',
-    '--conf-file=/dev/null',
-    '--no-hosts',
-    '--no-resolv',
-    // Our own state file tracks the process (D1); dnsmasq writes none.
-    '--pid-file=',
-    `--interface=${spec.interface}`,
-    '--bind-interfaces',
-    '--except-interface=lo',
-    `--listen-address=${spec.address}`,
-    `--log-facility=${f.log}`,
-  ];
-  if (spec.range) {
-    args.push(
-      `--dhcp-range=${spec.range.start},${spec.range.end},${netmask(spec.prefixLength)},${spec.leaseTimeS ?? 3600}s`,
-      '--dhcp-authoritative',
-      // Leases live in ZooKeeper: the script reports every change and, at start, hands them back (init).
-      '--leasefile-ro',
-      `--dhcp-script=${f.script}`,
-      '--log-dhcp',
-    );
-  }
-  if (spec.domain !== undefined) args.push(`--domain=${spec.domain}`, `--local=/${spec.domain}/`);
-  else args.push('--port=0');
-  return args;
-}
-
-const shQuote = (s: string): string => `'${s.replaceAll("'", `'\\''`)}'`;
-
-/** The lease script for one network: writes or removes one file per lease; prints the init file on init. */
-export function leaseScript(runDir: string, vni: number): string {
-  const prefix = join(runDir, `lease-${vni}-`);
-  const init = files(runDir, vni).init;
-  return `#!/bin/sh
-# dnsmasq --dhcp-script for network ${vni}, written by the virtkeeper daemon. Arguments are data only.
-prefix=${shQuote(prefix)}
-case "$1" in
-  init)
-    [ -f ${shQuote(init)} ] && cat ${shQuote(init)}
-    exit 0 ;;
-  add|old|del) ;;
-  *) exit 0 ;;
-esac
-mac=$2
-case "$mac" in
-  *[!0-9a-f:]*|'') exit 0 ;;
-esac
-if [ "$1" = del ]; then
-  rm -f -- "$prefix$mac"
-  exit 0
-fi
-expires=\${DNSMASQ_LEASE_EXPIRES:-}
-if [ -z "$expires" ]; then
-  if [ -n "\${DNSMASQ_LEASE_LENGTH:-}" ]; then expires=$(( $(date +%s) + DNSMASQ_LEASE_LENGTH )); else expires=0; fi
-fi
-printf '%s %s %s %s %s\\n' "$expires" "$mac" "$3" "\${4:-*}" "\${DNSMASQ_CLIENT_ID:-*}" > "$prefix.$mac.tmp" && mv -f -- "$prefix.$mac.tmp" "$prefix$mac"
-exit 0
-`;
-}
-
-/** One lease line (D3); undefined when malformed. */
-export function parseLeaseLine(line: string): ScriptLease | undefined {
-  const [expires, mac, ip, host, clientId, ...rest] = line.trim().split(' ');
-  if (rest.length > 0 || expires === undefined || !/^\d{1,12}$/.test(expires) || !mac || !MAC.test(mac) || !ip || !IPV4.test(ip)) return undefined;
-  const lease: ScriptLease = { mac, ip, expires: Number(expires) };
-  if (host !== undefined && host !== '*') {
-    if (!HOSTNAME.test(host)) return undefined;
-    lease.hostname = host;
-  }
-  if (clientId !== undefined && clientId !== '*') {
-    if (!CLIENT_ID.test(clientId)) return undefined;
-    lease.clientId = clientId;
-  }
-  return lease;
-}
-
-function leaseLine(l: ScriptLease): string {
-  return `${l.expires} ${l.mac} ${l.ip} ${l.hostname ?? '*'} ${l.clientId ?? '*'}`;
-}
-
-interface State extends ProcRef {
-  specHash: string;
-}
-
-function readState(file: string): State | undefined {
-  try {
-    const s = JSON.parse(readFileSync(file, 'utf8')) as State;
-    return Number.isInteger(s.pid) && Number.isInteger(s.startTime) && typeof s.specHash === 'string' ? s : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-export function createDnsmasqDriver(loc: DnsmasqLocation): DnsmasqDriver {
-  const binary = loc.binary ?? '/usr/sbin/dnsmasq';
-  const timeoutMs = loc.timeoutMs ?? 5_000;
-  const ensureDir = () => mkdirSync(loc.runDir, { recursive: true, mode: 0o755 });
-  const specHash = (spec: DnsmasqSpec) => createHash('sha256').update(JSON.stringify(dnsmasqArgs(spec, loc.runDir, binary))).digest('hex').slice(0, 16);
-
-  const leaseFiles = (vni: number): string[] => {
-    const prefix = `lease-${vni}-`;
-    try {
-      return readdirSync(loc.runDir).filter((f) => f.startsWith(prefix) && MAC.test(f.slice(prefix.length)));
-    } catch {
-      return [];
-    }
+  // D9: one process-touching call at a time.
+  let chain: Promise<unknown> = Promise.resolve();
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const p = chain.then(fn, fn);
+    chain = p.catch(() => undefined);
+    return p;
   };
 
-  async function list(): Promise<DnsmasqInstance[]> {
-    const out: DnsmasqInstance[] = [];
-    let names: string[];
+  const argvOf = (spec: DnsmasqSpec): string[] => dnsmasqArgv(spec, runDir, binary);
+  const logTail = (vni: number): string => tailFile(vniFiles(runDir, vni).logFile, LOG_LINES).trim();
+  const marks = (vni: number): string[] => {
+    const f = vniFiles(runDir, vni);
+    return [`--pid-file=${f.pidFile}`, f.script];
+  };
+
+  /** D8: dnsmasq, then what is left of its group (the helper, a script it runs). */
+  async function terminate(vni: number, ref: ProcRef): Promise<void> {
     try {
-      names = readdirSync(loc.runDir);
+      await stopProcess(ref, timeoutMs);
+    } catch (e) {
+      throw new DnsmasqError('StopFailed', `dnsmasq for VNI ${vni} (PID ${ref.pid}): ${(e as Error).message}`, vni);
+    }
+    const deadline = Date.now() + timeoutMs;
+    let rest = leftovers(ref.pid, marks(vni));
+    while (rest.length > 0 && Date.now() < deadline) {
+      await sleep(POLL_MS);
+      rest = leftovers(ref.pid, marks(vni));
+    }
+    for (const r of rest) await killProcess(r);
+    rest = leftovers(ref.pid, marks(vni));
+    if (rest.length > 0) throw new DnsmasqError('StopFailed', `dnsmasq for VNI ${vni}: PIDs ${rest.map((r) => r.pid).join(', ')} of its group survived SIGKILL`, vni);
+  }
+
+  async function start(spec: DnsmasqSpec, leases: readonly ScriptLease[]): Promise<DnsmasqInstance> {
+    const argv = argvOf(spec); // TypeError for a bad spec, before anything is touched
+    const { vni } = spec;
+    const f = vniFiles(runDir, vni);
+    const running = findInstance(runDir, vni, true);
+    if (running) throw new DnsmasqError('AlreadyRunning', `dnsmasq for VNI ${vni} already runs (PID ${running.ref.pid}); stop it first`, vni);
+    try {
+      accessSync(binary, constants.X_OK);
     } catch {
-      return out;
+      throw new DnsmasqError('StartFailed', `cannot start dnsmasq for VNI ${vni}: ${binary} is missing or not executable (Debian package dnsmasq-base)`, vni);
     }
-    for (const name of names) {
-      const m = /^dnsmasq-(\d+)\.json$/.exec(name);
-      if (!m) continue;
-      const file = join(loc.runDir, name);
-      const s = readState(file);
-      if (s && isAlive(s)) out.push({ vni: Number(m[1]), pid: s.pid, specHash: s.specHash });
-      else rmSync(file, { force: true });
+
+    mkdirSync(runDir, { recursive: true, mode: 0o755 });
+    const range = spec.range ? { first: ipv4ToNumber(spec.range.start)!, last: ipv4ToNumber(spec.range.end)! } : undefined;
+    const init = spec.range ? initLeases(leases, Math.floor(Date.now() / 1000), range) : [];
+    writeFileAtomic(f.initFile, init.map((l) => `${formatLease(l)}\n`).join(''));
+    replaceLeaseDir(f.leaseDir, init);
+    writeFileAtomic(f.script, leaseScript({ initFile: f.initFile, leaseDir: f.leaseDir }), 0o755);
+    if (existsSync(f.logFile)) renameSync(f.logFile, `${f.logFile}.1`);
+    rmSync(f.pidFile, { force: true });
+
+    const full = netns === undefined ? argv : ['ip', 'netns', 'exec', netns, ...argv];
+    const ref = spawnDetached({ argv: full, logFile: f.logFile, env: ENV });
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (!isAlive(ref)) {
+        // Give a dying dnsmasq's last words a moment to reach the log; what it forked dies with it.
+        await sleep(POLL_MS);
+        for (const r of leftovers(ref.pid, marks(vni))) await killProcess(r);
+        const log = logTail(vni);
+        throw new DnsmasqError('StartFailed', `dnsmasq for VNI ${vni} exited during start${log ? `:\n${log}` : ' (its log is empty)'}`, vni, log);
+      }
+      if (pidFileSays(f.pidFile, ref.pid) && isAlive(ref)) return { vni, pid: ref.pid, specHash: argvHash(argv) };
+      if (Date.now() > deadline) {
+        await terminate(vni, ref).catch(() => undefined);
+        rmSync(f.pidFile, { force: true });
+        const log = logTail(vni);
+        throw new DnsmasqError('StartFailed', `dnsmasq for VNI ${vni} did not write its pidfile within ${timeoutMs} ms (stopped)${log ? `:\n${log}` : ''}`, vni, log);
+      }
+      await sleep(POLL_MS);
     }
-    return out.sort((a, b) => a.vni - b.vni);
   }
 
   async function stop(vni: number): Promise<void> {
-    const f = files(loc.runDir, vni);
-    const s = readState(f.state);
-    if (s) await stopProcess(s, timeoutMs);
-    rmSync(f.state, { force: true });
+    checkedVni(vni);
+    const found = findInstance(runDir, vni, true);
+    if (found) await terminate(vni, found.ref);
+    rmSync(vniFiles(runDir, vni).pidFile, { force: true });
   }
 
-  async function start(spec: DnsmasqSpec, leases: ScriptLease[]): Promise<DnsmasqInstance> {
-    ensureDir();
-    await stop(spec.vni);
-    const f = files(loc.runDir, spec.vni);
-    // The lease files start as the leases handed over (D3): what dnsmasq reports from here on replaces them.
-    for (const old of leaseFiles(spec.vni)) rmSync(join(loc.runDir, old), { force: true });
-    const valid = leases.filter((l) => parseLeaseLine(leaseLine(l)) !== undefined);
-    for (const l of valid) writeFileSync(join(loc.runDir, `lease-${spec.vni}-${l.mac}`), `${leaseLine(l)}\n`);
-    writeFileSync(`${f.init}.tmp`, valid.map((l) => `${leaseLine(l)}\n`).join(''));
-    renameSync(`${f.init}.tmp`, f.init);
-    writeFileSync(f.script, leaseScript(loc.runDir, spec.vni), { mode: 0o755 });
-    writeFileSync(f.log, '');
-    const args = dnsmasqArgs(spec, loc.runDir, binary);
-    const argv = loc.netns !== undefined ? ['ip', 'netns', 'exec', loc.netns, ...args] : args;
-    const ref = spawnDetached({ argv, logFile: `${f.log}.out` });
-    const hash = specHash(spec);
-    writeFileSync(f.state, JSON.stringify({ ...ref, specHash: hash }));
-    const ready = spec.range ? /DHCP, sockets bound exclusively to interface/ : /started, version/;
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const log = existsSync(f.log) ? readFileSync(f.log, 'utf8') : '';
-      if (ready.test(log) && isAlive(ref)) return { vni: spec.vni, pid: ref.pid, specHash: hash };
-      if (!isAlive(ref) || Date.now() > deadline) {
-        await stop(spec.vni);
-        const why = isAlive(ref) ? `not ready within ${timeoutMs} ms` : 'exited';
-        throw new Error(`dnsmasq for network ${spec.vni} ${why}: ${[tailFile(`${f.log}.out`, 5), tailFile(f.log, 5)].filter(Boolean).join('\n')}`);
-      }
-      await sleep(10);
-    }
-  }
+  return {
+    list: () => serial(async () => findInstances(runDir, true).map((x) => ({ vni: x.vni, pid: x.ref.pid, specHash: x.specHash }))),
+    start: (spec, leases) => serial(() => start(spec, leases)),
+    stop: (vni) => serial(() => stop(vni)),
+    readLeases: (vni) => readLeaseDir(vniFiles(runDir, checkedVni(vni)).leaseDir),
+    watchLeases: (onChange) => watchLeaseDirs(runDir, onChange),
+    specHash: (spec) => argvHash(argvOf(spec)),
+  };
+}
 
-  function readLeases(vni: number): ScriptLease[] {
-    const out: ScriptLease[] = [];
-    for (const name of leaseFiles(vni)) {
-      let text: string;
-      try {
-        text = readFileSync(join(loc.runDir, name), 'utf8');
-      } catch {
-        continue;
-      }
-      const l = parseLeaseLine(text);
-      if (l && `lease-${vni}-${l.mac}` === name) out.push(l);
-    }
-    return out.sort((a, b) => a.mac.localeCompare(b.mac));
+/** The pidfile holds `pid` (dnsmasq writes it once its sockets are bound). */
+function pidFileSays(file: string, pid: number): boolean {
+  try {
+    return readFileSync(file, 'utf8').trim() === String(pid);
+  } catch {
+    return false;
   }
-
-  function watchLeases(onChange: (vni: number) => void): () => void {
-    ensureDir();
-    const w = watch(loc.runDir, (_event, name) => {
-      const m = name ? /^lease-(\d+)-/.exec(String(name)) : null;
-      if (m) onChange(Number(m[1]));
-    });
-    w.on('error', () => undefined);
-    return () => w.close();
-  }
-
-  return { list, start, stop, readLeases, watchLeases, specHash };
 }

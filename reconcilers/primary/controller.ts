@@ -282,9 +282,10 @@ export class PrimaryController implements Runnable {
     const gateways = plan.duties.gateways ? desiredGateways(networks, this.m.node) : [];
     const failures: string[] = [];
     if (!plan.duties.dhcp) failures.push(...(await convergeDhcp([], async () => [], ctx)));
-    const gw = await convergeGateways(gateways, ctx);
+    const gw = await convergeGateways(gateways, ctx, () => Date.now() - snap.readAt <= RENEW_WITHIN_MS);
     failures.push(...gw.failures);
-    this.confirmedAt = plan.duties.gateways ? Math.max(this.confirmedAt ?? 0, snap.readAt) : undefined;
+    if (!plan.duties.gateways) this.confirmedAt = undefined;
+    else if (Date.now() - snap.readAt <= this.timing.lifetimeS * 1000) this.confirmedAt = Math.max(this.confirmedAt ?? 0, snap.readAt);
     if (plan.duties.dhcp) {
       const wanted = desiredDhcp(networks, gateways);
       const nowS = Math.floor(Date.now() / 1000);

@@ -67,11 +67,16 @@ export interface GatewayOutcome {
   created: number[];
 }
 
-/** Brings the gateway links to `desired` (all removed for []), announcing every address added. */
-export async function convergeGateways(desired: readonly DesiredGateway[], ctx: LocalContext): Promise<GatewayOutcome> {
+/**
+ * Brings the gateway links to `desired` (all removed for []), announcing every address added.
+ * `fresh` is asked right before anything is added: a pass whose confirmation went stale meanwhile
+ * (the process was frozen while it observed) adds nothing and says so.
+ */
+export async function convergeGateways(desired: readonly DesiredGateway[], ctx: LocalContext, fresh: () => boolean = () => true): Promise<GatewayOutcome> {
   const observed = await ctx.effects.observeGateways();
   const pass = planGateways(desired, observed, ctx.group, ctx.lifetimeS);
   if (pass.lines.length === 0) return { failures: [], added: 0, removed: 0, created: [] };
+  if (desired.length > 0 && !fresh()) return { failures: ['the confirmation from ZooKeeper went stale during the pass: nothing added'], added: 0, removed: 0, created: [] };
   if (pass.announce.length > 0) {
     const s = await ctx.effects.setSysctls(gatewaySysctls(pass.announce));
     if (s.failures.length > 0) ctx.log.warn({ failures: s.failures }, 'primary: cannot stop the bridges answering ARP for the gateways');

@@ -9,13 +9,13 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { decodeDhcpLease, decodePrimaryRecord, encodeNetworkSpec, type PrimaryRecord } from '../../schemas/index.ts';
-import { isAlive } from '../../drivers/launch/process.ts';
+import { isAlive, refOf } from '../../drivers/launch/process.ts';
 import { Cluster, paths } from '../rig/cluster.ts';
 import { evpnConverged, frrInstalled, startFrrNode, type FrrNode } from '../rig/frr.ts';
 import { createFabric, netnsSupported, type Fabric } from '../rig/netns.ts';
 import { GatewaySampler } from '../rig/gateway-sampler.ts';
 import { Pinger } from '../rig/pinger.ts';
-import { plugClient, type DhcpClient } from '../rig/dhcp-client.ts';
+import { dhcp, plugClient, renew, type DhcpClient } from '../rig/dhcp-client.ts';
 import { waitFor } from '../rig/wait.ts';
 
 const NODES = ['hv1', 'hv2', 'hv3'];
@@ -75,11 +75,11 @@ describe('the primary coordinator: gateways, DHCP/DNS and hand-overs', { timeout
     }
   };
   const dnsmasqPid = (node: string): number | undefined => {
-    // The driver's state file (drivers/dnsmasq: {pid, startTime, specHash}).
-    const file = join(runDirOf(node), `dnsmasq-${VNI}.json`);
+    // The pidfile dnsmasq writes (drivers/dnsmasq), and the process alive in /proc.
+    const file = join(runDirOf(node), `dnsmasq-${VNI}.pid`);
     if (!existsSync(file)) return undefined;
-    const s = JSON.parse(readFileSync(file, 'utf8')) as { pid: number; startTime: number };
-    return isAlive(s) ? s.pid : undefined;
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(pid) && pid > 1 && isAlive(refOf(pid)) ? pid : undefined;
   };
   const requestHandover = async (to: string) => {
     const got = (await rig.store.get(paths.primary))!;
@@ -136,10 +136,10 @@ describe('the primary coordinator: gateways, DHCP/DNS and hand-overs', { timeout
       }
     }, 20_000);
     client = await plugClient({ nodeNs: nsOf('hv3'), bridge: `vkbr${VNI}`, name: `${fabric.fabricNs.slice(0, -1)}c`, mtu: 1450, mac: '52:54:00:00:02:01' });
-    const lease = await client.dhcp({ hostname: 'guest1', timeoutMs: 30_000 });
+    const lease = await dhcp(client, { hostname: 'guest1', timeoutMs: 30_000 });
     assert.match(lease.ip, /^203\.0\.113\.(1\d\d)$/);
     assert.equal(lease.router, GW);
-    assert.equal(lease.serverId, GW);
+    assert.equal(lease.serverid, GW);
     pinger = new Pinger(client.ns, GW);
     await pinger.replying(5, 20_000);
     const kept = await waitFor('the lease in ZooKeeper', zkLease, 10_000);
@@ -223,9 +223,9 @@ describe('the primary coordinator: gateways, DHCP/DNS and hand-overs', { timeout
     await pinger.replying(8, 20_000);
     const gapMs = pinger.longestGapMs(s0, pinger.seq);
     console.log(`gateway unreachable for ${gapMs} ms after the primary's crash (session timeout ${SESSION_MS} ms; goal ≤ session timeout + 2 s)`);
-    const renewed = await client.renew(15_000);
+    const renewed = await renew(client, 15_000);
     assert.equal(renewed.ip, before!.ip);
-    assert.equal(renewed.serverId, GW);
+    assert.equal(renewed.serverid, GW);
     await waitFor('the renewal in ZooKeeper, written by the new primary', async () => (await zkLease())?.node === other, 10_000);
     assert.deepEqual(sampler.violations, []);
     // Repair: the node comes back as a plain coordinator; its leftover dnsmasq is stopped at start.
