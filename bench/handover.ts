@@ -13,13 +13,8 @@
 //    the session timeout (goal: ≤ session timeout + 2 s).
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtempSync } from 'node:fs';
-import { join } from 'node:path';
-import { tmpdir } from 'node:os';
-import { decodePrimaryRecord, encodeNetworkSpec } from '../schemas/index.ts';
-import { Cluster, paths } from '../test/rig/cluster.ts';
-import { evpnConverged, frrInstalled, startFrrNode, type FrrNode } from '../test/rig/frr.ts';
-import { createFabric } from '../test/rig/netns.ts';
+import { frrInstalled } from '../test/rig/frr.ts';
+import { startPrimaryRig, type PrimaryRig } from '../test/rig/primary.ts';
 import { Pinger } from '../test/rig/pinger.ts';
 import { waitFor } from '../test/rig/wait.ts';
 
@@ -38,59 +33,40 @@ const run = promisify(execFile);
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const fabric = createFabric(NODES.length);
-const nsOf = (node: string) => fabric.hosts[NODES.indexOf(node)]!.ns;
-const addrOf = (node: string) => fabric.hosts[NODES.indexOf(node)]!.addr;
-const frr = new Map<string, FrrNode>();
-const clientNs = `${fabric.fabricNs.slice(0, -1)}c`;
-let rig: Cluster | undefined;
+const clientPrefix = `vkh${process.pid.toString(16).slice(-4)}`;
+const clientNs = `${clientPrefix}c`;
 const pingers: Pinger[] = [];
-const work = mkdtempSync(join(tmpdir(), 'vk-bench-handover-'));
+let p: PrimaryRig | undefined;
 
-async function primary(): Promise<{ node: string; phase: string; version: number; raw: Record<string, unknown> } | null> {
-  const got = await rig!.store.get(paths.primary);
-  if (!got) return null;
-  const r = decodePrimaryRecord(got.data.toString('utf8'));
-  return { node: r.node, phase: r.phase, version: got.version, raw: JSON.parse(got.data.toString('utf8')) as Record<string, unknown> };
-}
-
-const spawn = (node: string) =>
-  rig!.spawnDaemon(node, {
-    netns: nsOf(node),
-    resyncMs: 600_000,
-    zookeeper: { hosts: rig!.zk.connectString, sessionTimeoutMs: SESSION_MS },
-    network: { enabled: true, group: 4244 },
-    frr: { enabled: true, confDir: frr.get(node)!.dir, vtySocket: frr.get(node)!.dir, runDir: frr.get(node)!.dir, hostname: node, resyncMs: 5_000 },
-    primary: { enabled: true, runDir: join(work, `${node}-primary`), barrierMs: 3_000 },
-  } as never);
-
-function plug(bridge: string, name: string, addr: string): void {
-  execFileSync('ip', ['-n', nsOf('hv3'), 'link', 'add', name, 'mtu', '1450', 'type', 'veth', 'peer', 'name', name.replace(/h$/, 'v'), 'netns', clientNs]);
-  execFileSync('ip', ['-n', nsOf('hv3'), 'link', 'set', name, 'master', bridge, 'up']);
+function plug(rig: PrimaryRig, bridge: string, name: string, addr: string): void {
+  const ns = rig.nsOf('hv3');
+  execFileSync('ip', ['-n', ns, 'link', 'add', name, 'mtu', '1450', 'type', 'veth', 'peer', 'name', name.replace(/h$/, 'v'), 'netns', clientNs]);
+  execFileSync('ip', ['-n', ns, 'link', 'set', name, 'master', bridge, 'up']);
   execFileSync('ip', ['-n', clientNs, 'link', 'set', name.replace(/h$/, 'v'), 'up']);
   execFileSync('ip', ['-n', clientNs, 'addr', 'add', addr, 'dev', name.replace(/h$/, 'v')]);
 }
 
 try {
-  rig = await Cluster.start('test', {
+  p = await startPrimaryRig({
     nodes: NODES,
-    clusterConfig: {
-      coordinators: ['hv1', 'hv2'],
-      bgp: { asn: 65500, keepaliveS: 1, holdS: 3, connectRetryS: 1 },
-      nodes: Object.fromEntries(NODES.map((n) => [n, { clusterAddress: addrOf(n) }])),
-    },
+    coordinators: ['hv1', 'hv2'],
+    networks: [
+      [200, { type: 'managed', mtu: 1450, gateway4: `${GW}/24`, dhcp4: { start: '203.0.113.100', end: '203.0.113.199' } }],
+      [201, { type: 'managed', mtu: 1450 }],
+    ],
+    sessionTimeoutMs: SESSION_MS,
+    barrierMs: 3_000,
   });
-  for (const node of NODES) frr.set(node, await startFrrNode({ name: node, netns: nsOf(node) }));
-  await rig.store.create(paths.networkSpec(200), encodeNetworkSpec({ type: 'managed', mtu: 1450, gateway4: `${GW}/24`, dhcp4: { start: '203.0.113.100', end: '203.0.113.199' } }), { parents: true });
-  await rig.store.create(paths.networkSpec(201), encodeNetworkSpec({ type: 'managed', mtu: 1450 }), { parents: true });
-  for (const node of NODES) await spawn(node);
-  await waitFor('a primary', async () => (await primary())?.phase === 'primary', 30_000, () => NODES.map((n) => `${n}:\n${rig!.daemonLog(n).slice(-2500)}`).join('\n'));
+  const rig = p.rig;
+  const nsOf = (node: string) => p!.nsOf(node);
+  for (const node of NODES) await p.spawn(node);
+  await waitFor('a primary', async () => (await p!.record())?.phase === 'primary', 30_000, () => NODES.map((n) => `${n}:\n${rig.daemonLog(n).slice(-2500)}`).join('\n'));
   const bridgesUp = () => NODES.every((n) => ['vkbr200', 'vkbr201'].every((b) => { try { execFileSync('ip', ['-n', nsOf(n), 'link', 'show', b], { stdio: 'ignore' }); return true; } catch { return false; } }));
   await waitFor('the bridges on every node', bridgesUp, 30_000);
-  for (const vni of [200, 201]) await evpnConverged(NODES.map((n) => ({ node: frr.get(n)!, address: addrOf(n) })), vni);
+  for (const vni of [200, 201]) await p.evpnConverged(vni);
   execFileSync('ip', ['netns', 'add', clientNs]);
-  plug('vkbr200', 'vkc200h', '203.0.113.50/24');
-  plug('vkbr201', 'vkc201h', '192.0.2.50/24');
+  plug(p, 'vkbr200', 'vkc200h', '203.0.113.50/24');
+  plug(p, 'vkbr201', 'vkc201h', '192.0.2.50/24');
 
   // 1. Planned hand-overs.
   const pinger = new Pinger(clientNs, GW);
@@ -99,29 +75,18 @@ try {
   const lost: number[] = [];
   const wall: number[] = [];
   for (let i = 0; i < HANDOVERS; i++) {
-    const p = (await primary())!;
-    const to = p.node === 'hv1' ? 'hv2' : 'hv1';
+    const from = (await p.record())!.node;
+    const to = from === 'hv1' ? 'hv2' : 'hv1';
     await pinger.replying(4);
     const s0 = pinger.seq;
     const t0 = performance.now();
-    await rig.store.set(paths.primary, JSON.stringify({ ...p.raw, request: { to, at: new Date().toISOString() } }), p.version);
-    await waitFor(`hand-over to ${to}`, async () => { const r = await primary(); return r?.node === to && r.phase === 'primary'; }, 20_000);
+    await p.requestHandover(to);
+    await p.primaryIs(to, 20_000);
     wall.push(performance.now() - t0);
-    await pinger.replying(8, 10_000).catch(async (e: unknown) => {
-      if (process.env.VK_BENCH_DEBUG) {
-        for (const n of NODES) {
-          console.log(`--- ${n}`, execFileSync('ip', ['-n', nsOf(n), '-d', 'addr', 'show', 'group', '4245'], { encoding: 'utf8' }));
-          console.log(execFileSync('bridge', ['-n', nsOf(n), 'fdb', 'show', 'br', 'vkbr200'], { encoding: 'utf8' }));
-          console.log(execFileSync('vtysh', ['--vty_socket', frr.get(n)!.dir, '-c', 'show evpn mac vni 200'], { encoding: 'utf8' }));
-        }
-        console.log(JSON.stringify(await primary()));
-        console.log(execFileSync('ip', ['-n', clientNs, 'neigh'], { encoding: 'utf8' }));
-      }
-      throw e;
-    });
+    await pinger.replying(8, 10_000);
     const w = pinger.window(s0, pinger.seq - 4);
     lost.push(w.lost);
-    console.log(`hand-over ${i + 1}: ${p.node} → ${to} in ${wall.at(-1)!.toFixed(0)} ms, ${w.sent} pings, ${w.lost} lost`);
+    console.log(`hand-over ${i + 1}: ${from} → ${to} in ${wall.at(-1)!.toFixed(0)} ms, ${w.sent} pings, ${w.lost} lost`);
   }
 
   // 2. The baseline: break-before-make by hand on VNI 201, same pinger interval.
@@ -157,17 +122,17 @@ try {
   // 3. Primary crashes.
   const outages: number[] = [];
   for (let i = 0; i < CRASHES; i++) {
-    const p = (await primary())!;
-    const other = p.node === 'hv1' ? 'hv2' : 'hv1';
+    const old = (await p.record())!.node;
+    const other = old === 'hv1' ? 'hv2' : 'hv1';
     await pinger.replying(4);
     const s0 = pinger.seq;
-    await rig.killChild(p.node);
-    await waitFor(`${other} primary`, async () => { const r = await primary(); return r?.node === other && r.phase === 'primary'; }, 30_000);
+    await rig.killChild(old);
+    await p.primaryIs(other, 30_000);
     await pinger.replying(8, 20_000);
     const gap = pinger.longestGapMs(s0, pinger.seq);
     outages.push(gap);
-    console.log(`crash ${i + 1}: ${p.node} SIGKILLed, ${other} primary; gateway unreachable for ${(gap / 1000).toFixed(3)} s (session timeout ${SESSION_MS / 1000} s)`);
-    await spawn(p.node);
+    console.log(`crash ${i + 1}: ${old} SIGKILLed, ${other} primary; gateway unreachable for ${(gap / 1000).toFixed(3)} s (session timeout ${SESSION_MS / 1000} s)`);
+    await p.spawn(old);
     await sleep(1_000);
   }
 
@@ -196,13 +161,11 @@ try {
     }),
   );
 } finally {
-  for (const p of pingers) p.stop();
-  await rig?.cleanup();
-  for (const f of frr.values()) await f.cleanup();
+  for (const x of pingers) x.stop();
+  await p?.cleanup();
   try {
     execFileSync('ip', ['netns', 'del', clientNs], { stdio: 'ignore' });
   } catch {
     // not created
   }
-  fabric.cleanup();
 }

@@ -188,13 +188,18 @@ export class PrimaryController implements Runnable {
     return run;
   }
 
+  /** C3: stops every DHCP server and removes every gateway link of this node, logging why when anything was held. */
   private dropAll(why: string): Promise<void> {
+    const held = this.confirmedAt !== undefined;
     this.confirmedAt = undefined;
     return this.exclusive(async () => {
       const ctx = this.context();
+      const running = (await this.o.effects.dhcp.list().catch(() => [])).length;
       const stopped = await convergeDhcp([], async () => [], ctx).catch((e: unknown) => [String(e)]);
       const gw = await convergeGateways([], ctx).catch((e: unknown) => ({ failures: [String(e)], added: 0, removed: 0, created: [] as number[] }));
-      if (gw.removed > 0) this.m.log.warn({ why, failures: [...stopped, ...gw.failures] }, 'primary: dropped the gateways and DHCP servers');
+      if (held || running > 0 || gw.removed > 0) {
+        this.m.log.warn({ why, dnsmasqStopped: running, gatewaysRemoved: gw.removed, failures: [...stopped, ...gw.failures] }, 'primary: dropped the gateways and DHCP servers');
+      }
     });
   }
 

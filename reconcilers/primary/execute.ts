@@ -4,41 +4,12 @@
 import type { Logger } from 'pino';
 import type { ObservedGateway } from '../../drivers/gateway/index.ts';
 import type { BatchResult } from '../../drivers/net/types.ts';
+import type { DnsmasqDriver, DnsmasqSpec, ScriptLease } from '../../drivers/dnsmasq/types.ts';
 import { gatewaySysctls, planGateways, type DesiredGateway, type DhcpWanted } from './local.ts';
 
-export interface ScriptLease {
-  mac: string;
-  ip: string;
-  hostname?: string;
-  clientId?: string;
-  expires: number;
-}
-
-export interface DhcpInstance {
-  vni: number;
-  pid: number;
-  specHash: string;
-}
-
-export interface DhcpSpec {
-  vni: number;
-  interface: string;
-  address: string;
-  prefixLength: number;
-  range?: { start: string; end: string };
-  leaseTimeS?: number;
-  domain?: string;
-}
-
 /** The DHCP/DNS servers (drivers/dnsmasq). */
-export interface DhcpServers {
-  list(): Promise<DhcpInstance[]>;
-  start(spec: DhcpSpec, leases: ScriptLease[]): Promise<DhcpInstance>;
-  stop(vni: number): Promise<void>;
-  readLeases(vni: number): ScriptLease[];
-  watchLeases(onChange: (vni: number) => void): () => void;
-  specHash(spec: DhcpSpec): string;
-}
+export type DhcpServers = DnsmasqDriver;
+export type { ScriptLease };
 
 export interface PrimaryEffects {
   observeGateways(): Promise<ObservedGateway[]>;
@@ -103,7 +74,7 @@ export async function convergeGateways(desired: readonly DesiredGateway[], ctx: 
   return { failures, added: pass.announce.length, removed: pass.actions.filter((a) => a.startsWith('remove')).length, created: pass.created };
 }
 
-const toSpec = (w: DhcpWanted, leaseTimeS: number | undefined): DhcpSpec => ({
+const toSpec = (w: DhcpWanted, leaseTimeS: number | undefined): DnsmasqSpec => ({
   vni: w.vni,
   interface: w.interface,
   address: w.address,

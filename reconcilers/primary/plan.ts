@@ -192,20 +192,18 @@ function step(kind: StepKind, record: PrimaryRecord, when: 'before' | 'after', m
   return { kind, record, when, message, ...(lock ? { lock } : {}) };
 }
 
+/** A step that takes the lock with a new term: the record in phase primary, in the same multi. */
+function takeLock(f: PrimaryFacts, kind: 'claim' | 'finish', term: number, message: string, last: PrimaryOutcome): PlannedStep {
+  const record: PrimaryRecord = { node: f.me, phase: 'primary', since: iso(f.now), term, steps: [], last };
+  return step(kind, record, 'before', message, { create: { node: f.me, term, since: iso(f.now) } });
+}
+
 function claim(f: PrimaryFacts, r: PrimaryRecord | null): PlannedStep {
   const term = (r?.term ?? 0) + 1;
   const from = r?.node;
   const why = r === null ? 'no primary yet' : from === f.me ? `${f.me} takes its role back` : `${from} holds no lock (${ineligibility(f, from!)})`;
   const message = `${f.me} becomes primary (term ${term}): ${why}`;
-  const record: PrimaryRecord = {
-    node: f.me,
-    phase: 'primary',
-    since: iso(f.now),
-    term,
-    steps: [],
-    last: outcome(f, 'elected', message, from, f.me, []),
-  };
-  return step('claim', record, 'before', message, { create: { node: f.me, term, since: iso(f.now) } });
+  return takeLock(f, 'claim', term, message, outcome(f, 'elected', message, from, f.me, []));
 }
 
 function addStep(r: PrimaryRecord, phase: RecordStep['phase'], node: string, now: number): RecordStep[] {
@@ -234,17 +232,8 @@ function release(f: PrimaryFacts, r: PrimaryRecord): PlannedStep {
 
 function finish(f: PrimaryFacts, r: PrimaryRecord): PlannedStep {
   const term = r.term + 1;
-  const steps = addStep(r, 'primary', f.me, f.now);
   const message = `${f.me} is primary (term ${term}), handed over from ${r.from ?? 'unknown'}`;
-  const record: PrimaryRecord = {
-    node: f.me,
-    phase: 'primary',
-    since: iso(f.now),
-    term,
-    steps: [],
-    last: outcome(f, 'completed', message, r.from, f.me, steps),
-  };
-  return step('finish', record, 'before', message, { create: { node: f.me, term, since: iso(f.now) } });
+  return takeLock(f, 'finish', term, message, outcome(f, 'completed', message, r.from, f.me, addStep(r, 'primary', f.me, f.now)));
 }
 
 function rollback(f: PrimaryFacts, r: PrimaryRecord, primary: string, why: string): PlannedStep {

@@ -37,7 +37,7 @@ export function daemonLog(work: string, name: string): string {
 const exited = (child: ChildProcess): boolean => !childRunning(child);
 
 /**
- * Writes the config (log level VK_TEST_LOG, default warn) and starts `vk daemon --config` with its
+ * Writes the config (log level VK_TEST_LOG, else the config's unless it is the rig's 'silent', else warn) and starts `vk daemon --config` with its
  * output in the log file; `onSpawn` sees the child at once (so a caller can record it before the
  * wait). Resolves once the node holds a fresh alive znode: a new session, and (a crashed
  * predecessor's) old one has expired. Rejects at once if the child exits meanwhile.
@@ -45,7 +45,9 @@ const exited = (child: ChildProcess): boolean => !childRunning(child);
 export async function spawnDaemonProcess(o: SpawnDaemonOptions, onSpawn?: (child: ChildProcess) => void): Promise<ChildProcess> {
   const before = (await o.store.exists(paths.nodeAlive(o.name)))?.ephemeralOwner ?? null;
   const file = join(o.work, `${o.name}.yaml`);
-  writeFileSync(file, toYaml({ ...o.config, logLevel: process.env.VK_TEST_LOG ?? 'warn' }));
+  // VK_TEST_LOG wins; a level the test asked for (anything but the rig's default 'silent') next; else warn.
+  const logLevel = process.env.VK_TEST_LOG ?? (o.config.logLevel === 'silent' ? 'warn' : o.config.logLevel);
+  writeFileSync(file, toYaml({ ...o.config, logLevel }));
   const child = spawnAttached({ argv: daemonArgv(file), logFile: join(o.work, `${o.name}-daemon.log`) });
   onSpawn?.(child);
   const outcome = await waitFor(
