@@ -154,7 +154,8 @@ export class PrimaryController implements Runnable {
   private renewTick(): void {
     if (this.confirmedAt === undefined) return;
     const age = Date.now() - this.confirmedAt;
-    if (age > this.timing.lifetimeS * 1000) {
+    // Past the lifetime and the kernel's rounding the addresses are surely gone: drop the rest now.
+    if (age > this.timing.lifetimeS * 1000 + 1000) {
       void this.dropAll(`no confirmation from ZooKeeper for ${age} ms (the daemon was frozen or cut off): the gateways lapsed`).then(() => this.queue.add(KEY));
       return;
     }

@@ -154,14 +154,15 @@ export function renewLines(desired: readonly DesiredGateway[], lifetimeS: number
 }
 
 /**
- * The address lifetime and renewal period for a ZooKeeper session timeout. A successor can take
- * the role only once ZooKeeper has expired the holder's session: at least a session timeout after
- * the holder's last confirming read. The address must be gone by then: its lifetime, plus up to
- * 1 s by which the kernel rounds its lifetime check, plus the at most 500 ms a renewal may follow
- * its confirmation (RENEW_WITHIN_MS), stay under the session timeout.
+ * The address lifetime and renewal period for a ZooKeeper session timeout T. A successor can take
+ * the role only once ZooKeeper has expired the holder's session: at least T after the holder's
+ * last confirming read. The address must be gone by then: its lifetime, plus up to 1 s by which
+ * the kernel rounds its lifetime check, plus the time the renewal's `ip` takes to land after its
+ * confirmation (RENEW_WITHIN_MS at the start, more when the machine is loaded) must stay under T.
+ * Half of T, less half a second, leaves a second or more of margin for that last term.
  */
 export const RENEW_WITHIN_MS = 500;
 export function gatewayTiming(sessionTimeoutMs: number): { lifetimeS: number; renewMs: number } {
-  const lifetimeS = Math.max(1, Math.floor((sessionTimeoutMs - 1000 - RENEW_WITHIN_MS) / 1000));
+  const lifetimeS = Math.max(1, Math.floor((sessionTimeoutMs / 2 - RENEW_WITHIN_MS) / 1000));
   return { lifetimeS, renewMs: Math.max(100, Math.floor((lifetimeS * 1000) / 4)) };
 }
