@@ -264,10 +264,14 @@ export interface LiveNetwork {
   status?: Znode<NetworkStatus> | null;
   /** Why the status znode could not be read or decoded (status is null then). */
   statusProblem?: string;
+  /** How many DHCP leases the primary keeps under /networks/<vni>/leases, when asked for. */
+  leases?: number;
 }
 
 export interface NetworkReadParts {
   status?: boolean;
+  /** Count the leases (the children of the leases znode; a listing never reads them). */
+  leases?: boolean;
 }
 
 /** Reads a znode the daemons write; a failure to read it is a problem to report, not an error. */
@@ -281,12 +285,14 @@ async function getLenient(store: ZkStore, path: string): Promise<{ node: { data:
 }
 
 export async function readNetwork(store: ZkStore, paths: ZkPaths, vni: string, parts: NetworkReadParts = {}): Promise<LiveNetwork> {
-  const [parent, spec, status] = await Promise.all([
+  const [parent, spec, status, leases] = await Promise.all([
     store.exists(paths.network(vni)),
     store.get(paths.networkSpec(vni)),
     parts.status ? getLenient(store, paths.networkStatus(vni)) : null,
+    parts.leases ? store.exists(paths.networkLeases(vni)) : null,
   ]);
   const network: LiveNetwork = { vni, parent, spec: null };
+  if (parts.leases) network.leases = leases?.numChildren ?? 0;
   if (spec) Object.assign(network, decodeSpec(paths.networkSpec(vni), spec, (v) => decodeNetworkSpec(v)));
   if (status) {
     network.status = null;
@@ -339,9 +345,13 @@ export function networkReadiness(network: LiveNetwork, clusterNodes: readonly st
   return { ready: nodes.filter((n) => n.member && n.state === 'ready').length, total: clusterNodes.length, nodes };
 }
 
+/**
+ * The cluster config. An empty /config znode (created only as the parent of /config/primary, before
+ * anyone applied a ClusterConfig) is the default config, as a missing one is.
+ */
 export async function readConfig(store: ZkStore, paths: ZkPaths): Promise<{ value: ClusterConfig; znode: Znode<ClusterConfig> | null }> {
   const config = await store.get(paths.config);
-  if (!config) return { value: defaultClusterConfig(), znode: null };
+  if (!config || config.data.length === 0) return { value: defaultClusterConfig(), znode: null };
   const value = decodeStrict(paths.config, config.data, (v) => decodeClusterConfig(v));
   return { value, znode: { value, raw: config.data, version: config.version, stat: config.stat } };
 }

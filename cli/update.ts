@@ -1,7 +1,17 @@
 // Read-modify-write of a spec znode: compare-and-set on the version read, retried (CAS_ATTEMPTS
-// rounds) when someone else wrote in between. What the verbs (vk vm …, vk node …) are made of.
+// rounds) when someone else wrote in between. What the verbs (vk vm …, vk node …) are made of; the
+// one daemon-written record a verb edits, /config/primary (vk node primary), goes the same way.
 import { CasConflictError, compareAndSet, NO_CHANGE } from '../drivers/zk/index.ts';
-import { encodeNodeSpec, encodeVmSpec, type NodeSpec, type VmSpec } from '../schemas/index.ts';
+import {
+  decodePrimaryRecord,
+  encodeNodeSpec,
+  encodePrimaryRecord,
+  encodeVmSpec,
+  ValidationError,
+  type NodeSpec,
+  type PrimaryRecord,
+  type VmSpec,
+} from '../schemas/index.ts';
 import { readExistingVm, readNode, specVersion, type LiveNode, type LiveVm, type Znode } from './cluster.ts';
 import { secureAcls, type Cluster } from './connect.ts';
 import { CliError, withSource } from './errors.ts';
@@ -77,6 +87,47 @@ export async function updateNodeSpec(
   const { node, value: before } = outcome.read;
   if (outcome.kind === 'unchanged') return { before, after: before, version: node.spec!.version, changed: false, node };
   return { before, after: outcome.value, version: outcome.version, changed: true, node };
+}
+
+/**
+ * The same for /config/primary, which the coordinators' daemons write: `mutate` gets a copy of the
+ * record as read (on every round, so its checks see what the write replaces) and may throw to
+ * refuse. A missing record is `null` (nothing written); one that does not decode is a runtime
+ * error naming the znode (a daemon's record, not the user's input).
+ */
+export async function updatePrimaryRecord(
+  cluster: Cluster,
+  mutate: (record: PrimaryRecord) => PrimaryRecord,
+): Promise<Updated<PrimaryRecord> | null> {
+  const { store, paths } = cluster;
+  await secureAcls(cluster, [paths.primary]);
+  const path = paths.primary;
+  const outcome = await gaveUp(path, () =>
+    compareAndSet(store, path, {
+      read: async () => {
+        const got = await store.get(path);
+        if (!got) return null;
+        let value: PrimaryRecord;
+        try {
+          value = decodePrimaryRecord(got.data);
+        } catch (error) {
+          if (error instanceof ValidationError) throw new CliError(`${path} cannot be read (${error.message}); nothing was written`);
+          throw error;
+        }
+        return { value, version: got.version, raw: got.data.toString('utf8') };
+      },
+      encode: encodePrimaryRecord,
+      edit: (before, { raw }) => {
+        const after = mutate(structuredClone(before));
+        const encoded = encodePrimaryRecord(after);
+        return encoded === raw || encoded === encodePrimaryRecord(before) ? NO_CHANGE : after;
+      },
+    }),
+  );
+  if (outcome.kind === 'absent') return null;
+  const before = outcome.read.value;
+  if (outcome.kind === 'unchanged') return { before, after: before, version: outcome.read.version!, changed: false };
+  return { before, after: outcome.value, version: outcome.version, changed: true };
 }
 
 /** A verb that kept losing the race: the CLI's error, naming the object. */

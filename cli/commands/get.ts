@@ -1,6 +1,6 @@
 // `vk get vms|nodes|networks` (tables, wide, json, yaml) and `vk describe vm|node|network NAME`.
 import { Argument, Option, type Command } from 'commander';
-import { defaultClusterConfig, type ClusterConfig, type Condition, type NodeFrr, type ZkPaths } from '../../schemas/index.ts';
+import { defaultClusterConfig, gatewayMac, type ClusterConfig, type Condition, type NodeFrr, type PrimaryRecord, type ZkPaths } from '../../schemas/index.ts';
 import {
   bridgeName,
   listNodeNames,
@@ -27,6 +27,7 @@ import type { ZkStore } from '../../drivers/zk/index.ts';
 import { CliError, usageError } from '../errors.ts';
 import { networkUsers } from '../manifests.ts';
 import { colors, indent, orDash, println, rawText, table, toJson, toYaml, type NoteRow, type OutputFormat } from '../output.ts';
+import { countLeases, gatewayHolders, leaseExpiry, nodeRole, phaseText, readLeases, readPrimary, type LivePrimary } from '../primary.ts';
 
 export interface GetFlags {
   output?: OutputFormat;
@@ -157,11 +158,6 @@ async function configForViews(store: ZkStore, paths: ZkPaths): Promise<ClusterCo
   }
 }
 
-/** The cluster config's keepaliveDeadAfterMs (the default when the config is missing or unreadable). */
-async function deadAfterMs(store: ZkStore, paths: ZkPaths): Promise<number> {
-  return (await configForViews(store, paths)).keepaliveDeadAfterMs;
-}
-
 /** The node's keepalive age, stale when older than keepaliveDeadAfterMs; undefined without a status. */
 function keepaliveOf(node: LiveNode, deadAfter: number, nowMs: number) {
   const at = node.status?.value.keepaliveAt;
@@ -175,9 +171,19 @@ function aliveCell(node: LiveNode, deadAfter: number, nowMs: number): string {
   return keepaliveOf(node, deadAfter, nowMs)?.stale ? 'stale' : 'yes';
 }
 
-function nodeJson(node: LiveNode, queue: readonly LockEntry[], deadAfter: number, nowMs: number) {
+/** Who is primary and who may be: the ROLE column's input. */
+export interface NodeRoles {
+  coordinators: readonly string[];
+  /** /config/primary's record (null: none, or unreadable). */
+  primary: PrimaryRecord | null;
+}
+
+const NO_ROLES: NodeRoles = { coordinators: [], primary: null };
+
+function nodeJson(node: LiveNode, queue: readonly LockEntry[], deadAfter: number, nowMs: number, roles: NodeRoles) {
   return {
     name: node.name,
+    role: nodeRole(node.name, roles.coordinators, roles.primary),
     alive: node.alive,
     keepalive: keepaliveOf(node, deadAfter, nowMs) ?? null,
     spec: node.spec?.value ?? null,
@@ -193,12 +199,13 @@ export function printNodes(
   flushQueue: readonly LockEntry[] = [],
   deadAfter = defaultClusterConfig().keepaliveDeadAfterMs,
   nowMs = Date.now(),
+  roles: NodeRoles = NO_ROLES,
 ): void {
-  if (structured(format, nodes.map((n) => nodeJson(n, flushQueue, deadAfter, nowMs)))) return;
-  // BGP (and in wide FRR) then FLUSH last: the flush lock queue and progress (columns before it keep their places).
+  if (structured(format, nodes.map((n) => nodeJson(n, flushQueue, deadAfter, nowMs, roles)))) return;
+  // ROLE, BGP (and in wide FRR) then FLUSH last: the flush lock queue and progress (columns before it keep their places).
   const headers = ['NAME', 'ALIVE', 'SPEC', 'DOMAIN', 'DAEMON', 'VMS', 'LOAD', 'FREE_MIB', 'PROV_MIB', 'TOTAL_MIB'];
   if (format === 'wide') headers.push('VCPUS', 'KEEPALIVE', 'VERSION');
-  headers.push('BGP');
+  headers.push('ROLE', 'BGP');
   if (format === 'wide') headers.push('FRR');
   headers.push('FLUSH');
   const rows = nodes.map((node): string[] | NoteRow => {
@@ -217,7 +224,7 @@ export function printNodes(
       orDash(s?.memory.totalMiB),
     ];
     if (format === 'wide') row.push(s ? `${s.vcpus.allocated}/${s.vcpus.total}` : '-', orDash(s?.keepaliveAt), orDash(s?.version));
-    row.push(bgpCell(node));
+    row.push(orDash(nodeRole(node.name, roles.coordinators, roles.primary, format === 'wide')), bgpCell(node));
     if (format === 'wide') row.push(frrCell(node));
     row.push(flushCell(node, flushQueue));
     return row;
@@ -235,6 +242,13 @@ function readyCell(n: LiveNetwork, nodes: readonly string[]): string {
   return n.statusProblem !== undefined ? colors.red(`?/${total}`) : `${ready}/${total}`;
 }
 
+/** LEASES: the DHCP leases of a managed network with a dhcp4 range ('-' for other networks, unless some are left over). */
+function leasesCell(n: LiveNetwork): string {
+  const spec = n.spec?.value;
+  if (spec?.type === 'managed' && spec.dhcp4) return String(n.leases ?? 0);
+  return n.leases ? String(n.leases) : '-';
+}
+
 function networkJson(n: LiveNetwork, vms: readonly LiveVm[], nodes: readonly string[]) {
   const readiness = networkReadiness(n, nodes);
   return {
@@ -243,6 +257,7 @@ function networkJson(n: LiveNetwork, vms: readonly LiveVm[], nodes: readonly str
     spec: n.spec?.value ?? null,
     generation: n.spec?.version ?? null,
     vms: usersOf(n.vni, vms),
+    leases: n.leases ?? null,
     status: n.status?.value ?? null,
     ...(n.statusProblem !== undefined && { statusProblem: n.statusProblem }),
     ready: { ready: readiness.ready, nodes: readiness.total, byNode: Object.fromEntries(readiness.nodes.map((v) => [v.node, v.state])) },
@@ -252,12 +267,13 @@ function networkJson(n: LiveNetwork, vms: readonly LiveVm[], nodes: readonly str
 
 export function printNetworks(networks: readonly LiveNetwork[], vms: readonly LiveVm[], nodes: readonly string[], format: OutputFormat): void {
   if (structured(format, networks.map((n) => networkJson(n, vms, nodes)))) return;
-  const headers = ['VNI', 'TYPE', 'MTU', 'BRIDGE', 'READY', 'DESCRIPTION'];
+  // DESCRIPTION stays last of the narrow table: it is free text.
+  const headers = ['VNI', 'TYPE', 'MTU', 'BRIDGE', 'READY', 'LEASES', 'DESCRIPTION'];
   if (format === 'wide') headers.push('GATEWAY4', 'GATEWAY6', 'DHCP4', 'VMS');
   const rows = networks.map((n): string[] | NoteRow => {
     if (!n.spec) return { cells: [n.vni], note: n.invalidSpec ? invalidNote(n.invalidSpec) : '-' };
     const spec = n.spec.value;
-    const row = [n.vni, spec.type, String(spec.mtu), bridgeName(n.vni), readyCell(n, nodes), orDash(spec.description)];
+    const row = [n.vni, spec.type, String(spec.mtu), bridgeName(n.vni), readyCell(n, nodes), leasesCell(n), orDash(spec.description)];
     if (format === 'wide') {
       row.push(orDash(spec.gateway4), orDash(spec.gateway6), spec.dhcp4 ? `${spec.dhcp4.start}-${spec.dhcp4.end}` : '-', orDash(usersOf(n.vni, vms).join(',')));
     }
@@ -303,12 +319,18 @@ function registerGet(program: Command): void {
             return;
           }
           case 'nodes': {
-            const [nodes, queue, deadAfter] = await Promise.all([readAllNodes(store, paths), readLockQueue(store, paths.lock(FLUSH_LOCK)), deadAfterMs(store, paths)]);
-            printNodes(pick(nodes, names, (n) => n.name, 'node'), format, queue, deadAfter);
+            const [nodes, queue, config, primary] = await Promise.all([
+              readAllNodes(store, paths),
+              readLockQueue(store, paths.lock(FLUSH_LOCK)),
+              configForViews(store, paths),
+              readPrimary(store, paths),
+            ]);
+            const roles = { coordinators: config.coordinators, primary: primary.znode?.value ?? null };
+            printNodes(pick(nodes, names, (n) => n.name, 'node'), format, queue, config.keepaliveDeadAfterMs, Date.now(), roles);
             return;
           }
           case 'networks': {
-            const [networks, vms, nodes] = await Promise.all([readAllNetworks(store, paths, { status: true }), readAllVms(store, paths), listNodeNames(store, paths)]);
+            const [networks, vms, nodes] = await Promise.all([readAllNetworks(store, paths, { status: true, leases: true }), readAllVms(store, paths), listNodeNames(store, paths)]);
             printNetworks(pick(networks, names, (n) => n.vni, 'network'), vms, nodes, format);
             return;
           }
@@ -437,9 +459,22 @@ function frrBlock(frr: NodeFrr | undefined): string[] {
   return ['FRR:', indent(lines.join('\n'))];
 }
 
+/** describe node's Role: its ROLE cell, with the hand-over or pending request it takes part in. */
+function roleText(name: string, config: ClusterConfig, primary: LivePrimary): string {
+  const record = primary.znode?.value ?? null;
+  const role = nodeRole(name, config.coordinators, record);
+  if (role === null) return '-';
+  if (!record) return primary.problem !== undefined ? `${role} (/config/primary cannot be read: ${primary.problem.replace(/\n/g, ' ')})` : role;
+  const notes: string[] = [];
+  if (role !== 'coordinator' && role !== 'primary') notes.push(`hand-over in phase ${record.phase} since ${record.since}: ${phaseText(record)}`);
+  else if (role === 'primary') notes.push(`term ${record.term}, since ${record.since}`);
+  if (record.request && (record.request.to === name || record.node === name)) notes.push(`hand-over to ${record.request.to} requested at ${record.request.at}`);
+  return notes.length > 0 ? `${role} (${notes.join('; ')})` : role;
+}
+
 async function describeNode(cmd: Command, name: string): Promise<void> {
   await withCluster(cmd, async ({ store, paths }) => {
-    const [node, vms, config] = await Promise.all([readNode(store, paths, name), readAllVms(store, paths, { status: true }), configForViews(store, paths)]);
+    const [node, vms, config, primary] = await Promise.all([readNode(store, paths, name), readAllVms(store, paths, { status: true }), configForViews(store, paths), readPrimary(store, paths)]);
     if (!node.parent) throw new CliError(`node ${name} not found`);
     const deadAfter = config.keepaliveDeadAfterMs;
     const s = node.status?.value;
@@ -450,6 +485,7 @@ async function describeNode(cmd: Command, name: string): Promise<void> {
       field('Alive', alive),
       // What the cluster config says of this node.
       field('Coordinator', config.coordinators.includes(name) ? (config.bgp ? 'yes (a BGP route reflector)' : 'yes') : 'no'),
+      field('Role', roleText(name, config, primary)),
       field('Cluster address', config.nodes?.[name]?.clusterAddress ?? (config.bgp ? 'none: not in the cluster config\'s nodes (no BGP peering with the coordinators)' : undefined)),
     ];
     if (node.invalidSpec) lines.push(...invalidLines(node.invalidSpec, 'vk node flush or vk node ready rewrites it'));
@@ -511,6 +547,46 @@ function networkNodesBlock(network: LiveNetwork, nodes: readonly string[]): stri
   return [head, 'Nodes:', indent(table(['NODE', 'STATE', 'REASON', 'OBSERVED', 'UPDATED', 'MESSAGE'], rows))];
 }
 
+/** How many leases describe network lists (the count is always the whole number). */
+export const LEASES_SHOWN = 20;
+
+/**
+ * describe network's gateway block, for a managed network with gateway4: its address, virtual MAC
+ * and who holds it (from /config/primary), then its DHCP leases (the first LEASES_SHOWN by address).
+ */
+async function gatewayBlock(store: ZkStore, paths: ZkPaths, network: LiveNetwork): Promise<string[]> {
+  const spec = network.spec?.value;
+  const vni = network.vni;
+  if (!spec || spec.type !== 'managed' || spec.gateway4 === undefined) {
+    // Leases left over under a network that has no gateway (any more) still show as a count.
+    const count = await countLeases(store, paths, vni);
+    return count > 0 ? [field('DHCP leases', `${count} (left over: the network has no gateway4)`)] : [];
+  }
+  const [primary, leases] = await Promise.all([readPrimary(store, paths), readLeases(store, paths, vni)]);
+  const lines = [
+    'Gateway:',
+    indent(
+      [
+        field('Address', spec.gateway4),
+        field('Virtual MAC', gatewayMac(Number(vni))),
+        field('Held by', gatewayHolders(primary)),
+        field('DNS domain', spec.domain),
+      ].join('\n'),
+    ),
+  ];
+  const range = spec.dhcp4 ? `range ${spec.dhcp4.start}-${spec.dhcp4.end}` : 'no dhcp4 range';
+  lines.push(field('DHCP leases', `${leases.length} (${range})`));
+  if (leases.length > 0) {
+    const now = Date.now();
+    const rows = leases.slice(0, LEASES_SHOWN).map((e) =>
+      'lease' in e ? [e.mac, e.lease.ip, orDash(e.lease.hostname), leaseExpiry(e.lease.expires, now), e.lease.node] : [e.mac, '?', '-', '-', colors.red(`unreadable: ${e.problem.replace(/\n/g, ' ')}`)],
+    );
+    lines.push(indent(table(['MAC', 'IP', 'HOSTNAME', 'EXPIRES', 'BY'], rows)));
+    if (leases.length > LEASES_SHOWN) lines.push(`  … and ${leases.length - LEASES_SHOWN} more`);
+  }
+  return lines;
+}
+
 async function describeNetwork(cmd: Command, vni: string): Promise<void> {
   await withCluster(cmd, async ({ store, paths }) => {
     let network: LiveNetwork;
@@ -521,9 +597,9 @@ async function describeNetwork(cmd: Command, vni: string): Promise<void> {
       throw error;
     }
     if (!network.spec && !network.invalidSpec) throw new CliError(`network ${vni} not found`);
-    const [vms, nodes] = await Promise.all([readAllVms(store, paths), listNodeNames(store, paths)]);
+    const [vms, nodes, gateway] = await Promise.all([readAllVms(store, paths), listNodeNames(store, paths), gatewayBlock(store, paths, network)]);
     const spec = network.spec ? [field('Generation', network.spec.version), 'Spec:', indent(toYaml(network.spec.value))] : invalidLines(network.invalidSpec!, 'repair it with vk apply, or delete it with vk network remove');
-    println([field('VNI', vni), field('Bridge', bridgeName(vni)), ...spec, field('VMs', usersOf(vni, vms).join(', ')), ...networkNodesBlock(network, nodes)].join('\n'));
+    println([field('VNI', vni), field('Bridge', bridgeName(vni)), ...spec, field('VMs', usersOf(vni, vms).join(', ')), ...networkNodesBlock(network, nodes), ...gateway].join('\n'));
   });
 }
 

@@ -1,6 +1,7 @@
 // `vk network add|remove|list`: client networks (a VNI each; VMs attach to bridge vkbr<VNI>).
 import { Option, type Command } from 'commander';
 import { ZkError, type Op, type ZkStore } from '../../drivers/zk/index.ts';
+import { MAX_TRANSACTION_BYTES, transactionBytes } from '../objects.ts';
 import {
   API_VERSION,
   assertVni,
@@ -11,6 +12,7 @@ import {
   ValidationError,
   type NetworkSpecInput,
   type NetworkType,
+  type ZkPaths,
 } from '../../schemas/index.ts';
 import { bridgeName, listNodeNames, readAllNetworks, readAllVms, readNetwork, specVersion } from '../cluster.ts';
 import { ensureLayout, parsePositiveInt, withCluster } from '../connect.ts';
@@ -27,6 +29,7 @@ interface AddFlags {
   gateway6?: string;
   dhcp4Start?: string;
   dhcp4End?: string;
+  domain?: string;
 }
 
 function vniArgument(text: string): string {
@@ -52,6 +55,7 @@ export function registerNetwork(program: Command): void {
     .option('--gateway6 <cidr>', 'managed only: IPv6 gateway with prefix, e.g. 2001:db8::1/64')
     .option('--dhcp4-start <ip>', 'managed only: first address of the DHCP range')
     .option('--dhcp4-end <ip>', 'managed only: last address of the DHCP range')
+    .option('--domain <name>', "managed only, with --gateway4: DNS domain the primary's dnsmasq answers for, e.g. tenant.example")
     .action(async (vniText: string, flags: AddFlags, cmd: Command) => {
       const vni = vniArgument(vniText);
       const spec: NetworkSpecInput = { type: flags.type };
@@ -61,6 +65,7 @@ export function registerNetwork(program: Command): void {
       if (flags.gateway6 !== undefined) spec.gateway6 = flags.gateway6;
       if ((flags.dhcp4Start === undefined) !== (flags.dhcp4End === undefined)) throw usageError('give both --dhcp4-start and --dhcp4-end, or neither');
       if (flags.dhcp4Start !== undefined && flags.dhcp4End !== undefined) spec.dhcp4 = { start: flags.dhcp4Start, end: flags.dhcp4End };
+      if (flags.domain !== undefined) spec.domain = flags.domain;
       const source = `network ${vni}`;
       const encoded = withSource(source, () => encodeNetworkSpec(spec));
       const decoded = decodeNetworkSpec(encoded);
@@ -89,7 +94,7 @@ export function registerNetwork(program: Command): void {
     .action(async (vniText: string, _flags: unknown, cmd: Command) => {
       const vni = vniArgument(vniText);
       await withCluster(cmd, async ({ store, paths }) => {
-        await removeNetwork(store, paths.network(vni), async () => {
+        await removeNetwork(store, paths, vni, async () => {
           const existing = await readNetwork(store, paths, vni);
           if (specVersion(existing) === undefined || !existing.parent) throw new CliError(`network ${vni} not found`);
           checkNetworkRemoval(vni, await readAllVms(store, paths));
@@ -104,7 +109,7 @@ export function registerNetwork(program: Command): void {
     .addOption(outputOption())
     .action(async (flags: GetFlags, cmd: Command) => {
       await withCluster(cmd, async ({ store, paths }) => {
-        const [networks, vms, nodes] = await Promise.all([readAllNetworks(store, paths, { status: true }), readAllVms(store, paths), listNodeNames(store, paths)]);
+        const [networks, vms, nodes] = await Promise.all([readAllNetworks(store, paths, { status: true, leases: true }), readAllVms(store, paths), listNodeNames(store, paths)]);
         printNetworks(networks, vms, nodes, flags.output ?? 'table');
       });
     });
@@ -114,27 +119,33 @@ export function registerNetwork(program: Command): void {
 async function subtreeDeletes(store: ZkStore, path: string): Promise<Op[] | null> {
   const stat = await store.exists(path);
   if (!stat) return null;
-  const ops: Op[] = [];
-  for (const child of (await store.children(path)) ?? []) {
-    const below = await subtreeDeletes(store, `${path}/${child}`);
-    if (below) ops.push(...below);
-  }
-  ops.push({ op: 'delete', path, version: stat.version });
-  return ops;
+  const children = (await store.children(path)) ?? [];
+  const below = await Promise.all(children.map((child) => subtreeDeletes(store, `${path}/${child}`)));
+  return [...below.flatMap((ops) => ops ?? []), { op: 'delete', path, version: stat.version }];
 }
 
 const REMOVE_ATTEMPTS = 5;
 
 /**
- * Deletes the network's whole subtree (spec, the daemons' status, anything else under it) in one
- * multi with the versions read, after `check` (which throws to refuse) has passed on the same
- * read. A daemon writing its status in between makes the multi fail: read, check and try again.
+ * Deletes the network's whole subtree (spec, the daemons' status, the primary's DHCP leases,
+ * anything else under it) in one multi with the versions read, after `check` (which throws to
+ * refuse) has passed on the same read. A daemon writing in between makes the multi fail: read,
+ * check and try again. Leases too many for one ZooKeeper request (a large DHCP range) are deleted
+ * first, in chunks: they are the primary's records of the network being removed, and the spec and
+ * status still go in one transaction.
  */
-async function removeNetwork(store: ZkStore, path: string, check: () => Promise<void>): Promise<void> {
+async function removeNetwork(store: ZkStore, paths: ZkPaths, vni: string, check: () => Promise<void>): Promise<void> {
+  const path = paths.network(vni);
+  let leasesFirst = false;
   for (let attempt = 1; attempt <= REMOVE_ATTEMPTS; attempt++) {
     await check();
     const ops = await subtreeDeletes(store, path);
     if (!ops) continue;
+    if (transactionBytes(ops) > MAX_TRANSACTION_BYTES && !leasesFirst) {
+      leasesFirst = true;
+      await store.deleteRecursive(paths.networkLeases(vni));
+      continue;
+    }
     try {
       await store.multi(ops);
       return;
@@ -142,5 +153,6 @@ async function removeNetwork(store: ZkStore, path: string, check: () => Promise<
       if (!(error instanceof ZkError) || !['BAD_VERSION', 'NO_NODE', 'NOT_EMPTY', 'NODE_EXISTS'].includes(error.code)) throw error;
     }
   }
-  throw new CliError(`${path} kept changing while being removed; gave up after ${REMOVE_ATTEMPTS} attempts (nothing was removed)`);
+  const removed = leasesFirst ? 'only its DHCP leases were removed' : 'nothing was removed';
+  throw new CliError(`${path} kept changing while being removed; gave up after ${REMOVE_ATTEMPTS} attempts (${removed})`);
 }

@@ -272,10 +272,10 @@ describe('network status views', () => {
       vk('describe', 'network', '200'),
     ]);
     for (const r of [table, wide, json, describe100, describe200]) assert.equal(r.code, 0, r.stderr);
-    assert.match(table.stdout, /^VNI +TYPE +MTU +BRIDGE +READY +DESCRIPTION$/m);
-    assert.match(table.stdout, /^100 +bridged +1500 +vkbr100 +0\/3 +front$/m, 'no status znode: ready nowhere');
-    assert.match(table.stdout, /^200 +managed +1450 +vkbr200 +1\/3 +back$/m);
-    assert.match(wide.stdout, /^200 +managed +1450 +vkbr200 +1\/3 +back +- +- +- +-$/m);
+    assert.match(table.stdout, /^VNI +TYPE +MTU +BRIDGE +READY +LEASES +DESCRIPTION$/m);
+    assert.match(table.stdout, /^100 +bridged +1500 +vkbr100 +0\/3 +- +front$/m, 'no status znode: ready nowhere');
+    assert.match(table.stdout, /^200 +managed +1450 +vkbr200 +1\/3 +- +back$/m);
+    assert.match(wide.stdout, /^200 +managed +1450 +vkbr200 +1\/3 +- +back +- +- +- +-$/m);
 
     const list = JSON.parse(json.stdout) as Array<{ vni: string; status: { nodes: Record<string, { ready: boolean; reason?: string }> } | null; ready: { ready: number; nodes: number; byNode: Record<string, string> } }>;
     assert.equal(list[0]!.status, null);
@@ -299,8 +299,8 @@ describe('network status views', () => {
     await putStatus(200, JSON.stringify({ nodes: { hv1: { ready: 'yes' } } }));
     const [table, json, describe100] = await Promise.all([vk('get', 'networks'), vk('get', 'networks', '-o', 'json'), vk('describe', 'network', '100')]);
     for (const r of [table, json, describe100]) assert.equal(r.code, 0, r.stderr);
-    assert.match(table.stdout, /^100 +bridged +1500 +vkbr100 +\?\/3 +front$/m);
-    assert.match(table.stdout, /^200 +managed +1450 +vkbr200 +\?\/3 +back$/m);
+    assert.match(table.stdout, /^100 +bridged +1500 +vkbr100 +\?\/3 +- +front$/m);
+    assert.match(table.stdout, /^200 +managed +1450 +vkbr200 +\?\/3 +- +back$/m);
     const list = JSON.parse(json.stdout) as Array<{ status: unknown; statusProblem?: string }>;
     assert.equal(list[0]!.status, null);
     assert.match(list[0]!.statusProblem ?? '', /cannot be parsed/);
@@ -311,9 +311,67 @@ describe('network status views', () => {
   test('a network whose spec changed is pending on the nodes until they report on the new generation', async () => {
     const generation = (await store.exists(`${root}/networks/100/spec`))!.version;
     await putStatus(100, encodeNetworkStatus({ nodes: { hv1: { ready: true, observedGeneration: generation, updatedAt: '2024-05-01T10:00:00.000Z' } } }));
-    assert.match((await vk('get', 'networks', '100')).stdout, /^100 +bridged +1500 +vkbr100 +1\/3 +front$/m);
+    assert.match((await vk('get', 'networks', '100')).stdout, /^100 +bridged +1500 +vkbr100 +1\/3 +- +front$/m);
     const changed = await vk('apply', '-f', manifest(network(100, '{type: bridged, description: front, mtu: 1400}')));
     assert.equal(changed.code, 0, changed.stderr);
-    assert.match((await vk('get', 'networks', '100')).stdout, /^100 +bridged +1400 +vkbr100 +0\/3 +front$/m);
+    assert.match((await vk('get', 'networks', '100')).stdout, /^100 +bridged +1400 +vkbr100 +0\/3 +- +front$/m);
   });
+});
+
+describe('the DNS domain of managed networks', () => {
+  const root = '/domain';
+  let vk: Vk;
+  const spec = (domain: string) => `{type: managed, gateway4: 192.0.2.1/24, dhcp4: {start: 192.0.2.100, end: 192.0.2.200}, domain: ${domain}}`;
+  before(async () => {
+    vk = vkFor(server.connectString, root);
+    const run = await vk('apply', '-f', manifest([network(500, spec('tenant.example')), NODES].join('---\n')));
+    assert.equal(run.code, 0, run.stderr);
+  });
+
+  test('a manifest sets it; get -o yaml shows it and its spec applies back unchanged', async () => {
+    assert.equal((await readJson(store, `${root}/networks/500/spec`))!.domain, 'tenant.example');
+    const yaml = await vk('get', 'networks', '500', '-o', 'yaml');
+    assert.equal(yaml.code, 0, yaml.stderr);
+    assert.match(yaml.stdout, /^ {4}domain: tenant\.example$/m);
+    // The spec as vk shows it, as a manifest again: nothing differs.
+    const shown = JSON.parse((await vk('get', 'networks', '500', '-o', 'json')).stdout) as Array<{ spec: Record<string, unknown> }>;
+    const back = manifest(`kind: Network\nmetadata: {name: 500}\nspec: ${JSON.stringify(shown[0]!.spec)}\n`);
+    const diff = await vk('diff', '-f', back);
+    assert.equal(diff.code, 0, diff.stdout);
+    const apply = await vk('apply', '-f', back);
+    assert.equal(apply.stdout, 'network/500 unchanged\n');
+  });
+
+  test('diff shows a changed domain; apply writes it', async () => {
+    const file = manifest(network(500, spec('other.example')));
+    const diff = await vk('diff', '-f', file);
+    assert.equal(diff.code, 1, diff.stderr);
+    assert.match(diff.stdout, /^-domain: tenant\.example$/m);
+    assert.match(diff.stdout, /^\+domain: other\.example$/m);
+    assert.equal((await vk('apply', '-f', file)).code, 0);
+    assert.equal((await readJson(store, `${root}/networks/500/spec`))!.domain, 'other.example');
+  });
+
+  test('vk network add --domain', async () => {
+    const run = await vk('network', 'add', '501', '--type', 'managed', '--gateway4', '198.51.100.1/24', '--domain', 'lab.example');
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal((await readJson(store, `${root}/networks/501/spec`))!.domain, 'lab.example');
+  });
+
+  // [what, manifest, field, value shown]
+  const bad: Array<[string, string, string, string]> = [
+    ['a domain on a bridged network', network(502, '{type: bridged, domain: tenant.example}'), 'spec.domain', "is only allowed on networks of type 'managed'"],
+    ['a domain without gateway4', network(502, '{type: managed, domain: tenant.example}'), 'spec.domain', 'needs gateway4'],
+    ['a malformed domain', network(502, '{type: managed, gateway4: 192.0.2.1/24, domain: Tenant_Example}'), 'spec.domain', '"Tenant_Example"'],
+  ];
+  for (const [what, text, field, value] of bad) {
+    test(`${what}: refused by apply and diff (exit 2, one line), nothing written`, async () => {
+      const file = manifest(text);
+      const before = await snapshot(store, root);
+      const [apply, diff] = await Promise.all([vk('apply', '-f', file), vk('diff', '-f', file)]);
+      assertRefused(apply, field, value, `apply (${what})`);
+      assertRefused(diff, field, value, `diff (${what})`);
+      assert.deepEqual(await snapshot(store, root), before);
+    });
+  }
 });

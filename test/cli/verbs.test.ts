@@ -292,7 +292,7 @@ describe('vk get, describe, log', () => {
     assert.deepEqual(list.map((v) => v.name), ['app1', 'db1', 'web1']);
     assert.equal(list[1]!.status!.phase, 'Failed');
     assert.match(nodes.stdout, /^hv3 +yes +ready +flushed +run +0 /m);
-    assert.match(networks.stdout, /^100 +managed +1450 +vkbr100 +0\/4 +frontend +10\.100\.0\.1\/24 +- +- +app1,db1,web1$/m);
+    assert.match(networks.stdout, /^100 +managed +1450 +vkbr100 +0\/4 +- +frontend +10\.100\.0\.1\/24 +- +- +app1,db1,web1$/m);
   });
 
   test('describe vm shows spec, status, conditions, migration and the last 10 console lines', async () => {
@@ -382,8 +382,8 @@ describe('vk get, describe, log', () => {
     }
     const [plain, wide, json] = await Promise.all([vk('get', 'nodes'), vk('get', 'nodes', '-o', 'wide'), vk('get', 'nodes', '-o', 'json')]);
     for (const r of [plain, wide, json]) assert.equal(r.code, 0, r.stderr);
-    assert.match(plain.stdout, /^NAME +ALIVE +SPEC +DOMAIN +DAEMON +VMS +LOAD +FREE_MIB +PROV_MIB +TOTAL_MIB +BGP +FLUSH$/m);
-    assert.match(wide.stdout, /^NAME +ALIVE .* +TOTAL_MIB +VCPUS +KEEPALIVE +VERSION +BGP +FRR +FLUSH$/m);
+    assert.match(plain.stdout, /^NAME +ALIVE +SPEC +DOMAIN +DAEMON +VMS +LOAD +FREE_MIB +PROV_MIB +TOTAL_MIB +ROLE +BGP +FLUSH$/m);
+    assert.match(wide.stdout, /^NAME +ALIVE .* +TOTAL_MIB +VCPUS +KEEPALIVE +VERSION +ROLE +BGP +FRR +FLUSH$/m);
     const cells = (out: string) => {
       const [head, ...rows] = out.trimEnd().split('\n');
       const headers = head!.split(/ {3,}/);
@@ -508,8 +508,8 @@ describe('vk network, vk vm remove', () => {
     assert.deepEqual(await snapshot(store, root), before);
 
     const list = await vk('network', 'list');
-    assert.match(list.stdout, /^100 +managed +1450 +vkbr100 +0\/4 +frontend$/m);
-    assert.match(list.stdout, /^200 +bridged +1400 +vkbr200 +0\/4 +backend$/m);
+    assert.match(list.stdout, /^100 +managed +1450 +vkbr100 +0\/4 +- +frontend$/m);
+    assert.match(list.stdout, /^200 +bridged +1400 +vkbr200 +0\/4 +- +backend$/m);
 
     const inUse = await vk('network', 'remove', '100');
     assert.equal(inUse.code, 2);

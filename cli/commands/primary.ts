@@ -1,0 +1,230 @@
+// `vk node primary NAME [--wait] [--timeout S] [-o json|yaml]`: ask for a planned hand-over of the
+// primary coordinator role to NAME (DESIGN §4 "Primary coordinator"). The CLI only asks: one
+// compare-and-set of /config/primary adding `request: {to, at}`; the coordinators' daemons run the
+// phases (gateways → release → dhcp → primary) and write the outcome to `last`. --wait follows the
+// record and prints each phase as it is seen.
+import { performance } from 'node:perf_hooks';
+import { Option, type Command } from 'commander';
+import type { Cluster } from '../connect.ts';
+import { parseSeconds, withCluster } from '../connect.ts';
+import { CliError } from '../errors.ts';
+import { println, toJson, toYaml } from '../output.ts';
+import { readConfig, readNode } from '../cluster.ts';
+import { handoverOf, handoverPhaseText, phaseText } from '../primary.ts';
+import { updatePrimaryRecord } from '../update.ts';
+import { assertName, decodePrimaryRecord, ValidationError, type PrimaryPhase, type PrimaryRecord } from '../../schemas/index.ts';
+
+export const DEFAULT_PRIMARY_WAIT_SECONDS = 60;
+
+interface PrimaryFlags {
+  wait?: boolean;
+  timeout?: number;
+  output?: 'json' | 'yaml';
+}
+
+const NO_PRIMARY = 'no primary coordinator yet: no coordinator daemon has taken the role';
+
+/** Refuses (exit 2, nothing written) a NAME that cannot become primary: not a live, ready coordinator. */
+async function checkCandidate(cluster: Cluster, name: string): Promise<void> {
+  const { store, paths } = cluster;
+  const refuse = (reason: string) => new ValidationError('node', name, reason);
+  const [{ value: config }, node] = await Promise.all([readConfig(store, paths), readNode(store, paths, name)]);
+  if (!config.coordinators.includes(name)) {
+    const list = config.coordinators.length > 0 ? config.coordinators.join(', ') : 'none';
+    throw refuse(`is not a coordinator (the cluster config's coordinators: ${list}); only a coordinator can be primary`);
+  }
+  if (!node.alive) throw refuse(`its daemon is not alive (${paths.nodeAlive(name)} does not exist); only a live coordinator can take over`);
+  if (node.invalidSpec) throw refuse(`its spec ${node.invalidSpec.path} cannot be read (${node.invalidSpec.problem}); vk node ready ${name} rewrites it`);
+  const state = node.spec?.value.domainState ?? 'ready';
+  if (state !== 'ready') throw refuse(`is not ready (its spec's domainState is ${state}); vk node ready ${name} first`);
+}
+
+/** What `vk node primary NAME` found: NAME already primary, its request already pending, or a request to write. */
+export type Asked = 'already' | 'pending' | 'requested';
+
+/**
+ * The edit of /config/primary that asks for a hand-over to `name` (run on every CAS round, so a
+ * daemon's write in between is checked again): the record with `request: {to: name, at}`, or the
+ * record as it is when NAME is already primary or already requested. Throws (exit 1) while another
+ * hand-over is in progress or requested.
+ */
+export function handoverRequest(record: PrimaryRecord, name: string, at: string): { record: PrimaryRecord; asked: Asked } {
+  if (record.node === name && record.phase === 'primary') return { record, asked: 'already' };
+  const h = handoverOf(record);
+  if (h) throw new CliError(`a hand-over is already in progress: ${phaseText(record)} (phase ${h.phase} since ${record.since}); wait for it to end`);
+  if (record.request && record.request.to !== name) {
+    throw new CliError(`a hand-over to ${record.request.to} is already requested (at ${record.request.at}, primary now: ${record.node}); wait for it to end`);
+  }
+  if (record.request) return { record, asked: 'pending' };
+  return { record: { ...record, request: { to: name, at } }, asked: 'requested' };
+}
+
+export function registerPrimary(node: Command): void {
+  node
+    .command('primary')
+    .description(
+      'make a coordinator the primary (a planned hand-over: it adds the gateways before the old primary drops them; DHCP moves last)',
+    )
+    .argument('<name>', 'coordinator node name')
+    .addOption(new Option('--wait', 'follow the hand-over phase by phase until NAME is primary (exit 1 if it is refused, rolled back or times out)'))
+    .addOption(new Option('--timeout <seconds>', `with --wait: give up after this long (default ${DEFAULT_PRIMARY_WAIT_SECONDS})`).argParser(parseSeconds))
+    .addOption(new Option('-o, --output <format>', 'print /config/primary (as written, or as it ended with --wait) as json or yaml').choices(['json', 'yaml']))
+    .action(async (nameText: string, flags: PrimaryFlags, cmd: Command) => {
+      const name = assertName(nameText, 'node');
+      // With -o the record is stdout's only content; the sentences go to stderr.
+      const say = flags.output ? (line: string) => process.stderr.write(`${line}\n`) : println;
+      const print = (record: PrimaryRecord) => {
+        if (flags.output === 'json') process.stdout.write(toJson(record));
+        else if (flags.output === 'yaml') process.stdout.write(toYaml(record));
+      };
+      await withCluster(cmd, async (cluster) => {
+        await checkCandidate(cluster, name);
+        const at = new Date().toISOString();
+        let asked: Asked = 'requested';
+        const updated = await updatePrimaryRecord(cluster, (current) => {
+          const edit = handoverRequest(current, name, at);
+          asked = edit.asked;
+          return edit.record;
+        });
+        if (!updated) throw new CliError(NO_PRIMARY);
+        const startedMs = performance.now();
+        const record = updated.after;
+        // TypeScript keeps `asked` narrowed to its initial value: the callback's assignments are invisible to it.
+        const kind = asked as Asked;
+        if (kind === 'already') {
+          const pending = record.request ? `; note: a hand-over to ${record.request.to} is requested (at ${record.request.at})` : '';
+          say(`${name} is already the primary coordinator (term ${record.term})${pending}`);
+          print(record);
+          return;
+        }
+        if (kind === 'pending') say(`hand-over to ${name} already requested at ${record.request!.at} (primary now: ${record.node})`);
+        else say(`hand-over to ${name} requested (primary now: ${record.node})`);
+        if (!flags.wait) {
+          print(record);
+          return;
+        }
+        const follow = { name, requestAt: record.request!.at, lastBefore: JSON.stringify(record.last ?? null), startedMs };
+        const outcome = await followHandover(cluster, follow, flags.timeout ?? DEFAULT_PRIMARY_WAIT_SECONDS, say);
+        if (outcome.record) print(outcome.record);
+        if (outcome.error) throw outcome.error;
+        say(outcome.summary!);
+      });
+    });
+}
+
+interface Follow {
+  name: string;
+  /** request.at of the request followed: the request is gone once no request carries it. */
+  requestAt: string;
+  /** record.last when the request was made (JSON): a different `last` is this request's outcome. */
+  lastBefore: string;
+  startedMs: number;
+}
+
+interface Outcome {
+  /** The last record seen (printed with -o). */
+  record: PrimaryRecord | null;
+  summary?: string;
+  error?: CliError;
+}
+
+/**
+ * Follows /config/primary (a level-triggered watch: a phase shorter than a read may be skipped,
+ * so the phases the record's `steps` — or, once it ended, `last.steps` — list are printed too)
+ * until NAME is primary, the request ends otherwise, or the timeout.
+ */
+async function followHandover(cluster: Cluster, f: Follow, timeoutSeconds: number, say: (line: string) => void): Promise<Outcome> {
+  const { store, paths } = cluster;
+  const timeoutMs = Math.round(timeoutSeconds * 1000);
+  const printed = new Set<PrimaryPhase>();
+  const elapsed = () => Math.round(performance.now() - f.startedMs);
+  const line = (phase: PrimaryPhase, text: string) => {
+    printed.add(phase);
+    say(`${`+${elapsed()}`.padStart(7)} ms  ${phase.padEnd(8)}   ${text}`);
+  };
+  let last: { record: PrimaryRecord } | { problem: string } | null = null;
+
+  const evaluate = (record: PrimaryRecord): Outcome | null => {
+    const ours = record.request?.to === f.name && record.request.at === f.requestAt;
+    const outcome = record.last !== undefined && JSON.stringify(record.last) !== f.lastBefore ? record.last : undefined;
+    // The hand-over's ends, for phases known only from the steps.
+    const h = handoverOf(record);
+    const from = h?.from ?? outcome?.from ?? '?';
+    const to = h?.to ?? outcome?.to ?? f.name;
+    const steps = record.phase === 'primary' && outcome ? outcome.steps : record.steps;
+    for (const step of steps) {
+      if (step.phase !== 'primary' && !printed.has(step.phase)) line(step.phase, handoverPhaseText(step.phase, from, to));
+    }
+    if (h && !printed.has(h.phase)) line(h.phase, phaseText(record));
+    if (record.node === f.name && record.phase === 'primary') {
+      line('primary', phaseText(record));
+      const took = `${elapsed()} ms`;
+      const via = outcome?.from && outcome.from !== f.name ? ` from ${outcome.from}` : '';
+      return { record, summary: `hand-over${via} to ${f.name} completed in ${took}: ${f.name} is primary (term ${record.term})` };
+    }
+    if (ours || record.phase !== 'primary' || !outcome) return null;
+    // The request is gone and the record says how it ended.
+    if (printed.size > 0) line('primary', `${phaseText(record)}${outcome.result === 'rolledBack' ? ' (rolled back)' : ''}`);
+    if (outcome.to === f.name && (outcome.result === 'refused' || outcome.result === 'rolledBack')) {
+      const what = outcome.result === 'refused' ? 'refused' : 'rolled back';
+      return { record, error: new CliError(`hand-over to ${f.name} ${what}: ${outcome.message} (${record.node} is primary)`) };
+    }
+    return {
+      record,
+      error: new CliError(
+        `hand-over to ${f.name} did not happen: the last change of primary was ${outcome.result} ${outcome.from ?? '-'} → ${outcome.to ?? '-'}: ${outcome.message} (${record.node} is primary)`,
+      ),
+    };
+  };
+
+  const stuck = (): string => {
+    if (last === null) return `/config/primary is gone`;
+    if ('problem' in last) return `/config/primary cannot be read (${last.problem})`;
+    const record = last.record;
+    const h = handoverOf(record);
+    if (h) return `stuck in phase ${h.phase} since ${record.since} (${phaseText(record)})`;
+    if (record.request?.to === f.name && record.request.at === f.requestAt) {
+      return `the request is still pending: ${record.node} (primary, term ${record.term}) has not begun the hand-over (is its daemon running?)`;
+    }
+    return `${record.node} is primary and the request is gone without an outcome`;
+  };
+
+  return new Promise<Outcome>((resolve, reject) => {
+    let finished = false;
+    const finish = (fn: () => void) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      queueMicrotask(() => subscription.unsubscribe());
+      fn();
+    };
+    const timer = setTimeout(() => {
+      finish(() => {
+        const record = last !== null && 'record' in last ? last.record : null;
+        resolve({ record, error: new CliError(`timed out after ${timeoutMs / 1000}s waiting for ${f.name} to become primary: ${stuck()}`) });
+      });
+    }, timeoutMs);
+    const subscription = store.watchData(paths.primary).subscribe({
+      next: (state) => {
+        if (finished) return;
+        if (state.kind !== 'data') {
+          last = null;
+          return;
+        }
+        let record: PrimaryRecord;
+        try {
+          record = decodePrimaryRecord(state.data);
+        } catch (error) {
+          if (!(error instanceof ValidationError)) throw error;
+          last = { problem: error.message };
+          return;
+        }
+        last = { record };
+        const outcome = evaluate(record);
+        if (outcome) finish(() => resolve(outcome));
+      },
+      error: (error: unknown) => finish(() => reject(error)),
+      complete: () => finish(() => reject(new CliError(`stopped following ${paths.primary}: the connection to ZooKeeper closed`))),
+    });
+  });
+}
