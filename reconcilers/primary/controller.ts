@@ -15,7 +15,7 @@
 //      through the state machine.
 //  C4  A clean stop hands the role over first (bounded by one barrier), then drops everything.
 //  C5  Local effects (a pass's, a drop's) never run concurrently.
-import { filter, map, merge, Subject, Subscription } from 'rxjs';
+import { filter, map, merge, Subscription } from 'rxjs';
 import { Controller } from '../../controllers/controller.ts';
 import type { Manager } from '../../controllers/manager.ts';
 import { valueOf } from '../../controllers/informers/nodes.ts';
@@ -26,7 +26,7 @@ import { decodePrimaryLock, decodePrimaryRecord, encodePrimaryLock, encodePrimar
 import { convergeDhcp, convergeGateways, type LocalContext, type PrimaryEffects } from './execute.ts';
 import { activeLeases, readZkLeases, syncLeases } from './leases.ts';
 import { desiredDhcp, desiredGateways, gatewayTiming, RENEW_WITHIN_MS, renewLines, type NetworkView } from './local.ts';
-import { planPrimary, type NodeFacts, type PlannedStep, type PrimaryFacts, type PrimaryPlan } from './plan.ts';
+import { autoTarget, planPrimary, type NodeFacts, type PlannedStep, type PrimaryFacts, type PrimaryPlan } from './plan.ts';
 
 export interface PrimaryControllerOptions {
   effects: PrimaryEffects;
@@ -55,7 +55,6 @@ export class PrimaryController implements Runnable {
   readonly name = 'primary';
   private readonly controller: Controller<string>;
   private readonly barrierMs: number;
-  private readonly leaseEvents = new Subject<number>();
   private subs = new Subscription();
   private renewTimer: NodeJS.Timeout | undefined;
   private unwatchLeases: (() => void) | undefined;
@@ -125,8 +124,7 @@ export class PrimaryController implements Runnable {
         void this.dropAll('the ZooKeeper session expired').then(() => this.queue.add(KEY));
       }),
     );
-    this.unwatchLeases = this.o.effects.dhcp.watchLeases((vni) => this.leaseEvents.next(vni));
-    this.subs.add(this.leaseEvents.subscribe(() => this.queue.add(KEY)));
+    this.unwatchLeases = this.o.effects.dhcp.watchLeases(() => this.queue.add(KEY));
     this.renewTimer = setInterval(() => this.renewTick(), this.timing.renewMs);
     await this.controller.start();
   }
@@ -177,9 +175,14 @@ export class PrimaryController implements Runnable {
     const lines = renewLines(desiredGateways(this.networkViews(), this.m.node), this.timing.lifetimeS);
     if (lines.length === 0) return;
     const result = await this.o.effects.applyGatewayLines(lines);
-    if (this.confirmedAt !== undefined) this.confirmedAt = Math.max(this.confirmedAt, snap.readAt);
+    if (this.confirmedAt !== undefined) this.noteConfirmed(snap.readAt);
     // A gateway missing (deleted by hand, lapsed): the pass adds it again and announces it.
     if (result.failures.length > 0) this.queue.add(KEY);
+  }
+
+  /** C2: ZooKeeper confirmed the gateways duty at `readAt` (confirmations never go back in time). */
+  private noteConfirmed(readAt: number): void {
+    this.confirmedAt = Math.max(this.confirmedAt ?? 0, readAt);
   }
 
   /** C5: local effects one at a time. */
@@ -268,7 +271,7 @@ export class PrimaryController implements Runnable {
       // A lost race is looked at again at once; a failure that is not a race (logged) after a pause.
       return requeueAfter((await this.writeStep(plan.step, snap)) ? 0 : 200);
     }
-    // C2: a confirmation older than half a lifetime is not acted on (the process stalled since).
+    // C2: a confirmation older than RENEW_WITHIN_MS is not acted on (the process stalled since).
     if (plan.duties.gateways && Date.now() - snap.readAt > RENEW_WITHIN_MS) return requeueAfter(0);
     const failures = await this.exclusive(() => this.converge(plan, snap));
     if (plan.step?.when === 'after') {
@@ -291,7 +294,7 @@ export class PrimaryController implements Runnable {
     const gw = await convergeGateways(gateways, ctx, () => Date.now() - snap.readAt <= RENEW_WITHIN_MS);
     failures.push(...gw.failures);
     if (!plan.duties.gateways) this.confirmedAt = undefined;
-    else if (Date.now() - snap.readAt <= this.timing.lifetimeS * 1000) this.confirmedAt = Math.max(this.confirmedAt ?? 0, snap.readAt);
+    else if (Date.now() - snap.readAt <= this.timing.lifetimeS * 1000) this.noteConfirmed(snap.readAt);
     if (plan.duties.dhcp) {
       const wanted = desiredDhcp(networks, gateways);
       const nowS = Math.floor(Date.now() / 1000);
@@ -348,37 +351,30 @@ export class PrimaryController implements Runnable {
     this.m.log.info({ role, record: f.record ? { node: f.record.node, phase: f.record.phase, term: f.record.term } : null }, 'primary: duties changed');
   }
 
-  /** C4: a primary that stops hands over first, when another coordinator can take the role. */
+  /** C4: a primary that stops hands over first, when another coordinator can take the role (the plan's autoTarget). */
   private async handOverBeforeStop(): Promise<void> {
     const startedAt = Date.now();
     const deadline = startedAt + this.barrierMs + 1_000;
-    const holding = () => this.m.store.get(this.m.paths.primary).then((r) => (r ? decodePrimaryRecord(r.data.toString('utf8')) : null));
-    let r: PrimaryRecord | null;
-    try {
-      r = await holding();
-    } catch {
-      return;
-    }
+    const primaryNow = async (): Promise<Snapshot | undefined> => {
+      try {
+        return await this.read();
+      } catch {
+        return undefined;
+      }
+    };
+    let snap = await primaryNow();
     // Nobody to hand over to: the record stays, the session's end frees the lock.
-    if (r?.node !== this.m.node || this.m.store.connectionState !== 'connected' || !this.hasTarget()) return;
+    if (snap?.record?.node !== this.m.node || this.m.store.connectionState !== 'connected' || autoTarget(this.facts(snap)) === undefined) return;
     this.queue.add(KEY);
     while (Date.now() < deadline) {
       await new Promise((res) => setTimeout(res, 50));
-      try {
-        r = await holding();
-      } catch {
-        return;
-      }
+      snap = await primaryNow();
+      const r = snap?.record;
       if (!r || r.node !== this.m.node) return;
       // Rolled back (the target went away or is stopping too): the session's end frees the lock.
       if (r.phase === 'primary' && r.last?.result === 'rolledBack' && Date.parse(r.last.at) >= startedAt) return;
     }
-    this.m.log.warn({ record: r }, 'primary: the hand-over before stopping did not finish in time');
-  }
-
-  private hasTarget(): boolean {
-    const cfg = this.m.informers.config.value;
-    return cfg.coordinators.some((c) => c !== this.m.node && this.m.informers.nodes.get(c)?.alive != null && (valueOf(this.m.informers.nodes.get(c)?.spec)?.domainState ?? 'ready') === 'ready');
+    this.m.log.warn({ record: snap?.record }, 'primary: the hand-over before stopping did not finish in time');
   }
 
   private async planLines(): Promise<string[]> {
