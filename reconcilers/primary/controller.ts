@@ -130,9 +130,10 @@ export class PrimaryController implements Runnable {
   }
 
   async stop(): Promise<void> {
-    if (this.renewTimer) clearInterval(this.renewTimer);
     this.stopping = true;
+    // Renewals go on through the hand-over: the gateways stay held until the successor has its own.
     await this.handOverBeforeStop();
+    if (this.renewTimer) clearInterval(this.renewTimer);
     await this.controller.stop();
     this.subs.unsubscribe();
     this.unwatchLeases?.();
