@@ -52,31 +52,74 @@ export async function waitFor<T>(source: Observable<T>, evaluate: (value: T) => 
   const clear = () => {
     if (tty && lastLine !== '') process.stdout.write('\r\u001b[K');
   };
-  return new Promise<string>((resolve, reject) => {
+  return followUntil(source, {
+    timeoutMs,
+    closed: `stopped following ${opts.what}: the connection to ZooKeeper closed`,
+    onFinish: clear,
+    onValue: (value) => {
+      const verdict = evaluate(value);
+      if ('done' in verdict) return verdict.done;
+      if ('failed' in verdict) throw new CliError(verdict.failed);
+      show(`${opts.what}: ${verdict.pending}`);
+      return undefined;
+    },
+    onTimeout: () => {
+      throw new CliError(`timed out after ${timeoutMs / 1000}s waiting for ${opts.what}${lastLine ? ` (last: ${lastLine.replace(/^[^:]*: /, '')})` : ''}`);
+    },
+  });
+}
+
+export interface FollowOptions<T, R> {
+  timeoutMs: number;
+  /** An ending (resolves), undefined (keep following), or a throw (rejects). Never called after the end. */
+  onValue(value: T): R | undefined;
+  /** What the timeout ends with: a value, or a throw (rejects). */
+  onTimeout(): R;
+  /** The CliError message when the stream completes first (the store was closed). */
+  closed: string;
+  /** Called once, at the end, before the promise settles. */
+  onFinish?(): void;
+}
+
+/** Follows `source` until onValue ends it, the timeout, an error or the stream's end; unsubscribes once. */
+export function followUntil<T, R>(source: Observable<T>, o: FollowOptions<T, R>): Promise<R> {
+  return new Promise<R>((resolve, reject) => {
     let finished = false;
-    const finish = (fn: () => void) => {
+    const finish = (end: () => R) => {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
       queueMicrotask(() => subscription.unsubscribe());
-      clear();
-      fn();
+      o.onFinish?.();
+      try {
+        resolve(end());
+      } catch (error) {
+        reject(error);
+      }
     };
-    const timer = setTimeout(() => {
-      finish(() =>
-        reject(new CliError(`timed out after ${timeoutMs / 1000}s waiting for ${opts.what}${lastLine ? ` (last: ${lastLine.replace(/^[^:]*: /, '')})` : ''}`)),
-      );
-    }, timeoutMs);
+    const timer = setTimeout(() => finish(o.onTimeout), o.timeoutMs);
     const subscription = source.subscribe({
       next: (value) => {
         if (finished) return;
-        const verdict = evaluate(value);
-        if ('done' in verdict) finish(() => resolve(verdict.done));
-        else if ('failed' in verdict) finish(() => reject(new CliError(verdict.failed)));
-        else show(`${opts.what}: ${verdict.pending}`);
+        let ending: R | undefined;
+        try {
+          ending = o.onValue(value);
+        } catch (error) {
+          finish(() => {
+            throw error;
+          });
+          return;
+        }
+        if (ending !== undefined) finish(() => ending);
       },
-      error: (error: unknown) => finish(() => reject(error)),
-      complete: () => finish(() => reject(new CliError(`stopped following ${opts.what}: the connection to ZooKeeper closed`))),
+      error: (error: unknown) =>
+        finish(() => {
+          throw error;
+        }),
+      complete: () =>
+        finish(() => {
+          throw new CliError(o.closed);
+        }),
     });
   });
 }

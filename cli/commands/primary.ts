@@ -12,6 +12,8 @@ import { println, toJson, toYaml } from '../output.ts';
 import { readConfig, readNode } from '../cluster.ts';
 import { handoverOf, handoverPhaseText, phaseText } from '../primary.ts';
 import { updatePrimaryRecord } from '../update.ts';
+import { followUntil } from '../wait.ts';
+import type { DataState } from '../../drivers/zk/index.ts';
 import { assertName, decodePrimaryRecord, ValidationError, type PrimaryPhase, type PrimaryRecord } from '../../schemas/index.ts';
 
 export const DEFAULT_PRIMARY_WAIT_SECONDS = 60;
@@ -189,42 +191,28 @@ async function followHandover(cluster: Cluster, f: Follow, timeoutSeconds: numbe
     return `${record.node} is primary and the request is gone without an outcome`;
   };
 
-  return new Promise<Outcome>((resolve, reject) => {
-    let finished = false;
-    const finish = (fn: () => void) => {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      queueMicrotask(() => subscription.unsubscribe());
-      fn();
-    };
-    const timer = setTimeout(() => {
-      finish(() => {
-        const record = last !== null && 'record' in last ? last.record : null;
-        resolve({ record, error: new CliError(`timed out after ${timeoutMs / 1000}s waiting for ${f.name} to become primary: ${stuck()}`) });
-      });
-    }, timeoutMs);
-    const subscription = store.watchData(paths.primary).subscribe({
-      next: (state) => {
-        if (finished) return;
-        if (state.kind !== 'data') {
-          last = null;
-          return;
-        }
-        let record: PrimaryRecord;
-        try {
-          record = decodePrimaryRecord(state.data);
-        } catch (error) {
-          if (!(error instanceof ValidationError)) throw error;
-          last = { problem: error.message };
-          return;
-        }
-        last = { record };
-        const outcome = evaluate(record);
-        if (outcome) finish(() => resolve(outcome));
-      },
-      error: (error: unknown) => finish(() => reject(error)),
-      complete: () => finish(() => reject(new CliError(`stopped following ${paths.primary}: the connection to ZooKeeper closed`))),
-    });
+  return followUntil<DataState, Outcome>(store.watchData(paths.primary), {
+    timeoutMs,
+    closed: `stopped following ${paths.primary}: the connection to ZooKeeper closed`,
+    onValue: (state) => {
+      if (state.kind !== 'data') {
+        last = null;
+        return undefined;
+      }
+      let record: PrimaryRecord;
+      try {
+        record = decodePrimaryRecord(state.data);
+      } catch (error) {
+        if (!(error instanceof ValidationError)) throw error;
+        last = { problem: error.message };
+        return undefined;
+      }
+      last = { record };
+      return evaluate(record) ?? undefined;
+    },
+    onTimeout: () => {
+      const record = last !== null && 'record' in last ? last.record : null;
+      return { record, error: new CliError(`timed out after ${timeoutMs / 1000}s waiting for ${f.name} to become primary: ${stuck()}`) };
+    },
   });
 }
