@@ -1,6 +1,10 @@
 import { z } from 'zod';
 import { ValidationError } from './errors.ts';
 
+/** A MAC address as dnsmasq prints it: six lower-case hex pairs joined by ':'. */
+export const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+export const MAC_RULE = 'must be a MAC address such as 52:54:00:12:34:56 (lower case)';
+
 /** Returns why `value` is unacceptable, or undefined when it is fine. */
 export type Problem = (value: string) => string | undefined;
 

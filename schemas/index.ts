@@ -20,6 +20,7 @@ export {
 } from './names.ts';
 export {
   InterfaceNameSchema,
+  MAC_PATTERN,
   RbdImageSchema,
   Sha256Schema,
   TimestampSchema,

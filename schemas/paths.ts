@@ -1,5 +1,5 @@
 import { ValidationError } from './errors.ts';
-import { MAC_PATTERN } from './primary-mac.ts';
+import { MAC_PATTERN, MAC_RULE } from './formats.ts';
 import { assertName, assertVni, isValidName, isValidVni } from './names.ts';
 
 export const DEFAULT_ROOT = '/virtkeeper';
@@ -96,7 +96,7 @@ export class ZkPaths {
   }
   /** One DHCP lease, keyed by the client's MAC (lower case, as dnsmasq prints it). */
   networkLease(vni: string | number, mac: string): string {
-    if (!MAC_PATTERN.test(mac)) throw new ValidationError('mac', mac, 'must be a MAC address such as 52:54:00:12:34:56 (lower case)');
+    if (!MAC_PATTERN.test(mac)) throw new ValidationError('mac', mac, MAC_RULE);
     return `${this.networkLeases(vni)}/${mac}`;
   }
 

@@ -11,11 +11,8 @@
 //   dhcp      `node` (the new primary) holds the gateways, takes the lock and starts DHCP last.
 import { z } from 'zod';
 import { decodeWith, encodeWith } from './codec.ts';
-import { TimestampSchema } from './formats.ts';
+import { MAC_PATTERN, MAC_RULE, TimestampSchema } from './formats.ts';
 import { NameSchema } from './names.ts';
-import { MAC_PATTERN } from './primary-mac.ts';
-
-export { MAC_PATTERN };
 import { Ipv4AddressSchema } from './network.ts';
 
 export const PRIMARY_PHASES = ['primary', 'gateways', 'release', 'dhcp'] as const;
@@ -82,7 +79,7 @@ export function encodePrimaryLock(lock: PrimaryLock): string {
   return encodeWith(PrimaryLockSchema, lock, 'lock');
 }
 
-export const MacAddressSchema = z.string().regex(MAC_PATTERN, 'must be a MAC address such as 52:54:00:12:34:56 (lower case)');
+export const MacAddressSchema = z.string().regex(MAC_PATTERN, MAC_RULE);
 
 /** /networks/<vni>/leases/<mac>: one DHCP lease, written by the primary from dnsmasq's script. */
 export const DhcpLeaseSchema = z.strictObject({
