@@ -7,7 +7,7 @@
 // gateway whose daemon stops renewing it (crashed, frozen, cut off from ZooKeeper) goes away by
 // itself. `address change` renews; it fails on an address that is gone, so a renewal never brings
 // a lapsed gateway back (a fresh add does, with an announcement).
-import { IpCommandError, IpParseError, applyBatch, type BatchOutcome } from '../net/ip.ts';
+import { IpCommandError, IpParseError, applyBatch, inNetns, ipArgv, type BatchOutcome } from '../net/ip.ts';
 import { run } from '../net/run.ts';
 
 export interface GatewayOptions {
@@ -27,7 +27,6 @@ export interface ObservedGateway {
   addresses: Array<{ address: string; prefixLength: number; validS: number }>;
 }
 
-const ipArgv = (o: GatewayOptions): string[] => (o.netns !== undefined ? ['ip', '-n', o.netns] : ['ip']);
 const FOREVER = 4294967295;
 
 export function parseGateways(raw: unknown): ObservedGateway[] {
@@ -76,7 +75,7 @@ export function applyGatewayLines(lines: readonly string[], o: GatewayOptions): 
  */
 export async function announce(device: string, address: string, o: GatewayOptions & { count?: number; intervalS?: number; binary?: string }): Promise<void> {
   const arping = [o.binary ?? 'arping', '-U', '-P', '-c', String(o.count ?? 2), '-W', String(o.intervalS ?? 0.02), '-w', '0', '-i', device, '-S', address, address];
-  const argv = o.netns !== undefined ? ['ip', 'netns', 'exec', o.netns, ...arping] : arping;
+  const argv = inNetns(o, arping);
   const r = await run(argv, { timeoutMs: o.timeoutMs ?? 5_000 });
   if (r.signal !== null || (r.code !== 0 && r.code !== 1)) throw new IpCommandError(argv, r.stderr, r.code, r.signal);
 }

@@ -36,16 +36,20 @@ function checkNetns(opts: IpOptions): void {
 }
 
 /** `ip` or `ip -n NS`. */
-function ipArgv(opts: IpOptions): string[] {
+export function ipArgv(opts: IpOptions): string[] {
   checkNetns(opts);
   return opts.netns === undefined ? ['ip'] : ['ip', '-n', opts.netns];
 }
 
+/** `argv` run in the namespace (`ip netns exec NS …`), or as it is without one. */
+export function inNetns(opts: IpOptions, argv: readonly string[]): string[] {
+  checkNetns(opts);
+  return opts.netns === undefined ? [...argv] : ['ip', 'netns', 'exec', opts.netns, ...argv];
+}
+
 /** A shell (for sysctl reads and writes) in the namespace: `ip netns exec NS sh -c …` or `sh -c …`. */
 function shArgv(opts: IpOptions, script: string, args: readonly string[] = []): string[] {
-  checkNetns(opts);
-  const sh = ['sh', '-c', script, 'sh', ...args];
-  return opts.netns === undefined ? sh : ['ip', 'netns', 'exec', opts.netns, ...sh];
+  return inNetns(opts, ['sh', '-c', script, 'sh', ...args]);
 }
 
 const timeoutOf = (opts: IpOptions): number => opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;

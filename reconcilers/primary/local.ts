@@ -129,7 +129,7 @@ export function planGateways(desired: readonly DesiredGateway[], observed: reado
       if (a.address !== d.address || a.prefixLength !== d.prefixLength) lines.push(`address del ${a.address}/${a.prefixLength} dev ${d.device}`);
     }
     if (o.addresses.some((a) => a.address === d.address && a.prefixLength === d.prefixLength)) {
-      lines.push(`address change ${cidr} dev ${d.device} ${lft}`);
+      lines.push(...renewLines([d], lifetimeS));
     } else {
       lines.push(`address add ${cidr} dev ${d.device} ${lft}`);
       announce.push(d);
