@@ -38,8 +38,9 @@ import {
   type SandboxState,
 } from '../../drivers/sandbox/index.ts';
 import { establishedPeers } from '../../reconcilers/frr/plan.ts';
-import { decodeNetworkSpec, decodePrimaryRecord, ZkPaths, type NodeFrr } from '../../schemas/index.ts';
-import { readAllNetworks, readConfig } from '../cluster.ts';
+import { ZkPaths, type NodeFrr } from '../../schemas/index.ts';
+import { readAllNetworks, readConfig, readNetwork } from '../cluster.ts';
+import { readPrimary } from '../primary.ts';
 import { CliError, EXIT_USAGE } from '../errors.ts';
 
 /** The example manifests the sandbox applies. */
@@ -303,9 +304,10 @@ export async function bgpProgress(store: ZkStore, paths: ZkPaths, nodes: readonl
 async function primaryProgress(store: ZkStore, paths: ZkPaths): Promise<{ done: boolean; detail: string } | undefined> {
   const config = await readConfig(store, paths);
   if (config.value.coordinators.length === 0) return undefined;
-  const got = await store.get(paths.primary);
-  if (!got) return { done: false, detail: 'no primary coordinator yet' };
-  const r = decodePrimaryRecord(JSON.parse(got.data.toString('utf8')));
+  const primary = await readPrimary(store, paths);
+  if (primary.problem !== undefined) return { done: false, detail: `primary coordinator: /config/primary cannot be read (${primary.problem})` };
+  const r = primary.znode?.value;
+  if (!r) return { done: false, detail: 'no primary coordinator yet' };
   return r.phase === 'primary' ? { done: true, detail: `primary coordinator ${r.node}` } : { done: false, detail: `primary coordinator: phase ${r.phase}` };
 }
 
@@ -589,18 +591,11 @@ async function vmSide(node: string, flags: { dir?: string; network: string }): P
   if (!state) throw new CliError(`no sandbox in ${dir} (vk sandbox up starts one)`);
   if (!state.nodes.some((x) => x.name === node)) throw new CliError(`sandbox vm-side: no node ${node} (the sandbox has ${state.nodes.map((x) => x.name).join(', ')})`, EXIT_USAGE);
   const vni = Number(flags.network);
-  const paths = new ZkPaths();
-  const store = await ZkStore.connect({ connectString: state.zookeeper.connectString, sessionTimeoutMs: 10_000 });
-  let mtu: number;
-  try {
-    const got = await store.get(paths.networkSpec(vni));
-    if (!got) throw new CliError(`sandbox vm-side: --network ${flags.network}: no such network`, EXIT_USAGE);
-    const spec = decodeNetworkSpec(JSON.parse(got.data.toString('utf8')));
-    if (spec.type !== 'managed' || spec.dhcp4 === undefined) throw new CliError(`sandbox vm-side: --network ${flags.network}: not a managed network with dhcp4 (nobody would answer)`, EXIT_USAGE);
-    mtu = spec.mtu;
-  } finally {
-    await store.close();
-  }
+  const network = await withStore(state, (store, paths) => readNetwork(store, paths, flags.network));
+  const spec = network.spec?.value;
+  if (!spec) throw new CliError(`sandbox vm-side: --network ${flags.network}: no such network${network.invalidSpec ? ' (its spec is unreadable)' : ''}`, EXIT_USAGE);
+  if (spec.type !== 'managed' || spec.dhcp4 === undefined) throw new CliError(`sandbox vm-side: --network ${flags.network}: not a managed network with dhcp4 (nobody would answer)`, EXIT_USAGE);
+  const mtu = spec.mtu;
   let side;
   try {
     side = plugVmSide(state, node, vni, mtu);
