@@ -7,9 +7,12 @@
 //  C1  Every pass reads the record and the lock from ZooKeeper itself (never the cache): a daemon
 //      that lost its session acts on nothing it believed before (its session id no longer owns
 //      the lock, so planPrimary gives it no duties).
-//  C2  A gateway address lives at most `lifetimeS` past the last pass that confirmed the duty
-//      through ZooKeeper (the kernel removes it; gatewayTiming keeps that shorter than the session
-//      timeout). A confirmation older than that is never acted on: the pass looks again.
+//  C2  A gateway address lives at most `lifetimeS` past the last write that extended it, and that
+//      write was started within RENEW_WITHIN_MS of sending a read that confirmed the duty through
+//      ZooKeeper (a confirmation dates from when it was asked for, never from when the answer was
+//      handled) and landed within `landByMs` of it, or everything is dropped at once. So no address
+//      outlives the session that confirmed it (gatewayTiming). Renewals only extend addresses that
+//      are there; adding one is a pass's job (it announces it).
 //  C3  Lost session, renewals lapsed (the process was frozen or starved): the gateways and DHCP
 //      servers are dropped at once, before anything else, and the role is taken again only
 //      through the state machine.
@@ -25,7 +28,7 @@ import { compareAndSet, NodeExistsError, NoNodeError, TransactionError, VersionC
 import { decodePrimaryLock, decodePrimaryRecord, encodePrimaryLock, encodePrimaryRecord, type PrimaryRecord } from '../../schemas/index.ts';
 import { convergeDhcp, convergeGateways, type LocalContext, type PrimaryEffects } from './execute.ts';
 import { activeLeases, readZkLeases, syncLeases } from './leases.ts';
-import { desiredDhcp, desiredGateways, gatewayTiming, RENEW_WITHIN_MS, renewLines, type NetworkView } from './local.ts';
+import { desiredDhcp, desiredGateways, gatewayTiming, RENEW_WITHIN_MS, renewPass, type NetworkView } from './local.ts';
 import { autoTarget, planPrimary, type NodeFacts, type PlannedStep, type PrimaryFacts, type PrimaryPlan } from './plan.ts';
 
 export interface PrimaryControllerOptions {
@@ -45,7 +48,10 @@ interface Snapshot {
   recordVersion: number | null;
   lock: PrimaryFacts['lock'];
   lockVersion: number | null;
-  /** Date.now() when the reads were answered. */
+  /**
+   * Date.now() when the reads were sent, not answered: an answer is only as fresh as its request
+   * (one that sat in the socket while the process was frozen confirms nothing about now).
+   */
   readAt: number;
 }
 
@@ -173,12 +179,26 @@ export class PrimaryController implements Runnable {
       return;
     }
     if (Date.now() - snap.readAt > RENEW_WITHIN_MS) return;
-    const lines = renewLines(desiredGateways(this.networkViews(), this.m.node), this.timing.lifetimeS);
-    if (lines.length === 0) return;
-    const result = await this.o.effects.applyGatewayLines(lines);
-    if (this.confirmedAt !== undefined) this.noteConfirmed(snap.readAt);
+    const { lines, missing } = renewPass(desiredGateways(this.networkViews(), this.m.node), await this.o.effects.observeGateways(), this.timing.lifetimeS);
     // A gateway missing (deleted by hand, lapsed): the pass adds it again and announces it.
+    if (missing.length > 0) this.queue.add(KEY);
+    if (lines.length === 0 || Date.now() - snap.readAt > RENEW_WITHIN_MS) return;
+    const result = await this.o.effects.applyGatewayLines(lines);
+    if (await this.landedLate(snap, 'a renewal')) return;
+    if (this.confirmedAt !== undefined) this.noteConfirmed(snap.readAt);
     if (result.failures.length > 0) this.queue.add(KEY);
+  }
+
+  /**
+   * C2: a gateway write that landed later than `landByMs` after its confirming read was sent (the
+   * process stalled between the check and the write) may outlive the session: undo everything.
+   */
+  private async landedLate(snap: Snapshot, what: string): Promise<boolean> {
+    const late = Date.now() - snap.readAt;
+    if (late <= this.timing.landByMs) return false;
+    await this.dropAll(`${what} landed ${late} ms after its confirmation from ZooKeeper was asked for (at most ${this.timing.landByMs}): the address could outlive the session`);
+    this.queue.add(KEY);
+    return true;
   }
 
   /** C2: ZooKeeper confirmed the gateways duty at `readAt` (confirmations never go back in time). */
@@ -209,6 +229,7 @@ export class PrimaryController implements Runnable {
   }
 
   private async read(): Promise<Snapshot> {
+    const sentAt = Date.now();
     const [r, l] = await Promise.all([this.m.store.get(this.m.paths.primary), this.m.store.get(this.m.paths.primaryLock)]);
     let record: PrimaryRecord | null = null;
     if (r) {
@@ -226,7 +247,7 @@ export class PrimaryController implements Runnable {
         lock = { node: '', term: 0, since: new Date(0).toISOString(), session: l.stat.ephemeralOwner };
       }
     }
-    return { record, recordVersion: r ? r.version : null, lock, lockVersion: l ? l.version : null, readAt: Date.now() };
+    return { record, recordVersion: r ? r.version : null, lock, lockVersion: l ? l.version : null, readAt: sentAt };
   }
 
   private facts(s: Snapshot): PrimaryFacts {
@@ -294,6 +315,11 @@ export class PrimaryController implements Runnable {
     if (!plan.duties.dhcp) failures.push(...(await convergeDhcp([], async () => [], ctx)));
     const gw = await convergeGateways(gateways, ctx, () => Date.now() - snap.readAt <= RENEW_WITHIN_MS);
     failures.push(...gw.failures);
+    if (gateways.length > 0 && Date.now() - snap.readAt > this.timing.landByMs) {
+      // Inside exclusive(): the drop's own effects run right after this pass (C5).
+      void this.landedLate(snap, 'a pass');
+      return [...failures, 'the pass landed late: everything dropped'];
+    }
     if (!plan.duties.gateways) this.confirmedAt = undefined;
     else if (Date.now() - snap.readAt <= this.timing.lifetimeS * 1000) this.noteConfirmed(snap.readAt);
     if (plan.duties.dhcp) {

@@ -47,11 +47,12 @@ export async function convergeGateways(desired: readonly DesiredGateway[], ctx: 
   const observed = await ctx.effects.observeGateways();
   const pass = planGateways(desired, observed, ctx.group, ctx.lifetimeS);
   if (pass.lines.length === 0) return { failures: [], added: 0, removed: 0, created: [] };
-  if (desired.length > 0 && !fresh()) return { failures: ['the confirmation from ZooKeeper went stale during the pass: nothing added'], added: 0, removed: 0, created: [] };
   if (pass.announce.length > 0) {
     const s = await ctx.effects.setSysctls(gatewaySysctls(pass.announce));
     if (s.failures.length > 0) ctx.log.warn({ failures: s.failures }, 'primary: cannot stop the bridges answering ARP for the gateways');
   }
+  // Asked last, right before the write (the sysctls above take time too).
+  if (desired.length > 0 && !fresh()) return { failures: ['the confirmation from ZooKeeper went stale during the pass: nothing added'], added: 0, removed: 0, created: [] };
   const result = await ctx.effects.applyGatewayLines(pass.lines);
   const failures = result.failures.map((f) => `${pass.lines[f.line]}: ${f.message}`);
   for (const a of pass.actions) {

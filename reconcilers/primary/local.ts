@@ -7,7 +7,8 @@
 //  G2  Without the gateways duty every link of the group is deleted; with it, exactly the desired
 //      ones exist, up, each with exactly its gateway address.
 //  G3  Every gateway address is added with a valid lifetime (lifetimeS) and renewed by `address
-//      change`; an address that had to be added is announced (gratuitous ARP).
+//      change`, only while it is there (for IPv4 the kernel creates a missing address on a change,
+//      so a renewal checks first); an address that had to be added is announced (gratuitous ARP).
 //  G5  The bridge under a gateway answers no ARP for it (arp_ignore=1), so clients learn the
 //      virtual MAC and nothing else.
 //  G4  A gateway is desired only on a managed network with gateway4 whose links are ready on this
@@ -148,21 +149,29 @@ export function gatewaySysctls(desired: readonly DesiredGateway[]): Record<strin
   return Object.fromEntries(desired.map((d) => [`net.ipv4.conf.${d.bridge}.arp_ignore`, '1']));
 }
 
-/** G3: the renewal of every held gateway address (fails, harmlessly, for one that lapsed). */
+/** G3: the lines that extend these gateway addresses' lifetimes (each must be there: a change re-creates a missing IPv4 address). */
 export function renewLines(desired: readonly DesiredGateway[], lifetimeS: number): string[] {
   return desired.map((d) => `address change ${d.address}/${d.prefixLength} dev ${d.device} valid_lft ${lifetimeS} preferred_lft ${lifetimeS}`);
 }
 
+/** G3: a renewal renews only the addresses observed on their gateway link; the missing ones are left to a pass (which adds and announces them). */
+export function renewPass(desired: readonly DesiredGateway[], observed: readonly ObservedGateway[], lifetimeS: number): { lines: string[]; missing: DesiredGateway[] } {
+  const present = (d: DesiredGateway) => observed.some((o) => o.name === d.device && o.mac === d.mac && o.addresses.some((a) => a.address === d.address && a.prefixLength === d.prefixLength));
+  return { lines: renewLines(desired.filter(present), lifetimeS), missing: desired.filter((d) => !present(d)) };
+}
+
 /**
  * The address lifetime and renewal period for a ZooKeeper session timeout T. A successor can take
- * the role only once ZooKeeper has expired the holder's session: at least T after the holder's
- * last confirming read. The address must be gone by then: its lifetime, plus up to 1 s by which
- * the kernel rounds its lifetime check, plus the time the renewal's `ip` takes to land after its
- * confirmation (RENEW_WITHIN_MS at the start, more when the machine is loaded) must stay under T.
- * Half of T, less half a second, leaves a second or more of margin for that last term.
+ * the role only once ZooKeeper has expired the holder's session: at least T after the holder
+ * sent its last confirming read (the request itself keeps the session alive). The address must be
+ * gone by then: the time its `ip` lands after that read was sent, plus its lifetime, plus up to
+ * 1 s by which the kernel rounds its lifetime check, must stay under T. So a write is started only
+ * within RENEW_WITHIN_MS of the read, and one that lands later than `landByMs` after it (the
+ * process stalled in between) is undone at once. Half of T, less half a second, as the lifetime
+ * leaves `landByMs` ≥ T/2 − 500 ms.
  */
 export const RENEW_WITHIN_MS = 500;
-export function gatewayTiming(sessionTimeoutMs: number): { lifetimeS: number; renewMs: number } {
+export function gatewayTiming(sessionTimeoutMs: number): { lifetimeS: number; renewMs: number; landByMs: number } {
   const lifetimeS = Math.max(1, Math.floor((sessionTimeoutMs / 2 - RENEW_WITHIN_MS) / 1000));
-  return { lifetimeS, renewMs: Math.max(100, Math.floor((lifetimeS * 1000) / 4)) };
+  return { lifetimeS, renewMs: Math.max(100, Math.floor((lifetimeS * 1000) / 4)), landByMs: sessionTimeoutMs - lifetimeS * 1000 - 1000 };
 }

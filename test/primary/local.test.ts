@@ -1,7 +1,7 @@
 // The gateway lines and DHCP servers a node's duties imply (reconcilers/primary/local.ts), G1–G4.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { desiredDhcp, desiredGateways, gatewayTiming, planGateways, RENEW_WITHIN_MS, renewLines, type NetworkView } from '../../reconcilers/primary/local.ts';
+import { desiredDhcp, desiredGateways, gatewayTiming, planGateways, RENEW_WITHIN_MS, renewLines, renewPass, type NetworkView } from '../../reconcilers/primary/local.ts';
 import { decodeNetworkSpec, gatewayMac } from '../../schemas/index.ts';
 
 const ready = (node: string) => ({ nodes: { [node]: { ready: true, observedGeneration: 0, updatedAt: '2026-12-04T12:00:00.000Z' } } });
@@ -55,15 +55,23 @@ describe('gateways', () => {
     assert.equal(wrongMac.lines[0], 'link del dev vkgw200');
     assert.equal(wrongMac.lines[1], 'link add vkgw200 link vkbr200 address 02:76:6b:00:00:c8 group 4245 type macvlan mode bridge');
     assert.deepEqual(renewLines(d.slice(0, 1), 3), ['address change 203.0.113.1/24 dev vkgw200 valid_lft 3 preferred_lft 3']);
+    // A renewal changes only addresses that are there: vkgw300's address lapsed (a change would re-create it).
+    const r = renewPass(d, observed, 3);
+    assert.deepEqual(r.lines, ['address change 203.0.113.1/24 dev vkgw200 valid_lft 3 preferred_lft 3']);
+    assert.deepEqual(r.missing.map((g) => g.vni), [300]);
+    assert.deepEqual(renewPass(d, [], 3), { lines: [], missing: d });
   });
 
   it('the address lifetime (plus the kernel\'s up to 1 s of rounding and the renewal\'s delay) stays under the session timeout', () => {
-    assert.deepEqual(gatewayTiming(4000), { lifetimeS: 1, renewMs: 250 });
-    assert.deepEqual(gatewayTiming(10_000), { lifetimeS: 4, renewMs: 1000 });
+    assert.deepEqual(gatewayTiming(4000), { lifetimeS: 1, renewMs: 250, landByMs: 2000 });
+    assert.deepEqual(gatewayTiming(10_000), { lifetimeS: 4, renewMs: 1000, landByMs: 5000 });
     for (const t of [3000, 4000, 6000, 10_000, 30_000]) {
-      const { lifetimeS, renewMs } = gatewayTiming(t);
+      const { lifetimeS, renewMs, landByMs } = gatewayTiming(t);
       assert.ok(lifetimeS * 1000 + 1000 + RENEW_WITHIN_MS + 500 <= t, `session ${t}: lifetime ${lifetimeS}`);
       assert.ok(renewMs * 3 <= lifetimeS * 1000, `session ${t}: renew every ${renewMs}`);
+      // A write landing at landByMs after its read was sent is gone (lifetime + rounding) by T.
+      assert.equal(landByMs + lifetimeS * 1000 + 1000, t);
+      assert.ok(landByMs >= 2 * RENEW_WITHIN_MS, `session ${t}: a write has ${landByMs} ms to land`);
     }
   });
 });
