@@ -39,6 +39,7 @@ export * from './network.ts';
 export * from './node.ts';
 export * from './config.ts';
 export * from './primary.ts';
+export * from './rbd.ts';
 export { domainXmlSizeProblem, MAX_DOMAIN_XML_BYTES, MAX_DOMAIN_XML_DEPTH, parseDomainXml, parseVmXml, VmXml, xmlHash } from './domain-xml.ts';
 export type { DomainInfo } from './domain-xml.ts';
 export * from './manifest.ts';

@@ -4,6 +4,7 @@ import { ConditionListSchema } from './condition.ts';
 import { checkedString, textProblem, TimestampSchema } from './formats.ts';
 import { NameSchema } from './names.ts';
 import { intInRange, noDuplicates } from './rules.ts';
+import { NodeStorageSchema } from './rbd.ts';
 
 export const NODE_SPEC_DOMAIN_STATES = ['ready', 'flushed'] as const;
 export const NODE_DAEMON_STATES = ['init', 'run', 'stop', 'dead'] as const;
@@ -130,6 +131,8 @@ export const NodeStatusSchema = z
     flush: NodeFlushSchema.optional(),
     /** BGP EVPN state; owned by the FRR reconciler, carried over by the keepalive. */
     frr: NodeFrrSchema.optional(),
+    /** The storage address and whether Ceph answers; owned by the RBD reconciler, carried over by the keepalive. */
+    storage: NodeStorageSchema.optional(),
   })
   .superRefine((status, ctx) => noDuplicates(status.runningVms, ctx, ['runningVms'], 'name'));
 export type NodeStatus = z.output<typeof NodeStatusSchema>;

@@ -20,14 +20,14 @@ function rootProblem(root: string): string | undefined {
 /** What a znode path under the root refers to; see ZkPaths.parse. */
 export type ZkPathInfo =
   | { kind: 'schema' | 'config' | 'vms' | 'networks' | 'nodes' | 'locks' }
-  | { kind: 'vm'; name: string; leaf?: 'spec' | 'xml' | 'status' | 'migration' | 'console' }
+  | { kind: 'vm'; name: string; leaf?: 'spec' | 'xml' | 'status' | 'migration' | 'console' | 'rbd' }
   | { kind: 'primary' }
   | { kind: 'network'; vni: string; leaf?: 'spec' | 'status' | 'leases' }
   | { kind: 'lease'; vni: string; mac: string }
   | { kind: 'node'; name: string; leaf?: 'spec' | 'status' | 'alive' }
   | { kind: 'lock'; name: string; child?: string };
 
-const VM_LEAVES = ['spec', 'xml', 'status', 'migration', 'console'] as const;
+const VM_LEAVES = ['spec', 'xml', 'status', 'migration', 'console', 'rbd'] as const;
 const NODE_LEAVES = ['spec', 'status', 'alive'] as const;
 
 /**
@@ -78,6 +78,10 @@ export class ZkPaths {
   /** Last lines of the serial console log. */
   vmConsole(name: string): string {
     return `${this.vm(name)}/console`;
+  }
+  /** The RBD concern's verdict on the VM's locks (schemas/rbd.ts). */
+  vmRbd(name: string): string {
+    return `${this.vm(name)}/rbd`;
   }
 
   /** `vni` may be given as a number; the path holds its decimal form. */

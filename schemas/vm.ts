@@ -39,6 +39,11 @@ export const vmSpecShape = {
    * down gracefully, once per new value. A one-off: stopMode, the standing setting, is unchanged.
    */
   forceStopAt: TimestampSchema.optional(),
+  /**
+   * Bumped by `vk vm flush-locks`: the VM's node clears every lock of its RBD images once per new
+   * value, if the VM runs nowhere (the answer is in /vms/<name>/rbd, flushLocks).
+   */
+  flushLocksAt: TimestampSchema.optional(),
   node: NameSchema,
   /** Where the VM came from, for unmigrate; null when it has none. */
   previousNode: NameSchema.nullable().optional(),

@@ -34,6 +34,7 @@ import { applyObjects } from '../objects.ts';
 import { println } from '../output.ts';
 import { readNamedFile, withoutFileContent } from '../read-file.ts';
 import { updateVmSpec, type Updated } from '../update.ts';
+import { registerFlushLocks } from './flush-locks.ts';
 import { addWaitOptions, dataOf, waitFor, watchAll, type WaitFlags, type WaitVerdict } from '../wait.ts';
 
 interface MetaFlags {
@@ -482,4 +483,5 @@ export function registerVm(program: Command): void {
   registerMigrations(vm);
   registerRemove(vm);
   registerLog(vm);
+  registerFlushLocks(vm);
 }

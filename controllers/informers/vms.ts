@@ -1,4 +1,4 @@
-// A watch-fed cache of every VM's spec, xml, status and migration record (an informer, as in client-go).
+// A watch-fed cache of every VM's spec, xml, status, migration record and RBD check (an informer, as in client-go).
 //
 // Level-triggered: each watch emission replaces the cached value with the one
 // re-read after the event, and only says "look at VM <name> again" on
@@ -8,11 +8,13 @@ import { Subject, type Subscription } from 'rxjs';
 import type { Logger } from 'pino';
 import {
   decodeMigrationRecord,
+  decodeRbdCheck,
   decodeVmSpec,
   decodeVmStatus,
   isValidName,
   VmXml,
   type MigrationRecord,
+  type RbdCheck,
   type VmSpec,
   type VmStatus,
   type ZkPaths,
@@ -30,16 +32,18 @@ export interface VmEntry {
   xml: Loaded<VmXml>;
   status: Loaded<VmStatus>;
   migration: Loaded<MigrationRecord>;
+  /** The RBD concern's last check of the VM's locks (schemas/rbd.ts). */
+  rbd: Loaded<RbdCheck>;
   /** Every field has been read at least once. */
   loaded: boolean;
 }
 
-const FIELDS = ['spec', 'xml', 'status', 'migration'] as const;
+const FIELDS = ['spec', 'xml', 'status', 'migration', 'rbd'] as const;
 type Field = (typeof FIELDS)[number];
 
 export class VmInformer {
   private readonly entries = new Map<string, VmEntry & { seen: Set<Field> }>();
-  /** Per VM, the teardown of its four znode watches. */
+  /** Per VM, the teardown of its znode watches. */
   private readonly watches = new Map<string, () => void>();
   /** Status versions this node wrote itself: their watch events are not news to it. */
   private readonly ownStatus = new Map<string, number>();
@@ -126,13 +130,14 @@ export class VmInformer {
 
   private watchVm(name: string, fresh: boolean): void {
     this.removed.delete(name);
-    const entry = { name, spec: null, xml: null, status: null, migration: null, loaded: false, seen: new Set<Field>() };
+    const entry = { name, spec: null, xml: null, status: null, migration: null, rbd: null, loaded: false, seen: new Set<Field>() };
     this.entries.set(name, entry);
     const paths: Record<Field, string> = {
       spec: this.paths.vmSpec(name),
       xml: this.paths.vmXml(name),
       status: this.paths.vmStatus(name),
       migration: this.paths.vmMigration(name),
+      rbd: this.paths.vmRbd(name),
     };
     const onState = (field: Field, state: DataState): void => {
       if (this.entries.get(name) !== entry) return;
@@ -148,7 +153,7 @@ export class VmInformer {
       }
       if (entry.loaded && !own) this.changes$.next(name);
     };
-    // Plain callbacks, not four rxjs pipelines per VM: a daemon follows every VM of the cluster.
+    // Plain callbacks, not an rxjs pipeline per znode: a daemon follows every VM of the cluster.
     const stops = FIELDS.map((field) =>
       this.store.followData(
         paths[field],
@@ -157,7 +162,7 @@ export class VmInformer {
           error: (error: unknown) => this.log.error({ err: error, vm: name, field }, 'VM watch failed'),
           complete: () => undefined,
         },
-        { expectAbsent: field === 'migration' || (fresh && field === 'status') },
+        { expectAbsent: field === 'migration' || field === 'rbd' || (fresh && field === 'status') },
       ),
     );
     this.watches.set(name, () => stops.forEach((stop) => stop()));
@@ -186,6 +191,9 @@ export class VmInformer {
         }
         case 'migration':
           entry.migration = { value: decodeMigrationRecord(text), version: state.version };
+          break;
+        case 'rbd':
+          entry.rbd = { value: decodeRbdCheck(text), version: state.version };
           break;
       }
     } catch (error) {

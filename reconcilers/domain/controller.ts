@@ -18,6 +18,7 @@ import type { Manager } from '../../controllers/manager.ts';
 import type { VmInformer } from '../../controllers/informers/vms.ts';
 import type { NetworkInformer } from '../../controllers/informers/networks.ts';
 import { networkOfBridge, networksNotReady } from '../network-readiness.ts';
+import { rbdStartGate } from '../rbd-readiness.ts';
 import { NodeExistsError, NoNodeError, VersionConflictError, type ZkStore } from '../../drivers/zk/index.ts';
 
 export interface DomainControllerOptions {
@@ -32,6 +33,11 @@ export interface DomainControllerOptions {
    * plugs into (bridge vkbr<N>) is ready here.
    */
   networkGate?: boolean;
+  /**
+   * The RBD concern runs on this node: a VM with RBD disks is started here only on its clear
+   * check (reconcilers/rbd-readiness.ts).
+   */
+  rbdGate?: boolean;
 }
 
 /** The domain controller of the manager's node. */
@@ -67,12 +73,14 @@ class DomainReconciler {
   private readonly o: { node: string; store: ZkStore; paths: ZkPaths; hv: Hypervisor; log: Logger; onAction?: (line: string) => void };
   private readonly informer: VmInformer;
   private readonly networks: NetworkInformer | undefined;
+  private readonly rbdGate: boolean;
 
   constructor(m: Manager, opts: DomainControllerOptions) {
     this.now = opts.now ?? (() => new Date().toISOString());
     this.o = { node: m.node, store: m.store, paths: m.paths, hv: m.hv, log: m.log, ...(opts.onAction ? { onAction: opts.onAction } : {}) };
     this.informer = m.informers.vms;
     this.networks = opts.networkGate ? m.informers.networks : undefined;
+    this.rbdGate = opts.rbdGate ?? false;
   }
 
   /** The VMs homed here whose XML plugs into network `vni`'s bridge. */
@@ -145,6 +153,8 @@ class DomainReconciler {
               ? `${xmlPath}: ${xml!.error}`
               : undefined;
       const networksNotReady = homed && xmlProblem === undefined ? this.networksNotReady(xml!.info?.bridges ?? []) : undefined;
+      const statusVersion = entry.status ? entry.status.version : null;
+      const rbd = homed && this.rbdGate ? rbdStartGate(this.o.node, entry.spec.value.rbd, statusVersion, entry.rbd && 'value' in entry.rbd ? entry.rbd.value : null, Date.parse(this.now())) : undefined;
       desired = {
         spec: entry.spec.value,
         generation: entry.spec.version,
@@ -154,6 +164,7 @@ class DomainReconciler {
         },
         ...(xmlProblem !== undefined && { xmlProblem }),
         ...(networksNotReady !== undefined && { networksNotReady }),
+        ...(rbd !== undefined && { rbd }),
       };
     }
     const status = entry?.status && 'value' in entry.status ? entry.status : null;

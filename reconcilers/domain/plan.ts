@@ -12,6 +12,7 @@
 // a converged cluster makes no writes.
 import { ACTIVE_RUN_STATES, isActive, type LocalDomain } from '../../drivers/domain-run-state.ts';
 import { jsonEqual } from '../json-equal.ts';
+import type { RbdGate } from '../rbd-readiness.ts';
 import { migrationInFlight, type Condition, type MigrationRecord, type VmSpec, type VmStatus } from '../../schemas/index.ts';
 
 export interface DomainDesired {
@@ -30,6 +31,13 @@ export interface DomainDesired {
    * status): the VM is not started here, and a guest that runs keeps running. Condition NetworkNotReady.
    */
   networksNotReady?: string;
+  /**
+   * The RBD concern's verdict on the VM's images here (reconcilers/rbd-readiness.ts), when it has
+   * RBD disks and the concern runs on this node. Pending: no start and no status write (the check
+   * comes back through the informer); blocked: no start, condition named by the reason
+   * (RbdLockHeld, RbdUnreachable, …).
+   */
+  rbd?: RbdGate;
 }
 
 export interface DomainObserved {
@@ -135,6 +143,11 @@ export function planDomain(name: string, desired: DomainDesired | undefined, obs
       willRun = false;
     } else if (!active && desired.networksNotReady !== undefined) {
       willRun = false;
+    } else if (!active && desired.rbd?.kind === 'pending') {
+      // The RBD concern has not checked this start yet: decide nothing (its check brings us back).
+      return [];
+    } else if (!active && desired.rbd?.kind === 'blocked') {
+      willRun = false;
     } else if (!active) {
       // Died while it should run (the last status said Running): count it, and back off from the second death on.
       if (previous?.phase === 'Running' && previous.node === node) crash = nextCrash(crash, observed.now);
@@ -169,6 +182,7 @@ export function planDomain(name: string, desired: DomainDesired | undefined, obs
     crash,
     xmlProblem,
     networksNotReady: desired.networksNotReady,
+    rbdBlocked: desired.rbd?.kind === 'blocked' ? desired.rbd : undefined,
     now: observed.now,
   });
   const version = observed.status?.version ?? null;
@@ -278,6 +292,7 @@ interface StatusInputs {
   crash: Crash | undefined;
   xmlProblem: string | undefined;
   networksNotReady: string | undefined;
+  rbdBlocked: { reason: string; message: string } | undefined;
   now: string;
 }
 
@@ -290,10 +305,23 @@ function nextStatus(i: StatusInputs): VmStatus {
     conditions.push(condition(i.previous, type, status, reason, message, i.now));
   const blocked = !i.willRun && spec.state === 'running' && i.xmlProblem !== undefined;
   const noNetwork = !i.willRun && spec.state === 'running' && !blocked && i.networksNotReady !== undefined;
+  const noRbd = !i.willRun && spec.state === 'running' && !blocked && !noNetwork && i.rbdBlocked !== undefined ? i.rbdBlocked : undefined;
   keep(
     'Running',
     i.willRun ? 'True' : 'False',
-    i.willRun ? 'DomainRunning' : i.waiting ? 'CrashBackoff' : blocked ? 'InvalidXml' : noNetwork ? NETWORK_NOT_READY : spec.state === 'running' ? 'Starting' : 'StoppedBySpec',
+    i.willRun
+      ? 'DomainRunning'
+      : i.waiting
+        ? 'CrashBackoff'
+        : blocked
+          ? 'InvalidXml'
+          : noNetwork
+            ? NETWORK_NOT_READY
+            : noRbd
+              ? noRbd.reason
+              : spec.state === 'running'
+                ? 'Starting'
+                : 'StoppedBySpec',
     i.willRun
       ? `running on ${i.node}`
       : i.waiting
@@ -302,10 +330,13 @@ function nextStatus(i: StatusInputs): VmStatus {
           ? 'cannot start without a valid domain XML'
           : noNetwork
             ? `waiting for its networks on ${i.node}`
-            : `desired state is ${spec.state}`,
+            : noRbd
+              ? `not started on ${i.node}: ${noRbd.message}`
+              : `desired state is ${spec.state}`,
   );
   if (i.xmlProblem !== undefined) keep('InvalidXml', 'True', 'InvalidXml', i.xmlProblem);
   if (noNetwork) keep(NETWORK_NOT_READY, 'True', NETWORK_NOT_READY, i.networksNotReady!);
+  if (noRbd) keep(noRbd.reason, 'True', noRbd.reason, noRbd.message);
   if (i.restartPending) keep('RestartPending', 'True', 'XmlChanged', 'the domain XML changed; it takes effect at the next start');
   // The migration reconciler's conditions (Migrating, MigrationAborted) ride along unchanged.
   // So does the note of the last stray copy another node destroyed.

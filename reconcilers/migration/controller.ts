@@ -26,6 +26,7 @@ import type { VmInformer } from '../../controllers/informers/vms.ts';
 import type { NodeAlive } from '../../controllers/informers/nodes.ts';
 import { bridgeExists } from '../../drivers/links.ts';
 import { networksNotReady } from '../network-readiness.ts';
+import { rbdIncomingGate } from '../rbd-readiness.ts';
 import { CasConflictError, compareAndSet, NO_CHANGE, TransactionError, VersionConflictError, type Op } from '../../drivers/zk/index.ts';
 
 export interface MigrationControllerOptions {
@@ -35,6 +36,8 @@ export interface MigrationControllerOptions {
   bridgeExists?(name: string): Promise<boolean>;
   /** The network concern runs here: an incoming VM needs its networks ready on this node. */
   networkGate?: boolean;
+  /** The RBD concern runs here: an incoming migration of a VM with RBD disks waits for its clear check. */
+  rbdGate?: boolean;
   onAction?(line: string): void;
   onEvent?(event: MigrationEvent): void;
   onAbortIssued?(vm: string, atMs: number): void;
@@ -323,6 +326,11 @@ class MigrationReconciler {
       incoming: this.count(vm, (x) => x.target === node && ACKED.has(x.phase), this.reservedIn),
       config: this.m.informers.config.value.migration,
     };
+    const rec = inputs.record?.value;
+    if (this.o.rbdGate && spec && rec && rec.target === node) {
+      const gate = rbdIncomingGate(node, spec.rbd, rec, entry.rbd && 'value' in entry.rbd ? entry.rbd.value : null);
+      if (gate) inputs.rbd = gate;
+    }
     const step = planMigration(inputs);
     const reservation = !reserve ? undefined : step.kind === 'request' ? this.reservedOut : step.kind === 'prepare' ? this.reservedIn : undefined;
     reservation?.add(vm);

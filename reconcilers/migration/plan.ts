@@ -19,6 +19,7 @@
 import type { Condition, MigrationConfig, MigrationHistoryEntry, MigrationMethod, MigrationRecord, VmMigrationMethod, VmSpec, VmStatus } from '../../schemas/index.ts';
 import { MIGRATION_HISTORY_MAX } from '../../schemas/index.ts';
 import { isActive, type LocalDomain } from '../../drivers/domain-run-state.ts';
+import type { RbdGate } from '../rbd-readiness.ts';
 
 export type MigrationPhase = MigrationRecord['phase'];
 const TERMINAL: ReadonlySet<MigrationPhase> = new Set(['done', 'aborted', 'failed']);
@@ -65,6 +66,12 @@ export interface MigrationInputs {
   /** Migrations this node has acknowledged as target and that are still in flight, other than this VM's. */
   incoming: number;
   config: MigrationConfig;
+  /**
+   * When the RBD concern runs here and the VM has RBD disks: its verdict on receiving this
+   * migration (reconcilers/rbd-readiness.ts). The source's own locks never block it: both QEMUs
+   * share the images during a live migration.
+   */
+  rbd?: RbdGate;
 }
 
 export type MigrationStep =
@@ -320,6 +327,8 @@ function planTarget(i: MigrationInputs, record: MigrationRecord): MigrationStep 
   if (i.incoming >= i.config.maxIncoming) {
     return { kind: 'wait', ms: 1_000, reason: 'IncomingLimit', message: `${i.incoming} migrations already arrive on ${i.node} (maxIncoming ${i.config.maxIncoming})` };
   }
+  if (i.rbd?.kind === 'pending') return { kind: 'wait', ms: 1_000, reason: 'AwaitingRbdCheck', message: i.rbd.why };
+  if (i.rbd?.kind === 'blocked') return { kind: 'end', phase: 'failed', reason: `Target${i.rbd.reason}`, message: i.rbd.message };
   return { kind: 'prepare', bridges: i.bridges };
 }
 

@@ -132,6 +132,7 @@ async function keepaliveTick(fx: KeepaliveEffects, last: LastKnown, timeoutMs: n
       conditions: current?.value.conditions ?? [],
       ...(current?.value.flush ? { flush: current.value.flush } : {}),
       ...(current?.value.frr ? { frr: current.value.frr } : {}),
+      ...(current?.value.storage ? { storage: current.value.storage } : {}),
       hypervisorProblem,
     });
 
