@@ -8,6 +8,7 @@ import {
   decodeClusterConfig,
   decodeMigrationRecord,
   decodeNetworkSpec,
+  decodeRbdCheck,
   decodeNetworkStatus,
   decodeNodeSpec,
   decodeNodeStatus,
@@ -21,6 +22,7 @@ import {
   type ClusterConfig,
   type DomainInfo,
   type MigrationRecord,
+  type RbdCheck,
   type NetworkSpec,
   type NetworkStatus,
   type NodeSpec,
@@ -98,6 +100,8 @@ export interface LiveVm {
   migration: Znode<MigrationRecord> | null;
   /** Console text (lines joined by '\n'), when asked for. */
   console?: { text: string; version: number } | null;
+  /** The RBD concern's last check of its locks, when asked for (null: none, or unreadable). */
+  rbd?: Znode<RbdCheck> | null;
 }
 
 function decodeStrict<T>(path: string, raw: Buffer, decode: (v: unknown) => T): T {
@@ -129,6 +133,7 @@ export interface VmReadParts {
   status?: boolean;
   migration?: boolean;
   console?: boolean;
+  rbd?: boolean;
 }
 
 /** The XML znode, parsed on first use of info or problem: `vk get vms` needs neither. */
@@ -158,13 +163,14 @@ function xmlZnode(text: string, version: number, stat: ZkStat): XmlZnode {
 }
 
 export async function readVm(store: ZkStore, paths: ZkPaths, name: string, parts: VmReadParts = {}): Promise<LiveVm> {
-  const [parent, spec, xml, status, migration, consoleNode] = await Promise.all([
+  const [parent, spec, xml, status, migration, consoleNode, rbd] = await Promise.all([
     store.exists(paths.vm(name)),
     store.get(paths.vmSpec(name)),
     store.get(paths.vmXml(name)),
     parts.status ? store.get(paths.vmStatus(name)) : null,
     parts.migration ? store.get(paths.vmMigration(name)) : null,
     parts.console ? store.get(paths.vmConsole(name)) : null,
+    parts.rbd ? store.get(paths.vmRbd(name)) : null,
   ]);
   const vm: LiveVm = { name, parent, spec: null, xml: null, status: null, migration: null };
   if (spec) Object.assign(vm, decodeSpec(paths.vmSpec(name), spec, (v) => decodeVmSpec(v)));
@@ -179,6 +185,10 @@ export async function readVm(store: ZkStore, paths: ZkPaths, name: string, parts
     if ('value' in decoded) vm.migration = { value: decoded.value, raw: migration.data, version: migration.version, stat: migration.stat };
   }
   if (parts.console) vm.console = consoleNode ? { text: consoleNode.data.toString('utf8'), version: consoleNode.version } : null;
+  if (parts.rbd) {
+    const decoded = rbd ? decodeLenient(rbd.data, (v) => decodeRbdCheck(v)) : null;
+    vm.rbd = rbd && decoded && 'value' in decoded ? { value: decoded.value, raw: rbd.data, version: rbd.version, stat: rbd.stat } : null;
+  }
   return vm;
 }
 

@@ -83,6 +83,33 @@ export const DaemonConfigSchema = z.strictObject({
       leaseTimeS: positiveInt.min(120).default(3600),
     })
     .prefault({}),
+  rbd: z
+    .strictObject({
+      /**
+       * Check the RBD locks of a VM's images before this node starts it or receives it (the RBD
+       * concern). Off by default: it needs a Ceph client config, and this node's storage address.
+       */
+      enabled: z.boolean().default(false),
+      /** ceph.conf for the `rbd`/`ceph` calls (default: Ceph's own, /etc/ceph/ceph.conf). */
+      conf: z.string().min(1).optional(),
+      /** Ceph client id without "client." (default: Ceph's, admin). */
+      id: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a Ceph client id such as admin or virtkeeper').optional(),
+      keyring: z.string().min(1).optional(),
+      /** This node's address on the storage network: the host part of its QEMUs' lock addresses. */
+      storageAddress: Ipv4AddressSchema.optional(),
+      /** --client_mount_timeout of every call: a dead monitor costs at most this long. */
+      mountTimeoutS: positiveInt.max(300).default(3),
+      /** Each call is killed after this long. */
+      callTimeoutMs: positiveInt.default(10_000),
+      /** How often Ceph's reachability is probed for the node status when nothing else asks. */
+      probeMs: positiveInt.default(30_000),
+    })
+    .prefault({})
+    .superRefine((rbd, ctx) => {
+      if (rbd.enabled && rbd.storageAddress === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['storageAddress'], input: undefined, message: 'is required when rbd.enabled is true (the address lockers from this node show)' });
+      }
+    }),
   migration: z
     .strictObject({
       /** libvirt URI the source libvirtd connects to (peer-to-peer), e.g. qemu+tcp://198.51.100.2/system. */

@@ -1,6 +1,6 @@
 // `vk get vms|nodes|networks` (tables, wide, json, yaml) and `vk describe vm|node|network NAME`.
 import { Argument, Option, type Command } from 'commander';
-import { defaultClusterConfig, gatewayMac, type ClusterConfig, type Condition, type NodeFrr, type PrimaryRecord, type ZkPaths } from '../../schemas/index.ts';
+import { defaultClusterConfig, gatewayMac, type ClusterConfig, type Condition, type NodeFrr, type RbdCheck, type PrimaryRecord, type ZkPaths } from '../../schemas/index.ts';
 import {
   bridgeName,
   listNodeNames,
@@ -360,7 +360,7 @@ function conditionsBlock(conditions: readonly Condition[]): string[] {
 
 async function describeVm(cmd: Command, name: string): Promise<void> {
   await withCluster(cmd, async ({ store, paths }) => {
-    const [vm, networks] = await Promise.all([readVmOrFail(store, paths, name, { status: true, migration: true, console: true }), readAllNetworks(store, paths)]);
+    const [vm, networks] = await Promise.all([readVmOrFail(store, paths, name, { status: true, migration: true, console: true, rbd: true }), readAllNetworks(store, paths)]);
     const spec = vm.spec?.value;
     const info = vm.xml?.info ?? null;
     const { vnis, invalid } = vmNetworks(info, new Set(networks.map((n) => n.vni)));
@@ -420,11 +420,32 @@ async function describeVm(cmd: Command, name: string): Promise<void> {
     } else {
       lines.push(field('Migration', 'none'));
     }
+    if (spec && spec.rbd.length > 0) lines.push(...rbdBlock(vm.rbd?.value));
     const consoleLines = vm.console ? (vm.console.text === '' ? [] : vm.console.text.split('\n')).slice(-10) : [];
     if (consoleLines.length > 0) lines.push('Console (last 10 lines):', ...consoleLines.map((l) => `  ${l}`));
     else lines.push(field('Console', 'no log'));
     println(lines.join('\n'));
   });
+}
+
+/** describe vm's RBD block: the last lock check of its node (/vms/<name>/rbd) and the last flush-locks. */
+function rbdBlock(check: RbdCheck | undefined): string[] {
+  if (!check) return [field('RBD locks', 'not checked (its node checks them before a start; the RBD concern may be off there)')];
+  const locks = check.images.flatMap((i) => (i.locks.length === 0 ? [[i.image, '-', '-', '-']] : i.locks.map((l) => [i.image, l.node ?? '?', l.locker, l.address])));
+  const lines = [
+    'RBD locks:',
+    indent(
+      [
+        field('Checked by', `${check.node} at ${check.checkedAt} (${check.purpose === 'start' ? 'before a start' : `incoming migration ${check.migration} from ${check.source}`})`),
+        field('Verdict', check.reason ? `${check.verdict} (${check.reason})` : check.verdict),
+        field('Message', check.message === undefined ? undefined : oneLine(check.message)),
+        ...(check.removed.length > 0 ? [field('Stale locks removed', check.removed.map((l) => `${l.image} ${l.locker} ${l.address}`).join(', '))] : []),
+        ...(check.flushLocks ? [field('Last flush-locks', `${check.flushLocks.at}: ${check.flushLocks.result}, ${oneLine(check.flushLocks.message)}`)] : []),
+      ].join('\n'),
+    ),
+    indent(table(['IMAGE', 'NODE', 'LOCKER', 'ADDRESS'], locks)),
+  ];
+  return lines;
 }
 
 /** One line of text for a table cell or a field (FRR's messages may hold newlines). */
@@ -513,6 +534,10 @@ async function describeNode(cmd: Command, name: string): Promise<void> {
         ),
         ...conditionsBlock(s.conditions),
         ...frrBlock(s.frr),
+        field(
+          'Storage',
+          s.storage ? `${s.storage.address}, Ceph ${s.storage.reachable ? 'reachable' : `UNREACHABLE${s.storage.message ? `: ${oneLine(s.storage.message)}` : ''}`} (since ${s.storage.checkedAt})` : 'not reported (the RBD concern is off on this node)',
+        ),
       );
     } else {
       lines.push(field('Status', node.statusProblem ? `invalid: ${node.statusProblem}` : 'none yet'));
