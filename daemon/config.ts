@@ -103,6 +103,8 @@ export const DaemonConfigSchema = z.strictObject({
       callTimeoutMs: positiveInt.default(10_000),
       /** How often Ceph's reachability is probed for the node status when nothing else asks. */
       probeMs: positiveInt.default(30_000),
+      /** Network namespace the calls run in (default: the top-level netns; the test rig and the sandbox). */
+      netns: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a network namespace name').optional(),
     })
     .prefault({})
     .superRefine((rbd, ctx) => {
