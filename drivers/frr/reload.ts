@@ -22,7 +22,8 @@
 // as the command that undoes it. --test exits 1 when the new config does not parse (vtysh rejects a
 // line), and still prints a bogus delta then: stdout is only read when it exits 0.
 import { join } from 'node:path';
-import { commandError, hasErrorLog, howItEnded, looksUnreachable, remaining, run, underHostname } from './run.ts';
+import { howItEnded, remaining, run } from '../exec/run.ts';
+import { commandError, hasErrorLog, looksUnreachable, underHostname } from './run.ts';
 import type { FrrDelta, FrrLocation } from './types.ts';
 import { checkReachable } from './vtysh.ts';
 

@@ -14,7 +14,8 @@
 // to connect to any daemons." (all down) on stderr.
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
-import { commandError, howItEnded, looksUnreachable, remaining, run } from './run.ts';
+import { howItEnded, remaining, run } from '../exec/run.ts';
+import { commandError, looksUnreachable } from './run.ts';
 import { FrrError, type BgpPeerObservation, type FrrLocation, type VniObservation } from './types.ts';
 
 export const DEFAULT_DAEMONS: readonly string[] = ['zebra', 'bgpd'];
