@@ -22,6 +22,8 @@ import * as flush from '../reconcilers/flush/index.ts';
 import * as network from '../reconcilers/network/index.ts';
 import * as frr from '../reconcilers/frr/index.ts';
 import * as primary from '../reconcilers/primary/index.ts';
+import * as rbd from '../reconcilers/rbd/index.ts';
+import { createRbdDriver } from '../drivers/rbd/index.ts';
 import { announce, applyGatewayLines, observeGateways } from '../drivers/gateway/index.ts';
 import { createDnsmasqDriver } from '../drivers/dnsmasq/index.ts';
 import { createFrrDriver } from '../drivers/frr/index.ts';
@@ -51,7 +53,9 @@ const CONCERNS: ReadonlyArray<(m: Manager, cfg: DaemonConfig, deps: DaemonDeps) 
   (m, cfg, deps) => cfg.frr.enabled && frr.register(m, frrOptions(cfg, deps)),
   // After the links: the gateways sit on the bridges the network concern makes.
   (m, cfg, deps) => cfg.network.enabled && cfg.primary.enabled && primary.register(m, primaryOptions(cfg, deps)),
-  (m, cfg, deps) => domain.register(m, { concurrency: cfg.concurrency, resyncMs: cfg.resyncMs, networkGate: cfg.network.enabled, ...hooks(deps) }),
+  // Before the domain concern: its verdicts gate the starts of VMs with RBD disks.
+  (m, cfg, deps) => cfg.rbd.enabled && rbd.register(m, rbdOptions(cfg, deps)),
+  (m, cfg, deps) => domain.register(m, { concurrency: cfg.concurrency, resyncMs: cfg.resyncMs, networkGate: cfg.network.enabled, rbdGate: cfg.rbd.enabled, ...hooks(deps) }),
   (m, cfg, deps) =>
     migration.register(m, {
       // One resync interval for the node: the config's resyncMs governs both VM controllers.
@@ -59,6 +63,7 @@ const CONCERNS: ReadonlyArray<(m: Manager, cfg: DaemonConfig, deps: DaemonDeps) 
       ...(cfg.migration.bandwidthMiBs !== undefined ? { bandwidthMiBs: cfg.migration.bandwidthMiBs } : {}),
       bridgeExists: (name: string) => bridgeExists(name, cfg.netns),
       networkGate: cfg.network.enabled,
+      rbdGate: cfg.rbd.enabled,
       ...hooks(deps),
       ...(deps.onMigrationEvent ? { onEvent: deps.onMigrationEvent } : {}),
       ...(deps.onAbortIssued ? { onAbortIssued: deps.onAbortIssued } : {}),
@@ -121,6 +126,25 @@ function primaryOptions(cfg: DaemonConfig, deps: DaemonDeps): primary.PrimaryCon
     group: p.group,
     barrierMs: p.barrierMs,
     leaseTimeS: p.leaseTimeS,
+    ...hooks(deps),
+  };
+}
+
+function rbdOptions(cfg: DaemonConfig, deps: DaemonDeps): rbd.RbdControllerOptions {
+  const r = cfg.rbd;
+  const netns = r.netns ?? cfg.netns;
+  return {
+    driver: createRbdDriver({
+      ...(r.conf !== undefined ? { conf: r.conf } : {}),
+      ...(r.id !== undefined ? { id: r.id } : {}),
+      ...(r.keyring !== undefined ? { keyring: r.keyring } : {}),
+      ...(netns !== undefined ? { netns } : {}),
+      mountTimeoutS: r.mountTimeoutS,
+      callTimeoutMs: r.callTimeoutMs,
+    }),
+    // config.ts refuses rbd.enabled without it.
+    storageAddress: r.storageAddress!,
+    probeMs: r.probeMs,
     ...hooks(deps),
   };
 }
