@@ -153,24 +153,28 @@ export function createIpmiFencer(o: IpmiFenceOptions): IpmiFencer {
     async powerOff() {
       const t0 = Date.now();
       const { attempts } = await retried(s, ['chassis', 'power', 'off']);
+      // Reads start until the deadline; each is bounded by timeoutMs (so the verify phase may end up
+      // to one timeoutMs past verifyTimeoutMs: a read cut short would hide what the BMC said).
       const deadline = Date.now() + s.verifyTimeoutMs;
       let statusReads = 0;
-      let last = 'no status read';
+      let answer: PowerState | undefined;
+      let lastError: string | undefined;
       for (;;) {
         statusReads++;
         try {
-          const state = readStatus(s, await once(s, STATUS, Math.min(s.timeoutMs, Math.max(100, deadline - Date.now()))));
-          if (state === 'off') return { ms: Date.now() - t0, attempts, statusReads };
-          last = 'the BMC still says "on"';
+          answer = readStatus(s, await once(s, STATUS, s.timeoutMs));
+          lastError = undefined;
+          if (answer === 'off') return { ms: Date.now() - t0, attempts, statusReads };
         } catch (err) {
           if (!(err instanceof FenceError)) throw err;
-          last = err.message;
+          lastError = err.message;
         }
         if (Date.now() + s.verifyIntervalMs >= deadline) break;
         await sleep(Math.min(s.verifyIntervalMs, remaining(deadline)));
       }
       const argv = ipmitoolArgv(s, STATUS);
-      throw new FenceError('FenceNotVerified', scrub(`power off of ${s.host}:${s.port} accepted, but no status read said "off" within ${s.verifyTimeoutMs} ms (${statusReads} reads; last: ${last})`, s.password), argv, attempts);
+      const last = [answer === undefined ? 'no status answer' : `the BMC still says "${answer}"`, ...(lastError !== undefined ? [`then: ${lastError}`] : [])].join('; ');
+      throw new FenceError('FenceNotVerified', scrub(`power off of ${s.host}:${s.port} accepted, but no status read said "off" within ${s.verifyTimeoutMs} ms (${statusReads} reads; ${last})`, s.password), argv, attempts);
     },
   };
 }
