@@ -4,7 +4,8 @@
 // with the password nowhere in the error, its message or the argv (also read from /proc/PID/cmdline
 // of a running ipmitool, whose environ holds it as IPMI_PASSWORD instead); "off does not take" is
 // FenceNotVerified after the verify timeout; a dead BMC is FenceUnreachable within timeoutMs ×
-// attempts. The command fencer: exit 0, a non-zero exit, a timeout (its process group killed).
+// attempts; cipher suite 17 (ipmitool's default, which ipmi_sim refuses) is FenceCommandFailed at
+// once; the two BMCs hold distinct UDP ports, each bound by its own PID. The command fencer: exit 0, a non-zero exit, a timeout (its process group killed).
 // The ipmitool output parser and the failure texts are tested first on captured output.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createCommandFencer, createIpmiFencer, FenceError, ipmitoolArgv, ipmiSettings, parsePowerStatus, sessionFailureReason, type FenceErrorReason } from '../../drivers/fence/index.ts';
+import { udpBoundBy } from '../../drivers/launch/bmc.ts';
 import { bmcInstalled, startBmcRig, type BmcEvent, type BmcRig } from '../rig/bmc.ts';
 import { waitFor } from '../rig/wait.ts';
 
@@ -116,6 +118,19 @@ describe('IPMI fencer against ipmi_sim', { skip: bmcInstalled() }, () => {
     assertNoSecret(error, wrong);
     assertNoSecret(error, hv1.password);
     assert.equal(hv1.power(), 'on', 'a refused session powered nothing off');
+  });
+
+  it('a cipher suite the BMC does not offer (17, ipmitool\'s default): FenceCommandFailed at once, not retried', async () => {
+    const { ms, error } = await rejectsWith('FenceCommandFailed', () => createIpmiFencer({ ...hv1.fenceOptions(), cipherSuite: 17, retries: 3 }).status());
+    assert.ok(ms < 2000, `took ${ms} ms`);
+    assert.equal(error.attempts, 1);
+    assert.match(error.message, /cipher suite 17 refused by the BMC.*invalid authentication algorithm/);
+  });
+
+  it('the rig\'s BMCs hold distinct UDP ports, each bound by its own ipmi_sim', () => {
+    assert.notEqual(hv1.port, hv2.port);
+    assert.ok(udpBoundBy(hv1.pid!, hv1.address, hv1.port));
+    assert.ok(!udpBoundBy(hv1.pid!, hv2.address, hv2.port), 'hv1 does not hold hv2\'s port');
   });
 
   it('"off does not take": FenceNotVerified after the verify timeout', async () => {
