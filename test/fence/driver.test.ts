@@ -5,8 +5,9 @@
 // of a running ipmitool, whose environ holds it as IPMI_PASSWORD instead); "off does not take" is
 // FenceNotVerified after the verify timeout; a dead BMC is FenceUnreachable within timeoutMs ×
 // attempts; cipher suite 17 (ipmitool's default, which ipmi_sim refuses) is FenceCommandFailed at
-// once; the two BMCs hold distinct UDP ports, each bound by its own PID. The command fencer: exit 0, a non-zero exit, a timeout (its process group killed).
-// The ipmitool output parser and the failure texts are tested first on captured output.
+// once; the two BMCs hold distinct UDP ports, each bound by its own PID. The command fencer: exit
+// 0, a non-zero exit, a timeout (its process group killed). The ipmitool output parser and the
+// failure texts are tested first on captured output.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
