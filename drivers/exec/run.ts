@@ -5,8 +5,8 @@
 // netns exec` execs in place but a wrapper may not, and a grandchild left behind would hang on a
 // frozen peer forever. Never rejects for the process's sake: the caller maps the outcome to its
 // driver's error. Options: the child's environment (a secret that must stay off argv, where `ps`
-// shows it, goes here: /proc/PID/environ is readable by the same user and root only) and text for
-// its stdin (else stdin is /dev/null).
+// shows it, goes here: /proc/PID/environ is readable by the same user and root only). stdin is
+// /dev/null.
 import { spawn } from 'node:child_process';
 
 export interface RunOutcome {
@@ -40,8 +40,6 @@ function killGroup(pid: number | undefined): void {
 export interface RunOptions {
   /** The child's whole environment (default: this process's). */
   env?: NodeJS.ProcessEnv;
-  /** Written to the child's stdin, which is then closed (default: stdin is /dev/null). */
-  input?: string;
 }
 
 export function run(argv: readonly string[], timeoutMs: number, opts: RunOptions = {}): Promise<RunOutcome> {
@@ -50,14 +48,10 @@ export function run(argv: readonly string[], timeoutMs: number, opts: RunOptions
   return new Promise<RunOutcome>((resolve) => {
     // detached: a new process group (and session), so the group can be killed as one.
     const child = spawn(file, args, {
-      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
       ...(opts.env !== undefined ? { env: opts.env } : {}),
     });
-    if (opts.input !== undefined && child.stdin) {
-      child.stdin.on('error', () => undefined); // a child that exits without reading: EPIPE is not our failure
-      child.stdin.end(opts.input);
-    }
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let size = 0;
