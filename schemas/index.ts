@@ -43,3 +43,4 @@ export * from './rbd.ts';
 export { domainXmlSizeProblem, MAX_DOMAIN_XML_BYTES, MAX_DOMAIN_XML_DEPTH, parseDomainXml, parseVmXml, VmXml, xmlHash } from './domain-xml.ts';
 export type { DomainInfo } from './domain-xml.ts';
 export * from './manifest.ts';
+export * from './fence.ts';

@@ -1,9 +1,12 @@
 // One bounded child process, shared by the drivers that run a command per call (FRR's vtysh and
-// frr-reload.py, `rbd` and `ceph`): argv (no shell), stdout and stderr collected. The child leads
-// a process group of its own, and on timeout (or an output flood) the whole group is killed with
-// SIGKILL: frr-reload.py runs vtysh as its own child, `ip netns exec` execs in place but a wrapper
-// may not, and a grandchild left behind would hang on a frozen peer forever. Never rejects for
-// the process's sake: the caller maps the outcome to its driver's error.
+// frr-reload.py, `rbd` and `ceph`, `ipmitool` and fence commands): argv (no shell), stdout and
+// stderr collected. The child leads a process group of its own, and on timeout (or an output
+// flood) the whole group is killed with SIGKILL: frr-reload.py runs vtysh as its own child, `ip
+// netns exec` execs in place but a wrapper may not, and a grandchild left behind would hang on a
+// frozen peer forever. Never rejects for the process's sake: the caller maps the outcome to its
+// driver's error. Options: the child's environment (a secret that must stay off argv, where `ps`
+// shows it, goes here: /proc/PID/environ is readable by the same user and root only). stdin is
+// /dev/null.
 import { spawn } from 'node:child_process';
 
 export interface RunOutcome {
@@ -34,12 +37,21 @@ function killGroup(pid: number | undefined): void {
   }
 }
 
-export function run(argv: readonly string[], timeoutMs: number): Promise<RunOutcome> {
+export interface RunOptions {
+  /** The child's whole environment (default: this process's). */
+  env?: NodeJS.ProcessEnv;
+}
+
+export function run(argv: readonly string[], timeoutMs: number, opts: RunOptions = {}): Promise<RunOutcome> {
   const [file, ...args] = argv;
   if (file === undefined) return Promise.reject(new TypeError('run: empty argv'));
   return new Promise<RunOutcome>((resolve) => {
     // detached: a new process group (and session), so the group can be killed as one.
-    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const child = spawn(file, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+      ...(opts.env !== undefined ? { env: opts.env } : {}),
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let size = 0;
