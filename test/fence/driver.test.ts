@@ -113,7 +113,8 @@ describe('IPMI fencer against ipmi_sim', { skip: bmcInstalled() }, () => {
   it('a wrong password: FenceAuthFailed at once, not retried, and the password shown nowhere', async () => {
     const wrong = 'Wr0ng-Pass!x';
     const { ms, error } = await rejectsWith('FenceAuthFailed', () => createIpmiFencer({ ...hv1.fenceOptions(), password: wrong, timeoutMs: 5000, retries: 3 }).powerOff());
-    assert.ok(ms < 2000, `took ${ms} ms`);
+    // Not retried, and not waited out: well under one attempt's timeout (a bound, not a benchmark).
+    assert.ok(ms < 5000, `took ${ms} ms`);
     assert.equal(error.attempts, 1);
     assert.match(error.message, /refused the user or password/);
     assertNoSecret(error, wrong);
@@ -123,7 +124,7 @@ describe('IPMI fencer against ipmi_sim', { skip: bmcInstalled() }, () => {
 
   it('a cipher suite the BMC does not offer (17, ipmitool\'s default): FenceCommandFailed at once, not retried', async () => {
     const { ms, error } = await rejectsWith('FenceCommandFailed', () => createIpmiFencer({ ...hv1.fenceOptions(), cipherSuite: 17, retries: 3 }).status());
-    assert.ok(ms < 2000, `took ${ms} ms`);
+    assert.ok(ms < 5000, `took ${ms} ms`);
     assert.equal(error.attempts, 1);
     assert.match(error.message, /cipher suite 17 refused by the BMC.*invalid authentication algorithm/);
   });
@@ -138,7 +139,7 @@ describe('IPMI fencer against ipmi_sim', { skip: bmcInstalled() }, () => {
     hv2.ignorePowerOff(true);
     try {
       const { ms, error } = await rejectsWith('FenceNotVerified', () => createIpmiFencer({ ...hv2.fenceOptions(), verifyTimeoutMs: 1000, verifyIntervalMs: 100 }).powerOff());
-      assert.ok(ms >= 1000 && ms < 4000, `took ${ms} ms`);
+      assert.ok(ms >= 1000 && ms < 8000, `took ${ms} ms`);
       assert.match(error.message, /still says "on"/);
       assertNoSecret(error, hv2.password);
       assert.equal(hv2.power(), 'on');
@@ -170,7 +171,8 @@ describe('IPMI fencer against ipmi_sim', { skip: bmcInstalled() }, () => {
     })();
     try {
       const { ms, error } = await rejectsWith('FenceUnreachable', () => createIpmiFencer(opts).status());
-      assert.ok(ms <= opts.timeoutMs * (opts.retries + 1) + 1000, `took ${ms} ms`);
+      // The timeouts hold (with room for a loaded machine), and the retry really waited.
+      assert.ok(ms <= opts.timeoutMs * (opts.retries + 1) + 4000, `took ${ms} ms`);
       assert.ok(ms >= opts.timeoutMs, `took only ${ms} ms`);
       assert.equal(error.attempts, 2);
       assertNoSecret(error, opts.password);
@@ -211,7 +213,7 @@ describe('command fencer', () => {
     try {
       const pidFile = join(dir, 'pid');
       const { ms } = await rejectsWith('FenceTimeout', () => createCommandFencer({ command: `sleep 30 & echo $! > ${pidFile}; wait`, node: 'hv3', timeoutMs: 300 }).fence());
-      assert.ok(ms >= 300 && ms < 2000, `took ${ms} ms`);
+      assert.ok(ms >= 300 && ms < 5000, `took ${ms} ms`);
       const child = Number(readFileSync(pidFile, 'utf8').trim());
       await waitFor(`the fence command's sleep (${child}) to be gone`, () => {
         try {
