@@ -35,8 +35,11 @@ export function vmRoutes(app: FastifyInstance, cluster: Cluster): void {
     },
     async (req) => {
       const { name } = req.params;
-      await readVmOrFail(store, paths, name);
-      const wait = req.query.waitFor === undefined ? undefined : await waitForGeneration(cluster, name, req.query.waitFor, req.query.timeout);
+      let wait: Awaited<ReturnType<typeof waitForGeneration>> | undefined;
+      if (req.query.waitFor !== undefined) {
+        await readVmOrFail(store, paths, name); // 404 at once, not after the timeout
+        wait = await waitForGeneration(cluster, name, req.query.waitFor, req.query.timeout);
+      }
       const vm = await readVmOrFail(store, paths, name, { status: true, migration: true });
       return { ...vmJson(vm), xml: vm.xml?.text ?? null, ...(wait && { wait }) };
     },
