@@ -5,7 +5,7 @@
 //         (so the writes do not contend on one znode)
 //   zk_get / zk_set: ZkStore.get / set of one znode per client, C concurrent, same ZooKeeper
 //
-// Each phase runs D seconds; clients loop back to back. The server and the clients share this
+// After a warm-up of 300 sequential GETs and POSTs, each phase runs D seconds; clients loop back to back. The server and the clients share this
 // process (and the machine), as a loopback deployment would share its host. Bearer auth is on.
 // Usage: npm run bench -- api [D] [C]   (default D = 10 s, C = 50)
 import { buildApi } from '../api/server.ts';
@@ -69,6 +69,11 @@ try {
     if (res.status !== 200) throw new Error(`${res.status} ${text}`);
   };
 
+  // Warm-up (not measured): module loading, JIT, connection pools.
+  for (let i = 0; i < 300; i++) {
+    await check(await fetch(`${base}/vm/b${i % C}`, { headers }));
+    await check(await fetch(`${base}/vm/b${i % C}`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify({ meta: { maxDowntimeMs: 301 + (i % 2) } }) }));
+  }
   const get = await phase('get', async (i) => check(await fetch(`${base}/vm/b${i}`, { headers })));
   let flip = 0;
   const post = await phase('post', async (i) =>
