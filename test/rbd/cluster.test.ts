@@ -138,6 +138,14 @@ describe('RBD locks: real Ceph, QEMU guests on RBD, real daemons', { skip: unava
       assert.deepEqual(await c.runningOn('web1'), [], await state());
       await new Promise((res) => setTimeout(res, 400));
     }
+    // What an operator sees: the verdict, and who holds which image.
+    const vk = vkFor(c.zk.connectString, paths.root);
+    const described = await vk('describe', 'vm', 'web1');
+    assert.equal(described.code, 0, described.stderr);
+    assert.match(described.stdout, /RBD locks:\n\s+Checked by:\s+hv1 at \S+ \(before a start\)\n\s+Verdict:\s+held \(RbdLockHeld\)/);
+    assert.match(described.stdout, /rbd\/web1\s+hv2\s+client\.\d+\s+198\.51\.100\.2:0\/\d+/);
+    const node = await vk('describe', 'node', 'hv2');
+    assert.match(node.stdout, /Storage:\s+198\.51\.100\.2, Ceph reachable/);
     const held = (await rbd.hv2!.listLocks(IMAGE)).find((l) => l.id === 'held-by-hv2')!;
     await rbd.hv2!.removeLock(IMAGE, held);
     await runsOn('hv1', 30_000);

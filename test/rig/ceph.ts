@@ -13,6 +13,7 @@ import { cephInstalled, cephLogTail, DEFAULT_MON_PORT, killCephSync, RBD, startC
 import { childRunning } from '../../drivers/launch/process.ts';
 import { choosePort } from '../../drivers/launch/zookeeper.ts';
 import { waitFor } from './wait.ts';
+import { cleanupAtExit } from './exit.ts';
 
 export { cephInstalled };
 
@@ -42,7 +43,6 @@ export interface CephRig extends CephCluster {
 /** Handles of clusters not cleaned up yet (their refs change when the monitor restarts). */
 const live = new Set<CephCluster>();
 const dirs = new Set<string>();
-let hooked = false;
 
 function cleanupSync(): void {
   for (const c of live) killCephSync(c.handle);
@@ -51,22 +51,10 @@ function cleanupSync(): void {
   dirs.clear();
 }
 
-function hookExit(): void {
-  if (hooked) return;
-  hooked = true;
-  process.once('exit', cleanupSync);
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => {
-      cleanupSync();
-      process.exit(sig === 'SIGINT' ? 130 : 143);
-    });
-  }
-}
-
 export async function startCephRig(o: CephRigOptions = {}): Promise<CephRig> {
   const problem = cephInstalled();
   if (problem) throw new Error(`test rig: ${problem} (test/rig/install-deps.sh installs them)`);
-  hookExit();
+  cleanupAtExit(cleanupSync);
   const dir = mkdtempSync(join(tmpdir(), 'vk-ceph-'));
   dirs.add(dir);
   const address = o.address ?? '127.0.0.1';

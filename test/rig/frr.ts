@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { FrrLocation } from '../../drivers/frr/types.ts';
 import { frrInstalled, frrLocation, frrLogTail, startFrr, stopFrr, type FrrHandle } from '../../drivers/launch/frr.ts';
 import { isAlive, type ProcRef } from '../../drivers/launch/process.ts';
+import { cleanupAtExit } from './exit.ts';
 
 export { frrInstalled };
 
@@ -51,7 +52,6 @@ export interface FrrNode {
 /** Every daemon started here and not yet seen gone. */
 const started = new Set<ProcRef>();
 const dirs = new Set<string>();
-let hooked = false;
 
 function cleanupSync(): void {
   for (const ref of [...started]) {
@@ -70,18 +70,6 @@ function cleanupSync(): void {
   }
 }
 
-function hookExit(): void {
-  if (hooked) return;
-  hooked = true;
-  process.once('exit', cleanupSync);
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => {
-      cleanupSync();
-      process.exit(sig === 'SIGINT' ? 130 : 143);
-    });
-  }
-}
-
 class FrrRig implements FrrNode {
   readonly name: string;
   readonly netns: string | undefined;
@@ -94,7 +82,7 @@ class FrrRig implements FrrNode {
     this.name = opts.name;
     this.netns = opts.netns;
     this.readyTimeoutMs = opts.readyTimeoutMs ?? 15_000;
-    hookExit();
+    cleanupAtExit(cleanupSync);
     this.dir = mkdtempSync(join(tmpdir(), `vk-frr-${opts.name}-`));
     dirs.add(this.dir);
     if (opts.config !== undefined) writeFileSync(join(this.dir, 'frr.conf'), opts.config, { mode: 0o640 });

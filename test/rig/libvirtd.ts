@@ -22,6 +22,7 @@ import {
   type LibvirtDriver,
 } from '../../drivers/launch/libvirtd.ts';
 import { childRunning, isAlive, refOf, sleep, spawnAttached } from '../../drivers/launch/process.ts';
+import { cleanupAtExit } from './exit.ts';
 
 export { ensureLibvirtUsers, LIBVIRTD, QEMU };
 
@@ -64,20 +65,9 @@ export interface Libvirtd {
 }
 
 const live = new Set<LibvirtdRig>();
-let hooked = false;
 
-function hookExit(): void {
-  if (hooked) return;
-  hooked = true;
-  process.once('exit', () => {
-    for (const rig of [...live]) rig.cleanupSync();
-  });
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(sig, () => {
-      for (const rig of [...live]) rig.cleanupSync();
-      process.exit(sig === 'SIGINT' ? 130 : 143);
-    });
-  }
+function cleanupAllSync(): void {
+  for (const rig of [...live]) rig.cleanupSync();
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -159,7 +149,7 @@ class LibvirtdRig implements Libvirtd {
     this.child = child;
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     live.add(this);
-    hookExit();
+    cleanupAtExit(cleanupAllSync);
     try {
       await waitLibvirtd({
         what: `libvirtd ${this.name}`,
