@@ -7,9 +7,27 @@ import { z } from 'zod';
 import { readAllVms, readVmOrFail } from '../../cli/cluster.ts';
 import type { Cluster } from '../../cli/connect.ts';
 import { vmJson } from '../../cli/commands/get.ts';
+import { ValidationError } from '../../schemas/index.ts';
 import { changeVm, defineVm, prepareDefine, prepareDefineManifest, removeVm } from '../../core/vm.ts';
 import { ChangeBody, DefineBody, ErrorBody, RemoveQuery, VmDetail, VmNameParams, VmQuery, VmView, WriteResult } from '../schemas.ts';
 import { waitForGeneration } from '../wait.ts';
+
+/**
+ * The core validates a VM's spec, so its errors name spec fields (`spec.node`); the XML form of
+ * POST /vm and POST /vm/{name} take those fields at the top of the body (`node`, `meta.…`), and
+ * their errors name them so.
+ */
+async function withBodyFields<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (!(error instanceof ValidationError) || !error.issues.some((i) => i.field.startsWith('spec.'))) throw error;
+    throw ValidationError.fromIssues(
+      error.issues.map((i) => ({ ...i, field: i.field.replace(/^spec\./, '') })),
+      error.source,
+    );
+  }
+}
 
 const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody };
 
@@ -57,8 +75,11 @@ export function vmRoutes(app: FastifyInstance, cluster: Cluster): void {
     },
     async (req, reply) => {
       const body = req.body;
-      const prepared = 'kind' in body ? prepareDefineManifest(body, 'body') : prepareDefine({ xml: body.xml, xmlSource: 'xml', ...(body.state && { state: body.state }), ...(body.node && { node: body.node }), ...(body.meta && { meta: body.meta }) });
-      const defined = await defineVm(cluster, prepared, { nodeField: 'kind' in body ? 'spec.node' : 'node', uuidField: `${prepared.xmlSource}/domain/uuid`, chooseHint: 'give node' });
+      const define = async () => {
+        const prepared = 'kind' in body ? prepareDefineManifest(body, 'body') : prepareDefine({ xml: body.xml, xmlSource: 'xml', ...(body.state && { state: body.state }), ...(body.node && { node: body.node }), ...(body.meta && { meta: body.meta }) });
+        return defineVm(cluster, prepared, { nodeField: 'kind' in body ? 'spec.node' : 'node', uuidField: `${prepared.xmlSource}/domain/uuid`, chooseHint: 'give node' });
+      };
+      const defined = 'kind' in body ? await define() : await withBodyFields(define);
       reply.code(201);
       return { name: defined.name, generation: defined.generation, changed: true, node: defined.node };
     },
@@ -69,7 +90,9 @@ export function vmRoutes(app: FastifyInstance, cluster: Cluster): void {
     { schema: { tags: ['vm'], summary: "change a VM's meta, state and node together (one generation)", params: VmNameParams, body: ChangeBody, response: { 200: WriteResult, ...errors } } },
     async (req) => {
       const { meta, state, node, generation } = req.body;
-      const updated = await changeVm(cluster, req.params.name, { ...(meta && { meta }), ...(state && { state }), ...(node && { node }), ...(generation !== undefined && { generation }) });
+      const updated = await withBodyFields(() =>
+        changeVm(cluster, req.params.name, { ...(meta && { meta }), ...(state && { state }), ...(node && { node }), ...(generation !== undefined && { generation }) }),
+      );
       return { name: req.params.name, generation: updated.version, changed: updated.changed, node: updated.after.node };
     },
   );
