@@ -32,6 +32,7 @@ import {
   type ZkPaths,
 } from '../schemas/index.ts';
 import { CliError } from './errors.ts';
+import { NotFoundError, RefusedError } from '../core/errors.ts';
 import { aliveTakesLiveMigration } from '../reconcilers/selectors.ts';
 
 /**
@@ -74,7 +75,7 @@ export function specVersion(object: { spec: { version: number } | null; invalidS
 
 /** One line saying why an object's spec cannot be read and how to repair it. */
 export function unreadableSpec(what: string, invalid: InvalidZnode, repair: string): CliError {
-  return new CliError(`${what}: its spec ${invalid.path} cannot be read (${invalid.problem}); ${repair}`);
+  return new RefusedError(`${what}: its spec ${invalid.path} cannot be read (${invalid.problem}); ${repair}`);
 }
 
 export interface XmlZnode {
@@ -195,7 +196,7 @@ export async function readVm(store: ZkStore, paths: ZkPaths, name: string, parts
 /** Reads a VM that must exist (it has a spec), readable or not. */
 export async function readVmOrFail(store: ZkStore, paths: ZkPaths, name: string, parts: VmReadParts = {}): Promise<LiveVm> {
   const vm = await readVm(store, paths, name, parts);
-  if (!vm.spec && !vm.invalidSpec) throw new CliError(`vm ${name} not found`);
+  if (!vm.spec && !vm.invalidSpec) throw new NotFoundError(`vm ${name} not found`);
   return vm;
 }
 

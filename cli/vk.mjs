@@ -9,7 +9,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..');
 const bundle = join(here, 'vk.bundle.mjs');
-const SOURCE_DIRS = ['schemas', 'controllers', 'reconcilers', 'drivers', 'daemon', 'cli'];
+const SOURCE_DIRS = ['schemas', 'controllers', 'reconcilers', 'drivers', 'daemon', 'core', 'api', 'cli'];
 
 function newestSource(dir) {
   let newest = 0;

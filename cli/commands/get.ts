@@ -76,7 +76,8 @@ function networksCell(vm: LiveVm, existing: ReadonlySet<string>): string {
   return invalid.length > 0 ? colors.red(text) : orDash(text);
 }
 
-function vmJson(vm: LiveVm) {
+/** A VM as `vk get vms -o json` prints it (and the REST API returns it). */
+export function vmJson(vm: LiveVm) {
   return {
     name: vm.name,
     spec: vm.spec?.value ?? null,
@@ -301,6 +302,37 @@ function pick<T>(list: readonly T[], names: readonly string[], nameOf: (t: T) =>
   return list.filter((t) => names.includes(nameOf(t)));
 }
 
+/** What `vk get nodes` shows, read. */
+export async function readNodesView(store: ZkStore, paths: ZkPaths) {
+  const [nodes, queue, config, primary] = await Promise.all([
+    readAllNodes(store, paths),
+    readLockQueue(store, paths.lock(FLUSH_LOCK)),
+    configForViews(store, paths),
+    readPrimary(store, paths),
+  ]);
+  const roles: NodeRoles = { coordinators: config.coordinators, primary: primary.znode?.value ?? null };
+  return { nodes, queue, config, roles };
+}
+
+/** The nodes as `vk get nodes -o json` prints them (and the REST API returns them). */
+export async function nodeViews(store: ZkStore, paths: ZkPaths) {
+  const { nodes, queue, config, roles } = await readNodesView(store, paths);
+  const now = Date.now();
+  return nodes.map((n) => nodeJson(n, queue, config.keepaliveDeadAfterMs, now, roles));
+}
+
+/** What `vk get networks` shows, read. */
+export async function readNetworksView(store: ZkStore, paths: ZkPaths) {
+  const [networks, vms, nodes] = await Promise.all([readAllNetworks(store, paths, { status: true, leases: true }), readAllVms(store, paths), listNodeNames(store, paths)]);
+  return { networks, vms, nodes };
+}
+
+/** The networks as `vk get networks -o json` prints them (and the REST API returns them). */
+export async function networkViews(store: ZkStore, paths: ZkPaths) {
+  const { networks, vms, nodes } = await readNetworksView(store, paths);
+  return networks.map((n) => networkJson(n, vms, nodes));
+}
+
 function registerGet(program: Command): void {
   program
     .command('get')
@@ -319,18 +351,12 @@ function registerGet(program: Command): void {
             return;
           }
           case 'nodes': {
-            const [nodes, queue, config, primary] = await Promise.all([
-              readAllNodes(store, paths),
-              readLockQueue(store, paths.lock(FLUSH_LOCK)),
-              configForViews(store, paths),
-              readPrimary(store, paths),
-            ]);
-            const roles = { coordinators: config.coordinators, primary: primary.znode?.value ?? null };
+            const { nodes, queue, config, roles } = await readNodesView(store, paths);
             printNodes(pick(nodes, names, (n) => n.name, 'node'), format, queue, config.keepaliveDeadAfterMs, Date.now(), roles);
             return;
           }
           case 'networks': {
-            const [networks, vms, nodes] = await Promise.all([readAllNetworks(store, paths, { status: true, leases: true }), readAllVms(store, paths), listNodeNames(store, paths)]);
+            const { networks, vms, nodes } = await readNetworksView(store, paths);
             printNetworks(pick(networks, names, (n) => n.vni, 'network'), vms, nodes, format);
             return;
           }

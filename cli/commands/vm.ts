@@ -1,21 +1,17 @@
-// `vk vm …`: the imperative verbs (as in PVC). `define` writes a new VM through vk apply's write
-// path (cli/objects.ts); the verbs that change a VM are a compare-and-set read-modify-write of its
-// spec znode (cli/update.ts, drivers/zk/cas.ts), retried on conflicts; `remove` deletes its znodes
-// in one multi. --wait follows the VM's status until the node has done it.
-import { dirname } from 'node:path';
+// `vk vm …`: the imperative verbs (as in PVC). The writes themselves are core/vm.ts's, shared with
+// the REST API (define goes through vk apply's write path, cli/objects.ts; the verbs that change a
+// VM are a compare-and-set of its spec znode, retried on conflicts; remove deletes its znodes in one
+// multi); this file turns flags into their inputs, prints, and with --wait follows the VM's status
+// until the node has done it.
 import { Option, type Command } from 'commander';
 import { map } from 'rxjs';
-import { ZkError, type DataState } from '../../drivers/zk/index.ts';
-import { selectNode } from '../../reconcilers/selectors.ts';
+import type { DataState } from '../../drivers/zk/index.ts';
 import {
   decodeMigrationRecord,
   decodeNodeStatus,
   decodeVmStatus,
-  API_VERSION,
   MAX_DOMAIN_XML_BYTES,
   parseDomainXml,
-  parseWith,
-  VmMetaSchema,
   VM_MIGRATION_METHODS,
   VM_NODE_SELECTORS,
   VM_STATES,
@@ -26,14 +22,12 @@ import {
   type VmState,
   type VmStatus,
 } from '../../schemas/index.ts';
-import { readAllNodes, readAllVms, readConfig, readExistingVm, readVm, readVmOrFail, unreadableSpec, type LiveVm } from '../cluster.ts';
+import { changeVmMeta, defineVm, migrateVm, moveVm, prepareDefine, removeVm, restartVm, setVmState, unmigrateVm } from '../../core/vm.ts';
+import { readExistingVm } from '../cluster.ts';
 import { parsePositiveInt, withCluster, type Cluster } from '../connect.ts';
-import { CliError, usageError, withSource } from '../errors.ts';
-import { decodeDocument, type DesiredVm } from '../manifests.ts';
-import { applyObjects } from '../objects.ts';
 import { println } from '../output.ts';
 import { readNamedFile, withoutFileContent } from '../read-file.ts';
-import { updateVmSpec, type Updated } from '../update.ts';
+import type { Updated } from '../update.ts';
 import { registerFlushLocks } from './flush-locks.ts';
 import { addWaitOptions, dataOf, waitFor, watchAll, type WaitFlags, type WaitVerdict } from '../wait.ts';
 
@@ -62,14 +56,15 @@ function parseLimit(text: string): string[] {
     .filter((s) => s !== '');
 }
 
-function applyMeta(meta: VmMeta, flags: MetaFlags): VmMeta {
-  const next = { ...meta };
-  if (flags.limit !== undefined) next.nodeLimit = parseLimit(flags.limit);
-  if (flags.selector !== undefined) next.nodeSelector = flags.selector;
-  if (flags.autostart !== undefined) next.autostart = flags.autostart;
-  if (flags.method !== undefined) next.migrationMethod = flags.method;
-  if (flags.maxDowntime !== undefined) next.maxDowntimeMs = flags.maxDowntime;
-  return next;
+/** The meta fields the flags set (the core merges them over the VM's meta). */
+function metaPatch(flags: MetaFlags): Partial<VmMeta> {
+  const patch: Partial<VmMeta> = {};
+  if (flags.limit !== undefined) patch.nodeLimit = parseLimit(flags.limit);
+  if (flags.selector !== undefined) patch.nodeSelector = flags.selector;
+  if (flags.autostart !== undefined) patch.autostart = flags.autostart;
+  if (flags.method !== undefined) patch.migrationMethod = flags.method;
+  if (flags.maxDowntime !== undefined) patch.maxDowntimeMs = flags.maxDowntime;
+  return patch;
 }
 
 // ------------------------------------------------------------------------------------ waiting
@@ -141,7 +136,7 @@ function stateVerb(program: Command, verb: string, description: string, state: V
   addWaitOptions(program.command(verb).description(description).argument('<name>', 'VM name')).action(
     async (name: string, flags: WaitFlags, cmd: Command) => {
       await withCluster(cmd, async (cluster) => {
-        const updated = await updateVmSpec(cluster, name, (spec) => ({ ...spec, state, ...(forced && { forceStopAt: new Date().toISOString() }) }));
+        const updated = await setVmState(cluster, name, state, forced);
         report(name, updated, done);
         await maybeWait(cluster, name, updated, flags, done);
       });
@@ -152,37 +147,6 @@ function stateVerb(program: Command, verb: string, description: string, state: V
 interface DefineFlags extends MetaFlags, WaitFlags {
   node?: string;
   state?: VmState;
-}
-
-async function chooseNode(cluster: Cluster, spec: { meta: VmMeta }, current: string | undefined, vmName: string): Promise<string> {
-  const [nodes, config] = await Promise.all([readAllNodes(cluster.store, cluster.paths), readConfig(cluster.store, cluster.paths)]);
-  const selection = selectNode({
-    selector: spec.meta.nodeSelector,
-    defaultSelector: config.value.defaultNodeSelector,
-    nodeLimit: spec.meta.nodeLimit,
-    current,
-    nodes: nodes.map((n) => ({ name: n.name, alive: n.alive, spec: n.spec?.value ?? null, status: n.status?.value ?? null })),
-  });
-  if (selection.node === undefined) {
-    const why = selection.excluded.map((e) => `${e.node} (${e.why})`).join(', ');
-    throw new CliError(`no node available for vm ${vmName} (selector ${selection.selector})${why ? `: ${why}` : ': the cluster has no nodes'}; give --node`);
-  }
-  return selection.node;
-}
-
-async function requireNode(cluster: Cluster, node: string): Promise<void> {
-  if (!(await cluster.store.exists(cluster.paths.node(node)))) throw usageError(`--node: no node ${JSON.stringify(node)} in the cluster`);
-}
-
-/**
- * The object `vk vm define` writes: the VM document `vk apply` would read for it, decoded by
- * apply's own decoder (so it is validated, and written, exactly as a manifest's VM).
- */
-function defineObject(file: string, xml: string, name: string, state: VmState, node: string, meta: VmMeta): DesiredVm {
-  const doc = { apiVersion: API_VERSION, kind: 'VM', metadata: { name }, spec: { state, node, meta, xml } };
-  const obj = decodeDocument({ source: `vm ${name}`, file, doc }, dirname(file));
-  if (obj.kind !== 'VM') throw new Error(`unreachable: a VM document decoded as ${obj.kind}`);
-  return obj;
 }
 
 function registerDefine(vm: Command): void {
@@ -196,36 +160,13 @@ function registerDefine(vm: Command): void {
     ).addOption(new Option('--state <state>', 'desired state (default running)').choices(VM_STATES)),
   ).action(async (file: string, flags: DefineFlags, cmd: Command) => {
     const xml = readNamedFile(file, MAX_DOMAIN_XML_BYTES, 'a domain XML');
-    const info = withoutFileContent(() => parseDomainXml(xml, file));
-    const name = info.name;
     const state = flags.state ?? 'running';
-    const meta = applyMeta({ nodeLimit: [], nodeSelector: 'default', autostart: false, migrationMethod: 'default', maxDowntimeMs: 300 }, flags);
     // Validate before touching ZooKeeper: a bad name, or a node outside --limit, is bad input.
-    withSource(`vm ${name}`, () => parseWith(VmMetaSchema, meta, 'spec.meta'));
-    const given = flags.node === undefined ? undefined : defineObject(file, xml, name, state, flags.node, meta);
+    const prepared = prepareDefine({ xml, xmlSource: file, state, meta: metaPatch(flags), ...(flags.node !== undefined && { node: flags.node }) }, (text, source) =>
+      withoutFileContent(() => parseDomainXml(text, source)),
+    );
     await withCluster(cmd, async (cluster) => {
-      const { store, paths } = cluster;
-      const alreadyExists = () => new CliError(`vm ${name} already exists; change it with vk apply or vk vm meta`);
-      const existing = await readVm(store, paths, name);
-      if (existing.spec || existing.invalidSpec) throw alreadyExists();
-      const others = await readAllVms(store, paths);
-      const owner = others.find((v) => info.uuid !== undefined && v.xml?.info?.uuid === info.uuid);
-      if (owner) throw usageError(`${file}/domain/uuid: duplicate UUID ${info.uuid}: VM ${JSON.stringify(owner.name)} in the cluster already has it`);
-      let obj: DesiredVm;
-      if (given) {
-        await requireNode(cluster, given.spec.node);
-        obj = given;
-      } else {
-        obj = defineObject(file, xml, name, state, await chooseNode(cluster, { meta }, undefined, name), meta);
-      }
-      // apply's write path; a VM someone else creates meanwhile is refused there, not overwritten.
-      await applyObjects(cluster, [obj], {
-        print: () => undefined,
-        check: (p) => {
-          if (p.parts.some((part) => part.label === 'spec' && part.live !== null)) throw alreadyExists();
-        },
-      });
-      const node = obj.spec.node;
+      const { name, node } = await defineVm(cluster, prepared, { nodeField: '--node', uuidField: `${file}/domain/uuid` });
       println(`vm/${name} defined on ${node}`);
       if (flags.wait) await waitForVm(cluster, name, 0, flags, 'defined', (s) => s.node === node && s.phase === phaseFor(state));
     });
@@ -236,7 +177,7 @@ function registerMeta(vm: Command): void {
   addMetaOptions(vm.command('meta').description("change a VM's metadata (node limit, selector, autostart, migration method, downtime)").argument('<name>', 'VM name')).action(
     async (name: string, flags: MetaFlags, cmd: Command) => {
       await withCluster(cmd, async (cluster) => {
-        const updated = await updateVmSpec(cluster, name, (spec) => ({ ...spec, meta: applyMeta(spec.meta, flags) }));
+        const updated = await changeVmMeta(cluster, name, metaPatch(flags));
         println(`vm/${name} ${updated.changed ? 'configured' : 'unchanged'}`);
       });
     },
@@ -247,13 +188,6 @@ interface MigrateFlags extends WaitFlags {
   node?: string;
   force?: boolean;
   forceLive?: boolean;
-}
-
-async function migrationTarget(cluster: Cluster, vm: LiveVm & { spec: { value: VmSpec } }, node: string | undefined): Promise<string> {
-  const spec = vm.spec.value;
-  if (node === undefined) return chooseNode(cluster, spec, spec.node, vm.name);
-  await requireNode(cluster, node);
-  return node;
 }
 
 function registerMigrations(vm: Command): void {
@@ -267,25 +201,8 @@ function registerMigrations(vm: Command): void {
       .option('--force-live', 'live migration only, never fall back to shutdown (sets meta.migrationMethod to live)'),
   ).action(async (name: string, flags: MigrateFlags, cmd: Command) => {
     await withCluster(cmd, async (cluster) => {
-      const vm = await readExistingVm(cluster.store, cluster.paths, name);
-      const target = await migrationTarget(cluster, vm, flags.node);
-      const updated = await updateVmSpec(cluster, name, (spec) => {
-        if (spec.previousNode && !flags.force) {
-          throw new CliError(
-            `vm ${name} is already migrated (from ${spec.previousNode}); use --force to migrate it again (keeping ${spec.previousNode} as its previous node), vk vm unmigrate to bring it back, or vk vm move to make the move permanent`,
-          );
-        }
-        if (spec.node === target) throw new CliError(`vm ${name} is already on ${target}`);
-        const meta = flags.forceLive ? { ...spec.meta, migrationMethod: 'live' as const } : spec.meta;
-        // Back to where it came from (only reachable with --force): that is an unmigrate.
-        if (spec.previousNode === target) {
-          const { previousNode: _back, ...rest } = spec;
-          return { ...rest, node: target, meta };
-        }
-        // A forced re-migration keeps the original previous node (seed 002).
-        const previousNode = spec.previousNode ? spec.previousNode : spec.node;
-        return { ...spec, node: target, previousNode, meta };
-      });
+      const updated = await migrateVm(cluster, name, { ...(flags.node !== undefined && { node: flags.node }), force: flags.force === true, forceLive: flags.forceLive === true, nodeField: '--node' });
+      const target = updated.target;
       const previous = updated.after.previousNode;
       println(`vm/${name} migrating ${updated.before.node} → ${target}${previous ? ` (previous node ${previous})` : ' (back to its previous node)'}`);
       if (flags.forceLive && updated.before.meta.migrationMethod !== 'live') {
@@ -303,13 +220,8 @@ function registerMigrations(vm: Command): void {
       .option('--node <node>', 'target node (default: chosen by the VM\'s selector within its node limit)'),
   ).action(async (name: string, flags: MigrateFlags, cmd: Command) => {
     await withCluster(cmd, async (cluster) => {
-      const vm = await readExistingVm(cluster.store, cluster.paths, name);
-      const target = await migrationTarget(cluster, vm, flags.node);
-      const updated = await updateVmSpec(cluster, name, (spec) => {
-        if (spec.node === target && !spec.previousNode) throw new CliError(`vm ${name} is already on ${target}`);
-        const { previousNode: _dropped, ...rest } = spec;
-        return { ...rest, node: target };
-      });
+      const updated = await moveVm(cluster, name, { ...(flags.node !== undefined && { node: flags.node }), nodeField: '--node' });
+      const target = updated.target;
       println(`vm/${name} moved ${updated.before.node} → ${target} (permanently)`);
       await maybeWait(cluster, name, updated, flags, 'moved');
     });
@@ -318,11 +230,7 @@ function registerMigrations(vm: Command): void {
   addWaitOptions(vm.command('unmigrate').description('move a migrated VM back to its previous node').argument('<name>', 'VM name')).action(
     async (name: string, flags: WaitFlags, cmd: Command) => {
       await withCluster(cmd, async (cluster) => {
-        const updated = await updateVmSpec(cluster, name, (spec) => {
-          if (!spec.previousNode) throw new CliError(`vm ${name} is not migrated (it has no previous node)`);
-          const { previousNode, ...rest } = spec;
-          return { ...rest, node: previousNode };
-        });
+        const updated = await unmigrateVm(cluster, name);
         println(`vm/${name} returning ${updated.before.node} → ${updated.after.node}`);
         await maybeWait(cluster, name, updated, flags, 'unmigrated');
       });
@@ -332,33 +240,6 @@ function registerMigrations(vm: Command): void {
 
 interface RemoveFlags extends WaitFlags {
   force?: boolean;
-}
-
-async function removeVm(cluster: Cluster, name: string, force: boolean): Promise<LiveVm> {
-  const { store, paths } = cluster;
-  for (let attempt = 1; attempt <= 5; attempt++) {
-    const vm = await readVmOrFail(store, paths, name, { status: true });
-    if (vm.invalidSpec && !force) {
-      throw unreadableSpec(`vm ${name}`, vm.invalidSpec, 'its desired state is unknown: use --force to remove it, or repair it with vk apply');
-    }
-    if (vm.spec?.value.state === 'running' && !force) {
-      throw new CliError(`vm ${name} is running (desired state running); stop or disable it first, or use --force`);
-    }
-    const children = (await store.children(paths.vm(name))) ?? [];
-    const stats = await Promise.all(children.map(async (c) => ({ path: `${paths.vm(name)}/${c}`, stat: await store.exists(`${paths.vm(name)}/${c}`) })));
-    const parent = await store.exists(paths.vm(name));
-    if (!parent || stats.some((s) => s.stat === null || s.stat.numChildren > 0)) continue;
-    try {
-      await store.multi([
-        ...stats.map((s) => ({ op: 'delete' as const, path: s.path, version: s.stat!.version })),
-        { op: 'delete' as const, path: paths.vm(name), version: parent.version },
-      ]);
-      return vm;
-    } catch (error) {
-      if (!(error instanceof ZkError) || !['BAD_VERSION', 'NO_NODE', 'NOT_EMPTY', 'NODE_EXISTS'].includes(error.code)) throw error;
-    }
-  }
-  throw new CliError(`vm ${name} kept changing while being removed; gave up after 5 attempts`);
 }
 
 function registerRemove(vm: Command): void {
@@ -470,11 +351,8 @@ export function registerVm(program: Command): void {
   addWaitOptions(vm.command('restart').description('restart a running VM once (bumps restartedAt)').argument('<name>', 'VM name')).action(
     async (name: string, flags: WaitFlags, cmd: Command) => {
       await withCluster(cmd, async (cluster) => {
-        const now = new Date().toISOString();
-        const updated = await updateVmSpec(cluster, name, (spec) => {
-          if (spec.state !== 'running') throw new CliError(`vm ${name} is ${spec.state}, not running; use vk vm start`);
-          return { ...spec, restartedAt: now };
-        });
+        const updated = await restartVm(cluster, name);
+        const now = updated.restartedAt;
         println(`vm/${name} restart requested`);
         await maybeWait(cluster, name, updated, flags, 'restarted', (s) => s.restartedAt === now);
       });
