@@ -174,13 +174,16 @@ describe('placements (what a flush already put on a node)', () => {
   });
 });
 
-test('the CLI picks targets with these functions (moved, not copied)', () => {
-  // cli/select-node.ts, a re-export of this module, is gone: vk vm migrate|move imports it directly,
-  // and nothing under cli/ defines a selector of its own.
-  const cli = new URL('../../cli/', import.meta.url);
-  const vm = readFileSync(new URL('commands/vm.ts', cli), 'utf8');
-  assert.match(vm, /import \{ selectNode \} from '\.\.\/\.\.\/reconcilers\/selectors\.ts';/);
-  const sources = readdirSync(cli, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
-  assert.ok(sources.length > 0);
-  for (const f of sources) assert.doesNotMatch(readFileSync(new URL(f, cli), 'utf8'), /function (selectNode|compareFigures|figuresOf|place)\b/, f);
+test('the CLI and the API pick targets with these functions (moved, not copied)', () => {
+  // cli/select-node.ts, a re-export of this module, is gone: the VM writes vk and the API share
+  // (core/vm.ts: migrate, move) import it directly, and nothing under cli/, core/ or api/ defines a
+  // selector of its own.
+  const core = readFileSync(new URL('../../core/vm.ts', import.meta.url), 'utf8');
+  assert.match(core, /import \{[^}]*\bselectNode\b[^}]*\} from '\.\.\/reconcilers\/selectors\.ts';/);
+  for (const dir of ['cli', 'core', 'api']) {
+    const root = new URL(`../../${dir}/`, import.meta.url);
+    const sources = readdirSync(root, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'));
+    assert.ok(sources.length > 0, dir);
+    for (const f of sources) assert.doesNotMatch(readFileSync(new URL(f, root), 'utf8'), /function (selectNode|compareFigures|figuresOf|place)\b/, `${dir}/${f}`);
+  }
 });

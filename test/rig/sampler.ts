@@ -1,6 +1,13 @@
 // The double-run sampler: looks at every hypervisor every few milliseconds and reports any instant
 // the guest ran on two at once, the switch-overs between hosts and the outages. Used by the
 // migration and ownership tests and by bench/storm; the hypervisors are whatever `where` asks.
+//
+// A sample is two rounds of reads, the second started once every read of the first has answered,
+// and a host counts as running only when both of its reads say so. One round alone reports hand-
+// overs that never overlapped: A's read answered just before A stopped, B's just after B started
+// (a load-dependent skew). With two rounds a reported pair is a real overlap: B running in round 1
+// means B started before round 1 ended, A running in round 2 means A still ran after round 2
+// began, so both ran at once in between. An overlap shorter than a sample can go unseen.
 export interface SamplerOptions {
   everyMs?: number;
   /** Gaps where the guest runs nowhere are expected (a shutdown migration), not violations. */
@@ -54,7 +61,10 @@ export class Sampler {
     this.busy = true;
     try {
       const t = performance.now();
-      this.samples.push({ t, states: await this.where(this.vm) });
+      const first = await this.where(this.vm);
+      const second = await this.where(this.vm);
+      const states = Object.fromEntries(Object.entries(second).map(([host, state]) => [host, state === 'running' && first[host] !== 'running' ? 'starting' : state]));
+      this.samples.push({ t, states });
     } finally {
       this.busy = false;
     }
