@@ -18,7 +18,8 @@ export const RBD_CLEAR_MAX_AGE_MS = 10_000;
 
 export type RbdGate = { kind: 'clear' } | { kind: 'pending'; why: string } | { kind: 'blocked'; reason: string; message: string };
 
-function sameImages(check: RbdCheck, images: readonly string[]): boolean {
+/** The check covers exactly these images (in any order). */
+export function sameImages(check: RbdCheck, images: readonly string[]): boolean {
   const a = check.images.map((i) => i.image).sort();
   const b = [...images].sort();
   return a.length === b.length && a.every((x, i) => x === b[i]);

@@ -168,6 +168,7 @@ export class RbdController implements Runnable {
           : { at, result: 'done', message: r.removed.length === 0 ? 'no locks were held' : `removed ${r.removed.length} lock(s)`, removed: r.removed };
     }
     ctx.logger.warn({ flushLocks: answer }, `rbd: flush-locks ${answer.result}: ${answer.message}`);
+    // The flush's answer rides on the last check; with none, on one dated 0 that no start trusts.
     const base: RbdCheck = existing ?? {
       node: this.m.node,
       purpose: 'start',
@@ -175,10 +176,9 @@ export class RbdController implements Runnable {
       verdict: 'clear',
       images: spec.rbd.map((image) => ({ image, locks: [] })),
       removed: [],
-      checkedAt: new Date().toISOString(),
+      checkedAt: new Date(0).toISOString(),
     };
-    // The flush's answer rides on the last check, made old (checkedAt 0) so no start trusts it.
-    await this.write(vm, { ...base, ...(existing ? {} : { checkedAt: new Date(0).toISOString() }), flushLocks: answer });
+    await this.write(vm, { ...base, flushLocks: answer });
     return done;
   }
 
@@ -226,7 +226,7 @@ export class RbdController implements Runnable {
     const got = await this.candidate(vm);
     const lines: string[] = [];
     const spec = valueOf(this.m.informers.vms.get(vm)?.spec);
-    if (flushLocksPending(this.m.node, spec, this.current(vm)) !== undefined) lines.push(`${this.m.node} ${vm} flush-locks of ${spec!.rbd.join(', ')}`);
+    if (flushLocksPending(this.m.node, spec, got?.existing ?? this.current(vm)) !== undefined) lines.push(`${this.m.node} ${vm} flush-locks of ${spec!.rbd.join(', ')}`);
     if (got?.candidate && checkDueInMs(got.candidate, got.existing, this.m.node, Date.now()) === undefined) {
       lines.push(`${this.m.node} ${vm} check RBD locks of ${got.candidate.images.join(', ')} (${got.candidate.purpose === 'start' ? 'before a start' : `incoming migration from ${got.candidate.source}`})`);
     }

@@ -53,13 +53,13 @@ export async function checkLocks(node: string, c: Candidate, facts: Omit<LockFac
         }
       }
     }
-    const images = found.images.map((i) => ({ image: i.image, locks: i.locks.filter((l) => !removed.some((r) => r.image === i.image && r.id === l.id && r.locker === l.locker)) }));
     return {
       ...base,
       verdict: found.verdict,
       ...(found.reason !== undefined ? { reason: found.reason } : {}),
       ...(found.message !== undefined ? { message: found.message } : {}),
-      images,
+      // classifyLocks lists stale locks apart (found.stale), never in found.images.
+      images: found.images,
       removed,
       checkedAt: now(),
     };

@@ -15,7 +15,7 @@
 //      (REFRESH_MS < RBD_CLEAR_MAX_AGE_MS); an incoming one is final for its migration.
 import { addressHost, type RbdLocker } from '../../drivers/rbd/types.ts';
 import type { MigrationRecord, RbdCheck, RbdLock, RbdVerdict, VmSpec, VmStatus } from '../../schemas/index.ts';
-import { RBD_CLEAR_MAX_AGE_MS } from '../rbd-readiness.ts';
+import { RBD_CLEAR_MAX_AGE_MS, sameImages } from '../rbd-readiness.ts';
 
 export const POLL_MS = 2_000;
 export const REFRESH_MS = Math.floor(RBD_CLEAR_MAX_AGE_MS / 2);
@@ -102,8 +102,7 @@ export function classifyLocks(images: ReadonlyArray<{ image: string; lockers: re
 /** B4: whether `existing` already answers `c` (and until when); undefined when a check is due now. */
 export function checkDueInMs(c: Candidate, existing: RbdCheck | null, me: string, nowMs: number): number | undefined {
   if (!existing || existing.node !== me || existing.purpose !== c.purpose) return undefined;
-  const a = existing.images.map((i) => i.image).sort().join(',');
-  if (a !== [...c.images].sort().join(',')) return undefined;
+  if (!sameImages(existing, c.images)) return undefined;
   const age = nowMs - Date.parse(existing.checkedAt);
   if (c.purpose === 'incoming') return existing.migration === c.migration ? Infinity : undefined;
   if ((existing.statusVersion ?? null) !== c.statusVersion) return undefined;
