@@ -99,7 +99,11 @@ describe('RBD locks: real Ceph, QEMU guests on RBD, real daemons', { skip: unava
     assert.equal(before.length, 1);
     const mark = c.actions.length;
     process.kill(pid, 'SIGKILL');
-    await waitFor('a new QEMU', () => qemuPid('hv1') !== undefined && qemuPid('hv1') !== pid && c.runsOn('web1', 'hv1'), 60_000, state);
+    // Both halves awaited: the new QEMU's pid file appears before its start (and its action line) is done.
+    await waitFor('a new QEMU running', async () => {
+      const now = qemuPid('hv1');
+      return now !== undefined && now !== pid && (await c.runsOn('web1', 'hv1'));
+    }, 60_000, state);
     const lines = c.actions.slice(mark);
     const removed = lines.findIndex((l) => l.includes('removed stale RBD lock on rbd/web1') && l.includes(before[0]!.address));
     const started = lines.findIndex((l) => / web1 start\b/.test(l));
