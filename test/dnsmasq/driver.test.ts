@@ -399,6 +399,8 @@ describe('dnsmasq driver against real dnsmasq 2.90 and udhcpc', { skip }, () => 
     assert.equal(inst.specHash, driver.specHash(SPEC));
     assert.equal(readFileSync(vniFiles(runDir, 200).pidFile, 'utf8').trim(), String(inst.pid));
     assert.deepEqual(await driver.list(), [inst]);
+    // dnsmasq writes its pidfile before its start-up lines reach the log file: wait for them.
+    await waitFor('dnsmasq\'s start-up lines in its log', () => /DHCP, sockets bound exclusively to interface vkgw200/.test(log()), 5_000, () => log());
     assert.match(log(), /DHCP, sockets bound exclusively to interface vkgw200/);
     // It runs in the node's namespace, as dnsmasq's unprivileged user, with its helper as root.
     assert.equal(readFileSync(`/proc/${inst.pid}/status`, 'utf8').match(/^Uid:\s+(\d+)/m)?.[1], '65534');
