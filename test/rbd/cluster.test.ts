@@ -99,10 +99,12 @@ describe('RBD locks: real Ceph, QEMU guests on RBD, real daemons', { skip: unava
     assert.equal(before.length, 1);
     const mark = c.actions.length;
     process.kill(pid, 'SIGKILL');
-    // Both halves awaited: the new QEMU's pid file appears before its start (and its action line) is done.
-    await waitFor('a new QEMU running', async () => {
+    // All three awaited: the new QEMU's pid file appears before its start is done, and the daemon's
+    // action line reaches us through its log pipe after the domain already runs.
+    await waitFor('a new QEMU running and its start logged', async () => {
       const now = qemuPid('hv1');
-      return now !== undefined && now !== pid && (await c.runsOn('web1', 'hv1'));
+      return now !== undefined && now !== pid && (await c.runsOn('web1', 'hv1'))
+        && c.actions.slice(mark).some((l) => / web1 start\b/.test(l));
     }, 60_000, state);
     const lines = c.actions.slice(mark);
     const removed = lines.findIndex((l) => l.includes('removed stale RBD lock on rbd/web1') && l.includes(before[0]!.address));
