@@ -6,25 +6,29 @@ import { NameSchema } from './names.ts';
 import { intInRange, noDuplicates } from './rules.ts';
 
 export const NODE_SELECTORS = ['mem', 'memprov', 'load', 'vcpus', 'vms'] as const;
-export const FENCE_POLICIES = ['none', 'ipmi', 'command'] as const;
 export const CONFIG_MIGRATION_METHODS = ['live', 'shutdown'] as const;
 export type NodeSelector = (typeof NODE_SELECTORS)[number];
-export type FencePolicy = (typeof FENCE_POLICIES)[number];
 
+/**
+ * Fencing and recovery (DESIGN §4; reconcilers/fence). The levels that can fence a node are the
+ * node's own settings (/nodes/<name>/fence, schemas/fence.ts); these are the cluster's timings.
+ */
 export const FenceConfigSchema = z
   .strictObject({
-    policy: z.enum(FENCE_POLICIES).default('none'),
-    /** Run to fence a node when policy is 'command'. */
-    command: checkedString('command', textProblem(4096)).optional(),
+    /**
+     * A node is lost once its alive znode (its daemon's session) has been gone this long, as the
+     * fencing coordinator saw it. Long enough for a daemon restarted by systemd to come back.
+     */
+    graceMs: intInRange(0, 3_600_000).default(5_000),
+    /** A failed fence is tried again after this, doubling up to retryMaxMs. */
+    retryBaseMs: intInRange(100, 3_600_000).default(2_000),
+    retryMaxMs: intInRange(100, 86_400_000).default(60_000),
+    /** Recover the VMs a successful fence covers (false: fence only; an admin moves them). */
+    recover: z.boolean().default(true),
   })
-  .superRefine((fence, ctx) => {
-    if (fence.policy === 'command' && fence.command === undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['command'],
-        input: undefined,
-        message: "is required when fence.policy is 'command'",
-      });
+  .superRefine((f, ctx) => {
+    if (f.retryMaxMs < f.retryBaseMs) {
+      ctx.addIssue({ code: 'custom', path: ['retryMaxMs'], input: f.retryMaxMs, message: `must be at least retryBaseMs (${f.retryBaseMs})` });
     }
   });
 export type FenceConfig = z.output<typeof FenceConfigSchema>;
@@ -85,6 +89,8 @@ export const ClusterConfigSchema = z
     keepaliveIntervalMs: intInRange(1).default(5_000),
     keepaliveDeadAfterMs: intInRange(1).default(30_000),
     fence: FenceConfigSchema.prefault({}),
+    /** Maintenance: a lost node is reported, never fenced (`vk cluster maintenance on|off`). */
+    maintenance: z.boolean().default(false),
     migration: MigrationConfigSchema.prefault({}),
     /** Device that bridged networks put their vLANs on. */
     bridgeDevice: InterfaceNameSchema.optional(),

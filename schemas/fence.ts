@@ -12,7 +12,8 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { decodeWith, encodeWith } from './codec.ts';
 import { ValidationError, type ValidationIssue } from './errors.ts';
-import { checkedString, hasControlChars, textProblem } from './formats.ts';
+import { checkedString, hasControlChars, textProblem, TimestampSchema } from './formats.ts';
+import { NameSchema } from './names.ts';
 import { intInRange } from './rules.ts';
 
 /** What every shown secret is replaced with. */
@@ -147,3 +148,62 @@ export function formatNodeFence(f: NodeFence): string {
   if (f.storage) lines.push(`storage: blocklist ${f.storage.address ?? "the node's storage address"} for ${f.storage.ttlS} s`);
   return lines.length > 0 ? lines.join('\n') : 'no fence level configured';
 }
+
+// ------------------------------------------------------------------------------- fence status
+
+/** The levels, in the order they are tried. */
+export const FENCE_LEVELS = ['ipmi', 'command', 'storage'] as const;
+export type FenceLevel = (typeof FENCE_LEVELS)[number];
+
+/**
+ * lost     the node's alive znode is gone past the grace period, and it is not fenced (yet): the
+ *          maintenance flag is on, or no fencing coordinator has acted
+ * fencing  a fencing coordinator is running the levels
+ * fenced   a level succeeded (`level`); the VMs it covers were recovered. Stays until `vk node
+ *          ready` (which lifts a storage blocklist first)
+ * failed   every level failed (or none is configured): retried with back-off, nothing recovered
+ */
+export const FENCE_STATES = ['lost', 'fencing', 'fenced', 'failed'] as const;
+export type FenceState = (typeof FENCE_STATES)[number];
+
+const statusText = (what: string, max: number) => checkedString(what, textProblem(max, { allowEmpty: true }));
+const Timestamp = TimestampSchema;
+const NodeName = NameSchema;
+
+/** One try of one level, as recorded (never a secret: messages come from FenceError / RbdError, which hold none). */
+export const FenceResultSchema = z.strictObject({
+  level: z.enum(FENCE_LEVELS),
+  ok: z.boolean(),
+  /** FenceError / RbdError reason on failure. */
+  reason: statusText('reason', 64).optional(),
+  message: statusText('message', 1024),
+  ms: intInRange(0),
+  at: Timestamp,
+});
+export type FenceResult = z.output<typeof FenceResultSchema>;
+
+/** The fence concern's record of a lost node, in that node's status (`fence`); carried over by its keepalive. */
+export const NodeFenceStatusSchema = z.strictObject({
+  state: z.enum(FENCE_STATES),
+  /** The level that fenced it (state fenced). */
+  level: z.enum(FENCE_LEVELS).optional(),
+  /** The coordinator that acted. */
+  by: NodeName,
+  /** When that coordinator first saw the alive znode gone (its own clock). */
+  lostAt: Timestamp,
+  fencedAt: Timestamp.optional(),
+  /** Rounds of levels tried so far. */
+  rounds: intInRange(0),
+  nextRetryAt: Timestamp.optional(),
+  /** The last tries, newest last (at most 20). */
+  results: z.array(FenceResultSchema).max(20),
+  /** The storage level's blocklist entry, lifted by `vk node ready`. */
+  blocklist: z.strictObject({ address: statusText('address', 128), ttlS: intInRange(0) }).optional(),
+  /** VMs started elsewhere, and VMs left in place because no successful level covers them. */
+  recovered: z.array(NodeName).default([]),
+  notRecovered: z.array(z.strictObject({ vm: NodeName, why: statusText('why', 512) })).default([]),
+  message: statusText('message', 1024),
+  updatedAt: Timestamp,
+});
+export type NodeFenceStatus = z.output<typeof NodeFenceStatusSchema>;
+export type NodeFenceStatusInput = z.input<typeof NodeFenceStatusSchema>;

@@ -5,8 +5,10 @@ import { checkedString, textProblem, TimestampSchema } from './formats.ts';
 import { NameSchema } from './names.ts';
 import { intInRange, noDuplicates } from './rules.ts';
 import { NodeStorageSchema } from './rbd.ts';
+import { NodeFenceStatusSchema } from './fence.ts';
 
 export const NODE_SPEC_DOMAIN_STATES = ['ready', 'flushed'] as const;
+/** stop: the daemon stopped cleanly (a lost node that stopped cleanly is reported, not fenced); dead: a fencing coordinator found it lost. */
 export const NODE_DAEMON_STATES = ['init', 'run', 'stop', 'dead'] as const;
 export const NODE_DOMAIN_STATES = ['ready', 'flushing', 'flushed', 'unflushing'] as const;
 export type NodeDaemonState = (typeof NODE_DAEMON_STATES)[number];
@@ -133,6 +135,8 @@ export const NodeStatusSchema = z
     frr: NodeFrrSchema.optional(),
     /** The storage address and whether Ceph answers; owned by the RBD reconciler, carried over by the keepalive. */
     storage: NodeStorageSchema.optional(),
+    /** Lost / fencing / fenced / failed, and how; owned by the fencing coordinator (reconcilers/fence), carried over by the keepalive. */
+    fence: NodeFenceStatusSchema.optional(),
   })
   .superRefine((status, ctx) => noDuplicates(status.runningVms, ctx, ['runningVms'], 'name'));
 export type NodeStatus = z.output<typeof NodeStatusSchema>;

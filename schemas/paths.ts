@@ -24,11 +24,13 @@ export type ZkPathInfo =
   | { kind: 'primary' }
   | { kind: 'network'; vni: string; leaf?: 'spec' | 'status' | 'leases' }
   | { kind: 'lease'; vni: string; mac: string }
-  | { kind: 'node'; name: string; leaf?: 'spec' | 'status' | 'alive' }
+  | { kind: 'node'; name: string; leaf?: 'spec' | 'status' | 'alive' | 'fence' }
+  | { kind: 'events' }
+  | { kind: 'event'; id: string }
   | { kind: 'lock'; name: string; child?: string };
 
 const VM_LEAVES = ['spec', 'xml', 'status', 'migration', 'console', 'rbd'] as const;
-const NODE_LEAVES = ['spec', 'status', 'alive'] as const;
+const NODE_LEAVES = ['spec', 'status', 'alive', 'fence'] as const;
 
 /**
  * The ZooKeeper key layout (DESIGN.md §3). Fixed znodes are properties,
@@ -127,6 +129,16 @@ export class ZkPaths {
     return `${this.node(name)}/alive`;
   }
 
+  /** The node's fence settings (schemas/fence.ts), under an admin-only ACL when the cluster uses auth. */
+  nodeFence(name: string): string {
+    return `${this.node(name)}/fence`;
+  }
+
+  /** The bounded events log: persistent sequential children `e-<10 digits>` (core/events.ts). */
+  get events(): string {
+    return `${this.root}/events`;
+  }
+
   /** Parent of a lock recipe's sequential-ephemeral children. */
   lock(name: string): string {
     return `${this.locks}/${assertName(name, 'lock name')}`;
@@ -146,6 +158,9 @@ export class ZkPaths {
       case 'config':
         if (parts.length === 2 && id === 'primary') return { kind: 'primary' };
         return parts.length === 1 ? { kind: top } : undefined;
+      case 'events':
+        if (parts.length === 1) return { kind: 'events' };
+        return parts.length === 2 && /^e-\d{10}$/.test(id!) ? { kind: 'event', id: id! } : undefined;
       case 'vms':
       case 'networks':
       case 'nodes':

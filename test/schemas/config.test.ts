@@ -13,8 +13,9 @@ describe('ClusterConfig fields', () => {
     { field: 'defaultNodeSelector', good: ['mem', 'memprov', 'load', 'vcpus', 'vms'], bad: ['default', 'random'] },
     { field: 'keepaliveIntervalMs', good: [1000, 5000], bad: [0, -5, 2.5] },
     { field: 'keepaliveDeadAfterMs', good: [10_000, 60_000], bad: [0, 5000, 4999, '30s'] },
-    { field: 'fence.policy', good: ['none', 'ipmi'], bad: ['stonith', ''] },
-    { field: 'fence.command', good: ['/usr/local/bin/fence-node'], bad: ['', 'a\u0000b', 1] },
+    { field: 'fence.graceMs', good: [0, 5000], bad: [-1, 'soon'] },
+    { field: 'maintenance', good: [true, false], bad: ['yes', 1] },
+    { field: 'fence.retryMaxMs', good: [2000, 600_000], bad: [50, '1m'] },
     { field: 'migration.maxOutgoing', good: [1, 8], bad: [0, 1.5] },
     { field: 'migration.maxIncoming', good: [1, 4], bad: [-1, '2'] },
     { field: 'migration.defaultMethod', good: ['live', 'shutdown'], bad: ['default', 'cold'] },
@@ -57,7 +58,8 @@ describe('ClusterConfig', () => {
       defaultNodeSelector: 'mem',
       keepaliveIntervalMs: 5000,
       keepaliveDeadAfterMs: 30_000,
-      fence: { policy: 'none' },
+      fence: { graceMs: 5000, retryBaseMs: 2000, retryMaxMs: 60_000, recover: true },
+      maintenance: false,
       migration: { maxOutgoing: 2, maxIncoming: 2, defaultMethod: 'live', phaseTimeoutMs: 30_000, maxDowntimeMs: 300 },
       consoleLogLines: 1000,
       bridgeMtu: 1500,
@@ -65,12 +67,9 @@ describe('ClusterConfig', () => {
     });
   });
 
-  test('fence policy command needs a command', () => {
-    expectInvalid(() => decodeClusterConfig({ fence: { policy: 'command' } }), 'config.fence.command');
-    assert.equal(
-      decodeClusterConfig({ fence: { policy: 'command', command: 'fence-hv' } }).fence.command,
-      'fence-hv',
-    );
+  test('fence retryMaxMs below retryBaseMs is refused, naming the field', () => {
+    expectInvalid(() => decodeClusterConfig({ fence: { retryBaseMs: 5000, retryMaxMs: 1000 } }), 'config.fence.retryMaxMs');
+    assert.equal(decodeClusterConfig({ fence: { graceMs: 0 } }).fence.graceMs, 0);
   });
 
   test('keepaliveDeadAfterMs must exceed keepaliveIntervalMs', () => {
