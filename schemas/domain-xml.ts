@@ -16,6 +16,11 @@ export interface DomainInfo {
   bridges: string[];
   /** 'pool/image' of every `<disk type='network'>` with an RBD source, without repeats. */
   rbd: string[];
+  /**
+   * Writable disks that are not on RBD (`<disk device='disk'|'lun'>` without `<readonly/>`), as
+   * "TARGET (TYPE SOURCE)": a storage fence (a Ceph blocklist) cannot cover a VM that has one.
+   */
+  otherDisks: string[];
   /** Log file of the first `<serial>` (else `<console>`) that has one. */
   serialLog: string | undefined;
   /** The domain's `type` attribute: kvm, qemu, test… */
@@ -243,6 +248,24 @@ function collectRbd(reader: DomainReader, devices: XmlNode[]): string[] {
   return images;
 }
 
+function collectOtherDisks(reader: DomainReader, devices: XmlNode[]): string[] {
+  const out: string[] = [];
+  devices.forEach((dev) => {
+    reader.children(dev, 'disk').forEach((disk) => {
+      const device = reader.attribute(disk, 'device') ?? 'disk';
+      if (device !== 'disk' && device !== 'lun') return;
+      if (reader.children(disk, 'readonly').length > 0) return;
+      const type = reader.attribute(disk, 'type') ?? 'file';
+      const [source] = reader.children(disk, 'source');
+      if (type === 'network' && source && reader.attribute(source, 'protocol') === 'rbd') return;
+      const [target] = reader.children(disk, 'target');
+      const where = source ? (reader.attribute(source, 'file') ?? reader.attribute(source, 'dev') ?? reader.attribute(source, 'name') ?? reader.attribute(source, 'volume')) : undefined;
+      out.push(`${(target && reader.attribute(target, 'dev')) ?? '?'} (${type}${where ? ` ${where}` : ''})`);
+    });
+  });
+  return out;
+}
+
 function findSerialLog(reader: DomainReader, devices: XmlNode[]): string | undefined {
   for (const tag of ['serial', 'console']) {
     for (const dev of devices) {
@@ -315,6 +338,7 @@ export function parseDomainXml(xml: string, field = 'xml'): DomainInfo {
     vcpus: parseVcpus(reader, domain),
     bridges: collectBridges(reader, devices),
     rbd: collectRbd(reader, devices),
+    otherDisks: collectOtherDisks(reader, devices),
     serialLog: findSerialLog(reader, devices),
     type,
   };

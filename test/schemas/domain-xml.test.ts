@@ -41,9 +41,25 @@ describe('parseDomainXml', () => {
       vcpus: 2,
       bridges: ['vmbr100', 'vmbr200'],
       rbd: ['vms/web1_disk0', 'vms/web1_disk1'],
+      otherDisks: [],
       serialLog: '/var/log/libvirt/web1.log',
       type: 'kvm',
     });
+  });
+
+  test('otherDisks: writable non-RBD disks (what a storage fence cannot cover); cdroms, read-only disks and RBD disks are not', () => {
+    const info = parseDomainXml(
+      domain(`${NAME_MEM}<devices>
+        <disk type='file' device='disk'><source file='/var/lib/vk/db.img'/><target dev='vdb'/></disk>
+        <disk type='block' device='lun'><source dev='/dev/sdx'/><target dev='sda'/></disk>
+        <disk type='file' device='disk'><source file='/srv/ro.img'/><target dev='vdc'/><readonly/></disk>
+        <disk type='file' device='cdrom'><source file='/srv/a.iso'/><target dev='hdc'/></disk>
+        <disk type='network' device='disk'><source protocol='rbd' name='p/i'/><target dev='vda'/></disk>
+        <disk type='network' device='disk'><source protocol='iscsi' name='iqn.x/1'/><target dev='vdd'/></disk>
+      </devices>`),
+    );
+    assert.deepEqual(info.otherDisks, ['vdb (file /var/lib/vk/db.img)', 'sda (block /dev/sdx)', 'vdd (network iqn.x/1)']);
+    assert.deepEqual(info.rbd, ['p/i']);
   });
 
   test('a single device reads like a list of one', () => {
