@@ -112,6 +112,27 @@ export const DaemonConfigSchema = z.strictObject({
         ctx.addIssue({ code: 'custom', path: ['storageAddress'], input: undefined, message: 'is required when rbd.enabled is true (the address lockers from this node show)' });
       }
     }),
+  fence: z
+    .strictObject({
+      /**
+       * Contend for the fence lock when this node is a coordinator (or the cluster names none), and
+       * as its holder fence lost nodes and recover their VMs (reconcilers/fence). The levels are per
+       * node in ZooKeeper (`vk node fence set`); the storage level and lock breaking use this
+       * daemon's `rbd` settings.
+       */
+      enabled: z.boolean().default(true),
+      ipmitool: z.string().startsWith('/', 'must be an absolute path').default('/usr/bin/ipmitool'),
+      /** How often every node is looked at. */
+      resyncMs: positiveInt.default(1_000),
+      /**
+       * Self-fencing, off unless set: after this long without a ZooKeeper session this daemon
+       * destroys its own guests that have RBD disks. Must be shorter than the session timeout plus
+       * the cluster's fence grace. Off by default: a whole-ensemble outage would stop every such
+       * guest in the cluster though nobody could recover them.
+       */
+      selfFenceAfterMs: positiveInt.optional(),
+    })
+    .prefault({}),
   migration: z
     .strictObject({
       /** libvirt URI the source libvirtd connects to (peer-to-peer), e.g. qemu+tcp://198.51.100.2/system. */

@@ -23,6 +23,9 @@ import * as network from '../reconcilers/network/index.ts';
 import * as frr from '../reconcilers/frr/index.ts';
 import * as primary from '../reconcilers/primary/index.ts';
 import * as rbd from '../reconcilers/rbd/index.ts';
+import * as fence from '../reconcilers/fence/index.ts';
+import { SelfFence } from '../reconcilers/fence/self-fence.ts';
+import { createCommandFencer, createIpmiFencer } from '../drivers/fence/index.ts';
 import { createRbdDriver } from '../drivers/rbd/index.ts';
 import { announce, applyGatewayLines, observeGateways } from '../drivers/gateway/index.ts';
 import { createDnsmasqDriver } from '../drivers/dnsmasq/index.ts';
@@ -43,6 +46,8 @@ export interface DaemonDeps {
   onMigrationEvent?(event: MigrationEvent): void;
   /** performance.now() at the instant a migration's ABORT_JOB is sent (bench/migration.ts). */
   onAbortIssued?(vm: string, atMs: number): void;
+  /** Fence events (besides the events log). */
+  onFenceEvent?(event: fence.FenceEvent): void;
 }
 
 /** The node's concerns, in start order (stopped in reverse). Adding a concern is one line here. */
@@ -72,7 +77,57 @@ const CONCERNS: ReadonlyArray<(m: Manager, cfg: DaemonConfig, deps: DaemonDeps) 
     node.register(m, { version: DAEMON_VERSION, keepaliveMs: cfg.keepaliveMs, consolePollMs: cfg.consolePollMs, consoleLines: cfg.consoleLines }),
   // After the node concern: the flush edits the node status the keepalive creates.
   (m, _cfg, deps) => flush.register(m, hooks(deps)),
+  // Last: it acts on other nodes only, from what every other concern reports.
+  (m, cfg, deps) => cfg.fence.enabled && fence.register(m, fenceOptions(cfg, deps)),
+  (m, cfg, deps) =>
+    cfg.fence.selfFenceAfterMs !== undefined &&
+    m.add(new SelfFence(m, { afterMs: cfg.fence.selfFenceAfterMs, sessionTimeoutMs: cfg.zookeeper.sessionTimeoutMs, ...hooks(deps) })),
 ];
+
+function fenceOptions(cfg: DaemonConfig, deps: DaemonDeps): fence.FenceControllerOptions {
+  const r = cfg.rbd;
+  const netns = r.netns ?? cfg.netns;
+  const storage = r.enabled
+    ? createRbdDriver({
+        ...(r.conf !== undefined ? { conf: r.conf } : {}),
+        ...(r.id !== undefined ? { id: r.id } : {}),
+        ...(r.keyring !== undefined ? { keyring: r.keyring } : {}),
+        ...(netns !== undefined ? { netns } : {}),
+        mountTimeoutS: r.mountTimeoutS,
+        callTimeoutMs: r.callTimeoutMs,
+      })
+    : undefined;
+  return {
+    effects: {
+      async powerOff(s) {
+        const bmc = createIpmiFencer({ host: s.host, port: s.port, user: s.user, password: s.password, cipherSuite: s.cipherSuite, timeoutMs: s.timeoutMs, retries: s.retries, verifyTimeoutMs: s.verifyTimeoutMs, ipmitool: cfg.fence.ipmitool });
+        await bmc.powerOff();
+        if (s.powerOnAfter) await bmc.powerOn();
+      },
+      async runCommand(s, node) {
+        await createCommandFencer({ command: s.argv ?? s.shell!, node, timeoutMs: s.timeoutMs, retries: s.retries, ...(s.env ? { env: s.env } : {}) }).fence();
+      },
+      storage: storage !== undefined,
+      async blocklistAdd(address, ttlS) {
+        if (!storage) throw new Error('no Ceph access (rbd.enabled is false)');
+        await storage.blocklistAdd(address, ttlS);
+      },
+      async blocklistRemove(address) {
+        if (!storage) throw new Error('no Ceph access (rbd.enabled is false)');
+        await storage.blocklistRemove(address);
+      },
+      async breakLocks(image) {
+        if (!storage) return [];
+        const locks = await storage.listLocks(image);
+        for (const lock of locks) await storage.removeLock(image, lock, { blocklist: true });
+        return locks.map((l) => `${l.locker} ${l.address}`);
+      },
+    },
+    resyncMs: cfg.fence.resyncMs,
+    ...(deps.onFenceEvent ? { onEvent: deps.onFenceEvent } : {}),
+    ...hooks(deps),
+  };
+}
 
 function networkOptions(cfg: DaemonConfig, deps: DaemonDeps): network.NetworkControllerOptions {
   // The node's links live in the daemon's namespace, or in the one the config names (the sandbox).

@@ -41,8 +41,8 @@ export function createRbdDriver(o: RbdOptions = {}): RbdDriver {
     async addLock(image, id) {
       await call(s, 'rbd', ['lock', 'add', '--', checkImage(image), checkLockId(id)], { op: 'lockAdd' });
     },
-    async removeLock(image, lock) {
-      const args = ['lock', 'rm', '--rbd_blocklist_on_break_lock=false', '--', checkImage(image), checkLockId(lock.id), checkLocker(lock.locker)];
+    async removeLock(image, lock, opts = {}) {
+      const args = ['lock', 'rm', `--rbd_blocklist_on_break_lock=${opts.blocklist === true}`, '--', checkImage(image), checkLockId(lock.id), checkLocker(lock.locker)];
       await call(s, 'rbd', args, { accept: lockGone });
     },
     watchers: async (image) => readJson(s, 'rbd', ['status', checkImage(image)], parseWatchers),

@@ -70,8 +70,12 @@ export interface RbdDriver {
   listLocks(image: string): Promise<RbdLocker[]>;
   /** `rbd lock add POOL/IMAGE ID` (RbdLockHeld when taken). Used by tests and the sandbox, never by the daemon to gate a start. */
   addLock(image: string, id: string): Promise<void>;
-  /** `rbd lock rm POOL/IMAGE ID LOCKER --rbd_blocklist_on_break_lock=false` (a lock already gone is not an error). */
-  removeLock(image: string, lock: Pick<RbdLocker, 'id' | 'locker'>): Promise<void>;
+  /**
+   * `rbd lock rm POOL/IMAGE ID LOCKER` (a lock already gone is not an error). By default with
+   * `--rbd_blocklist_on_break_lock=false`; `blocklist: true` also blocklists the locker's client
+   * instance, which ends its watch at once — for a fenced node's locks (recovery), never for a live one.
+   */
+  removeLock(image: string, lock: Pick<RbdLocker, 'id' | 'locker'>, opts?: { blocklist?: boolean }): Promise<void>;
   /** `rbd status --format json POOL/IMAGE`: its watchers. */
   watchers(image: string): Promise<RbdWatcher[]>;
   /** `ceph osd blocklist add ADDRESS TTL_S`. */

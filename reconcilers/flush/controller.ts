@@ -160,6 +160,9 @@ export class FlushController implements Runnable {
       return { ...desired, status };
     }
     if (status.domainState === 'ready') return status.observedGeneration < desired.generation ? 'ready-generation' : undefined;
+    // Fenced: the fencing coordinator lifts the storage blocklist and clears the record first
+    // (reconcilers/fence), or the VMs coming back could not open their RBD disks here.
+    if (status.fence?.state === 'fenced') return undefined;
     return { ...desired, status };
   }
 

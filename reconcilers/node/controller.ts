@@ -8,6 +8,7 @@ import { Subscription } from 'rxjs';
 import { readHost } from '../../drivers/host.ts';
 import { createConsoleFollower, type ConsoleFollower } from './console.ts';
 import { runKeepalive } from './execute.ts';
+import { compareAndSet, NO_CHANGE } from '../../drivers/zk/index.ts';
 import { effectiveSettings, type AssignedVm } from './plan.ts';
 import { decodeNodeStatus, defaultClusterConfig, encodeNodeStatus } from '../../schemas/index.ts';
 import type { Manager } from '../../controllers/manager.ts';
@@ -81,6 +82,31 @@ export class NodeServices implements Runnable {
     this.keepalive?.abort.abort();
     await this.keepalive?.done;
     await this.console.stop();
+    await this.markStopped();
+  }
+
+  /**
+   * A clean stop says so in the node status (daemonState stop), so the fencing coordinator reports
+   * the node instead of fencing it: its guests run on. Best effort, bounded: a daemon that cannot
+   * write it is taken for lost, as after a crash.
+   */
+  private async markStopped(): Promise<void> {
+    if (this.o.store.connectionState !== 'connected') return;
+    const write = compareAndSet(this.o.store, this.o.paths.nodeStatus(this.m.node), {
+      what: `the status of node ${this.m.node}`,
+      decode: (data) => decodeNodeStatus(data.toString('utf8')),
+      encode: encodeNodeStatus,
+      edit: (s) => (s.daemonState === 'stop' ? NO_CHANGE : { ...s, daemonState: 'stop' as const }),
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, 2_000)));
+    try {
+      await Promise.race([write, timeout]);
+    } catch (error) {
+      this.o.log.warn({ err: error }, 'could not mark the node status stopped');
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** The keepalive interval and console lines in force now. */

@@ -133,6 +133,7 @@ async function keepaliveTick(fx: KeepaliveEffects, last: LastKnown, timeoutMs: n
       ...(current?.value.flush ? { flush: current.value.flush } : {}),
       ...(current?.value.frr ? { frr: current.value.frr } : {}),
       ...(current?.value.storage ? { storage: current.value.storage } : {}),
+      ...(current?.value.fence ? { fence: current.value.fence } : {}),
       hypervisorProblem,
     });
 

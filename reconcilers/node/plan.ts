@@ -8,7 +8,7 @@
 import type { DomainRunState } from '../../drivers/domain-run-state.ts';
 import type { HostMemory } from '../../drivers/host.ts';
 import type { DomainSummary, NodeResources } from '../../drivers/hypervisor.ts';
-import { isValidName, type ClusterConfig, type Condition, type NodeDaemonState, type NodeDomainState, type NodeFlush, type NodeFrr, type NodeStorage, type NodeStatus, type VmState } from '../../schemas/index.ts';
+import { isValidName, type ClusterConfig, type Condition, type NodeDaemonState, type NodeDomainState, type NodeFlush, type NodeFrr, type NodeStorage, type NodeStatus, type NodeFenceStatus, type VmState } from '../../schemas/index.ts';
 
 /**
  * How old a node's last keepalive is, and whether it is stale: older than the cluster config's
@@ -72,6 +72,8 @@ export interface KeepaliveInput {
   frr?: NodeFrr;
   /** Kept as is: the storage address and Ceph's reachability, owned by the RBD reconciler. */
   storage?: NodeStorage;
+  /** Kept as is: lost / fenced, owned by the fencing coordinator (reconcilers/fence). */
+  fence?: NodeFenceStatus;
   /** Set when libvirt did not answer this tick. */
   hypervisorProblem?: HypervisorProblem | null;
 }
@@ -119,6 +121,7 @@ export function computeNodeStatus(input: KeepaliveInput): NodeStatus {
     ...(input.flush ? { flush: input.flush } : {}),
     ...(input.frr ? { frr: input.frr } : {}),
     ...(input.storage ? { storage: input.storage } : {}),
+    ...(input.fence ? { fence: input.fence } : {}),
   };
 }
 

@@ -29,6 +29,7 @@ import { DaemonConfigSchema, type DaemonConfig } from '../../daemon/config.ts';
 import { startDaemon, type RunningDaemon } from '../../daemon/daemon.ts';
 import { createLogger } from '../../controllers/logger.ts';
 import type { MigrationEvent } from '../../reconcilers/migration/execute.ts';
+import type { FenceEvent } from '../../reconcilers/fence/index.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { LibvirtHypervisor } from '../../drivers/libvirt-hypervisor.ts';
 import type { LibvirtDriver } from '../../drivers/launch/libvirtd.ts';
@@ -97,6 +98,8 @@ export interface ClusterOptions {
   clusterConfig?: ClusterConfigInput;
   /** QEMU only: MiB of random data loaded into each guest's RAM (default 12). */
   blobMiB?: number;
+  /** ZooKeeper's tick (default the rig's 200 ms; 2000 is ZooKeeper's own default, for benches of session expiry). */
+  zkTickTimeMs?: number;
 }
 
 export class Cluster {
@@ -104,6 +107,8 @@ export class Cluster {
   readonly daemons = new Map<string, RunningDaemon>();
   readonly children = new Map<string, ChildProcess>();
   readonly events: Array<MigrationEvent & { node: string; at: number }> = [];
+  /** Fence events of the in-process daemons, with Date.now() (comparable with a BMC's event stamps). */
+  readonly fenceEvents: Array<FenceEvent & { by: string; at: number }> = [];
   /** performance.now() of each ABORT_JOB, per VM. */
   readonly abortsIssued: Array<{ node: string; vm: string; at: number }> = [];
 
@@ -128,7 +133,7 @@ export class Cluster {
     let fabric: Fabric | undefined;
     const hvs: Hv[] = [];
     try {
-      zk = await startZooKeeper();
+      zk = await startZooKeeper(o.zkTickTimeMs !== undefined ? { tickTime: o.zkTickTimeMs } : {});
       store = await ZkStore.connect({ connectString: zk.connectString });
       if (driver === 'test') {
         for (const name of names) {
@@ -177,6 +182,8 @@ export class Cluster {
       network: { enabled: false },
       frr: { enabled: false },
       primary: { enabled: false },
+      // Fencing only in the tests of it (test/fence/).
+      fence: { enabled: false },
     };
     if (this.driver === 'test') return DaemonConfigSchema.parse({ ...base, keepaliveMs: 300, resyncMs: 5_000, ...rest });
     const migration = {
@@ -196,6 +203,7 @@ export class Cluster {
       onAction: (line) => this.actions.push(line),
       onMigrationEvent: (e) => this.events.push({ ...e, node: name, at: performance.now() }),
       onAbortIssued: (vm, at) => this.abortsIssued.push({ node: name, vm, at }),
+      onFenceEvent: (e) => this.fenceEvents.push({ ...e, by: name, at: Date.now() }),
     });
     this.daemons.set(name, d);
     return d;
@@ -235,6 +243,25 @@ export class Cluster {
     const child = this.children.get(name);
     this.children.delete(name);
     await stopDaemonProcess(child);
+  }
+
+  /**
+   * A power loss of the node: its daemon child process, its guests and its libvirtd SIGKILLed, by
+   * PID (what a BMC's power-off does to a real host).
+   */
+  async powerLoss(name: string): Promise<void> {
+    const hv = this.hv(name);
+    await this.killChild(name);
+    hv.libvirtd.killGuests();
+    await hv.libvirtd.kill();
+  }
+
+  /** After powerLoss: its libvirtd started again (same state) and the rig's connection reopened. The daemon is the caller's. */
+  async powerBack(name: string): Promise<void> {
+    const hv = this.hv(name);
+    await hv.libvirtd.start();
+    await hv.probe.close().catch(() => undefined);
+    hv.probe = await LibvirtHypervisor.open({ socket: hv.libvirtd.socketPath, uri: this.driver === 'test' ? 'test:///default' : 'qemu:///system' }, 30_000);
   }
 
   daemonLog(name: string): string {

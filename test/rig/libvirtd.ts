@@ -57,6 +57,8 @@ export interface Libvirtd {
   stop(): Promise<void>;
   /** SIGKILL (a crash). */
   kill(): Promise<void>;
+  /** SIGKILL every QEMU this libvirtd started (a power loss takes the guests too); resolves to their PIDs. */
+  killGuests(): number[];
   /** SIGSTOP / SIGCONT: a hung libvirtd that keeps its socket open. */
   freeze(): void;
   thaw(): void;
@@ -189,6 +191,10 @@ class LibvirtdRig implements Libvirtd {
 
   thaw(): void {
     if (this.running) this.child!.kill('SIGCONT');
+  }
+
+  killGuests(): number[] {
+    return this.killQemus();
   }
 
   private killQemus(): number[] {

@@ -51,6 +51,7 @@ export function daemonConfig(node: string, zk: string, socket: string, extra: Pa
     // Links (and FRR) are managed only by tests that give the daemon a namespace of their own.
     network: { enabled: false },
     frr: { enabled: false },
+    fence: { enabled: false },
     ...extra,
   });
 }

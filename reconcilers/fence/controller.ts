@@ -1,0 +1,535 @@
+// The fence concern's controller: on the coordinators (every node when none is configured), a
+// session-bound lock (/locks/fence) elects the one that acts; it looks at every node on each change
+// of the nodes informer, of the config, and every second, and steps per plan.ts.
+//
+// Invariants:
+//   L1  Every write this concern makes is a multi that also checks the fence lock child it holds
+//       (version 0): a coordinator whose session ended (its ephemeral child is gone) writes
+//       nothing, whatever it still believes.
+//   L2  Losing the lock, or holding it anew, forgets every grace count (plan.ts F3).
+//   L3  Before a fence the alive znode is read from ZooKeeper, not the cache: a node that is back
+//       is not fenced.
+//   L4  A recovery re-reads the VM's spec, status and migration record and writes them in one
+//       multi with the lock check, only if the move still applies; its RBD locks are broken first
+//       (the node is fenced: its QEMUs are gone or cut off from the images).
+import { filter } from 'rxjs';
+import { Controller } from '../../controllers/controller.ts';
+import type { Manager } from '../../controllers/manager.ts';
+import { valueOf } from '../../controllers/informers/nodes.ts';
+import { done, requeueAfter, type ReconcileContext, type Result } from '../../controllers/reconciler.ts';
+import type { Runnable } from '../../controllers/runnable.ts';
+import { compareAndSet, NO_CHANGE, type Op } from '../../drivers/zk/index.ts';
+import { ZkLock, type LockHandle } from '../../drivers/zk/lock.ts';
+import {
+  decodeMigrationRecord,
+  decodeNodeFence,
+  decodeNodeSpec,
+  decodeNodeStatus,
+  decodeVmSpec,
+  decodeVmStatus,
+  encodeMigrationRecord,
+  encodeNodeSpec,
+  encodeNodeStatus,
+  encodeVmSpec,
+  encodeVmStatus,
+  migrationInFlight,
+  type Condition,
+  type NodeFence,
+  type NodeFenceStatus,
+  type NodeStatus,
+  type VmStatus,
+} from '../../schemas/index.ts';
+import { aliveTakesLiveMigration, type NodeCandidate } from '../selectors.ts';
+import { statusHoldsGuest } from '../domain/plan.ts';
+import { runLevels, type FenceEffects } from './execute.ts';
+import { FENCE_LOCK, planFence, planRecovery, recoveryApplies, recoverySpec, retryDelayMs, type FenceStep, type RecoveryMove, type RecoveryVm } from './plan.ts';
+
+export interface FenceControllerOptions {
+  effects: Omit<FenceEffects, 'log' | 'onAction'>;
+  /** How often every node is looked at (default 1000 ms). */
+  resyncMs?: number;
+  /** Recoveries run at once (default 8). */
+  concurrency?: number;
+  /** Notable transitions (fence started/succeeded/failed, vm recovered): the events log. */
+  onEvent?(event: FenceEvent): void;
+  onAction?(line: string): void;
+}
+
+export interface FenceEvent {
+  kind: 'node.lost' | 'fence.started' | 'fence.succeeded' | 'fence.failed' | 'fence.lifted' | 'fence.cleared' | 'vm.recovered' | 'vm.notRecovered';
+  node: string;
+  vm?: string;
+  level?: string;
+  message: string;
+}
+
+const RESULTS_KEPT = 20;
+
+export class FenceController implements Runnable {
+  readonly name = 'fence';
+  private readonly controller: Controller<string>;
+  private readonly lock: ZkLock;
+  private holding: LockHandle | undefined;
+  private readonly stopping = new AbortController();
+  private lockLoop: Promise<void> | undefined;
+  /** Per node: when this holder saw its alive znode gone (performance.now()). */
+  private readonly absentSince = new Map<string, number>();
+
+  constructor(
+    private readonly m: Manager,
+    private readonly o: FenceControllerOptions,
+  ) {
+    const nodes = m.informers.nodes;
+    this.lock = new ZkLock(m.store, m.paths.lock(FENCE_LOCK), { owner: m.node, log: m.log });
+    this.controller = new Controller<string>({
+      name: 'fence',
+      log: m.log,
+      concurrency: 4,
+      sources: [nodes.alive$, nodes.changes$],
+      resync: {
+        keys: () => nodes.names(),
+        everyMs: o.resyncMs ?? 1_000,
+        triggers: [m.informers.config.changes$, m.store.connectionState$.pipe(filter((s) => s === 'connected'))],
+      },
+      reconcile: (node, _signal, ctx) => this.reconcile(node, ctx),
+      plan: async (node) => this.planLines(node),
+    });
+  }
+
+  get queue() {
+    return this.controller.queue;
+  }
+
+  /** Whether this coordinator holds the fence lock now. */
+  get isHolder(): boolean {
+    return this.holding !== undefined && !this.holding.lost.aborted;
+  }
+
+  async start(): Promise<void> {
+    await this.controller.start();
+    this.lockLoop = this.contend();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await this.controller.stop();
+    await this.lockLoop;
+  }
+
+  plan(): Promise<string[]> {
+    return this.controller.plan();
+  }
+
+  private eligible(): boolean {
+    const { coordinators } = this.m.informers.config.value;
+    return coordinators.length === 0 || coordinators.includes(this.m.node);
+  }
+
+  /** Contends for the fence lock while this node is eligible; holds it until lost or stopped (L2). */
+  private async contend(): Promise<void> {
+    const stop = this.stopping.signal;
+    while (!stop.aborted) {
+      if (!this.eligible()) {
+        await sleep(1_000, stop);
+        continue;
+      }
+      let handle: LockHandle;
+      try {
+        handle = await this.lock.acquire(stop);
+      } catch (error) {
+        if (stop.aborted) return;
+        this.m.log.warn({ err: error }, 'fence: could not queue for the fence lock; trying again');
+        await sleep(1_000, stop);
+        continue;
+      }
+      this.absentSince.clear();
+      this.holding = handle;
+      this.m.log.info({ lock: handle.child }, 'fence: this coordinator holds the fence lock');
+      this.o.onAction?.(`${this.m.node} holds the fence lock`);
+      for (const name of this.m.informers.nodes.names()) this.controller.queue.add(name);
+      await new Promise<void>((resolve) => {
+        if (handle.lost.aborted || stop.aborted) return resolve();
+        handle.lost.addEventListener('abort', () => resolve(), { once: true });
+        stop.addEventListener('abort', () => resolve(), { once: true });
+      });
+      this.holding = undefined;
+      this.absentSince.clear();
+      if (stop.aborted) {
+        await handle.release().catch(() => undefined);
+        return;
+      }
+      this.m.log.warn('fence: the fence lock was lost; queueing again');
+    }
+  }
+
+  /** L1: the op every write of this concern carries. */
+  private lockCheck(): Op {
+    const h = this.holding;
+    if (!h || h.lost.aborted) throw new Error('the fence lock is not held');
+    return { op: 'check', path: `${this.lock.path}/${h.child}`, version: 0 };
+  }
+
+  private facts(node: string) {
+    const entry = this.m.informers.nodes.get(node);
+    if (!entry?.loaded) return undefined;
+    const alive = entry.alive !== null;
+    const now = performance.now();
+    if (alive) this.absentSince.delete(node);
+    else if (!this.absentSince.has(node)) this.absentSince.set(node, now);
+    const since = this.absentSince.get(node);
+    const config = this.m.informers.config.value;
+    return {
+      node,
+      me: this.m.node,
+      holder: this.isHolder && this.m.store.connectionState === 'connected',
+      alive,
+      absentForMs: since === undefined ? 0 : Math.round(now - since),
+      status: valueOf(entry.status),
+      spec: valueOf(entry.spec),
+      config,
+      nowMs: Date.now(),
+    };
+  }
+
+  private async planLines(node: string): Promise<string[]> {
+    const f = this.facts(node);
+    if (!f) return [];
+    const step = planFence({ ...f, holder: true });
+    return step.kind === 'none' || step.kind === 'wait' ? [] : [`fence ${node}: ${step.kind}${'message' in step ? ` (${step.message})` : ''}`];
+  }
+
+  private async reconcile(node: string, ctx: ReconcileContext): Promise<Result> {
+    const f = this.facts(node);
+    if (!f) return done;
+    const step: FenceStep = planFence(f);
+    switch (step.kind) {
+      case 'none':
+        return done;
+      case 'wait':
+        return requeueAfter(Math.max(50, step.ms));
+      case 'report':
+        await this.report(node, step.message, ctx);
+        return done;
+      case 'clear':
+        await this.clear(node, step.why, 'fence.cleared', undefined, ctx);
+        return done;
+      case 'lift':
+        return this.lift(node, ctx);
+      case 'fence':
+        return this.fence(node, ctx);
+      case 'recover':
+        return this.recover(node, ctx);
+    }
+  }
+
+  // ------------------------------------------------------------------------------ the record
+
+  /** One CAS of the node's status with the lock check (L1); the edit gets the current fence record. */
+  private async editRecord(node: string, edit: (s: NodeStatus) => NodeStatus | typeof NO_CHANGE, also: Op[] = []): Promise<NodeStatus | undefined> {
+    const out = await compareAndSet(this.m.store, this.m.paths.nodeStatus(node), {
+      what: `the status of node ${node}`,
+      decode: (data) => decodeNodeStatus(data.toString('utf8')),
+      encode: encodeNodeStatus,
+      edit,
+      with: [this.lockCheck(), ...also],
+    });
+    return out.kind === 'written' ? out.value : out.kind === 'unchanged' ? out.read.value : undefined;
+  }
+
+  private record(base: NodeFenceStatus | undefined, patch: Partial<NodeFenceStatus> & Pick<NodeFenceStatus, 'state' | 'message'>): NodeFenceStatus {
+    const now = new Date().toISOString();
+    return {
+      by: this.m.node,
+      lostAt: base?.lostAt ?? now,
+      rounds: base?.rounds ?? 0,
+      results: base?.results ?? [],
+      recovered: base?.recovered ?? [],
+      notRecovered: base?.notRecovered ?? [],
+      ...(base?.level ? { level: base.level } : {}),
+      ...(base?.fencedAt ? { fencedAt: base.fencedAt } : {}),
+      ...(base?.blocklist ? { blocklist: base.blocklist } : {}),
+      ...patch,
+      updatedAt: now,
+    };
+  }
+
+  private event(e: FenceEvent, ctx: ReconcileContext): void {
+    const log = e.kind.endsWith('failed') || e.kind === 'vm.notRecovered' || e.kind === 'node.lost' ? 'warn' : 'info';
+    ctx.logger[log]({ event: e.kind, fenced: e.node, vm: e.vm, level: e.level }, e.message);
+    this.o.onAction?.(`${e.kind} ${e.node}${e.vm ? ` ${e.vm}` : ''}: ${e.message}`);
+    try {
+      this.o.onEvent?.(e);
+    } catch (error) {
+      ctx.logger.warn({ err: error }, 'fence: could not record the event');
+    }
+  }
+
+  private async report(node: string, message: string, ctx: ReconcileContext): Promise<void> {
+    let changed = false;
+    await this.editRecord(node, (s) => {
+      if (s.fence?.state === 'lost' && s.fence.message === message) return NO_CHANGE;
+      changed = true;
+      return { ...s, fence: this.record(s.fence, { state: 'lost', message }) };
+    });
+    if (changed) this.event({ kind: 'node.lost', node, message }, ctx);
+  }
+
+  private async clear(node: string, why: string, kind: FenceEvent['kind'], level: string | undefined, ctx: ReconcileContext): Promise<void> {
+    let changed = false;
+    await this.editRecord(node, (s) => {
+      if (!s.fence) return NO_CHANGE;
+      changed = true;
+      const { fence: _gone, ...rest } = s;
+      return rest;
+    });
+    if (changed) this.event({ kind, node, message: why, ...(level ? { level } : {}) }, ctx);
+  }
+
+  // ------------------------------------------------------------------------------ fence
+
+  private async readSettings(node: string): Promise<{ settings: NodeFence | null; problem?: string }> {
+    try {
+      const got = await this.m.store.get(this.m.paths.nodeFence(node));
+      return { settings: got ? decodeNodeFence(got.data.toString('utf8')) : null };
+    } catch (error) {
+      return { settings: null, problem: `its fence settings cannot be read: ${(error as Error).message}` };
+    }
+  }
+
+  private async fence(node: string, ctx: ReconcileContext): Promise<Result> {
+    // L3: the cache may lag; a node that is back is not fenced.
+    if ((await this.m.store.exists(this.m.paths.nodeAlive(node))) !== null) return requeueAfter(200);
+    const started = await this.editRecord(node, (s) => ({
+      ...s,
+      fence: this.record(s.fence?.state === 'fenced' ? undefined : s.fence, { state: 'fencing', message: `fencing ${node}: its alive znode is gone past the grace period` }),
+    }));
+    if (!started) return done;
+    const round = (started.fence?.rounds ?? 0) + 1;
+    this.event({ kind: 'fence.started', node, message: `fencing ${node} (round ${round}), lost since ${started.fence?.lostAt}` }, ctx);
+    const { settings, problem } = await this.readSettings(node);
+    const fx: FenceEffects = { ...this.o.effects, log: ctx.logger, ...(this.o.onAction ? { onAction: this.o.onAction } : {}) };
+    const outcome = await runLevels(node, settings, started.storage?.address, fx);
+    const config = this.m.informers.config.value.fence;
+    if (outcome.level === undefined) {
+      const why = problem ?? (outcome.results.length === 0 ? `${node} has no fence level configured (vk node fence set ${node})` : outcome.results.map((r) => `${r.level}: ${r.reason ?? 'failed'}`).join('; '));
+      const delay = retryDelayMs(round, config);
+      await this.editRecord(node, (s) => ({
+        ...s,
+        fence: this.record(s.fence, {
+          state: 'failed',
+          rounds: round,
+          results: [...(s.fence?.results ?? []), ...outcome.results].slice(-RESULTS_KEPT),
+          nextRetryAt: new Date(Date.now() + delay).toISOString(),
+          message: `fence failed (round ${round}): ${why}; nothing is recovered; next try in ${Math.round(delay / 1000)} s`,
+        }),
+      }));
+      this.event({ kind: 'fence.failed', node, message: `round ${round}: ${why}` }, ctx);
+      return requeueAfter(delay);
+    }
+    const level = outcome.level;
+    // Fenced: recorded with the node spec set to flushed in the same multi, so `vk node ready` brings it back.
+    const spec = await this.m.store.get(this.m.paths.nodeSpec(node));
+    const specOp: Op[] =
+      spec && decodeNodeSpec(spec.data.toString('utf8')).domainState === 'flushed'
+        ? []
+        : spec
+          ? [{ op: 'set', path: this.m.paths.nodeSpec(node), data: encodeNodeSpec({ domainState: 'flushed' }), version: spec.version }]
+          : [{ op: 'create', path: this.m.paths.nodeSpec(node), data: encodeNodeSpec({ domainState: 'flushed' }) }];
+    await this.editRecord(
+      node,
+      (s) => ({
+        ...s,
+        daemonState: 'dead',
+        fence: (() => {
+          const { nextRetryAt: _n, ...base } = s.fence ?? this.record(undefined, { state: 'fencing', message: '' });
+          return {
+            ...base,
+            state: 'fenced' as const,
+            level,
+            by: this.m.node,
+            rounds: round,
+            fencedAt: new Date().toISOString(),
+            results: [...(s.fence?.results ?? []), ...outcome.results].slice(-RESULTS_KEPT),
+            ...(outcome.blocklist ? { blocklist: outcome.blocklist } : {}),
+            message: `fenced by ${level}; \`vk node ready ${node}\` after the repair brings it back`,
+            updatedAt: new Date().toISOString(),
+          };
+        })(),
+      }),
+      specOp,
+    );
+    this.event({ kind: 'fence.succeeded', node, level, message: `${node} fenced by ${level}` }, ctx);
+    return this.recover(node, ctx);
+  }
+
+  // ------------------------------------------------------------------------------ recovery
+
+  private candidates(): NodeCandidate[] {
+    const nodes = this.m.informers.nodes;
+    return nodes.names().flatMap((name) => {
+      const entry = nodes.get(name);
+      if (!entry) return [];
+      return [{ name, alive: entry.alive !== null, liveMigration: entry.alive !== null && aliveTakesLiveMigration(entry.alive.payload), spec: valueOf(entry.spec), status: valueOf(entry.status) }];
+    });
+  }
+
+  private recoveryVms(): RecoveryVm[] {
+    const vms = this.m.informers.vms;
+    return vms.names().flatMap((name) => {
+      const entry = vms.get(name);
+      const spec = valueOf(entry?.spec);
+      if (!entry || !spec) return [];
+      const xml = valueOf(entry.xml);
+      const info = xml?.info;
+      const status = valueOf(entry.status);
+      return [{
+        name,
+        spec,
+        memoryMiB: info ? Math.round(info.memoryKiB / 1024) : 0,
+        vcpus: info?.vcpus ?? 0,
+        rbd: spec.rbd,
+        otherDisks: info?.otherDisks,
+        owner: status && statusHoldsGuest(status) ? status.node : undefined,
+      }];
+    });
+  }
+
+  private async recover(node: string, ctx: ReconcileContext): Promise<Result> {
+    const status = valueOf(this.m.informers.nodes.get(node)?.status);
+    const level = status?.fence?.level;
+    if (!level || !this.m.informers.config.value.fence.recover) return done;
+    const moves = planRecovery({ lost: node, level, vms: this.recoveryVms(), nodes: this.candidates(), defaultSelector: this.m.informers.config.value.defaultNodeSelector });
+    if (moves.length === 0) return done;
+    const recovered: string[] = [];
+    const left: Array<{ vm: string; why: string }> = [];
+    let failures = 0;
+    const queue = [...moves];
+    const worker = async (): Promise<void> => {
+      for (let move = queue.shift(); move; move = queue.shift()) {
+        try {
+          if (move.kind === 'leave') {
+            if (await this.leave(node, move, ctx)) left.push({ vm: move.vm, why: move.why });
+          } else if (await this.recoverOne(node, level, move, ctx)) recovered.push(move.vm);
+        } catch (error) {
+          failures++;
+          ctx.logger.warn({ err: error, vm: move.vm }, `fence: recovering ${move.vm} failed; trying again`);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.o.concurrency ?? 8, moves.length) }, worker));
+    if (recovered.length > 0 || left.length > 0) {
+      await this.editRecord(node, (s) => {
+        if (!s.fence) return NO_CHANGE;
+        const kept = s.fence.notRecovered.filter((n) => !left.some((l) => l.vm === n.vm));
+        return {
+          ...s,
+          fence: {
+            ...s.fence,
+            recovered: [...new Set([...s.fence.recovered, ...recovered])].sort().slice(-500),
+            notRecovered: [...kept, ...left].slice(-500),
+            updatedAt: new Date().toISOString(),
+          },
+        };
+      });
+    }
+    return failures > 0 ? requeueAfter(1_000) : done;
+  }
+
+  /** L4: one VM started elsewhere (or stopped for `vk node ready`). Resolves true when it wrote. */
+  private async recoverOne(lost: string, level: string, move: Exclude<RecoveryMove, { kind: 'leave' }>, ctx: ReconcileContext): Promise<boolean> {
+    const p = this.m.paths;
+    const [specGot, statusGot, recordGot] = await Promise.all([this.m.store.get(p.vmSpec(move.vm)), this.m.store.get(p.vmStatus(move.vm)), this.m.store.get(p.vmMigration(move.vm))]);
+    if (!specGot) return false;
+    const spec = decodeVmSpec(specGot.data.toString('utf8'));
+    const status = statusGot ? decodeVmStatus(statusGot.data.toString('utf8')) : null;
+    const owner = status && statusHoldsGuest(status) ? status.node : undefined;
+    if (!recoveryApplies({ spec, owner }, lost)) return false;
+    const removed: string[] = [];
+    for (const image of move.images) removed.push(...(await this.o.effects.breakLocks(image)));
+    if (removed.length > 0) this.o.onAction?.(`fence ${lost}: broke ${removed.length} RBD lock(s) of ${move.vm}: ${removed.join(', ')}`);
+    const now = new Date().toISOString();
+    const ops: Op[] = [this.lockCheck()];
+    if (recordGot) {
+      const record = decodeMigrationRecord(recordGot.data.toString('utf8'));
+      if (migrationInFlight(record, lost)) {
+        ops.push({ op: 'set', path: p.vmMigration(move.vm), version: recordGot.version, data: encodeMigrationRecord({ ...record, phase: 'failed', reason: 'NodeFenced', message: `${lost} was fenced (${level})`, endedAt: now, phaseSince: now }) });
+      }
+    }
+    const to = move.kind === 'move' ? move.to : lost;
+    const message = move.kind === 'move' ? `${lost} was fenced (${level}); recovered to ${to}` : `${lost} was fenced (${level}); ${move.why}: stopped, \`vk node ready ${lost}\` starts it`;
+    const released: VmStatus = {
+      ...(status ?? { observedGeneration: -1, conditions: [] }),
+      phase: move.kind === 'move' ? 'Pending' : 'Stopped',
+      node: lost,
+      domainState: 'shutoff',
+      conditions: withCondition(status?.conditions ?? [], { type: 'Running', status: 'False', reason: 'NodeFenced', message, lastTransitionTime: now }).filter((c) => c.type !== 'NotRecovered'),
+      updatedAt: now,
+    } as VmStatus;
+    delete (released as { crash?: unknown }).crash;
+    ops.push(statusGot ? { op: 'set', path: p.vmStatus(move.vm), version: statusGot.version, data: encodeVmStatus(released) } : { op: 'create', path: p.vmStatus(move.vm), data: encodeVmStatus(released) });
+    const next = recoverySpec(spec, move, lost);
+    if (next !== spec) ops.push({ op: 'set', path: p.vmSpec(move.vm), version: specGot.version, data: encodeVmSpec(next) });
+    await this.m.store.multi(ops);
+    this.event({ kind: 'vm.recovered', node: lost, vm: move.vm, level, message }, ctx);
+    return true;
+  }
+
+  /** F2: a VM the level does not cover stays, with a NotRecovered condition saying why. Resolves true when it is (still) left. */
+  private async leave(lost: string, move: Extract<RecoveryMove, { kind: 'leave' }>, ctx: ReconcileContext): Promise<boolean> {
+    let wrote = false;
+    const out = await compareAndSet(this.m.store, this.m.paths.vmStatus(move.vm), {
+      what: `the status of ${move.vm}`,
+      decode: (data) => decodeVmStatus(data.toString('utf8')),
+      encode: encodeVmStatus,
+      edit: (s) => {
+        const had = s.conditions.find((c) => c.type === 'NotRecovered');
+        if (had?.status === 'True' && had.message === move.why) return NO_CHANGE;
+        wrote = true;
+        return { ...s, conditions: withCondition(s.conditions, { type: 'NotRecovered', status: 'True', reason: 'FenceDoesNotCover', message: move.why, lastTransitionTime: new Date().toISOString() }), updatedAt: new Date().toISOString() };
+      },
+      with: [this.lockCheck()],
+    });
+    if (wrote) this.event({ kind: 'vm.notRecovered', node: lost, vm: move.vm, message: move.why }, ctx);
+    return out.kind !== 'absent';
+  }
+
+  // ------------------------------------------------------------------------------ ready
+
+  /** The admin answered the fence with `vk node ready`: lift the storage blocklist first, then clear the record (the flush concern waits for it). */
+  private async lift(node: string, ctx: ReconcileContext): Promise<Result> {
+    const status = valueOf(this.m.informers.nodes.get(node)?.status);
+    const record = status?.fence;
+    // A node that was only cut off may still run stale copies of the VMs recovered elsewhere (its
+    // daemon destroys them as strays once back): the blocklist that holds them off their disks stays until they are gone.
+    const stale = (status?.runningVms ?? []).filter((vm) => record?.recovered.includes(vm) && valueOf(this.m.informers.vms.get(vm)?.spec)?.node !== node);
+    if (record?.blocklist && stale.length > 0) {
+      ctx.logger.info({ fenced: node, stale }, `fence: ${node} still runs ${stale.join(', ')}; the blocklist stays until they are gone`);
+      return requeueAfter(1_000);
+    }
+    if (record?.blocklist) {
+      try {
+        await this.o.effects.blocklistRemove(record.blocklist.address);
+        this.o.onAction?.(`fence ${node}: lifted the blocklist of ${record.blocklist.address}`);
+      } catch (error) {
+        ctx.logger.warn({ err: error, fenced: node }, `fence: could not lift the blocklist of ${record.blocklist.address}; trying again`);
+        return requeueAfter(2_000);
+      }
+    }
+    await this.clear(node, `${node} is ready again${record?.blocklist ? `; blocklist ${record.blocklist.address} lifted` : ''}`, 'fence.lifted', record?.level, ctx);
+    return done;
+  }
+}
+
+function withCondition(list: readonly Condition[], c: Condition): Condition[] {
+  const before = list.find((x) => x.type === c.type);
+  const kept = before && before.status === c.status ? { ...c, lastTransitionTime: before.lastTransitionTime } : c;
+  return [...list.filter((x) => x.type !== c.type), kept];
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+  });
+}
