@@ -18,6 +18,13 @@ export function commandArgv(command: CommandFenceOptions['command']): string[] {
   return [...command];
 }
 
+/** `text` with every occurrence of each secret replaced by <redacted> (longest first, so a secret inside another goes too). */
+export function redactSecrets(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const secret of [...secrets].sort((a, b) => b.length - a.length)) out = out.split(secret).join('<redacted>');
+  return out;
+}
+
 export function createCommandFencer(o: CommandFenceOptions): CommandFencer {
   const argv = commandArgv(o.command);
   const timeoutMs = o.timeoutMs ?? 30_000;
@@ -31,6 +38,8 @@ export function createCommandFencer(o: CommandFenceOptions): CommandFencer {
     env[k] = v;
   }
   env.VK_FENCE_NODE = o.node;
+  // The config's env values are secrets (tokens): a command that echoes one does not get it into a message.
+  const secrets = Object.values(o.env ?? {}).filter((v) => v.length >= 3);
   return {
     async fence() {
       const t0 = Date.now();
@@ -38,7 +47,7 @@ export function createCommandFencer(o: CommandFenceOptions): CommandFencer {
       for (let attempt = 1; attempt <= retries + 1; attempt++) {
         const r = await run(argv, timeoutMs, { env });
         if (r.code === 0 && !r.timedOut && r.failure === undefined) return { ms: Date.now() - t0, attempts: attempt };
-        const excerpt = stderrExcerpt(r.stderr);
+        const excerpt = redactSecrets(stderrExcerpt(r.stderr), secrets);
         const reason = r.timedOut ? 'FenceTimeout' : 'FenceCommandFailed';
         last = new FenceError(reason, `fence command for ${o.node}: ${shown(argv)}: ${howItEnded(r, timeoutMs)}${excerpt ? `: ${excerpt}` : ''} (attempt ${attempt} of ${retries + 1})`, argv, attempt);
       }

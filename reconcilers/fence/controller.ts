@@ -255,7 +255,7 @@ export class FenceController implements Runnable {
 
   private event(e: FenceEvent, ctx: ReconcileContext): void {
     const log = e.kind.endsWith('failed') || e.kind === 'vm.notRecovered' || e.kind === 'node.lost' ? 'warn' : 'info';
-    ctx.logger[log]({ event: e.kind, fenced: e.node, vm: e.vm, level: e.level }, e.message);
+    ctx.logger[log]({ event: e.kind, fenced: e.node, vm: e.vm, fenceLevel: e.level }, e.message);
     this.o.onAction?.(`${e.kind} ${e.node}${e.vm ? ` ${e.vm}` : ''}: ${e.message}`);
     try {
       this.o.onEvent?.(e);

@@ -8,6 +8,7 @@
 //       Any throw is that level's failure, recorded with its reason, and the next level is tried.
 //   E2  No result or log line holds a secret: messages come from FenceError / RbdError (which hold
 //       none) or from formatNodeFence; settings are never logged.
+import { isIPv6 } from 'node:net';
 import type { Logger } from 'pino';
 import type { FenceLevel, FenceResult, NodeFence } from '../../schemas/index.ts';
 
@@ -42,7 +43,7 @@ function errorParts(err: unknown): { reason?: string; message: string } {
 
 /** The blocklist entry of a node's storage address: every client from it (`ADDR:0/0`). */
 export function blocklistEntry(address: string): string {
-  return address.includes(':') && !address.includes('.') ? `[${address}]:0/0` : `${address}:0/0`;
+  return isIPv6(address) ? `[${address}]:0/0` : `${address}:0/0`;
 }
 
 /**
@@ -63,7 +64,7 @@ export async function runLevels(node: string, settings: NodeFence | null, storag
       const { reason, message } = errorParts(err);
       results.push({ level, ok: false, ...(reason !== undefined ? { reason } : {}), message, ms: Math.round(performance.now() - t0), at });
       fx.onAction?.(`fence ${node}: ${level} failed${reason ? ` (${reason})` : ''}: ${message}`);
-      fx.log.warn({ fenced: node, level, reason, message }, `fence ${node}: ${level} failed`);
+      fx.log.warn({ fenced: node, fenceLevel: level, reason, message }, `fence ${node}: ${level} failed`);
       return false;
     }
   };

@@ -25,7 +25,7 @@
 //       can only delay a fence, never hasten it.
 //   F4  Only the lock holder decides anything: not holding → no step.
 import type { ClusterConfig, FenceLevel, NodeSpec, NodeStatus, VmSpec } from '../../schemas/index.ts';
-import { place, selectNode, type NodeCandidate, type Placed } from '../selectors.ts';
+import { exclusionReason, place, selectNode, type NodeCandidate, type Placed } from '../selectors.ts';
 
 /** The cluster lock one coordinator holds to fence: /<root>/locks/fence. */
 export const FENCE_LOCK = 'fence';
@@ -147,8 +147,9 @@ export function planRecovery(input: RecoveryInput): RecoveryMove[] {
       moves.push({ kind: 'leave', vm: vm.name, why: `${input.lost} was fenced by ${input.level} only; ${gap}` });
       continue;
     }
-    // Mid-migration away from the lost node: its spec already names where it goes.
-    if (vm.spec.node !== input.lost) {
+    // Mid-migration away from the lost node: its spec already names where it goes, if that node can take it.
+    const named = vm.spec.node !== input.lost ? input.nodes.find((n) => n.name === vm.spec.node) : undefined;
+    if (named && exclusionReason(named, { nodeLimit: vm.spec.meta.nodeLimit, current: input.lost }) === undefined) {
       moves.push({ kind: 'move', vm: vm.name, to: vm.spec.node, images: vm.rbd });
       placed = place(placed, vm.spec.node, vm);
       continue;
