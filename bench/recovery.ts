@@ -48,7 +48,7 @@ try {
   }
   const daemon = (hv: string) => ({
     zookeeper: { hosts: c.zk.connectString, root: paths.root, sessionTimeoutMs: 10_000 },
-    rbd: { enabled: true, conf: ceph.conf, storageAddress: c.hv(hv).addr!, netns: c.hv(hv).ns!, mountTimeoutS: 3, callTimeoutMs: 15_000, probeMs: 5_000 },
+    rbd: { enabled: true, conf: ceph.conf, storageAddress: c.hv(hv).addr!, netns: c.hv(hv).ns!, mountTimeoutS: 3, callTimeoutMs: 15_000, probeMs: 30_000 },
     fence: { enabled: true, ipmitool: '/usr/bin/ipmitool', resyncMs: 1_000 },
   });
   for (const hv of ['hv1', 'hv2']) await c.startDaemon(hv, daemon(hv));
@@ -67,6 +67,9 @@ try {
   await waitFor(`${N} VMs running on hv3`, () => allOn((n) => n === 'hv3'), 300_000);
   console.log(`${N} guests on RBD running on hv3; ${TRIALS} power-loss trials (session timeout 10 s, ZooKeeper tick 2 s, fence grace 5 s)`);
 
+  // Every action line of the in-process daemons, stamped, for the slowest VM's timeline.
+  const stamped: Array<{ at: number; line: string }> = [];
+  c.actions.onLine = (line) => stamped.push({ at: Date.now(), line });
   const fenceS: number[] = [];
   const recoveredS: number[] = [];
   const aliveGoneS: number[] = [];
@@ -88,6 +91,11 @@ try {
     fenceS.push((fenced!.at - t0) / 1000);
     recoveredS.push((doneAt - t0) / 1000);
     aliveGoneS.push(((aliveGoneAt ?? doneAt) - t0) / 1000);
+    const runningAt = new Map<string, number>();
+    for (const vm of vms) runningAt.set(vm, stamped.filter((x) => x.at >= t0 && new RegExp(` ${vm} start\\b`).test(x.line)).at(-1)?.at ?? doneAt);
+    const slowest = [...runningAt.entries()].sort((a, b) => b[1] - a[1])[0]![0];
+    const timeline = stamped.filter((x) => x.at >= t0 && x.line.includes(slowest)).map((x) => `    +${((x.at - t0) / 1000).toFixed(2)} s ${x.line}`);
+    console.log(`  slowest VM ${slowest}:\n${timeline.join('\n')}`);
     console.log(`trial ${t}: alive gone ${aliveGoneS.at(-1)!.toFixed(2)} s, fence done ${fenceS.at(-1)!.toFixed(2)} s (${fenced!.level}), last VM running ${recoveredS.at(-1)!.toFixed(2)} s after the power loss`);
     // Repair: power on, libvirtd and daemon back, `vk node ready` (as the CLI writes it) brings the VMs home.
     await createIpmiFencer(bmc.fenceOptions()).powerOn();

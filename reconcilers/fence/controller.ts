@@ -328,18 +328,23 @@ export class FenceController implements Runnable {
     }
     const level = outcome.level;
     // Fenced: recorded with the node spec set to flushed in the same multi, so `vk node ready` brings it back.
+    // The node's status says flushed too, for that generation (it runs nothing now): a `vk node
+    // ready` is then a ready like after any flush, even if the node's daemon comes back after it.
     const spec = await this.m.store.get(this.m.paths.nodeSpec(node));
-    const specOp: Op[] =
-      spec && decodeNodeSpec(spec.data.toString('utf8')).domainState === 'flushed'
-        ? []
-        : spec
-          ? [{ op: 'set', path: this.m.paths.nodeSpec(node), data: encodeNodeSpec({ domainState: 'flushed' }), version: spec.version }]
-          : [{ op: 'create', path: this.m.paths.nodeSpec(node), data: encodeNodeSpec({ domainState: 'flushed' }) }];
+    const path = this.m.paths.nodeSpec(node);
+    const flushed = encodeNodeSpec({ domainState: 'flushed' });
+    let specOp: Op[];
+    let generation: number;
+    if (spec && decodeNodeSpec(spec.data.toString('utf8')).domainState === 'flushed') [specOp, generation] = [[{ op: 'check', path, version: spec.version }], spec.version];
+    else if (spec) [specOp, generation] = [[{ op: 'set', path, data: flushed, version: spec.version }], spec.version + 1];
+    else [specOp, generation] = [[{ op: 'create', path, data: flushed }], 0];
     await this.editRecord(
       node,
       (s) => ({
         ...s,
         daemonState: 'dead',
+        domainState: 'flushed',
+        observedGeneration: generation,
         fence: (() => {
           const { nextRetryAt: _n, ...base } = s.fence ?? this.record(undefined, { state: 'fencing', message: '' });
           return {

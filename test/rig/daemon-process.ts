@@ -48,7 +48,8 @@ export async function spawnDaemonProcess(o: SpawnDaemonOptions, onSpawn?: (child
   // VK_TEST_LOG wins; a level the test asked for (anything but the rig's default 'silent') next; else warn.
   const logLevel = process.env.VK_TEST_LOG ?? (o.config.logLevel === 'silent' ? 'warn' : o.config.logLevel);
   writeFileSync(file, toYaml({ ...o.config, logLevel }));
-  const child = spawnAttached({ argv: daemonArgv(file), logFile: join(o.work, `${o.name}-daemon.log`) });
+  // SIGKILLed with this process, however it ends (a bench interrupted by SIGTERM runs no exit hooks for children it forgot).
+  const child = spawnAttached({ argv: daemonArgv(file), logFile: join(o.work, `${o.name}-daemon.log`) }, { pdeathsig: 'SIGKILL' });
   onSpawn?.(child);
   const outcome = await waitFor(
     `vk daemon ${o.name} up`,
