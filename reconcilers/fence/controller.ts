@@ -56,7 +56,7 @@ export interface FenceControllerOptions {
 }
 
 export interface FenceEvent {
-  kind: 'node.lost' | 'fence.started' | 'fence.succeeded' | 'fence.failed' | 'fence.lifted' | 'fence.cleared' | 'vm.recovered' | 'vm.notRecovered';
+  kind: 'node.lost' | 'node.stale' | 'fence.started' | 'fence.succeeded' | 'fence.failed' | 'fence.lifted' | 'fence.cleared' | 'vm.recovered' | 'vm.notRecovered';
   node: string;
   vm?: string;
   level?: string;
@@ -74,6 +74,8 @@ export class FenceController implements Runnable {
   private lockLoop: Promise<void> | undefined;
   /** Per node: when this holder saw its alive znode gone (performance.now()). */
   private readonly absentSince = new Map<string, number>();
+  /** Per node: the status version this holder last saw change, and when; and whether its silence was reported. */
+  private readonly statusSeen = new Map<string, { version: number; since: number; reported: boolean }>();
 
   constructor(
     private readonly m: Manager,
@@ -143,6 +145,7 @@ export class FenceController implements Runnable {
         continue;
       }
       this.absentSince.clear();
+      this.statusSeen.clear();
       this.holding = handle;
       this.m.log.info({ lock: handle.child }, 'fence: this coordinator holds the fence lock');
       this.o.onAction?.(`${this.m.node} holds the fence lock`);
@@ -178,12 +181,17 @@ export class FenceController implements Runnable {
     else if (!this.absentSince.has(node)) this.absentSince.set(node, now);
     const since = this.absentSince.get(node);
     const config = this.m.informers.config.value;
+    const version = entry.status && 'version' in entry.status ? entry.status.version : -1;
+    const seen = this.statusSeen.get(node);
+    if (!seen || seen.version !== version || !alive) this.statusSeen.set(node, { version, since: now, reported: false });
+    const staleForMs = alive ? Math.round(now - this.statusSeen.get(node)!.since) : 0;
     return {
       node,
       me: this.m.node,
       holder: this.isHolder && this.m.store.connectionState === 'connected',
       alive,
       absentForMs: since === undefined ? 0 : Math.round(now - since),
+      staleForMs,
       status: valueOf(entry.status),
       spec: valueOf(entry.spec),
       config,
@@ -207,6 +215,14 @@ export class FenceController implements Runnable {
         return done;
       case 'wait':
         return requeueAfter(Math.max(50, step.ms));
+      case 'stale': {
+        const seen = this.statusSeen.get(node);
+        if (seen && !seen.reported) {
+          seen.reported = true;
+          this.event({ kind: 'node.stale', node, message: step.message }, ctx);
+        }
+        return done;
+      }
       case 'report':
         await this.report(node, step.message, ctx);
         return done;
@@ -254,7 +270,7 @@ export class FenceController implements Runnable {
   }
 
   private event(e: FenceEvent, ctx: ReconcileContext): void {
-    const log = e.kind.endsWith('failed') || e.kind === 'vm.notRecovered' || e.kind === 'node.lost' ? 'warn' : 'info';
+    const log = e.kind.endsWith('failed') || e.kind === 'vm.notRecovered' || e.kind === 'node.lost' || e.kind === 'node.stale' ? 'warn' : 'info';
     ctx.logger[log]({ event: e.kind, fenced: e.node, vm: e.vm, fenceLevel: e.level }, e.message);
     this.o.onAction?.(`${e.kind} ${e.node}${e.vm ? ` ${e.vm}` : ''}: ${e.message}`);
     try {

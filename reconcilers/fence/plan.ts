@@ -3,6 +3,7 @@
 // One coordinator at a time holds the session-bound fence lock (/locks/fence) and, for each node,
 // decides from what it sees:
 //
+//   alive, keepalive silent past keepaliveDeadAfterMs  report it (an event), never act on it alone
 //   alive znode present ───────────────────────── nothing (or: clear a record of a loss that
 //                                                  ended before any fence; lift a fence the
 //                                                  admin has answered with `vk node ready`)
@@ -40,15 +41,19 @@ export interface FenceFacts {
   alive: boolean;
   /** How long this holder has seen the alive znode gone (0 while present). */
   absentForMs: number;
+  /** How long this holder has seen the node status unchanged (its keepalive not writing) while alive. */
+  staleForMs?: number;
   status: NodeStatus | null;
   spec: NodeSpec | null;
-  config: Pick<ClusterConfig, 'fence' | 'maintenance'>;
+  config: Pick<ClusterConfig, 'fence' | 'maintenance' | 'keepaliveDeadAfterMs'>;
   nowMs: number;
 }
 
 export type FenceStep =
   | { kind: 'none' }
   | { kind: 'wait'; ms: number; why: string }
+  /** Alive, but its keepalive stopped: reported (an event, a log line), never acted on alone. */
+  | { kind: 'stale'; message: string }
   /** Record the node as lost but not fenced (skipped when the record already says so). */
   | { kind: 'report'; message: string }
   | { kind: 'fence' }
@@ -63,7 +68,12 @@ export function planFence(f: FenceFacts): FenceStep {
   if (!f.holder || f.node === f.me || f.status === null) return { kind: 'none' };
   const record = f.status.fence;
   if (f.alive) {
-    if (!record) return { kind: 'none' };
+    if (!record) {
+      const stale = f.staleForMs ?? 0;
+      return stale >= f.config.keepaliveDeadAfterMs
+        ? { kind: 'stale', message: `${f.node}'s daemon holds its session but its keepalive has not written for ${Math.round(stale / 1000)} s: not fenced while its session lives` }
+        : { kind: 'none' };
+    }
     if (record.state === 'fenced') return f.spec?.domainState === 'ready' ? { kind: 'lift' } : { kind: 'none' };
     return { kind: 'clear', why: `${f.node} is back before it was fenced; nothing was recovered` };
   }

@@ -118,6 +118,16 @@ describe('planFence', () => {
   describe('alive', () => {
     const alive = { alive: true, absentForMs: 0 };
 
+    test('a keepalive silent past keepaliveDeadAfterMs while the session lives is reported (stale), never fenced', () => {
+      const deadAfter = CONFIG.keepaliveDeadAfterMs;
+      assert.deepEqual(planFence(facts({ ...alive, staleForMs: deadAfter - 1 })), { kind: 'none' });
+      const step = planFence(facts({ ...alive, staleForMs: deadAfter }));
+      assert.equal(step.kind, 'stale');
+      assert.match((step as { message: string }).message, /not fenced while its session lives/);
+      // With a record, a node that is back is cleared, stale or not.
+      assert.equal(planFence(facts({ ...alive, staleForMs: deadAfter * 2, status: status({ fence: { state: 'failed' } }) })).kind, 'clear');
+    });
+
     test('no fence record → none', () => {
       assert.deepEqual(planFence(facts({ ...alive })), { kind: 'none' });
       // Even with a stale "stop" daemon state or maintenance on: alive means nothing to do.
