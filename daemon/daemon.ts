@@ -116,10 +116,10 @@ function fenceOptions(cfg: DaemonConfig, deps: DaemonDeps): fence.FenceControlle
         if (!storage) throw new Error('no Ceph access (rbd.enabled is false)');
         await storage.blocklistRemove(address);
       },
-      async breakLocks(image) {
+      async breakLocks(image, opts) {
         if (!storage) return [];
         const locks = await storage.listLocks(image);
-        for (const lock of locks) await storage.removeLock(image, lock, { blocklist: true });
+        for (const lock of locks) await storage.removeLock(image, lock, { blocklist: opts.blocklistClients });
         return locks.map((l) => `${l.locker} ${l.address}`);
       },
     },

@@ -41,7 +41,7 @@ import {
 } from '../../schemas/index.ts';
 import { aliveTakesLiveMigration, type NodeCandidate } from '../selectors.ts';
 import { statusHoldsGuest } from '../domain/plan.ts';
-import { runLevels, type FenceEffects } from './execute.ts';
+import { blocklistEntry, runLevels, type FenceEffects } from './execute.ts';
 import { FENCE_LOCK, planFence, planRecovery, recoveryApplies, recoverySpec, retryDelayMs, type FenceStep, type RecoveryMove, type RecoveryVm } from './plan.ts';
 
 export interface FenceControllerOptions {
@@ -421,6 +421,7 @@ export class FenceController implements Runnable {
     if (!level || !this.m.informers.config.value.fence.recover) return done;
     const moves = planRecovery({ lost: node, level, vms: this.recoveryVms(), nodes: this.candidates(), defaultSelector: this.m.informers.config.value.defaultNodeSelector });
     if (moves.length === 0) return done;
+    const blocklisted = await this.blocklistBeforeBreaking(node, status, moves, ctx);
     const recovered: string[] = [];
     const left: Array<{ vm: string; why: string }> = [];
     let failures = 0;
@@ -430,7 +431,7 @@ export class FenceController implements Runnable {
         try {
           if (move.kind === 'leave') {
             if (await this.leave(node, move, ctx)) left.push({ vm: move.vm, why: move.why });
-          } else if (await this.recoverOne(node, level, move, ctx)) recovered.push(move.vm);
+          } else if (await this.recoverOne(node, level, move, blocklisted, ctx)) recovered.push(move.vm);
         } catch (error) {
           failures++;
           ctx.logger.warn({ err: error, vm: move.vm }, `fence: recovering ${move.vm} failed; trying again`);
@@ -457,7 +458,31 @@ export class FenceController implements Runnable {
   }
 
   /** L4: one VM started elsewhere (or stopped for `vk node ready`). Resolves true when it wrote. */
-  private async recoverOne(lost: string, level: string, move: Exclude<RecoveryMove, { kind: 'leave' }>, ctx: ReconcileContext): Promise<boolean> {
+  /**
+   * Before breaking a fenced node's RBD locks: its whole storage address blocklisted once (one
+   * monitor command, lifted by `vk node ready`), so every dead client's watch ends at once and each
+   * lock is then broken without a blocklist command of its own — far fewer monitor round trips than
+   * one per lock. Resolves whether the node is blocklisted (else each break blocklists its client).
+   */
+  private async blocklistBeforeBreaking(node: string, status: NodeStatus | null, moves: readonly RecoveryMove[], ctx: ReconcileContext): Promise<boolean> {
+    if (status?.fence?.blocklist) return true;
+    const address = status?.storage?.address;
+    if (!this.o.effects.storage || address === undefined || !moves.some((m) => m.kind !== 'leave' && m.images.length > 0)) return false;
+    const { settings } = await this.readSettings(node);
+    const entry = blocklistEntry(settings?.storage?.address ?? address);
+    const ttlS = settings?.storage?.ttlS ?? 30 * 86_400;
+    try {
+      await this.o.effects.blocklistAdd(entry, ttlS);
+    } catch (error) {
+      ctx.logger.warn({ err: error, fenced: node }, `fence: could not blocklist ${entry}; breaking each lock with its own blocklist`);
+      return false;
+    }
+    this.o.onAction?.(`fence ${node}: blocklisted ${entry} before breaking its RBD locks`);
+    await this.editRecord(node, (s) => (s.fence ? { ...s, fence: { ...s.fence, blocklist: { address: entry, ttlS }, updatedAt: new Date().toISOString() } } : NO_CHANGE));
+    return true;
+  }
+
+  private async recoverOne(lost: string, level: string, move: Exclude<RecoveryMove, { kind: 'leave' }>, blocklisted: boolean, ctx: ReconcileContext): Promise<boolean> {
     const p = this.m.paths;
     const [specGot, statusGot, recordGot] = await Promise.all([this.m.store.get(p.vmSpec(move.vm)), this.m.store.get(p.vmStatus(move.vm)), this.m.store.get(p.vmMigration(move.vm))]);
     if (!specGot) return false;
@@ -466,7 +491,7 @@ export class FenceController implements Runnable {
     const owner = status && statusHoldsGuest(status) ? status.node : undefined;
     if (!recoveryApplies({ spec, owner }, lost)) return false;
     const removed: string[] = [];
-    for (const image of move.images) removed.push(...(await this.o.effects.breakLocks(image)));
+    for (const image of move.images) removed.push(...(await this.o.effects.breakLocks(image, { blocklistClients: !blocklisted })));
     if (removed.length > 0) this.o.onAction?.(`fence ${lost}: broke ${removed.length} RBD lock(s) of ${move.vm}: ${removed.join(', ')}`);
     const now = new Date().toISOString();
     const ops: Op[] = [this.lockCheck()];

@@ -21,8 +21,12 @@ export interface FenceEffects {
   readonly storage: boolean;
   blocklistAdd(address: string, ttlS: number): Promise<void>;
   blocklistRemove(address: string): Promise<void>;
-  /** Every lock of the image, broken (with the locker's client instance blocklisted); resolves to the lockers removed. */
-  breakLocks(image: string): Promise<string[]>;
+  /**
+   * Every lock of the image, broken; resolves to the lockers removed. `blocklistClients`: each
+   * locker's client instance is blocklisted as its lock is broken (needed when the node's own
+   * address is not blocklisted: it ends the dead client's watch at once).
+   */
+  breakLocks(image: string, opts: { blocklistClients: boolean }): Promise<string[]>;
   readonly log: Logger;
   onAction?(line: string): void;
 }

@@ -36,6 +36,8 @@ export class RbdController implements Runnable {
   readonly name = 'rbd';
   private readonly controller: Controller<string>;
   private readonly probeMs: number;
+  private probedAt = 0;
+  private probedSession: string | undefined;
   /** The checks this controller wrote: newer than the informer's until their watch event lands. */
   private readonly written = new Map<string, { check: RbdCheck; at: number }>();
 
@@ -196,6 +198,12 @@ export class RbdController implements Runnable {
   /** `@storage`: probe Ceph (a blocklist listing is the cheapest call that needs the monitor) and publish the result. */
   private async probe(): Promise<Result> {
     if (this.m.store.connectionState !== 'connected') return requeueAfter(500);
+    // The resync brings this key back every POLL_MS; the probe (a python `ceph` process, about half
+    // a CPU-second) runs only every probeMs — or at once after a reconnect.
+    const sinceMs = Date.now() - this.probedAt;
+    if (sinceMs < this.probeMs && this.probedSession === this.m.store.sessionId) return requeueAfter(this.probeMs - sinceMs);
+    this.probedAt = Date.now();
+    this.probedSession = this.m.store.sessionId;
     try {
       await this.o.driver.blocklistList();
       await this.noteReachable(true);
