@@ -4,6 +4,7 @@ import { registerApi } from './commands/api.ts';
 import { registerDeclarative } from './commands/apply.ts';
 import { registerCompletion } from './commands/completion.ts';
 import { registerDaemon } from './commands/daemon.ts';
+import { registerEvents } from './commands/events.ts';
 import { registerInspect } from './commands/get.ts';
 import { registerNetwork } from './commands/network.ts';
 import { registerNode } from './commands/node.ts';
@@ -32,6 +33,7 @@ vk diff and vk plan: 0 no differences/actions, 1 differences/actions, 2 bad inpu
   registerNode(program);
   registerNetwork(program);
   registerInspect(program);
+  registerEvents(program);
   registerSchema(program);
   registerDaemon(program);
   registerApi(program);
