@@ -1,6 +1,7 @@
 // The `vk` command tree. main.ts parses argv with it; tests and `vk completion` walk it.
 import { Command } from 'commander';
 import { registerApi } from './commands/api.ts';
+import { registerCluster } from './commands/cluster.ts';
 import { registerDeclarative } from './commands/apply.ts';
 import { registerCompletion } from './commands/completion.ts';
 import { registerDaemon } from './commands/daemon.ts';
@@ -34,6 +35,7 @@ vk diff and vk plan: 0 no differences/actions, 1 differences/actions, 2 bad inpu
   registerNetwork(program);
   registerInspect(program);
   registerEvents(program);
+  registerCluster(program);
   registerSchema(program);
   registerDaemon(program);
   registerApi(program);
