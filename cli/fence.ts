@@ -1,11 +1,16 @@
 // Fencing as the CLI shows and reads it (DESIGN §4 "Fencing and recovery"): the FENCE column of
-// `vk get nodes`, the Fence block of `vk describe node`, the maintenance sentences.
+// `vk get nodes`, the Fence block of `vk describe node`, the maintenance sentences, and the fence
+// settings file of `vk node fence set`.
 //
 // Invariant: nothing here ever prints a secret (ipmi.password, command.env values). Settings are
-// shown through formatNodeFence / redactNodeFence only.
+// shown through formatNodeFence / redactNodeFence only, and a settings file that does not parse
+// or validate is refused with the field and the line, never with its text.
+import { parseDocument } from 'yaml';
 import { NoAuthError, type ZkStore } from '../drivers/zk/index.ts';
 import { decodeNodeFence, formatNodeFence, ValidationError, type ClusterConfig, type NodeFence, type NodeFenceStatus, type ZkPaths } from '../schemas/index.ts';
+import { usageError, withSource } from './errors.ts';
 import { colors, indent } from './output.ts';
+import { readNamedFile, readStdin } from './read-file.ts';
 
 // ---------------------------------------------------------------------------------- maintenance
 
@@ -122,4 +127,37 @@ export function fenceBlock(node: string, status: NodeFenceStatus | undefined, se
 /** The note `vk get nodes` prints under its table, if any. */
 export function maintenanceNote(config: ClusterConfig): string | undefined {
   return config.maintenance ? `${maintenanceText(config)} (vk cluster maintenance off ends it)` : undefined;
+}
+
+// ------------------------------------------------------------------------------ settings file
+
+/** The largest fence settings file `vk node fence set` reads. */
+export const MAX_FENCE_FILE_BYTES = 64 * 1024;
+
+/**
+ * Reads, parses (YAML or JSON) and validates a fence settings file (`-`: stdin). Every refusal is
+ * bad input (exit 2) naming the file and the field or the line, never quoting the file's text.
+ */
+export function readFenceFile(file: string): NodeFence {
+  const label = file === '-' ? '(stdin)' : file;
+  const what = 'a fence settings file';
+  const text = file === '-' ? readStdin(MAX_FENCE_FILE_BYTES, what) : readNamedFile(file, MAX_FENCE_FILE_BYTES, what);
+  const doc = parseDocument(text, { uniqueKeys: true });
+  const problem = doc.errors[0];
+  if (problem) {
+    // The parser's message may quote the text (a password): its code and place only.
+    const at = problem.linePos?.[0];
+    throw usageError(`${label}: not valid YAML or JSON (${problem.code}${at ? ` at line ${at.line}, column ${at.col}` : ''})`);
+  }
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch {
+    throw usageError(`${label}: the YAML cannot be expanded (an alias to nothing, or more than 100 aliases)`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    const what = value === null || value === undefined ? 'empty' : Array.isArray(value) ? 'a list' : `a ${typeof value}`;
+    throw usageError(`${label}: must be a mapping of fence levels (ipmi, command, storage); it is ${what}`);
+  }
+  return withSource(label, () => decodeNodeFence(value));
 }
