@@ -1,9 +1,11 @@
 // The `vk` command tree. main.ts parses argv with it; tests and `vk completion` walk it.
 import { Command } from 'commander';
 import { registerApi } from './commands/api.ts';
+import { registerCluster } from './commands/cluster.ts';
 import { registerDeclarative } from './commands/apply.ts';
 import { registerCompletion } from './commands/completion.ts';
 import { registerDaemon } from './commands/daemon.ts';
+import { registerEvents } from './commands/events.ts';
 import { registerInspect } from './commands/get.ts';
 import { registerNetwork } from './commands/network.ts';
 import { registerNode } from './commands/node.ts';
@@ -32,6 +34,8 @@ vk diff and vk plan: 0 no differences/actions, 1 differences/actions, 2 bad inpu
   registerNode(program);
   registerNetwork(program);
   registerInspect(program);
+  registerEvents(program);
+  registerCluster(program);
   registerSchema(program);
   registerDaemon(program);
   registerApi(program);

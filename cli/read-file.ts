@@ -73,6 +73,35 @@ export function readNamedFile(path: string, maxBytes: number, what: string): str
   }
 }
 
+/**
+ * The text on standard input (`-f -`), of at most maxBytes; a refusal is bad input (exit 2). Read
+ * from descriptor 0 itself: a socket on stdin (what a parent process's pipe often is) cannot be
+ * opened as /dev/stdin.
+ */
+export function readStdin(maxBytes: number, what: string): string {
+  const buffer = Buffer.alloc(Math.min(maxBytes + 1, 1 << 20));
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(0, buffer, 0, buffer.length, null);
+    } catch (error) {
+      // A non-blocking stdin with nothing yet: wait a little and read again.
+      if ((error as NodeJS.ErrnoException).code === 'EAGAIN') {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+        continue;
+      }
+      throw usageError(`(stdin): cannot read it: ${why(error).reason}`);
+    }
+    if (n === 0) break;
+    total += n;
+    if (total > maxBytes) throw usageError(`(stdin): cannot read it: ${sizeRefusal(`more than ${maxBytes}`, maxBytes, what).reason}`);
+    chunks.push(Buffer.from(buffer.subarray(0, n)));
+  }
+  return Buffer.concat(chunks, total).toString('utf8');
+}
+
 /** The text of `path` (any kind of file), refused when it holds more than maxBytes. */
 function readFileCapped(path: string, maxBytes: number, what: string): string {
   let fd: number;

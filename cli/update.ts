@@ -1,13 +1,18 @@
 // Read-modify-write of a spec znode: compare-and-set on the version read, retried (CAS_ATTEMPTS
 // rounds) when someone else wrote in between. What the verbs (vk vm …, vk node …) are made of; the
-// one daemon-written record a verb edits, /config/primary (vk node primary), goes the same way.
+// one daemon-written record a verb edits, /config/primary (vk node primary), goes the same way, and
+// so does the one cluster config field a verb flips (vk cluster maintenance).
 import { CasConflictError, compareAndSet, NO_CHANGE } from '../drivers/zk/index.ts';
 import {
+  decodeClusterConfig,
   decodePrimaryRecord,
+  defaultClusterConfig,
+  encodeClusterConfig,
   encodeNodeSpec,
   encodePrimaryRecord,
   encodeVmSpec,
   ValidationError,
+  type ClusterConfig,
   type NodeSpec,
   type PrimaryRecord,
   type VmSpec,
@@ -128,6 +133,45 @@ export async function updatePrimaryRecord(
   if (outcome.kind === 'absent') return null;
   const before = outcome.read.value;
   if (outcome.kind === 'unchanged') return { before, after: before, version: outcome.read.version!, changed: false };
+  return { before, after: outcome.value, version: outcome.version, changed: true };
+}
+
+/**
+ * The same for the cluster config (/config): `mutate` gets a copy of the config as read, on every
+ * round. A missing /config, or the empty one made as /config/primary's parent, is the default
+ * config (the write creates or fills it). One that does not decode is a runtime error naming the
+ * znode, and nothing is written (vk apply repairs it).
+ */
+export async function updateClusterConfig(cluster: Cluster, mutate: (config: ClusterConfig) => ClusterConfig): Promise<Updated<ClusterConfig>> {
+  const { store, paths } = cluster;
+  const path = paths.config;
+  const outcome = await gaveUp(path, () =>
+    compareAndSet(store, path, {
+      read: async () => {
+        const got = await store.get(path);
+        if (!got) return { value: defaultClusterConfig(), version: null, raw: '' };
+        if (got.data.length === 0) return { value: defaultClusterConfig(), version: got.version, raw: '' };
+        let value: ClusterConfig;
+        try {
+          value = decodeClusterConfig(got.data);
+        } catch (error) {
+          if (error instanceof ValidationError) throw new CliError(`${path} in ZooKeeper is invalid (${error.message}); nothing was written (vk apply a ClusterConfig to repair it)`);
+          throw error;
+        }
+        return { value, version: got.version, raw: got.data.toString('utf8') };
+      },
+      encode: encodeClusterConfig,
+      edit: (before, { raw }) => {
+        const after = mutate(structuredClone(before));
+        const encoded = encodeClusterConfig(after);
+        return encoded === raw || encoded === encodeClusterConfig(before) ? NO_CHANGE : after;
+      },
+    }),
+  );
+  if (outcome.kind === 'absent') throw new Error('unreachable: the config reader never reports an absent config');
+  const before = outcome.read.value;
+  // version -1: no /config yet (the default config needed no write).
+  if (outcome.kind === 'unchanged') return { before, after: before, version: outcome.read.version ?? -1, changed: false };
   return { before, after: outcome.value, version: outcome.version, changed: true };
 }
 

@@ -44,3 +44,4 @@ export { domainXmlSizeProblem, MAX_DOMAIN_XML_BYTES, MAX_DOMAIN_XML_DEPTH, parse
 export type { DomainInfo } from './domain-xml.ts';
 export * from './manifest.ts';
 export * from './fence.ts';
+export * from './event.ts';

@@ -25,6 +25,7 @@ import { establishedPeers } from '../../reconcilers/frr/plan.ts';
 import { keepaliveAge } from '../../reconcilers/node/plan.ts';
 import type { ZkStore } from '../../drivers/zk/index.ts';
 import { CliError, usageError } from '../errors.ts';
+import { fenceBlock, fenceCell, maintenanceNote, readFenceSettings } from '../fence.ts';
 import { networkUsers } from '../manifests.ts';
 import { colors, indent, orDash, println, rawText, table, toJson, toYaml, type NoteRow, type OutputFormat } from '../output.ts';
 import { countLeases, gatewayHolders, leaseExpiry, nodeRole, phaseText, readLeases, readPrimary, type LivePrimary } from '../primary.ts';
@@ -201,14 +202,15 @@ export function printNodes(
   deadAfter = defaultClusterConfig().keepaliveDeadAfterMs,
   nowMs = Date.now(),
   roles: NodeRoles = NO_ROLES,
+  config?: ClusterConfig,
 ): void {
   if (structured(format, nodes.map((n) => nodeJson(n, flushQueue, deadAfter, nowMs, roles)))) return;
-  // ROLE, BGP (and in wide FRR) then FLUSH last: the flush lock queue and progress (columns before it keep their places).
+  // ROLE, BGP (and in wide FRR), FENCE, then FLUSH last: the flush lock queue and progress (columns before it keep their places).
   const headers = ['NAME', 'ALIVE', 'SPEC', 'DOMAIN', 'DAEMON', 'VMS', 'LOAD', 'FREE_MIB', 'PROV_MIB', 'TOTAL_MIB'];
   if (format === 'wide') headers.push('VCPUS', 'KEEPALIVE', 'VERSION');
   headers.push('ROLE', 'BGP');
   if (format === 'wide') headers.push('FRR');
-  headers.push('FLUSH');
+  headers.push('FENCE', 'FLUSH');
   const rows = nodes.map((node): string[] | NoteRow => {
     if (node.invalidSpec) return { cells: [node.name, node.alive ? 'yes' : 'no'], note: invalidNote(node.invalidSpec) };
     const s = node.status?.value;
@@ -227,10 +229,13 @@ export function printNodes(
     if (format === 'wide') row.push(s ? `${s.vcpus.allocated}/${s.vcpus.total}` : '-', orDash(s?.keepaliveAt), orDash(s?.version));
     row.push(orDash(nodeRole(node.name, roles.coordinators, roles.primary, format === 'wide')), bgpCell(node));
     if (format === 'wide') row.push(frrCell(node));
-    row.push(flushCell(node, flushQueue));
+    row.push(fenceCell(s?.fence), flushCell(node, flushQueue));
     return row;
   });
   println(table(headers, rows));
+  // Maintenance changes what a lost node means: said under the table, where FENCE is read.
+  const note = config && maintenanceNote(config);
+  if (note) println(`\n${note}`);
 }
 
 // ----------------------------------------------------------------------------------- networks
@@ -352,7 +357,7 @@ function registerGet(program: Command): void {
           }
           case 'nodes': {
             const { nodes, queue, config, roles } = await readNodesView(store, paths);
-            printNodes(pick(nodes, names, (n) => n.name, 'node'), format, queue, config.keepaliveDeadAfterMs, Date.now(), roles);
+            printNodes(pick(nodes, names, (n) => n.name, 'node'), format, queue, config.keepaliveDeadAfterMs, Date.now(), roles, config);
             return;
           }
           case 'networks': {
@@ -523,6 +528,7 @@ async function describeNode(cmd: Command, name: string): Promise<void> {
   await withCluster(cmd, async ({ store, paths }) => {
     const [node, vms, config, primary] = await Promise.all([readNode(store, paths, name), readAllVms(store, paths, { status: true }), configForViews(store, paths), readPrimary(store, paths)]);
     if (!node.parent) throw new CliError(`node ${name} not found`);
+    const fenceSettings = await readFenceSettings(store, paths, name);
     const deadAfter = config.keepaliveDeadAfterMs;
     const s = node.status?.value;
     const keepalive = keepaliveOf(node, deadAfter, Date.now());
@@ -568,6 +574,7 @@ async function describeNode(cmd: Command, name: string): Promise<void> {
     } else {
       lines.push(field('Status', node.statusProblem ? `invalid: ${node.statusProblem}` : 'none yet'));
     }
+    lines.push(...fenceBlock(name, s?.fence, fenceSettings, config));
     const assigned = vms.filter((vm) => vm.spec?.value.node === name).map((vm) => vm.name);
     const migratedAway = vms.filter((vm) => vm.spec?.value.previousNode === name).map((vm) => vm.name);
     lines.push(field('VMs assigned', assigned.join(', ')), field('VMs migrated away', migratedAway.join(', ')));

@@ -1,5 +1,6 @@
 // `vk node flush|ready NAME`: what admins ask of a node (its spec's domainState); `vk node primary
-// NAME` (commands/primary.ts): a planned hand-over of the primary coordinator role.
+// NAME` (commands/primary.ts): a planned hand-over of the primary coordinator role; `vk node fence
+// set|show|rm NAME` (commands/fence.ts): its fence settings.
 import type { Command } from 'commander';
 import { readLockQueue } from '../../drivers/zk/lock.ts';
 import { FLUSH_LOCK } from '../../reconcilers/flush/plan.ts';
@@ -8,6 +9,7 @@ import { withCluster } from '../connect.ts';
 import { println } from '../output.ts';
 import { updateNodeSpec } from '../update.ts';
 import { addWaitOptions, dataOf, waitFor, type WaitFlags, type WaitVerdict } from '../wait.ts';
+import { registerFence } from './fence.ts';
 import { registerPrimary } from './primary.ts';
 
 function verb(node: Command, name: string, description: string, domainState: NodeSpec['domainState']): void {
@@ -62,8 +64,9 @@ function flushProgress(status: NodeStatus, version: number): string | undefined 
 }
 
 export function registerNode(program: Command): void {
-  const node = program.command('node').description('act on one node (flush it for maintenance, bring it back, make it the primary coordinator)');
+  const node = program.command('node').description('act on one node (flush it for maintenance, bring it back, make it the primary coordinator, set how it is fenced)');
   verb(node, 'flush', 'move every VM off the node (VMs with no valid target are shut down; ready starts them again)', 'flushed');
   verb(node, 'ready', 'make the node take VMs again (brings back VMs whose previous node it is, starts the VMs a flush shut down and autostart VMs)', 'ready');
   registerPrimary(node);
+  registerFence(node);
 }

@@ -58,6 +58,17 @@ export function isPrivateTo(acl: readonly AclEntry[], auth: { user: string; pass
   return acl.every((e) => (e.scheme === 'digest' && e.id === owner) || (e.perms & ~Permission.READ) === 0);
 }
 
+/** True when only the digest user `auth` may do anything at all, reading included (a znode holding secrets). */
+export function isSecretTo(acl: readonly AclEntry[], auth: { user: string; password: string }): boolean {
+  const owner = digestId(auth.user, auth.password);
+  return acl.length > 0 && acl.every((e) => (e.scheme === 'digest' && e.id === owner) || e.perms === 0);
+}
+
+/** The ACL of a znode only `auth` may read or change. */
+export function secretAcl(auth: { user: string; password: string }): AclEntry[] {
+  return [{ perms: Permission.ALL, scheme: 'digest', id: digestId(auth.user, auth.password) }];
+}
+
 /** `acl` made private to `auth`: ALL for its digest, every other entry cut down to READ (or dropped). */
 export function tightenedAcl(acl: readonly AclEntry[], auth: { user: string; password: string }): AclEntry[] {
   const owner = digestId(auth.user, auth.password);

@@ -10,7 +10,7 @@
 //    settled when possible (recover.ts): reads are re-sent; set, delete and non-sequential create
 //    check whether they landed and are re-sent if not. Sequential creates and multi reject with
 //    ConnectionLossError (inFlight: true: the outcome is unknown; re-read and compare versions).
-//  - znodes it creates carry the store's ACL (see acl.ts).
+//  - znodes it creates carry the store's ACL (see acl.ts), or the policy a create names.
 import { ReplaySubject, finalize, share, type Observable } from 'rxjs';
 import type { ACL, Stat } from 'node-zookeeper-client';
 import { aclFor, resolveAclPolicy } from './acl.ts';
@@ -20,7 +20,7 @@ import { ConnectionLossError, NoNodeError, NodeExistsError, TransactionError, Ve
 import { ancestorsAndSelf, assertPath, childPath, parentOf } from './paths.ts';
 import { readWithRetry, writeWithRecovery } from './recover.ts';
 import { toZkStat } from './stat.ts';
-import type { ChildrenState, ConnectionState, CreateMode, DataState, Op, OpResult, Versioned, ZkStat, ZkStoreOptions } from './types.ts';
+import type { AclPolicy, ChildrenState, ConnectionState, CreateMode, DataState, Op, OpResult, Versioned, ZkStat, ZkStoreOptions } from './types.ts';
 import { followData, watchChildren, watchData, type WatchDataOptions, type WatchSink } from './watch.ts';
 
 const EMPTY = Buffer.alloc(0);
@@ -49,13 +49,15 @@ export class ZkStore {
 
   private readonly session: ZkSession;
   private readonly acl: ACL[];
+  private readonly auth: { user: string; password: string } | undefined;
   private readonly connectTimeoutMs: number;
   private readonly dataWatches = new Map<string, Observable<DataState>>();
   private readonly childWatches = new Map<string, Observable<ChildrenState>>();
 
-  private constructor(session: ZkSession, acl: ACL[], connectTimeoutMs: number) {
+  private constructor(session: ZkSession, acl: ACL[], connectTimeoutMs: number, auth: { user: string; password: string } | undefined) {
     this.session = session;
     this.acl = acl;
+    this.auth = auth;
     this.connectTimeoutMs = connectTimeoutMs;
     this.connectionState$ = session.state$.asObservable();
     this.sessions$ = session.sessions$;
@@ -74,7 +76,7 @@ export class ZkStore {
       logger: opts.logger,
     });
     await session.start();
-    return new ZkStore(session, acl, connectTimeoutMs);
+    return new ZkStore(session, acl, connectTimeoutMs, opts.auth);
   }
 
   /** Current session id (16 hex digits; compare with ZkStat.ephemeralOwner). */
@@ -167,16 +169,19 @@ export class ZkStore {
   /**
    * Create a znode; resolves to the created path (differs for sequential modes). NodeExistsError if
    * it exists; NoNodeError if the parent is missing, unless `parents` (then missing ancestors are
-   * created first, empty and persistent).
+   * created first, empty and persistent, with the store's ACL). `acl` gives this znode (not its
+   * ancestors) that policy's ACL instead of the store's: 'digest-private' for a znode only the
+   * store's auth user may read (fence passwords); the digest policies need the store's auth.
    */
-  async create(path: string, data?: Buffer | string, opts: { mode?: CreateMode; parents?: boolean } = {}): Promise<string> {
+  async create(path: string, data?: Buffer | string, opts: { mode?: CreateMode; parents?: boolean; acl?: AclPolicy } = {}): Promise<string> {
     assertPath(path);
     if (path === '/') throw new TypeError('cannot create /');
     const mode = MODE[opts.mode ?? 'persistent'];
     if (mode === undefined) throw new TypeError(`unknown create mode ${opts.mode}`);
+    const acl = opts.acl === undefined ? this.acl : aclFor(opts.acl, this.auth);
     const buf = toBuffer(data);
     const send = (): Promise<string> =>
-      this.call<string>(path, (c, cb) => c.create(path, buf, this.acl, mode, (err: unknown, created: string) => (err ? cb(err) : cb(null, created))));
+      this.call<string>(path, (c, cb) => c.create(path, buf, acl, mode, (err: unknown, created: string) => (err ? cb(err) : cb(null, created))));
     const ephemeral = mode === MODE.ephemeral;
     const once = (): Promise<string> =>
       mode === MODE.persistent || ephemeral

@@ -407,8 +407,8 @@ describe('roles in vk get nodes and describe node', () => {
     await writeRecord(primaryOn('hv1', { term: 4 }));
     let [plain, wide, json] = await Promise.all([vk('get', 'nodes'), vk('get', 'nodes', '-o', 'wide'), vk('get', 'nodes', '-o', 'json')]);
     for (const r of [plain, wide, json]) assert.equal(r.code, 0, r.stderr);
-    assert.match(plain.stdout, /^NAME +ALIVE +SPEC +DOMAIN +DAEMON +VMS +LOAD +FREE_MIB +PROV_MIB +TOTAL_MIB +ROLE +BGP +FLUSH$/m);
-    assert.match(wide.stdout, /^NAME +ALIVE .* +VERSION +ROLE +BGP +FRR +FLUSH$/m);
+    assert.match(plain.stdout, /^NAME +ALIVE +SPEC +DOMAIN +DAEMON +VMS +LOAD +FREE_MIB +PROV_MIB +TOTAL_MIB +ROLE +BGP +FENCE +FLUSH$/m);
+    assert.match(wide.stdout, /^NAME +ALIVE .* +VERSION +ROLE +BGP +FRR +FENCE +FLUSH$/m);
     const roles = (out: string) => NODES.map((n) => rows(out).get(n)?.ROLE);
     assert.deepEqual(roles(plain.stdout), ['primary', 'coordinator', 'coordinator', '-', 'coordinator', 'coordinator']);
     const list = JSON.parse(json.stdout) as Array<{ name: string; role: string | null }>;

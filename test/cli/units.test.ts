@@ -170,7 +170,7 @@ describe('help and completion', () => {
       assert.deepEqual(complete(['vk', 'vm', 'mig']), ['migrate']);
       assert.deepEqual(complete(['vk', '--zk', 'h:1', 'vm', 'migrate', '--force']).sort(), ['--force', '--force-live']);
       assert.ok(complete(['vk', 'a']).includes('apply'));
-      assert.deepEqual(complete(['vk', 'node', '']).filter((w) => !w.startsWith('-')).sort(), ['flush', 'primary', 'ready']);
+      assert.deepEqual(complete(['vk', 'node', '']).filter((w) => !w.startsWith('-')).sort(), ['fence', 'flush', 'primary', 'ready']);
       const zsh = spawnSync(process.execPath, [VK, 'completion', 'zsh'], { encoding: 'utf8' });
       assert.equal(zsh.status, 0);
       assert.match(zsh.stdout, /^#compdef vk/);

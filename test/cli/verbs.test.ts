@@ -382,8 +382,8 @@ describe('vk get, describe, log', () => {
     }
     const [plain, wide, json] = await Promise.all([vk('get', 'nodes'), vk('get', 'nodes', '-o', 'wide'), vk('get', 'nodes', '-o', 'json')]);
     for (const r of [plain, wide, json]) assert.equal(r.code, 0, r.stderr);
-    assert.match(plain.stdout, /^NAME +ALIVE +SPEC +DOMAIN +DAEMON +VMS +LOAD +FREE_MIB +PROV_MIB +TOTAL_MIB +ROLE +BGP +FLUSH$/m);
-    assert.match(wide.stdout, /^NAME +ALIVE .* +TOTAL_MIB +VCPUS +KEEPALIVE +VERSION +ROLE +BGP +FRR +FLUSH$/m);
+    assert.match(plain.stdout, /^NAME +ALIVE +SPEC +DOMAIN +DAEMON +VMS +LOAD +FREE_MIB +PROV_MIB +TOTAL_MIB +ROLE +BGP +FENCE +FLUSH$/m);
+    assert.match(wide.stdout, /^NAME +ALIVE .* +TOTAL_MIB +VCPUS +KEEPALIVE +VERSION +ROLE +BGP +FRR +FENCE +FLUSH$/m);
     const cells = (out: string) => {
       const [head, ...rows] = out.trimEnd().split('\n');
       const headers = head!.split(/ {3,}/);

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { NoAuthError, ZkStore, digestId } from '../../drivers/zk/index.ts';
+import { isPrivateTo, isSecretTo, openAclSession, PERM, secretAcl } from '../../drivers/zk/acl.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 import { next } from './helpers.ts';
 
@@ -75,6 +76,34 @@ describe('digest ACLs', () => {
     await anon.create('/open-node', 'x');
     await owner.set('/open-node', 'y', 0);
     await assert.rejects(ZkStore.connect({ connectString: server.connectString, acl: 'digest-private' }), TypeError);
+  });
+
+  it("create's acl option: one znode private under a store whose default lets world read; its ancestors keep the default", async () => {
+    const owner = await connect({ auth: alice, acl: 'digest-world-read' });
+    const anon = await connect();
+    await owner.create('/one-secret/inner/pw', 'hunter2', { parents: true, acl: 'digest-private' });
+    assert.equal((await owner.get('/one-secret/inner/pw'))?.data.toString(), 'hunter2');
+    await assert.rejects(anon.get('/one-secret/inner/pw'), NoAuthError);
+    assert.deepEqual(await anon.children('/one-secret/inner'), ['pw'], 'the parents made for it have the store ACL (world read)');
+    const session = await openAclSession(server.connectString, alice, 5000);
+    try {
+      const acl = (await session.get('/one-secret/inner/pw'))!.acl;
+      assert.deepEqual(acl, secretAcl(alice));
+      assert.ok(isSecretTo(acl, alice));
+      const parentAcl = (await session.get('/one-secret/inner'))!.acl;
+      assert.ok(isPrivateTo(parentAcl, alice) && !isSecretTo(parentAcl, alice), 'world READ: private, not secret');
+    } finally {
+      session.close();
+    }
+    assert.ok(!isSecretTo(secretAcl(alice), { user: 'alice', password: 'other' }));
+    assert.ok(!isSecretTo([], alice));
+    assert.ok(isSecretTo([...secretAcl(alice), { perms: 0, scheme: 'world', id: 'anyone' }], alice), 'an entry with no permission grants nothing');
+    assert.ok(!isSecretTo([...secretAcl(alice), { perms: PERM.READ, scheme: 'world', id: 'anyone' }], alice));
+    // Without auth there is no digest to give it: refused before anything is sent.
+    await assert.rejects(anon.create('/no-secret', 'x', { acl: 'digest-private' }), TypeError);
+    assert.equal(await anon.exists('/no-secret'), null);
+    await anon.create('/explicit-open', 'x', { acl: 'open' });
+    await owner.set('/explicit-open', 'y', 0);
   });
 
   it('credentials survive a reconnection', async () => {
