@@ -128,7 +128,16 @@ export async function prepareObject({ store, paths }: Cluster, obj: DesiredObjec
     }
     case 'ClusterConfig': {
       const config = await store.get(paths.config);
-      parts = [jsonPart(paths.config, 'config', encodeClusterConfig(obj.spec), config, (v) => decodeClusterConfig(v), (v) => encodeClusterConfig(v as never))];
+      // Maintenance is the operators' switch (`vk cluster maintenance`), not declared state: an
+      // apply keeps it as it is, so re-applying a config never turns fencing back on mid-maintenance.
+      let maintenance = false;
+      try {
+        maintenance = config ? decodeClusterConfig(config.data).maintenance : false;
+      } catch {
+        // An unreadable config is replaced whole; maintenance off, as in a new cluster.
+      }
+      const desired = { ...obj.spec, maintenance };
+      parts = [jsonPart(paths.config, 'config', encodeClusterConfig(desired), config, (v) => decodeClusterConfig(v), (v) => encodeClusterConfig(v as never))];
       break;
     }
   }

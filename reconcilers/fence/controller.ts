@@ -32,6 +32,7 @@ import {
   encodeNodeStatus,
   encodeVmSpec,
   encodeVmStatus,
+  eventMessage,
   migrationInFlight,
   type Condition,
   type NodeFence,
@@ -40,6 +41,7 @@ import {
   type VmStatus,
 } from '../../schemas/index.ts';
 import { aliveTakesLiveMigration, type NodeCandidate } from '../selectors.ts';
+import { appendEvent } from '../../core/events.ts';
 import { statusHoldsGuest } from '../domain/plan.ts';
 import { blocklistEntry, runLevels, type FenceEffects } from './execute.ts';
 import { FENCE_LOCK, planFence, planRecovery, recoveryApplies, recoverySpec, retryDelayMs, type FenceStep, type RecoveryMove, type RecoveryVm } from './plan.ts';
@@ -276,8 +278,11 @@ export class FenceController implements Runnable {
     try {
       this.o.onEvent?.(e);
     } catch (error) {
-      ctx.logger.warn({ err: error }, 'fence: could not record the event');
+      ctx.logger.warn({ err: error }, 'fence: could not pass the event on');
     }
+    // The events log (`vk events`): best effort, never holding up a fence or a recovery.
+    const event = { at: new Date().toISOString(), kind: e.kind, by: this.m.node, node: e.node, ...(e.vm ? { vm: e.vm } : {}), ...(e.level ? { level: e.level } : {}), message: eventMessage(e.message) };
+    void appendEvent(this.m.store, this.m.paths, event).catch((error: unknown) => ctx.logger.warn({ err: error, event: e.kind }, 'fence: could not append to the events log'));
   }
 
   private async report(node: string, message: string, ctx: ReconcileContext): Promise<void> {

@@ -166,6 +166,24 @@ describe('vk cluster maintenance', () => {
     const off = await vk('get', 'nodes');
     assert.doesNotMatch(off.stdout, /maintenance/);
   });
+
+  test('vk apply of a ClusterConfig keeps the maintenance flag as it is (the manifest cannot turn fencing back on mid-maintenance)', async () => {
+    const { writeFileSync, mkdtempSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    assert.equal((await vk('cluster', 'maintenance', 'on')).code, 0);
+    const dir = mkdtempSync(join(tmpdir(), 'vk-maint-'));
+    const file = join(dir, 'config.yaml');
+    writeFileSync(file, 'kind: ClusterConfig\nmetadata: {name: cluster}\nspec:\n  keepaliveIntervalMs: 4000\n  maintenance: false\n');
+    const applied = await vk('apply', '-f', file);
+    assert.equal(applied.code, 0, applied.stderr);
+    const got = decodeClusterConfig((await config())!.data);
+    assert.equal(got.keepaliveIntervalMs, 4000, 'the rest of the manifest is applied');
+    assert.equal(got.maintenance, true, 'maintenance is kept');
+    const diff = await vk('diff', '-f', file);
+    assert.doesNotMatch(diff.stdout, /maintenance/, 'and vk diff shows no change of it');
+    assert.equal((await vk('cluster', 'maintenance', 'off')).code, 0);
+  });
 });
 
 async function put(path: string, data: string): Promise<void> {

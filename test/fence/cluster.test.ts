@@ -156,8 +156,18 @@ describe('fencing and recovery: three nodes, a BMC simulator, real Ceph, real da
     const kinds = c.fenceEvents.slice(mark).map((e) => e.kind);
     assert.ok(kinds.includes('fence.started') && kinds.includes('fence.succeeded'), kinds.join(' '));
     assert.equal(kinds.filter((k) => k === 'vm.recovered').length, 3, kinds.join(' '));
+    // One coordinator acted (the holder of the fence lock), though both run the fence concern.
+    assert.equal(new Set(c.fenceEvents.slice(mark).map((e) => e.by)).size, 1);
+    // The node says flushed for the generation the fence wrote, so a later `vk node ready` is a ready.
+    const hv3 = await c.nodeStatus('hv3');
+    assert.equal(hv3?.domainState, 'flushed');
+    assert.equal(hv3?.daemonState, 'dead');
     for (const vm of VMS) assert.equal((await c.spec(vm)).previousNode, 'hv3');
     assertNoDoubleRun();
+    const events = await vkFor(c.zk.connectString, paths.root)('events', '--node', 'hv3', '-o', 'json');
+    assert.equal(events.code, 0, events.stderr);
+    const logged = (JSON.parse(events.stdout) as Array<{ event?: { kind: string }; kind?: string }>).map((e) => e.kind ?? e.event?.kind);
+    for (const kind of ['fence.started', 'fence.succeeded', 'vm.recovered']) assert.ok(logged.includes(kind), `vk events shows ${kind}: ${logged.join(' ')}`);
     const out = await vkFor(c.zk.connectString, paths.root)('get', 'nodes');
     assert.match(out.stdout, /hv3.*fenced/, out.stdout);
     assert.doesNotMatch(out.stdout + out.stderr, /hv3-Secret-7/);
