@@ -49,6 +49,11 @@ function readCapped(fd: number, maxBytes: number, what: string): string {
     try {
       n = readSync(fd, buffer, 0, buffer.length, null);
     } catch (error) {
+      // A non-blocking descriptor (stdin, often) with nothing yet: wait a little and read again.
+      if ((error as NodeJS.ErrnoException).code === 'EAGAIN') {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+        continue;
+      }
       throw why(error);
     }
     if (n === 0) break;
@@ -79,27 +84,12 @@ export function readNamedFile(path: string, maxBytes: number, what: string): str
  * opened as /dev/stdin.
  */
 export function readStdin(maxBytes: number, what: string): string {
-  const buffer = Buffer.alloc(Math.min(maxBytes + 1, 1 << 20));
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for (;;) {
-    let n: number;
-    try {
-      n = readSync(0, buffer, 0, buffer.length, null);
-    } catch (error) {
-      // A non-blocking stdin with nothing yet: wait a little and read again.
-      if ((error as NodeJS.ErrnoException).code === 'EAGAIN') {
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
-        continue;
-      }
-      throw usageError(`(stdin): cannot read it: ${why(error).reason}`);
-    }
-    if (n === 0) break;
-    total += n;
-    if (total > maxBytes) throw usageError(`(stdin): cannot read it: ${sizeRefusal(`more than ${maxBytes}`, maxBytes, what).reason}`);
-    chunks.push(Buffer.from(buffer.subarray(0, n)));
+  try {
+    return readCapped(0, maxBytes, what);
+  } catch (error) {
+    if (error instanceof FileRefused) throw usageError(`(stdin): cannot read it: ${error.reason}`);
+    throw error;
   }
-  return Buffer.concat(chunks, total).toString('utf8');
 }
 
 /** The text of `path` (any kind of file), refused when it holds more than maxBytes. */

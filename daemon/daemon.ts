@@ -85,18 +85,7 @@ const CONCERNS: ReadonlyArray<(m: Manager, cfg: DaemonConfig, deps: DaemonDeps) 
 ];
 
 function fenceOptions(cfg: DaemonConfig, deps: DaemonDeps): fence.FenceControllerOptions {
-  const r = cfg.rbd;
-  const netns = r.netns ?? cfg.netns;
-  const storage = r.enabled
-    ? createRbdDriver({
-        ...(r.conf !== undefined ? { conf: r.conf } : {}),
-        ...(r.id !== undefined ? { id: r.id } : {}),
-        ...(r.keyring !== undefined ? { keyring: r.keyring } : {}),
-        ...(netns !== undefined ? { netns } : {}),
-        mountTimeoutS: r.mountTimeoutS,
-        callTimeoutMs: r.callTimeoutMs,
-      })
-    : undefined;
+  const storage = cfg.rbd.enabled ? rbdDriverOf(cfg) : undefined;
   return {
     effects: {
       async powerOff(s) {
@@ -185,18 +174,24 @@ function primaryOptions(cfg: DaemonConfig, deps: DaemonDeps): primary.PrimaryCon
   };
 }
 
-function rbdOptions(cfg: DaemonConfig, deps: DaemonDeps): rbd.RbdControllerOptions {
+/** The `rbd`/`ceph` driver as the daemon's `rbd` settings say (the RBD concern's, and the fencer's storage level). */
+function rbdDriverOf(cfg: DaemonConfig) {
   const r = cfg.rbd;
   const netns = r.netns ?? cfg.netns;
+  return createRbdDriver({
+    ...(r.conf !== undefined ? { conf: r.conf } : {}),
+    ...(r.id !== undefined ? { id: r.id } : {}),
+    ...(r.keyring !== undefined ? { keyring: r.keyring } : {}),
+    ...(netns !== undefined ? { netns } : {}),
+    mountTimeoutS: r.mountTimeoutS,
+    callTimeoutMs: r.callTimeoutMs,
+  });
+}
+
+function rbdOptions(cfg: DaemonConfig, deps: DaemonDeps): rbd.RbdControllerOptions {
+  const r = cfg.rbd;
   return {
-    driver: createRbdDriver({
-      ...(r.conf !== undefined ? { conf: r.conf } : {}),
-      ...(r.id !== undefined ? { id: r.id } : {}),
-      ...(r.keyring !== undefined ? { keyring: r.keyring } : {}),
-      ...(netns !== undefined ? { netns } : {}),
-      mountTimeoutS: r.mountTimeoutS,
-      callTimeoutMs: r.callTimeoutMs,
-    }),
+    driver: rbdDriverOf(cfg),
     // config.ts refuses rbd.enabled without it.
     storageAddress: r.storageAddress!,
     probeMs: r.probeMs,
