@@ -25,6 +25,12 @@ export const FenceConfigSchema = z
     retryMaxMs: intInRange(100, 86_400_000).default(60_000),
     /** Recover the VMs a successful fence covers (false: fence only; an admin moves them). */
     recover: z.boolean().default(true),
+    /**
+     * The v1 layout's fence policy and command: still read (configs written before fencing was
+     * built decode as they are) and ignored — the levels are each node's own settings now.
+     */
+    policy: z.enum(['none', 'ipmi', 'command']).optional(),
+    command: checkedString('command', textProblem(4096)).optional(),
   })
   .superRefine((f, ctx) => {
     if (f.retryMaxMs < f.retryBaseMs) {

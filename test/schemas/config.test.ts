@@ -67,6 +67,12 @@ describe('ClusterConfig', () => {
     });
   });
 
+  test('a v1 config with fence.policy/command still decodes (ignored: the levels are per node now)', () => {
+    const c = decodeClusterConfig({ fence: { policy: 'command', command: 'fence-hv' } });
+    assert.equal(c.fence.graceMs, 5000);
+    expectInvalid(() => decodeClusterConfig({ fence: { policy: 'stonith' } }), 'config.fence.policy');
+  });
+
   test('fence retryMaxMs below retryBaseMs is refused, naming the field', () => {
     expectInvalid(() => decodeClusterConfig({ fence: { retryBaseMs: 5000, retryMaxMs: 1000 } }), 'config.fence.retryMaxMs');
     assert.equal(decodeClusterConfig({ fence: { graceMs: 0 } }).fence.graceMs, 0);
