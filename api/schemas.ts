@@ -81,6 +81,23 @@ export const VmQuery = z.strictObject({
   timeout: z.coerce.number().positive().max(3600).optional().describe('seconds to wait at most (default 120)'),
 });
 
+/** POST /vm/{name}/migrate: as `vk vm migrate NAME [--node N] [--force] [--force-live]`. */
+export const MigrateBody = z
+  .strictObject({
+    node: NameSchema.optional().describe("the target; absent: the VM's selector picks one"),
+    force: z.boolean().optional().describe('migrate a VM that is already migrated (its original previous node is kept)'),
+    live: z.boolean().optional().describe('live migration only: sets meta.migrationMethod to live'),
+  })
+  .meta({ id: 'MigrateVm' });
+
+/** POST /vm/{name}/move: as `vk vm move NAME [--node N]` (a permanent move: no previous node). */
+export const MoveBody = z.strictObject({ node: NameSchema.optional().describe("the new home; absent: the VM's selector picks one") }).meta({ id: 'MoveVm' });
+
+/** The answer of POST /vm/{name}/flush-locks: the node answers in the VM's RBD check (`flushLocks.at` = `at`). */
+export const FlushLocksResult = z
+  .object({ name: z.string(), generation: z.number().int(), node: z.string().describe('the node that removes the locks'), at: z.string().describe("the request's stamp, echoed in the node's answer"), images: z.array(z.string()) })
+  .meta({ id: 'FlushLocksResult' });
+
 export const WriteResult = z
   .object({ name: z.string(), generation: z.number().int().describe('the spec generation to wait for (GET /vm/{name}?waitFor=)'), changed: z.boolean(), node: z.string() })
   .meta({ id: 'WriteResult' });

@@ -13,9 +13,10 @@ import { dirname } from 'node:path';
 import { ZkError } from '../drivers/zk/index.ts';
 import { selectNode } from '../reconcilers/selectors.ts';
 import { API_VERSION, parseDomainXml, parseWith, ValidationError, VmMetaSchema, type DomainInfo, type VmMeta, type VmSpec, type VmState } from '../schemas/index.ts';
-import { readAllNodes, readAllVms, readConfig, readExistingVm, readVm, readVmOrFail, unreadableSpec, type LiveVm } from '../cli/cluster.ts';
+import { readAllNodes, readAllVms, readConfig, readExistingVm, readNode, readVm, readVmOrFail, unreadableSpec, type LiveVm } from '../cli/cluster.ts';
+import { flushLocksRefusal } from '../reconcilers/rbd/plan.ts';
+import { EXIT_USAGE, withSource } from '../cli/errors.ts';
 import type { Cluster } from '../cli/connect.ts';
-import { withSource } from '../cli/errors.ts';
 import { decodeDocument, type DesiredVm } from '../cli/manifests.ts';
 import { applyObjects } from '../cli/objects.ts';
 import { updateVmSpec, type Updated } from '../cli/update.ts';
@@ -304,4 +305,32 @@ export async function changeVm(cluster: Cluster, name: string, change: VmChange)
     if (change.node !== undefined && (next.node !== change.node || next.previousNode)) next = withMove(next, name, change.node);
     return next;
   });
+}
+
+/**
+ * `vk vm flush-locks NAME` / POST /vm/{name}/flush-locks (PVC's verb): asks the VM's node to clear
+ * the RBD locks of a VM that runs nowhere, by a new spec.flushLocksAt; the node answers in
+ * /vms/<name>/rbd (`flushLocks.at` = the returned `at`). Refused (exit 2, HTTP 409, nothing
+ * written) for a VM without RBD disks, or one that runs or may start; refused when the VM's node
+ * has no daemon to do it.
+ */
+export async function requestFlushLocks(cluster: Cluster, name: string): Promise<VmUpdate & { at: string; node: string; images: string[] }> {
+  const { store, paths } = cluster;
+  const vm = await readExistingVm(store, paths, name, { status: true });
+  const refuse = (spec: VmSpec, status: LiveVm['status']): void => {
+    if (spec.rbd.length === 0) throw new RefusedError(`vm ${name} has no RBD disks: nothing to flush`, EXIT_USAGE);
+    const why = flushLocksRefusal(spec, status?.value ?? null, false, spec.node);
+    if (why !== undefined) throw new RefusedError(`vm ${name}: locks not flushed: ${why}`, EXIT_USAGE);
+  };
+  refuse(vm.spec.value, vm.status);
+  const node = vm.spec.value.node;
+  if (!(await readNode(store, paths, node)).alive) {
+    throw new RefusedError(`vm ${name}: locks not flushed: ${node}'s daemon is not running, and it is the node that removes them (start it, or move the VM to a live node first with vk vm move ${name} --node …)`);
+  }
+  const at = new Date().toISOString();
+  const updated = await updateVmSpec(cluster, name, (spec, fresh) => {
+    refuse(spec, fresh.status ?? vm.status);
+    return { ...spec, flushLocksAt: at };
+  });
+  return { ...updated, at, node, images: vm.spec.value.rbd };
 }

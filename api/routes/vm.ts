@@ -8,8 +8,8 @@ import { readAllVms, readVmOrFail } from '../../cli/cluster.ts';
 import type { Cluster } from '../../cli/connect.ts';
 import { vmJson } from '../../cli/commands/get.ts';
 import { ValidationError } from '../../schemas/index.ts';
-import { changeVm, defineVm, prepareDefine, prepareDefineManifest, removeVm } from '../../core/vm.ts';
-import { ChangeBody, DefineBody, ErrorBody, RemoveQuery, VmDetail, VmNameParams, VmQuery, VmView, WriteResult } from '../schemas.ts';
+import { changeVm, defineVm, migrateVm, moveVm, prepareDefine, prepareDefineManifest, removeVm, requestFlushLocks, restartVm, unmigrateVm } from '../../core/vm.ts';
+import { ChangeBody, DefineBody, ErrorBody, FlushLocksResult, MigrateBody, MoveBody, RemoveQuery, VmDetail, VmNameParams, VmQuery, VmView, WriteResult } from '../schemas.ts';
 import { waitForGeneration } from '../wait.ts';
 
 /**
@@ -94,6 +94,51 @@ export function vmRoutes(app: FastifyInstance, cluster: Cluster): void {
         changeVm(cluster, req.params.name, { ...(meta && { meta }), ...(state && { state }), ...(node && { node }), ...(generation !== undefined && { generation }) }),
       );
       return { name: req.params.name, generation: updated.version, changed: updated.changed, node: updated.after.node };
+    },
+  );
+
+  // The verbs (`vk vm migrate|unmigrate|move|restart|flush-locks`): core/vm.ts's writes, answered at once.
+  const verb = { tags: ['vm'], params: VmNameParams };
+  api.post(
+    '/vm/:name/migrate',
+    { schema: { ...verb, summary: 'migrate the VM (previousNode kept for unmigrate); 409 when it is already migrated (unless force) or already there', body: MigrateBody, response: { 200: WriteResult, ...errors } } },
+    async (req) => {
+      const { node, force, live } = req.body;
+      const u = await migrateVm(cluster, req.params.name, { ...(node && { node }), ...(force && { force }), ...(live && { forceLive: live }), nodeField: 'node' });
+      return { name: req.params.name, generation: u.version, changed: u.changed, node: u.target };
+    },
+  );
+  api.post(
+    '/vm/:name/unmigrate',
+    { schema: { ...verb, summary: 'move a migrated VM back to its previous node; 409 when it has none', response: { 200: WriteResult, ...errors } } },
+    async (req) => {
+      const u = await unmigrateVm(cluster, req.params.name);
+      return { name: req.params.name, generation: u.version, changed: u.changed, node: u.after.node };
+    },
+  );
+  api.post(
+    '/vm/:name/move',
+    { schema: { ...verb, summary: 'move the VM permanently (no previous node kept)', body: MoveBody, response: { 200: WriteResult, ...errors } } },
+    async (req) => {
+      const u = await moveVm(cluster, req.params.name, { ...(req.body.node && { node: req.body.node }), nodeField: 'node' });
+      return { name: req.params.name, generation: u.version, changed: u.changed, node: u.target };
+    },
+  );
+  api.post(
+    '/vm/:name/restart',
+    { schema: { ...verb, summary: 'restart a running VM once (a new restartedAt)', response: { 200: WriteResult.extend({ restartedAt: z.string() }), ...errors } } },
+    async (req) => {
+      const u = await restartVm(cluster, req.params.name);
+      return { name: req.params.name, generation: u.version, changed: u.changed, node: u.after.node, restartedAt: u.restartedAt };
+    },
+  );
+  api.post(
+    '/vm/:name/flush-locks',
+    { schema: { ...verb, summary: "ask the VM's node to clear its RBD locks (a VM that runs nowhere); 409 otherwise, nothing written", response: { 202: FlushLocksResult, ...errors } } },
+    async (req, reply) => {
+      const r = await requestFlushLocks(cluster, req.params.name);
+      reply.code(202);
+      return { name: req.params.name, generation: r.version, node: r.node, at: r.at, images: r.images };
     },
   );
 

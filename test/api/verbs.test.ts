@@ -1,0 +1,186 @@
+// The VM verbs over HTTP (issue 19): POST /vm/{name}/migrate|unmigrate|move|restart|flush-locks
+// against the real server and a real ZooKeeper. Each route writes exactly what `vk` writes (a twin
+// VM changed by the real CLI is compared field by field), bad input or a refusal writes nothing
+// (every znode's version under the root compared), and the routes are in /openapi.json.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { ZkStore } from '../../drivers/zk/index.ts';
+import { decodeVmSpec, encodeNodeStatus, encodeVmSpec, ZkPaths, type VmSpec } from '../../schemas/index.ts';
+import { buildApi } from '../../api/server.ts';
+import { newToken, parseTokenFile } from '../../api/auth.ts';
+import { ensureLayout } from '../../cli/connect.ts';
+import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
+import { vkFor, type Vk } from '../cli/helpers.ts';
+
+const root = '/apiverbs';
+const paths = new ZkPaths(root);
+let server: ZkServer;
+let store: ZkStore;
+let app: FastifyInstance;
+let base: string;
+let vk: Vk;
+const admin = newToken('admin', 'ops');
+const reader = newToken('read', 'dashboard');
+const XML = (name: string, disk = '') => `<domain type='test'><name>${name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type>hvm</type></os>${disk}</domain>`;
+const RBD = (image: string) => `<devices><disk type='network' device='disk'><source protocol='rbd' name='${image}'/><target dev='vda'/></disk></devices>`;
+
+async function call(method: string, path: string, body?: unknown, token: string | null = admin.token): Promise<{ status: number; json: any }> {
+  const headers: Record<string, string> = {};
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(`${base}${path}`, { method, headers, ...(body !== undefined && { body: JSON.stringify(body) }) });
+  const text = await res.text();
+  return { status: res.status, json: text === '' ? null : JSON.parse(text) };
+}
+
+async function versions(): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (path: string) => {
+    const stat = await store.exists(path);
+    if (!stat) return;
+    out[path] = `${stat.version}/${stat.cversion}`;
+    for (const child of (await store.children(path)) ?? []) await walk(`${path}/${child}`);
+  };
+  await walk(root);
+  return out;
+}
+
+async function refused(status: number, fn: () => Promise<{ status: number; json: any }>, message?: RegExp): Promise<void> {
+  const before = await versions();
+  const res = await fn();
+  assert.equal(res.status, status, JSON.stringify(res.json));
+  assert.equal(typeof res.json.error.reason, 'string');
+  if (message) assert.match(res.json.error.message, message);
+  assert.deepEqual(await versions(), before, 'nothing written');
+}
+
+async function spec(vm: string): Promise<VmSpec & { version: number }> {
+  const got = await store.get(paths.vmSpec(vm));
+  assert.ok(got, `vm ${vm} has a spec`);
+  return { ...decodeVmSpec(got.data), version: got.version };
+}
+
+/** Two identical VMs: `api-<n>` changed over HTTP, `cli-<n>` by vk. */
+async function twins(n: string, s: Partial<VmSpec> = {}, xml = XML): Promise<void> {
+  for (const vm of [`api-${n}`, `cli-${n}`]) {
+    await store.create(paths.vmSpec(vm), encodeVmSpec({ node: 'hv1', state: 'running', ...s } as never), { parents: true });
+    await store.create(paths.vmXml(vm), xml(vm));
+  }
+}
+
+/** The two specs agree on everything but the timestamps a verb stamps. */
+async function sameChange(n: string): Promise<VmSpec> {
+  const strip = ({ version: _v, restartedAt: _r, flushLocksAt: _f, ...rest }: VmSpec & { version: number }) => rest;
+  const [a, c] = [await spec(`api-${n}`), await spec(`cli-${n}`)];
+  assert.deepEqual(strip(a), strip(c));
+  assert.equal(a.version, c.version, 'one write each');
+  return a;
+}
+
+before(async () => {
+  server = await startZooKeeper();
+  store = await ZkStore.connect({ connectString: server.connectString, sessionTimeoutMs: 10_000 });
+  await ensureLayout({ store, paths, connectString: server.connectString, connectTimeoutMs: 10_000 });
+  for (const node of ['hv1', 'hv2']) {
+    await store.create(
+      paths.nodeStatus(node),
+      encodeNodeStatus({ daemonState: 'run', domainState: 'ready', memory: { totalMiB: 8000, usedMiB: 1000, freeMiB: 7000, allocatedMiB: 0, provisionedMiB: 0 }, vcpus: { total: 16, allocated: 0 }, load: 0.1, runningVms: [], keepaliveAt: new Date().toISOString(), version: 'test', conditions: [] }),
+      { parents: true },
+    );
+    await store.create(paths.nodeAlive(node), '', { mode: 'ephemeral' });
+  }
+  app = await buildApi({ store, paths, auth: parseTokenFile(`${admin.line}\n${reader.line}\n`, 'tokens'), connectString: server.connectString, log: { level: 'silent' } as never });
+  base = await app.listen({ host: '127.0.0.1', port: 0 });
+  vk = vkFor(server.connectString, root);
+});
+
+after(async () => {
+  await app?.close();
+  await store?.close();
+  await server?.cleanup();
+});
+
+describe('POST /vm/{name}/migrate, /unmigrate, /move, /restart', () => {
+  test('migrate then unmigrate: the same specs as vk vm migrate / unmigrate, with the generation to wait for', async () => {
+    await twins('m');
+    const res = await call('POST', '/vm/api-m/migrate', { node: 'hv2' });
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    assert.deepEqual(res.json, { name: 'api-m', generation: 1, changed: true, node: 'hv2' });
+    assert.equal((await vk('vm', 'migrate', 'cli-m', '--node', 'hv2')).code, 0);
+    const s = await sameChange('m');
+    assert.equal(s.node, 'hv2');
+    assert.equal(s.previousNode, 'hv1');
+    // Already migrated: 409 with vk's reason, nothing written.
+    await refused(409, () => call('POST', '/vm/api-m/migrate', { node: 'hv1' }), /already migrated \(from hv1\)/);
+    const back = await call('POST', '/vm/api-m/unmigrate');
+    assert.equal(back.status, 200, JSON.stringify(back.json));
+    assert.equal(back.json.node, 'hv1');
+    assert.equal((await vk('vm', 'unmigrate', 'cli-m')).code, 0);
+    assert.equal((await sameChange('m')).previousNode, undefined);
+    await refused(409, () => call('POST', '/vm/api-m/unmigrate'), /not migrated/);
+  });
+
+  test('move: permanent, no previous node; live migration only sets the method', async () => {
+    await twins('v');
+    const res = await call('POST', '/vm/api-v/move', { node: 'hv2' });
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    assert.equal((await vk('vm', 'move', 'cli-v', '--node', 'hv2')).code, 0);
+    const s = await sameChange('v');
+    assert.equal(s.node, 'hv2');
+    assert.equal(s.previousNode, undefined);
+    const live = await call('POST', '/vm/api-v/migrate', { node: 'hv1', live: true });
+    assert.equal(live.status, 200, JSON.stringify(live.json));
+    assert.equal((await spec('api-v')).meta.migrationMethod, 'live');
+  });
+
+  test('restart: a new restartedAt, returned', async () => {
+    await twins('r');
+    const res = await call('POST', '/vm/api-r/restart');
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    assert.equal((await vk('vm', 'restart', 'cli-r')).code, 0);
+    const s = await sameChange('r');
+    assert.equal(s.restartedAt, res.json.restartedAt);
+    assert.equal(res.json.generation, (await spec('api-r')).version);
+  });
+
+  test('bad input is a 400 naming the field, an unknown VM or node a 404/400, nothing written; a read token is 403; no token 401', async () => {
+    await twins('b');
+    await refused(400, () => call('POST', '/vm/api-b/migrate', { node: 'no such node!' }));
+    await refused(400, () => call('POST', '/vm/api-b/migrate', { node: 'hv2', speed: 'fast' }));
+    await refused(400, () => call('POST', '/vm/api-b/migrate', { node: 'hv9' }), /hv9/);
+    await refused(404, () => call('POST', '/vm/nope/restart'));
+    await refused(403, () => call('POST', '/vm/api-b/restart', undefined, reader.token));
+    await refused(401, () => call('POST', '/vm/api-b/restart', undefined, null));
+  });
+});
+
+describe('POST /vm/{name}/flush-locks', () => {
+  test('refused (409, nothing written) for a running VM and for one without RBD disks, as vk refuses them (exit 2)', async () => {
+    await twins('f', { rbd: ['rbd/f'] } as never, (vm) => XML(vm, RBD(`rbd/${vm}`)));
+    await refused(409, () => call('POST', '/vm/api-f/flush-locks'), /locks not flushed: its desired state is running/);
+    const cli = await vk('vm', 'flush-locks', 'cli-f');
+    assert.equal(cli.code, 2, cli.stderr);
+    await twins('n');
+    await refused(409, () => call('POST', '/vm/api-n/flush-locks'), /no RBD disks/);
+  });
+
+  test('a stopped VM: 202 with the node and the stamp its answer will carry; spec.flushLocksAt is that stamp', async () => {
+    await twins('s', { state: 'stopped', rbd: ['rbd/s'] } as never, (vm) => XML(vm, RBD(`rbd/${vm}`)));
+    const res = await call('POST', '/vm/api-s/flush-locks');
+    assert.equal(res.status, 202, JSON.stringify(res.json));
+    assert.equal(res.json.node, 'hv1');
+    assert.deepEqual(res.json.images, ['rbd/s']);
+    const s = await spec('api-s');
+    assert.equal(s.flushLocksAt, res.json.at);
+    assert.equal(res.json.generation, s.version);
+  });
+});
+
+test('every verb is in the generated /openapi.json', async () => {
+  const doc = (await call('GET', '/openapi.json')).json;
+  for (const verb of ['migrate', 'unmigrate', 'move', 'restart', 'flush-locks']) {
+    assert.ok(doc.paths[`/vm/{name}/${verb}`]?.post, `POST /vm/{name}/${verb} documented`);
+  }
+  assert.ok(doc.components.schemas.MigrateVm, 'the MigrateVm body schema');
+});
