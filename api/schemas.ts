@@ -31,6 +31,7 @@ export const ErrorBody = z
 
 export const VmNameParams = z.strictObject({ name: NameSchema });
 export const VniParams = z.strictObject({ vni: VniSchema });
+export const NodeNameParams = z.strictObject({ name: NameSchema });
 
 /** Meta fields to change; those left out keep their value (merged over the VM's meta). */
 export const VmMetaPatch = z

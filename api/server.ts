@@ -20,6 +20,7 @@ import { HttpError, toHttpError } from './errors.ts';
 import { unionBranches } from './schemas.ts';
 import { inventoryRoutes } from './routes/inventory.ts';
 import { vmRoutes } from './routes/vm.ts';
+import { nodeRoutes } from './routes/node.ts';
 
 export interface ApiOptions {
   store: ZkStore;
@@ -111,6 +112,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
 
   vmRoutes(app, cluster);
   inventoryRoutes(app, cluster);
+  nodeRoutes(app, cluster);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.ready();
   return app;

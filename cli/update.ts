@@ -20,7 +20,7 @@ import {
 import { readExistingVm, readNode, specVersion, type LiveNode, type LiveVm, type Znode } from './cluster.ts';
 import { secureAcls, type Cluster } from './connect.ts';
 import { CliError, withSource } from './errors.ts';
-import { ConflictError } from '../core/errors.ts';
+import { ConflictError, NotFoundError } from '../core/errors.ts';
 
 export interface Updated<T> {
   before: T;
@@ -75,7 +75,7 @@ export async function updateNodeSpec(
     compareAndSet(store, paths.nodeSpec(name), {
       read: async () => {
         const node = await readNode(store, paths, name);
-        if (!node.parent) throw new CliError(`node ${name} not found (nodes appear when their daemon first starts, or with vk apply)`);
+        if (!node.parent) throw new NotFoundError(`node ${name} not found (nodes appear when their daemon first starts, or with vk apply)`);
         // An unreadable spec (another client's write) is replaced: a node spec is the domainState alone.
         const value: NodeSpec = node.spec?.value ?? { domainState: 'ready' };
         // No spec znode yet (version null): the write creates it.

@@ -2,12 +2,10 @@
 // NAME` (commands/primary.ts): a planned hand-over of the primary coordinator role; `vk node fence
 // set|show|rm NAME` (commands/fence.ts): its fence settings.
 import type { Command } from 'commander';
-import { readLockQueue } from '../../drivers/zk/lock.ts';
-import { FLUSH_LOCK } from '../../reconcilers/flush/plan.ts';
+import { setNodeDomainState } from '../../core/node.ts';
 import { decodeNodeStatus, type NodeSpec, type NodeStatus } from '../../schemas/index.ts';
 import { withCluster } from '../connect.ts';
 import { println } from '../output.ts';
-import { updateNodeSpec } from '../update.ts';
 import { addWaitOptions, dataOf, waitFor, type WaitFlags, type WaitVerdict } from '../wait.ts';
 import { registerFence } from './fence.ts';
 import { registerPrimary } from './primary.ts';
@@ -16,10 +14,9 @@ function verb(node: Command, name: string, description: string, domainState: Nod
   const cmd = addWaitOptions(node.command(name).description(description).argument('<name>', 'node name'));
   cmd.action(async (nodeName: string, flags: WaitFlags, command: Command) => {
     await withCluster(command, async (cluster) => {
-      const updated = await updateNodeSpec(cluster, nodeName, (spec) => ({ ...spec, domainState }));
+      const updated = await setNodeDomainState(cluster, nodeName, domainState);
       // Seed 003: a flush that will wait for another one's lock says so.
-      const holder = domainState === 'flushed' && updated.changed ? (await readLockQueue(cluster.store, cluster.paths.lock(FLUSH_LOCK)))[0]?.owner : undefined;
-      const queued = holder && holder !== nodeName ? ` (the flush lock is held by ${holder}: this flush waits for it)` : '';
+      const queued = updated.flushLockHolder ? ` (the flush lock is held by ${updated.flushLockHolder}: this flush waits for it)` : '';
       println(updated.changed ? `node/${nodeName} ${name} requested${queued}` : `node/${nodeName} unchanged (already ${domainState})`);
       if (!flags.wait) return;
       const source = cluster.store.watchData(cluster.paths.nodeStatus(nodeName));

@@ -9,9 +9,8 @@ import type { Cluster } from '../connect.ts';
 import { parseSeconds, withCluster } from '../connect.ts';
 import { CliError } from '../errors.ts';
 import { println, toJson, toYaml } from '../output.ts';
-import { readConfig, readNode } from '../cluster.ts';
 import { handoverOf, handoverPhaseText, phaseText } from '../primary.ts';
-import { updatePrimaryRecord } from '../update.ts';
+import { handoverRequest, requestPrimary, type Asked } from '../../core/node.ts';
 import { followUntil } from '../wait.ts';
 import type { DataState } from '../../drivers/zk/index.ts';
 import { assertName, decodePrimaryRecord, ValidationError, type PrimaryPhase, type PrimaryRecord } from '../../schemas/index.ts';
@@ -24,42 +23,8 @@ interface PrimaryFlags {
   output?: 'json' | 'yaml';
 }
 
-const NO_PRIMARY = 'no primary coordinator yet: no coordinator daemon has taken the role';
-
-/** Refuses (exit 2, nothing written) a NAME that cannot become primary: not a live, ready coordinator. */
-async function checkCandidate(cluster: Cluster, name: string): Promise<void> {
-  const { store, paths } = cluster;
-  const refuse = (reason: string) => new ValidationError('node', name, reason);
-  const [{ value: config }, node] = await Promise.all([readConfig(store, paths), readNode(store, paths, name)]);
-  if (!config.coordinators.includes(name)) {
-    const list = config.coordinators.length > 0 ? config.coordinators.join(', ') : 'none';
-    throw refuse(`is not a coordinator (the cluster config's coordinators: ${list}); only a coordinator can be primary`);
-  }
-  if (!node.alive) throw refuse(`its daemon is not alive (${paths.nodeAlive(name)} does not exist); only a live coordinator can take over`);
-  if (node.invalidSpec) throw refuse(`its spec ${node.invalidSpec.path} cannot be read (${node.invalidSpec.problem}); vk node ready ${name} rewrites it`);
-  const state = node.spec?.value.domainState ?? 'ready';
-  if (state !== 'ready') throw refuse(`is not ready (its spec's domainState is ${state}); vk node ready ${name} first`);
-}
-
-/** What `vk node primary NAME` found: NAME already primary, its request already pending, or a request to write. */
-export type Asked = 'already' | 'pending' | 'requested';
-
-/**
- * The edit of /config/primary that asks for a hand-over to `name` (run on every CAS round, so a
- * daemon's write in between is checked again): the record with `request: {to: name, at}`, or the
- * record as it is when NAME is already primary or already requested. Throws (exit 1) while another
- * hand-over is in progress or requested.
- */
-export function handoverRequest(record: PrimaryRecord, name: string, at: string): { record: PrimaryRecord; asked: Asked } {
-  if (record.node === name && record.phase === 'primary') return { record, asked: 'already' };
-  const h = handoverOf(record);
-  if (h) throw new CliError(`a hand-over is already in progress: ${phaseText(record)} (phase ${h.phase} since ${record.since}); wait for it to end`);
-  if (record.request && record.request.to !== name) {
-    throw new CliError(`a hand-over to ${record.request.to} is already requested (at ${record.request.at}, primary now: ${record.node}); wait for it to end`);
-  }
-  if (record.request) return { record, asked: 'pending' };
-  return { record: { ...record, request: { to: name, at } }, asked: 'requested' };
-}
+/** Re-exported for the CLI's tests: the edit lives in core/node.ts with the write it serves. */
+export { handoverRequest, type Asked };
 
 export function registerPrimary(node: Command): void {
   node
@@ -80,19 +45,8 @@ export function registerPrimary(node: Command): void {
         else if (flags.output === 'yaml') process.stdout.write(toYaml(record));
       };
       await withCluster(cmd, async (cluster) => {
-        await checkCandidate(cluster, name);
-        const at = new Date().toISOString();
-        let asked: Asked = 'requested';
-        const updated = await updatePrimaryRecord(cluster, (current) => {
-          const edit = handoverRequest(current, name, at);
-          asked = edit.asked;
-          return edit.record;
-        });
-        if (!updated) throw new CliError(NO_PRIMARY);
+        const { asked: kind, record } = await requestPrimary(cluster, name);
         const startedMs = performance.now();
-        const record = updated.after;
-        // TypeScript keeps `asked` narrowed to its initial value: the callback's assignments are invisible to it.
-        const kind = asked as Asked;
         if (kind === 'already') {
           const pending = record.request ? `; note: a hand-over to ${record.request.to} is requested (at ${record.request.at})` : '';
           say(`${name} is already the primary coordinator (term ${record.term})${pending}`);

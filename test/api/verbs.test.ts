@@ -177,10 +177,37 @@ describe('POST /vm/{name}/flush-locks', () => {
   });
 });
 
+describe('POST /node/{name}/flush, /ready, /primary', () => {
+  test('flush and ready: the node spec as vk node flush / ready writes it, unchanged the second time; an unknown node 404', async () => {
+    const res = await call('POST', '/node/hv2/flush');
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    const got = await store.get(paths.nodeSpec('hv2'));
+    assert.equal(JSON.parse(got!.data.toString('utf8')).domainState, 'flushed');
+    assert.deepEqual(res.json, { name: 'hv2', generation: got!.version, changed: true, domainState: 'flushed' });
+    const again = await call('POST', '/node/hv2/flush');
+    assert.equal(again.json.changed, false);
+    assert.equal((await store.get(paths.nodeSpec('hv2')))!.version, got!.version, 'no second write');
+    const ready = await call('POST', '/node/hv2/ready');
+    assert.equal(ready.status, 200);
+    assert.equal(JSON.parse((await store.get(paths.nodeSpec('hv2')))!.data.toString('utf8')).domainState, 'ready');
+    // vk does the same to hv1: same spec text.
+    assert.equal((await vk('node', 'flush', 'hv1')).code, 0);
+    assert.equal((await call('POST', '/node/hv1/ready')).status, 200);
+    assert.equal((await store.get(paths.nodeSpec('hv1')))!.data.toString('utf8'), (await store.get(paths.nodeSpec('hv2')))!.data.toString('utf8'));
+    await refused(404, () => call('POST', '/node/hv9/flush'), /node hv9 not found/);
+    await refused(403, () => call('POST', '/node/hv1/flush', undefined, reader.token));
+  });
+
+  test('primary: a node that is not a coordinator is a 400 naming it, nothing written', async () => {
+    await refused(400, () => call('POST', '/node/hv1/primary'), /is not a coordinator/);
+  });
+});
+
 test('every verb is in the generated /openapi.json', async () => {
   const doc = (await call('GET', '/openapi.json')).json;
   for (const verb of ['migrate', 'unmigrate', 'move', 'restart', 'flush-locks']) {
     assert.ok(doc.paths[`/vm/{name}/${verb}`]?.post, `POST /vm/{name}/${verb} documented`);
   }
+  for (const verb of ['flush', 'ready', 'primary']) assert.ok(doc.paths[`/node/{name}/${verb}`]?.post, `POST /node/{name}/${verb} documented`);
   assert.ok(doc.components.schemas.MigrateVm, 'the MigrateVm body schema');
 });
