@@ -21,6 +21,7 @@ import { unionBranches } from './schemas.ts';
 import { inventoryRoutes } from './routes/inventory.ts';
 import { vmRoutes } from './routes/vm.ts';
 import { nodeRoutes } from './routes/node.ts';
+import { eventRoutes } from './routes/events.ts';
 
 export interface ApiOptions {
   store: ZkStore;
@@ -71,6 +72,8 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     bodyLimit: options.bodyLimit ?? 4 * 1024 * 1024,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
+    // Closing ends every connection, the event streams and waitFor long polls too (clients retry).
+    forceCloseConnections: true,
     // Query strings are parsed with node:querystring's rules; repeated keys give arrays, which the schemas refuse.
   });
   app.setValidatorCompiler(validatorCompiler);
@@ -113,6 +116,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   vmRoutes(app, cluster);
   inventoryRoutes(app, cluster);
   nodeRoutes(app, cluster);
+  eventRoutes(app, cluster);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.ready();
   return app;

@@ -1,4 +1,5 @@
-// The VM verbs over HTTP (issue 19): POST /vm/{name}/migrate|unmigrate|move|restart|flush-locks
+// The verbs over HTTP (issue 19): POST /vm/{name}/migrate|unmigrate|move|restart|flush-locks,
+// POST /node/{name}/flush|ready|primary and GET /events (and its follow stream),
 // against the real server and a real ZooKeeper. Each route writes exactly what `vk` writes (a twin
 // VM changed by the real CLI is compared field by field), bad input or a refusal writes nothing
 // (every znode's version under the root compared), and the routes are in /openapi.json.
@@ -203,11 +204,50 @@ describe('POST /node/{name}/flush, /ready, /primary', () => {
   });
 });
 
+describe('GET /events', () => {
+  test('the log oldest first, filtered by node; follow=true streams the backlog then each new event (NDJSON)', async () => {
+    const { appendEvent } = await import('../../core/events.ts');
+    const at = () => new Date().toISOString();
+    await appendEvent(store, paths, { at: at(), kind: 'fence.started', by: 'hv1', node: 'hv3', message: 'fencing hv3' });
+    await appendEvent(store, paths, { at: at(), kind: 'cluster.maintenance', by: 'vk', message: 'maintenance on' });
+    const all = await call('GET', '/events', undefined, reader.token);
+    assert.equal(all.status, 200, JSON.stringify(all.json));
+    const kinds = all.json.map((e: { kind: string }) => e.kind);
+    assert.deepEqual(kinds.slice(-2), ['fence.started', 'cluster.maintenance']);
+    const hv3 = await call('GET', '/events?node=hv3');
+    assert.deepEqual(hv3.json.map((e: { kind: string }) => e.kind), ['fence.started']);
+    await refused(400, () => call('GET', '/events?limit=0'));
+
+    const abort = new AbortController();
+    const res = await fetch(`${base}/events?follow=true&node=hv3&limit=5`, { headers: { authorization: `Bearer ${reader.token}` }, signal: abort.signal });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /ndjson/);
+    const reader2 = res.body!.getReader();
+    let text = '';
+    const until = async (pattern: RegExp) => {
+      while (!pattern.test(text)) {
+        const { value, done } = await reader2.read();
+        if (done) throw new Error(`stream ended before ${pattern}: ${text}`);
+        text += new TextDecoder().decode(value);
+      }
+    };
+    await until(/fence\.started/);
+    await appendEvent(store, paths, { at: at(), kind: 'vm.recovered', by: 'hv1', node: 'hv3', vm: 'web1', message: 'recovered to hv1' });
+    await appendEvent(store, paths, { at: at(), kind: 'node.lost', by: 'hv1', node: 'hv2', message: 'not about hv3' });
+    await until(/vm\.recovered/);
+    const lines = text.trim().split('\n').map((l) => JSON.parse(l) as { kind: string; node?: string });
+    assert.deepEqual(lines.map((l) => l.kind), ['fence.started', 'vm.recovered']);
+    await reader2.cancel();
+    abort.abort();
+  });
+});
+
 test('every verb is in the generated /openapi.json', async () => {
   const doc = (await call('GET', '/openapi.json')).json;
   for (const verb of ['migrate', 'unmigrate', 'move', 'restart', 'flush-locks']) {
     assert.ok(doc.paths[`/vm/{name}/${verb}`]?.post, `POST /vm/{name}/${verb} documented`);
   }
+  assert.ok(doc.paths['/events']?.get, 'GET /events documented');
   for (const verb of ['flush', 'ready', 'primary']) assert.ok(doc.paths[`/node/{name}/${verb}`]?.post, `POST /node/{name}/${verb} documented`);
   assert.ok(doc.components.schemas.MigrateVm, 'the MigrateVm body schema');
 });
