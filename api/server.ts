@@ -22,6 +22,10 @@ import { inventoryRoutes } from './routes/inventory.ts';
 import { vmRoutes } from './routes/vm.ts';
 import { nodeRoutes } from './routes/node.ts';
 import { eventRoutes } from './routes/events.ts';
+import { consoleRoutes } from './routes/console.ts';
+import { networkRoutes } from './routes/network.ts';
+import { declarativeRoutes } from './routes/declarative.ts';
+import { streamRegistry } from './stream.ts';
 
 export interface ApiOptions {
   store: ZkStore;
@@ -38,6 +42,8 @@ export interface ApiOptions {
 }
 
 const UNAUTHENTICATED = new Set(['/openapi.json']);
+/** POST routes that write nothing (they take manifests in a body): a read token may call them. */
+const READ_ONLY_POSTS = new Set(['/diff', '/plan']);
 
 /** Validates a request part with the project's schemas: a ValidationError names field and value. */
 function validatorCompiler({ schema }: { schema: unknown }) {
@@ -95,7 +101,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
       const entry = token === undefined ? undefined : options.auth.get(hashToken(token));
       if (!entry) throw new HttpError(401, 'Unauthorized', token === undefined ? 'a bearer token is required (Authorization: Bearer …)' : 'the bearer token is not valid');
       req.log.info({ tokenName: entry.name, scope: entry.scope }, 'authenticated');
-      if (entry.scope !== 'admin' && req.method !== 'GET' && req.method !== 'HEAD') {
+      if (entry.scope !== 'admin' && req.method !== 'GET' && req.method !== 'HEAD' && !(req.method === 'POST' && READ_ONLY_POSTS.has(route))) {
         throw new HttpError(403, 'Forbidden', `token ${entry.name} has scope ${entry.scope}; ${req.method} needs scope admin`);
       }
     }
@@ -116,7 +122,11 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
   vmRoutes(app, cluster);
   inventoryRoutes(app, cluster);
   nodeRoutes(app, cluster);
-  eventRoutes(app, cluster);
+  const stream = streamRegistry(app);
+  eventRoutes(app, cluster, stream);
+  consoleRoutes(app, cluster, stream);
+  networkRoutes(app, cluster);
+  declarativeRoutes(app, cluster);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.ready();
   return app;

@@ -27,6 +27,7 @@ import type { ZkStore } from '../drivers/zk/index.ts';
 import { bridgeName, listNodeNames, readAllNetworks, readAllVms, readConfig, type LiveNetwork, type LiveVm } from './cluster.ts';
 import { CliError, EXIT_USAGE, ManifestErrors, usageError } from './errors.ts';
 import { FileRefused, readNamedFile, readRegularFileWithin, withoutFileContent } from './read-file.ts';
+import { RefusedError } from '../core/errors.ts';
 
 const MANIFEST_EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
 /** The largest manifest file read (many VMs with inline XML fit; /dev/zero does not). */
@@ -101,6 +102,32 @@ function oneLine(text: string): string {
   return text.split('\n')[0]!.trim().replace(/:$/, '');
 }
 
+/** Parses the YAML documents of `text` (named `file` in sources); syntax errors are collected, one per document. */
+export function parseYamlDocuments(text: string, file: string, errors: ValidationError[]): RawDocument[] {
+  const out: RawDocument[] = [];
+  const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true });
+  const list = Array.isArray(docs) ? docs : [docs];
+  list.forEach((doc, i) => {
+    const source = `${file}#${i + 1}`;
+    const problem = doc.errors[0];
+    if (problem) {
+      errors.push(new ValidationError('(document)', undefined, `YAML syntax error: ${oneLine(problem.message)}`, { source, showValue: false }));
+      return;
+    }
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: MAX_YAML_ALIASES });
+    } catch (error) {
+      // yaml throws a ReferenceError for an alias bomb (and for an alias to nothing).
+      errors.push(new ValidationError('(document)', undefined, `YAML cannot be expanded: ${oneLine((error as Error).message)} (at most ${MAX_YAML_ALIASES} aliases)`, { source, showValue: false }));
+      return;
+    }
+    if (value === null || value === undefined) return; // an empty document (a trailing ---)
+    out.push({ source, file, doc: value });
+  });
+  return out;
+}
+
 /** Parses every document of every file; syntax errors are collected, one per document. */
 export function readDocuments(files: readonly string[], errors: ValidationError[]): RawDocument[] {
   const out: RawDocument[] = [];
@@ -114,26 +141,7 @@ export function readDocuments(files: readonly string[], errors: ValidationError[
       }
       continue;
     }
-    const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true });
-    const list = Array.isArray(docs) ? docs : [docs];
-    list.forEach((doc, i) => {
-      const source = `${file}#${i + 1}`;
-      const problem = doc.errors[0];
-      if (problem) {
-        errors.push(new ValidationError('(document)', undefined, `YAML syntax error: ${oneLine(problem.message)}`, { source, showValue: false }));
-        return;
-      }
-      let value: unknown;
-      try {
-        value = doc.toJS({ maxAliasCount: MAX_YAML_ALIASES });
-      } catch (error) {
-        // yaml throws a ReferenceError for an alias bomb (and for an alias to nothing).
-        errors.push(new ValidationError('(document)', undefined, `YAML cannot be expanded: ${oneLine((error as Error).message)} (at most ${MAX_YAML_ALIASES} aliases)`, { source, showValue: false }));
-        return;
-      }
-      if (value === null || value === undefined) return; // an empty document (a trailing ---)
-      out.push({ source, file, doc: value });
-    });
+    out.push(...parseYamlDocuments(text, file, errors));
   }
   return out;
 }
@@ -157,8 +165,8 @@ function named<K extends Exclude<DesiredObject['kind'], 'VM'>, S>(kind: K, name:
   return { kind, name, source, spec, manifest: { apiVersion: API_VERSION, kind, metadata: { name }, spec } };
 }
 
-/** Validates one document; `baseDir` resolves a VM's xmlFile. */
-export function decodeDocument(raw: RawDocument, baseDir: string): DesiredObject {
+/** Validates one document; `baseDir` resolves a VM's xmlFile (null: xmlFile is refused, the XML must be inline). */
+export function decodeDocument(raw: RawDocument, baseDir: string | null): DesiredObject {
   const manifest = decodeManifest(raw.doc, raw.source);
   const source = raw.source;
   try {
@@ -173,6 +181,7 @@ export function decodeDocument(raw: RawDocument, baseDir: string): DesiredObject
           xmlField = 'spec.xml';
         } else {
           xmlField = 'spec.xmlFile';
+          if (baseDir === null) throw new ValidationError('spec.xmlFile', split.xmlFile, 'not accepted here: give the domain XML inline (spec.xml)', { kind: 'path' });
           xml = readXmlFile(split.xmlFile!, baseDir);
         }
         const info = xmlField === 'spec.xmlFile' ? withoutFileContent(() => parseVmXml(xml, name, xmlField)) : parseVmXml(xml, name, xmlField);
@@ -210,11 +219,11 @@ export function decodeDocument(raw: RawDocument, baseDir: string): DesiredObject
  * Validates every document and the rules across them; throws ManifestErrors (one line per bad
  * document) when anything is wrong. `errors` may already hold syntax errors.
  */
-export function decodeDocuments(docs: readonly RawDocument[], errors: ValidationError[] = []): DesiredObject[] {
+export function decodeDocuments(docs: readonly RawDocument[], errors: ValidationError[] = [], options: { inlineXmlOnly?: boolean } = {}): DesiredObject[] {
   const objects: DesiredObject[] = [];
   for (const raw of docs) {
     try {
-      objects.push(decodeDocument(raw, dirname(raw.file)));
+      objects.push(decodeDocument(raw, options.inlineXmlOnly ? null : dirname(raw.file)));
     } catch (error) {
       if (error instanceof ValidationError) errors.push(error);
       else throw error;
@@ -378,7 +387,7 @@ export function networkUsers(vni: string, vms: readonly LiveVm[]): string[] {
 export function checkNetworkRemoval(vni: string, vms: readonly LiveVm[]): void {
   const users = networkUsers(vni, vms);
   if (users.length === 0) return;
-  throw new CliError(
+  throw new RefusedError(
     `network ${vni} is in use: vm ${users.join(', ')} attach${users.length === 1 ? 'es' : ''} to its bridge ${bridgeName(vni)}; detach or remove ${users.length === 1 ? 'it' : 'them'} first (nothing was removed)`,
     EXIT_USAGE,
   );

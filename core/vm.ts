@@ -112,7 +112,7 @@ export function prepareDefineManifest(doc: unknown, source: string): PreparedDef
   if (spec && typeof spec === 'object' && spec.xmlFile !== undefined) {
     throw new ValidationError('spec.xmlFile', spec.xmlFile, 'not accepted here: give the domain XML inline (spec.xml)', { kind: 'path', source });
   }
-  const obj = decodeDocument({ source, file: source, doc }, '/nonexistent');
+  const obj = decodeDocument({ source, file: source, doc }, null);
   if (obj.kind !== 'VM') throw new ValidationError('kind', obj.kind, 'must be VM', { kind: 'kind', source });
   return { name: obj.name, info: obj.info, state: obj.spec.state, meta: obj.spec.meta, xml: obj.xml, xmlSource: obj.xmlField, given: obj };
 }

@@ -8,6 +8,8 @@ import type { Cluster } from '../../cli/connect.ts';
 import { followEvents, listEvents } from '../../core/events.ts';
 import { NameSchema } from '../../schemas/index.ts';
 import { ErrorBody } from '../schemas.ts';
+import type { StreamRegistry } from '../stream.ts';
+import { map } from 'rxjs';
 
 const EventsQuery = z.strictObject({
   node: NameSchema.optional().describe('only events about this node'),
@@ -29,13 +31,8 @@ const EventEntryView = z
   })
   .meta({ id: 'Event' });
 
-export function eventRoutes(app: FastifyInstance, cluster: Cluster): void {
+export function eventRoutes(app: FastifyInstance, cluster: Cluster, stream: StreamRegistry): void {
   const api = app.withTypeProvider<ZodTypeProvider>();
-  // Open follow streams, ended when the server closes (a hijacked reply is not Fastify's to end).
-  const streams = new Set<() => void>();
-  app.addHook('preClose', async () => {
-    for (const end of [...streams]) end();
-  });
   api.get(
     '/events',
     {
@@ -53,26 +50,7 @@ export function eventRoutes(app: FastifyInstance, cluster: Cluster): void {
         const entries = await listEvents(cluster.store, cluster.paths, { ...filter, limit });
         return entries.map((e) => ({ seq: e.seq, ...e.event }));
       }
-      reply.hijack();
-      const res = reply.raw;
-      // connection: close — the socket goes with the stream (a hijacked reply would otherwise sit in keep-alive and hold up the server's close).
-      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache', connection: 'close' });
-      const sub = followEvents(cluster.store, cluster.paths, { ...filter, backlog: limit }).subscribe({
-        next: (e) => res.write(`${JSON.stringify({ seq: e.seq, ...e.event })}\n`),
-        error: (error: unknown) => {
-          req.log.warn({ err: error }, 'events stream ended');
-          res.end();
-        },
-      });
-      const end = () => {
-        streams.delete(end);
-        sub.unsubscribe();
-        if (!res.writableEnded) res.end();
-      };
-      streams.add(end);
-      req.raw.on('close', end);
-      res.on('close', end);
-      return reply;
+      return stream(req, reply, 'application/x-ndjson', followEvents(cluster.store, cluster.paths, { ...filter, backlog: limit }).pipe(map((e) => `${JSON.stringify({ seq: e.seq, ...e.event })}\n`)));
     },
   );
 }

@@ -1,17 +1,16 @@
 // `vk apply`, `vk diff`, `vk plan`: the declarative commands.
 import { writeFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
-import { createTwoFilesPatch } from 'diff';
 import { isValidName, isValidVni, type ZkPaths } from '../../schemas/index.ts';
 import type { ZkStore } from '../../drivers/zk/index.ts';
-import { readAllNetworks, readAllNodes, readAllVms, readConfig } from '../cluster.ts';
 import { withCluster, type Cluster } from '../connect.ts';
 import { CliError, EXIT_USAGE, setRuntimeExitCode, usageError } from '../errors.ts';
-import { checkAgainstCluster, decodeDocuments, readClusterView, loadManifests, MAX_MANIFEST_BYTES, sortForWrite, type DesiredObject } from '../manifests.ts';
+import { decodeDocuments, loadManifests, MAX_MANIFEST_BYTES } from '../manifests.ts';
 import { readNamedFile } from '../read-file.ts';
-import { applyObjects, prepareObject, StalePlanError, type PreparedObject } from '../objects.ts';
+import { applyObjects, StalePlanError } from '../objects.ts';
 import { colors, println, toJson } from '../output.ts';
-import { liveViews, planCluster, renderPlan, type PlanAction } from '../plan.ts';
+import { renderPlan, type PlanAction } from '../plan.ts';
+import { applyManifests, checkLive, diffManifests, planManifests } from '../../core/declarative.ts';
 
 interface FileFlags {
   filename?: string[];
@@ -21,11 +20,6 @@ function filenameOption(required: boolean): Option {
   const option = new Option('-f, --filename <paths...>', 'manifest files or directories (recursive: *.yaml, *.yml, *.json); repeatable');
   if (required) option.makeOptionMandatory();
   return option;
-}
-
-/** The cluster checks of the manifests' objects (UUIDs, nodes, network MTUs), before anything is written. */
-async function checkLive(cluster: Cluster, objects: readonly DesiredObject[]): Promise<void> {
-  checkAgainstCluster(objects, await readClusterView(cluster.store, cluster.paths, objects));
 }
 
 // ------------------------------------------------------------------------------- plan files
@@ -99,6 +93,7 @@ export async function desiredStateZxid(store: ZkStore, paths: ZkPaths): Promise<
 
 interface ApplyFlags extends FileFlags {
   dryRun?: boolean;
+  output?: string;
   plan?: string;
 }
 
@@ -125,6 +120,7 @@ function registerApplyCommand(program: Command): void {
     .addOption(filenameOption(false))
     .option('--dry-run', 'print what would be created/configured and write nothing')
     .option('--plan <file>', 'apply a plan saved by vk plan --out, refused if the cluster changed since')
+    .addOption(new Option('-o, --output <format>', 'print the objects and what was done to each as json (as POST /apply answers)').choices(['json']))
     .action(async (flags: ApplyFlags, cmd: Command) => {
       if (flags.plan !== undefined && flags.filename !== undefined) throw usageError('give either -f or --plan, not both');
       if (flags.plan !== undefined) {
@@ -134,18 +130,15 @@ function registerApplyCommand(program: Command): void {
       }
       if (!flags.filename) throw usageError("apply needs -f <paths…> (or --plan <file>)");
       const objects = loadManifests(flags.filename);
+      const json = flags.output === 'json';
       await withCluster(cmd, async (cluster) => {
-        await checkLive(cluster, objects);
-        await applyObjects(cluster, objects, { dryRun: flags.dryRun === true });
+        const outcome = await applyManifests(cluster, objects, { dryRun: flags.dryRun === true, print: json ? () => {} : println });
+        if (json) process.stdout.write(toJson(outcome));
       });
     });
 }
 
 // -------------------------------------------------------------------------------------- diff
-
-function withNewline(text: string): string {
-  return text === '' || text.endsWith('\n') ? text : `${text}\n`;
-}
 
 function colourPatch(patch: string): string {
   return patch
@@ -160,44 +153,22 @@ function colourPatch(patch: string): string {
     .join('\n');
 }
 
-/** Unified diffs of what apply would change, one per changed part (spec, xml, config). */
-export function diffPrepared(prepared: PreparedObject): string[] {
-  const patches: string[] = [];
-  for (const part of prepared.parts) {
-    if (part.same) continue;
-    const name = `${prepared.id}/${part.label}`;
-    const patch = createTwoFilesPatch(`live/${name}`, `manifest/${name}`, withNewline(part.liveText), withNewline(part.desiredText), undefined, undefined, {
-      context: 3,
-    });
-    patches.push(patch.replace(/^=+\n/, '').trimEnd());
-  }
-  return patches;
-}
-
 function registerDiffCommand(program: Command): void {
   program
     .command('diff')
     .description('show what apply would change, as unified diffs against ZooKeeper (exit 0: none, 1: differences, 2: bad input, 3: error)')
     .addOption(filenameOption(true))
-    .action(async (flags: FileFlags, cmd: Command) => {
+    .addOption(new Option('-o, --output <format>', 'print the objects and their patches as json (as POST /diff answers)').choices(['json']))
+    .action(async (flags: FileFlags & { output?: string }, cmd: Command) => {
       setRuntimeExitCode(3);
       const objects = loadManifests(flags.filename ?? []);
-      const differs = await withCluster(cmd, async (cluster) => {
-        await checkLive(cluster, objects);
-        let any = false;
-        for (const obj of sortForWrite(objects)) {
-          const prepared = await prepareObject(cluster, obj);
-          for (const patch of diffPrepared(prepared)) {
-            // Before printing: a reader that stops early (vk diff | head -1) ends vk at the next
-            // write (EPIPE, see main.ts), which must still exit 1.
-            any = true;
-            process.exitCode = 1;
-            println(colourPatch(patch));
-          }
-        }
-        return any;
-      });
-      process.exitCode = differs ? 1 : 0;
+      const outcome = await withCluster(cmd, (cluster) => diffManifests(cluster, objects));
+      // Before printing: a reader that stops early (vk diff | head -1) ends vk at the next write
+      // (EPIPE, see main.ts), which must still exit 1.
+      process.exitCode = outcome.differs ? 1 : 0;
+      if (flags.output === 'json') process.stdout.write(toJson(outcome));
+      else for (const obj of outcome.objects) for (const { patch } of obj.patches) println(colourPatch(patch));
+      process.exitCode = outcome.differs ? 1 : 0;
     });
 }
 
@@ -238,36 +209,6 @@ async function planOneNode(flags: PlanFlags, cmd: Command): Promise<void> {
   else println(lines.length === 0 ? `${cfg.node}: nothing to do` : lines.join('\n'));
 }
 
-async function computePlan(cluster: Cluster, objects: readonly DesiredObject[]) {
-  const { store, paths } = cluster;
-  const [liveVms, liveNodes, liveConfig, liveNetworks] = await Promise.all([
-    readAllVms(store, paths, { status: true, migration: true }),
-    readAllNodes(store, paths),
-    readConfig(store, paths),
-    objects.some((o) => o.kind === 'ClusterConfig') ? readAllNetworks(store, paths) : [],
-  ]);
-  checkAgainstCluster(objects, { vms: liveVms, nodes: liveNodes.map((n) => n.name), networks: liveNetworks, config: liveConfig.value });
-  const prepared = await Promise.all(sortForWrite(objects).map((o) => prepareObject(cluster, o)));
-  const zxid = store.lastZxid();
-
-  const { vms, nodes } = liveViews(liveVms, liveNodes);
-  let defaultSelector = liveConfig.value.defaultNodeSelector;
-  for (const p of prepared) {
-    const obj = p.obj;
-    if (obj.kind === 'VM' && p.vmSpec) {
-      const before = vms.get(obj.name);
-      const specPart = p.parts[0]!;
-      const generation = specPart.live === null ? 0 : specPart.live.version + (specPart.same ? 0 : 1);
-      vms.set(obj.name, { name: obj.name, spec: p.vmSpec, generation, xml: obj.xml, status: before?.status ?? null, migration: before?.migration ?? null });
-    } else if (obj.kind === 'Node') {
-      const before = nodes.get(obj.name);
-      nodes.set(obj.name, { name: obj.name, spec: obj.spec, status: before?.status ?? null, alive: before?.alive ?? false, liveMigration: before?.liveMigration ?? false });
-    } else if (obj.kind === 'ClusterConfig') defaultSelector = obj.spec.defaultNodeSelector;
-  }
-  const actions = planCluster([...vms.values()], [...nodes.values()], new Date().toISOString(), { defaultSelector });
-  return { zxid, actions, prepared };
-}
-
 function registerPlanCommand(program: Command): void {
   program
     .command('plan')
@@ -286,12 +227,12 @@ function registerPlanCommand(program: Command): void {
         return planOneNode(flags, cmd);
       }
       const objects = flags.filename ? loadManifests(flags.filename) : [];
-      const result = await withCluster(cmd, async (cluster) => ({ ...(await computePlan(cluster, objects)), root: cluster.paths.root }));
+      const result = await withCluster(cmd, async (cluster) => ({ ...(await planManifests(cluster, objects)), root: cluster.paths.root }));
       const { zxid, actions, prepared } = result;
       // Set before printing, so a closed stdout (vk plan | head -1) still exits 1 (see main.ts).
       process.exitCode = actions.length > 0 ? 1 : 0;
       if (flags.output === 'json') {
-        process.stdout.write(toJson({ zxid: zxid.toString(), actions }));
+        process.stdout.write(toJson({ zxid, actions }));
       } else {
         for (const p of prepared) if (p.result !== 'unchanged') println(`would apply: ${p.id} ${p.result}`);
         println(renderPlan(actions));
@@ -301,7 +242,7 @@ function registerPlanCommand(program: Command): void {
           apiVersion: 'virtkeeper/v1',
           kind: PLAN_KIND,
           root: result.root,
-          zxid: zxid.toString(),
+          zxid,
           createdAt: new Date().toISOString(),
           actions,
           objects: objects.map((o) => o.manifest),

@@ -24,6 +24,7 @@ import {
 } from '../../schemas/index.ts';
 import { changeVmMeta, defineVm, migrateVm, moveVm, prepareDefine, removeVm, restartVm, setVmState, unmigrateVm } from '../../core/vm.ts';
 import { readExistingVm } from '../cluster.ts';
+import { DEFAULT_CONSOLE_LINES, followConsole, readConsole } from '../../core/console.ts';
 import { parsePositiveInt, withCluster, type Cluster } from '../connect.ts';
 import { println } from '../output.ts';
 import { readNamedFile, withoutFileContent } from '../read-file.ts';
@@ -276,28 +277,6 @@ interface LogFlags {
   lines?: number;
 }
 
-/** The lines of `next` that were not in `previous`: the console buffer is a sliding window. */
-export function newConsoleLines(previous: readonly string[], next: readonly string[]): string[] {
-  for (let drop = 0; drop <= previous.length; drop++) {
-    const overlap = previous.length - drop;
-    if (overlap > next.length) continue;
-    let match = true;
-    for (let i = 0; i < overlap; i++) {
-      if (previous[drop + i] !== next[i]) {
-        match = false;
-        break;
-      }
-    }
-    if (match && (overlap > 0 || previous.length === 0)) return next.slice(overlap);
-  }
-  // No overlap: the log started over (the domain restarted).
-  return [...next];
-}
-
-function splitConsole(text: string): string[] {
-  return text === '' ? [] : text.split('\n');
-}
-
 function registerLog(vm: Command): void {
   vm.command('log')
     .description("show the VM's serial console log (the last lines the node keeps in ZooKeeper)")
@@ -305,26 +284,23 @@ function registerLog(vm: Command): void {
     .option('-f, --follow', 'keep printing new lines as they arrive (Ctrl-C to stop)')
     .option('-n, --lines <count>', 'how many of the last lines to show (default 100)', parsePositiveInt)
     .action(async (name: string, flags: LogFlags, cmd: Command) => {
-      const count = flags.lines ?? 100;
+      const count = flags.lines ?? DEFAULT_CONSOLE_LINES;
       await withCluster(cmd, async (cluster) => {
         const { store, paths } = cluster;
-        const vm = await readExistingVm(store, paths, name, { console: true });
         if (!flags.follow) {
-          if (!vm.console) {
+          const lines = await readConsole(store, paths, name, count);
+          if (lines === null) {
             process.stderr.write(`vm ${name} has no console log yet (its XML needs <serial><log file='…'/></serial>)\n`);
             return;
           }
-          for (const line of splitConsole(vm.console.text).slice(-count)) println(line);
+          for (const line of lines) println(line);
           return;
         }
-        let shown: string[] | null = null;
+        await readExistingVm(store, paths, name);
         await new Promise<void>((resolve, reject) => {
-          const subscription = store.watchData(paths.vmConsole(name)).subscribe({
-            next: (state) => {
-              const lines = state.kind === 'data' ? splitConsole(state.data.toString('utf8')) : [];
-              const fresh = shown === null ? lines.slice(-count) : newConsoleLines(shown, lines);
+          const subscription = followConsole(store, paths, name, count).subscribe({
+            next: (fresh) => {
               for (const line of fresh) println(line);
-              shown = lines;
             },
             error: reject,
             complete: resolve,

@@ -5,23 +5,21 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { validate, compileErrors } from '@readme/openapi-parser';
-import type { FastifyInstance } from 'fastify';
 import { ZkStore } from '../../drivers/zk/index.ts';
-import { decodeVmSpec, encodeNetworkSpec, encodeNodeStatus, encodeVmStatus, ZkPaths, type VmSpec } from '../../schemas/index.ts';
+import { encodeNetworkSpec, encodeVmStatus } from '../../schemas/index.ts';
 import { buildApi } from '../../api/server.ts';
-import { newToken, parseTokenFile } from '../../api/auth.ts';
-import { ensureLayout } from '../../cli/connect.ts';
-import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
+import { parseTokenFile } from '../../api/auth.ts';
+import type { ZkServer } from '../rig/zookeeper.ts';
+import { ApiFixture } from './helpers.ts';
 
-const root = '/api';
-const paths = new ZkPaths(root);
+const fx = new ApiFixture('/api');
+const { paths, admin, reader } = fx;
 let server: ZkServer;
 let store: ZkStore;
-let app: FastifyInstance;
-let base: string;
 const logLines: string[] = [];
-const admin = newToken('admin', 'ops');
-const reader = newToken('read', 'dashboard');
+const call = fx.call.bind(fx);
+const refused = fx.refused.bind(fx);
+const spec = fx.spec.bind(fx);
 
 const XML = (name: string, uuid?: string) => `<domain type='test'>
   <name>${name}</name>${uuid ? `\n  <uuid>${uuid}</uuid>` : ''}
@@ -31,87 +29,19 @@ const XML = (name: string, uuid?: string) => `<domain type='test'>
   <devices><interface type='bridge'><source bridge='vkbr100'/></interface></devices>
 </domain>`;
 
-async function call(method: string, path: string, body?: unknown, token: string | null = admin.token): Promise<{ status: number; json: any }> {
-  const headers: Record<string, string> = {};
-  if (token !== null) headers.authorization = `Bearer ${token}`;
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${base}${path}`, { method, headers, ...(body !== undefined && { body: typeof body === 'string' ? body : JSON.stringify(body) }) });
-  const text = await res.text();
-  return { status: res.status, json: text === '' ? null : JSON.parse(text) };
-}
-
-/** Every znode under the root with its data version and child version: any write changes it. */
-async function versions(): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const walk = async (path: string) => {
-    const stat = await store.exists(path);
-    if (!stat) return;
-    out[path] = `${stat.version}/${stat.cversion}`;
-    for (const child of (await store.children(path)) ?? []) await walk(`${path}/${child}`);
-  };
-  await walk(root);
-  return out;
-}
-
-/** Asserts that `fn` answers `status` with the JSON error shape and writes nothing. */
-async function refused(status: number, fn: () => Promise<{ status: number; json: any }>, expect: { reason?: string; field?: string; message?: RegExp } = {}) {
-  const before = await versions();
-  const res = await fn();
-  assert.equal(res.status, status, JSON.stringify(res.json));
-  assert.equal(typeof res.json.error.message, 'string');
-  assert.equal(typeof res.json.error.reason, 'string');
-  if (expect.reason) assert.equal(res.json.error.reason, expect.reason);
-  if (expect.field) assert.equal(res.json.error.field, expect.field, res.json.error.message);
-  if (expect.message) assert.match(res.json.error.message, expect.message);
-  assert.deepEqual(await versions(), before, 'nothing written');
-  return res.json.error;
-}
-
-async function spec(vm: string): Promise<VmSpec & { version: number }> {
-  const node = await store.get(paths.vmSpec(vm));
-  assert.ok(node, `vm ${vm} has a spec`);
-  return { ...decodeVmSpec(node.data), version: node.version };
-}
-
-function nodeStatus(runningVms: string[] = []): string {
-  return encodeNodeStatus({
-    daemonState: 'run',
-    domainState: 'ready',
-    memory: { totalMiB: 8000, usedMiB: 1000, freeMiB: 7000, allocatedMiB: 100, provisionedMiB: 100 },
-    vcpus: { total: 16, allocated: 2 },
-    load: 0.5,
-    runningVms,
-    keepaliveAt: new Date().toISOString(),
-    version: 'test',
-    conditions: [],
-  });
-}
-
 before(async () => {
-  server = await startZooKeeper();
-  store = await ZkStore.connect({ connectString: server.connectString, sessionTimeoutMs: 10_000 });
-  await ensureLayout({ store, paths, connectString: server.connectString, connectTimeoutMs: 10_000 });
-  for (const node of ['hv1', 'hv2']) {
-    await store.create(paths.nodeStatus(node), nodeStatus(), { parents: true });
-    await store.create(paths.nodeAlive(node), '', { mode: 'ephemeral' });
-  }
-  await store.create(paths.networkSpec('100'), encodeNetworkSpec({ type: 'bridged' }), { parents: true });
-  const tokens = parseTokenFile(`# test tokens\n${admin.line}\n\n${reader.line}\n`, 'tokens');
   const stream = new Writable({
     write(chunk, _enc, done) {
       logLines.push(...String(chunk).split('\n').filter((l) => l !== ''));
       done();
     },
   });
-  app = await buildApi({ store, paths, auth: tokens, connectString: server.connectString, log: { stream } });
-  base = await app.listen({ host: '127.0.0.1', port: 0 });
+  await fx.start({ log: { stream } });
+  ({ server, store } = fx);
+  await store.create(paths.networkSpec('100'), encodeNetworkSpec({ type: 'bridged' }), { parents: true });
 });
 
-after(async () => {
-  await app?.close();
-  await store?.close();
-  await server?.cleanup();
-});
+after(() => fx.stop());
 
 describe('auth', () => {
   test('no token and a bad token: 401 JSON; a read token reads; a read token on a write: 403, nothing written', async () => {

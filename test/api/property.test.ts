@@ -86,6 +86,27 @@ const body = fc.oneof(
   fc.record({ xml: fc.oneof(fc.constantFrom('vm1', 'vm2', 'vm3').map(xmlFor), fc.string()), meta, node, state }, { requiredKeys: ['xml'] }),
   fc.record({ meta, state, node, generation: fc.oneof(fc.nat(5), fc.jsonValue()) }, { requiredKeys: [] }),
   fc.record({ kind: fc.constant('VM'), metadata: fc.record({ name: fc.constantFrom('vm4', 'vm5') }), spec: fc.record({ node, state, xml: fc.constantFrom('vm4', 'vm5').map(xmlFor) }, { requiredKeys: [] }) }),
+  // POST /apply|/diff|/plan: manifests (mostly VM and Network documents) or YAML text.
+  fc.record(
+    {
+      manifests: mostly(
+        fc.array(
+          fc.oneof(
+            fc.record({ apiVersion: fc.constant('virtkeeper/v1'), kind: fc.constant('VM'), metadata: fc.record({ name: fc.constantFrom('vm6', 'vm7') }), spec: fc.record({ node, state, xml: fc.constantFrom('vm6', 'vm7').map(xmlFor) }, { requiredKeys: [] }) }),
+            fc.record({ apiVersion: fc.constant('virtkeeper/v1'), kind: fc.constant('Network'), metadata: fc.record({ name: fc.constantFrom('300', '301', '0') }), spec: fc.record({ type: mostly(fc.constantFrom('managed', 'bridged'), fc.string()) }) }),
+            fc.jsonValue(),
+          ),
+          { maxLength: 3 },
+        ),
+        fc.jsonValue(),
+      ),
+      yaml: fc.oneof(fc.constant('kind: Network\napiVersion: virtkeeper/v1\nmetadata: {name: "302"}\nspec: {type: managed}\n'), fc.string({ maxLength: 40 })),
+      dryRun: mostly(fc.boolean(), fc.jsonValue()),
+    },
+    { requiredKeys: [] },
+  ),
+  // POST /network.
+  fc.record({ vni: mostly(fc.constantFrom('100', '200', '201'), fc.jsonValue()), spec: fc.record({ type: mostly(fc.constantFrom('managed', 'bridged'), fc.string()), mtu: mostly(fc.integer({ min: 576, max: 1450 }), fc.jsonValue()) }, { requiredKeys: [] }) }, { requiredKeys: [] }),
   fc.jsonValue(),
 );
 /** Query values; a timeout is always tiny or not a number, so a waitFor never waits long. */
@@ -165,7 +186,7 @@ test('generated requests get documented responses whose bodies match their schem
   );
   assert.equal(count >= 300, true);
   // Not vacuous: writes succeeded and failed, reads found and missed.
-  for (const expected of ['POST /vm 201', 'POST /vm 400', 'GET /vm/{name} 404', 'GET /vm 200', 'POST /vm/{name} 400', 'GET /node/{name} 200', 'GET /network/{vni} 200']) {
+  for (const expected of ['POST /apply 400', 'POST /network 400', 'POST /vm 201', 'POST /vm 400', 'GET /vm/{name} 404', 'GET /vm 200', 'POST /vm/{name} 400', 'GET /node/{name} 200', 'GET /network/{vni} 200']) {
     assert.ok(seen.has(expected), `saw ${expected} (seen: ${[...seen].sort().join(', ')})`);
   }
   assert.equal((await fetch(`${base}/openapi.json`)).status, 200, 'still serving');

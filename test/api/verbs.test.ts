@@ -5,47 +5,22 @@
 // (every znode's version under the root compared), and the routes are in /openapi.json.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { FastifyInstance } from 'fastify';
 import { ZkStore } from '../../drivers/zk/index.ts';
-import { decodeVmSpec, encodeNodeStatus, encodeVmSpec, ZkPaths, type VmSpec } from '../../schemas/index.ts';
-import { buildApi } from '../../api/server.ts';
-import { newToken, parseTokenFile } from '../../api/auth.ts';
-import { ensureLayout } from '../../cli/connect.ts';
-import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
+import { encodeVmSpec, type VmSpec } from '../../schemas/index.ts';
+import type { ZkServer } from '../rig/zookeeper.ts';
+import { ApiFixture } from './helpers.ts';
 import { vkFor, type Vk } from '../cli/helpers.ts';
 
-const root = '/apiverbs';
-const paths = new ZkPaths(root);
+const fx = new ApiFixture('/apiverbs');
+const { root, paths, reader } = fx;
 let server: ZkServer;
 let store: ZkStore;
-let app: FastifyInstance;
-let base: string;
 let vk: Vk;
-const admin = newToken('admin', 'ops');
-const reader = newToken('read', 'dashboard');
+const call = fx.call.bind(fx);
+const versions = fx.versions.bind(fx);
+const spec = fx.spec.bind(fx);
 const XML = (name: string, disk = '') => `<domain type='test'><name>${name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type>hvm</type></os>${disk}</domain>`;
 const RBD = (image: string) => `<devices><disk type='network' device='disk'><source protocol='rbd' name='${image}'/><target dev='vda'/></disk></devices>`;
-
-async function call(method: string, path: string, body?: unknown, token: string | null = admin.token): Promise<{ status: number; json: any }> {
-  const headers: Record<string, string> = {};
-  if (token !== null) headers.authorization = `Bearer ${token}`;
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${base}${path}`, { method, headers, ...(body !== undefined && { body: JSON.stringify(body) }) });
-  const text = await res.text();
-  return { status: res.status, json: text === '' ? null : JSON.parse(text) };
-}
-
-async function versions(): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const walk = async (path: string) => {
-    const stat = await store.exists(path);
-    if (!stat) return;
-    out[path] = `${stat.version}/${stat.cversion}`;
-    for (const child of (await store.children(path)) ?? []) await walk(`${path}/${child}`);
-  };
-  await walk(root);
-  return out;
-}
 
 async function refused(status: number, fn: () => Promise<{ status: number; json: any }>, message?: RegExp): Promise<void> {
   const before = await versions();
@@ -54,12 +29,6 @@ async function refused(status: number, fn: () => Promise<{ status: number; json:
   assert.equal(typeof res.json.error.reason, 'string');
   if (message) assert.match(res.json.error.message, message);
   assert.deepEqual(await versions(), before, 'nothing written');
-}
-
-async function spec(vm: string): Promise<VmSpec & { version: number }> {
-  const got = await store.get(paths.vmSpec(vm));
-  assert.ok(got, `vm ${vm} has a spec`);
-  return { ...decodeVmSpec(got.data), version: got.version };
 }
 
 /** Two identical VMs: `api-<n>` changed over HTTP, `cli-<n>` by vk. */
@@ -80,27 +49,12 @@ async function sameChange(n: string): Promise<VmSpec> {
 }
 
 before(async () => {
-  server = await startZooKeeper();
-  store = await ZkStore.connect({ connectString: server.connectString, sessionTimeoutMs: 10_000 });
-  await ensureLayout({ store, paths, connectString: server.connectString, connectTimeoutMs: 10_000 });
-  for (const node of ['hv1', 'hv2']) {
-    await store.create(
-      paths.nodeStatus(node),
-      encodeNodeStatus({ daemonState: 'run', domainState: 'ready', memory: { totalMiB: 8000, usedMiB: 1000, freeMiB: 7000, allocatedMiB: 0, provisionedMiB: 0 }, vcpus: { total: 16, allocated: 0 }, load: 0.1, runningVms: [], keepaliveAt: new Date().toISOString(), version: 'test', conditions: [] }),
-      { parents: true },
-    );
-    await store.create(paths.nodeAlive(node), '', { mode: 'ephemeral' });
-  }
-  app = await buildApi({ store, paths, auth: parseTokenFile(`${admin.line}\n${reader.line}\n`, 'tokens'), connectString: server.connectString, log: { level: 'silent' } as never });
-  base = await app.listen({ host: '127.0.0.1', port: 0 });
+  await fx.start();
+  ({ server, store } = fx);
   vk = vkFor(server.connectString, root);
 });
 
-after(async () => {
-  await app?.close();
-  await store?.close();
-  await server?.cleanup();
-});
+after(() => fx.stop());
 
 describe('POST /vm/{name}/migrate, /unmigrate, /move, /restart', () => {
   test('migrate then unmigrate: the same specs as vk vm migrate / unmigrate, with the generation to wait for', async () => {
@@ -219,7 +173,7 @@ describe('GET /events', () => {
     await refused(400, () => call('GET', '/events?limit=0'));
 
     const abort = new AbortController();
-    const res = await fetch(`${base}/events?follow=true&node=hv3&limit=5`, { headers: { authorization: `Bearer ${reader.token}` }, signal: abort.signal });
+    const res = await fetch(`${fx.base}/events?follow=true&node=hv3&limit=5`, { headers: { authorization: `Bearer ${reader.token}` }, signal: abort.signal });
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /ndjson/);
     const reader2 = res.body!.getReader();

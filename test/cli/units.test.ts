@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { Command } from 'commander';
-import { newConsoleLines } from '../../cli/commands/vm.ts';
+import { newConsoleLines } from '../../core/console.ts';
 import { buildProgram } from '../../cli/program.ts';
 import { planVm, type VmView } from '../../cli/plan.ts';
 import { selectNode, type NodeCandidate } from '../../reconcilers/selectors.ts';
