@@ -75,6 +75,14 @@ export function registerApi(program: Command): void {
     });
 
   api
+    .command('reference')
+    .description('print the API reference page (Markdown, from the OpenAPI document; the repository keeps it as api/README.md)')
+    .action(async () => {
+      const { openApiDocument, renderReference } = await import('../../api/reference.ts');
+      process.stdout.write(renderReference(await openApiDocument()));
+    });
+
+  api
     .command('token')
     .description('make a new random bearer token: prints the token (shown only here) and its line for the token file')
     .addOption(new Option('--scope <scope>', 'read (GET only) or admin (everything)').choices(SCOPES).default('read'))
