@@ -29,6 +29,11 @@ export const ErrorBody = z
   })
   .meta({ id: 'Error' });
 
+/** The documented error responses of a route: only the statuses it can answer with. */
+export function errorResponses<const C extends readonly (400 | 401 | 403 | 404 | 409 | 503)[]>(...codes: C): Record<C[number], typeof ErrorBody> {
+  return Object.fromEntries(codes.map((c) => [c, ErrorBody])) as Record<C[number], typeof ErrorBody>;
+}
+
 export const VmNameParams = z.strictObject({ name: NameSchema });
 export const VniParams = z.strictObject({ vni: VniSchema });
 export const NodeNameParams = z.strictObject({ name: NameSchema });

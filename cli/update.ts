@@ -20,7 +20,7 @@ import {
 import { readExistingVm, readNode, specVersion, type LiveNode, type LiveVm, type Znode } from './cluster.ts';
 import { secureAcls, type Cluster } from './connect.ts';
 import { CliError, withSource } from './errors.ts';
-import { ConflictError, NotFoundError } from '../core/errors.ts';
+import { ContentionError, NotFoundError } from '../core/errors.ts';
 
 export interface Updated<T> {
   before: T;
@@ -180,7 +180,7 @@ async function gaveUp<R>(what: string, update: () => Promise<R>): Promise<R> {
   try {
     return await update();
   } catch (error) {
-    if (error instanceof CasConflictError) throw new ConflictError(`${what} kept changing while being updated; gave up after ${error.attempts} attempts`);
+    if (error instanceof CasConflictError) throw new ContentionError(`${what} kept changing while being updated; gave up after ${error.attempts} attempts`);
     throw error;
   }
 }

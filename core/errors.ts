@@ -6,9 +6,10 @@
 //   NotFoundError                                  → 404
 //   ConflictError                                  → 409, with the current version when known
 //   RefusedError                                   → 409: the cluster's state forbids it (a reason is given)
+//   ContentionError                                → 503: other writers kept winning the compare-and-set; try again
 import { CliError, EXIT_RUNTIME, EXIT_USAGE } from '../cli/errors.ts';
 
-export type CoreReason = 'InvalidInput' | 'NotFound' | 'Conflict' | 'Refused';
+export type CoreReason = 'InvalidInput' | 'NotFound' | 'Conflict' | 'Refused' | 'Contention';
 
 export class CoreError extends CliError {
   readonly reason: CoreReason;
@@ -49,5 +50,12 @@ export class ConflictError extends CoreError {
 export class RefusedError extends CoreError {
   constructor(message: string, exitCode: number = EXIT_RUNTIME) {
     super('Refused', message, exitCode);
+  }
+}
+
+/** A write that lost its compare-and-set to other writers every time it tried: nothing was written; try again. */
+export class ContentionError extends CoreError {
+  constructor(message: string) {
+    super('Contention', message, EXIT_RUNTIME);
   }
 }

@@ -9,10 +9,10 @@ import { ZkError, type Op, type ZkStore } from '../drivers/zk/index.ts';
 import { API_VERSION, decodeNetworkSpec, encodeNetworkSpec, networkVniProblem, ValidationError, type NetworkSpecInput } from '../schemas/index.ts';
 import { bridgeName, readAllVms, readNetwork, specVersion } from '../cli/cluster.ts';
 import { ensureLayout, type Cluster } from '../cli/connect.ts';
-import { CliError, withSource } from '../cli/errors.ts';
+import { withSource } from '../cli/errors.ts';
 import { checkAgainstCluster, checkNetworkRemoval, readClusterView, type DesiredObject } from '../cli/manifests.ts';
 import { MAX_TRANSACTION_BYTES, transactionBytes } from '../cli/objects.ts';
-import { NotFoundError, RefusedError } from './errors.ts';
+import { ContentionError, NotFoundError, RefusedError } from './errors.ts';
 
 export interface CreatedNetwork {
   vni: string;
@@ -89,5 +89,5 @@ async function removeSubtree(store: ZkStore, path: string, leases: string, check
     }
   }
   const removed = leasesFirst ? 'only its DHCP leases were removed' : 'nothing was removed';
-  throw new CliError(`${path} kept changing while being removed; gave up after ${REMOVE_ATTEMPTS} attempts (${removed})`);
+  throw new ContentionError(`${path} kept changing while being removed; gave up after ${REMOVE_ATTEMPTS} attempts (${removed})`);
 }

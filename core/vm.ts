@@ -20,7 +20,7 @@ import type { Cluster } from '../cli/connect.ts';
 import { decodeDocument, type DesiredVm } from '../cli/manifests.ts';
 import { applyObjects } from '../cli/objects.ts';
 import { updateVmSpec, type Updated } from '../cli/update.ts';
-import { ConflictError, InvalidInputError, RefusedError } from './errors.ts';
+import { ConflictError, ContentionError, InvalidInputError, RefusedError } from './errors.ts';
 
 export const DEFAULT_META: VmMeta = { nodeLimit: [], nodeSelector: 'default', autostart: false, migrationMethod: 'default', maxDowntimeMs: 300 };
 
@@ -274,7 +274,7 @@ export async function removeVm(cluster: Cluster, name: string, force: boolean): 
       if (!(error instanceof ZkError) || !['BAD_VERSION', 'NO_NODE', 'NOT_EMPTY', 'NODE_EXISTS'].includes(error.code)) throw error;
     }
   }
-  throw new ConflictError(`vm ${name} kept changing while being removed; gave up after 5 attempts`);
+  throw new ContentionError(`vm ${name} kept changing while being removed; gave up after 5 attempts`);
 }
 
 // ------------------------------------------------------------------ the API's one-call change

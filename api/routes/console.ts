@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { Cluster } from '../../cli/connect.ts';
 import { readExistingVm } from '../../cli/cluster.ts';
 import { DEFAULT_CONSOLE_LINES, followConsole, readConsole } from '../../core/console.ts';
-import { ErrorBody, VmNameParams } from '../schemas.ts';
+import { errorResponses, VmNameParams } from '../schemas.ts';
 import type { StreamRegistry } from '../stream.ts';
 
 const LogQuery = z.strictObject({
@@ -34,7 +34,7 @@ export function consoleRoutes(app: FastifyInstance, cluster: Cluster, stream: St
         summary: "the VM's serial console log, as vk vm log; follow=true streams new lines (text/plain)",
         params: VmNameParams,
         querystring: LogQuery,
-        response: { 200: ConsoleLog, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody },
+        response: { 200: ConsoleLog, ...errorResponses(400, 401, 404, 409, 503) },
       },
     },
     async (req, reply) => {

@@ -7,7 +7,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Cluster } from '../../cli/connect.ts';
 import { applyManifests, decodeRequestManifests, diffManifests, planManifests } from '../../core/declarative.ts';
-import { ErrorBody } from '../schemas.ts';
+import { errorResponses } from '../schemas.ts';
 
 const manifestsFields = {
   manifests: z.array(z.unknown()).max(10_000).optional().describe('manifest documents (apiVersion, kind, metadata, spec), as vk apply -f reads them; a VM\'s XML inline (spec.xml)'),
@@ -37,23 +37,23 @@ const PlanOutcome = z
   })
   .meta({ id: 'PlanOutcome' });
 
-const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody, 503: ErrorBody };
+const readErrors = errorResponses(400, 401, 503);
 
 export function declarativeRoutes(app: FastifyInstance, cluster: Cluster): void {
   const api = app.withTypeProvider<ZodTypeProvider>();
   api.post(
     '/apply',
-    { schema: { tags: ['manifests'], summary: 'create or update the objects of manifests, as vk apply -o json', body: ApplyBody, response: { 200: ApplyOutcome, ...errors } } },
+    { schema: { tags: ['manifests'], summary: 'create or update the objects of manifests, as vk apply -o json', body: ApplyBody, response: { 200: ApplyOutcome, ...errorResponses(400, 401, 403, 503) } } },
     async (req) => applyManifests(cluster, decodeRequestManifests(req.body), { dryRun: req.body.dryRun === true }),
   );
   api.post(
     '/diff',
-    { schema: { tags: ['manifests'], summary: 'what apply would change, as vk diff -o json (writes nothing)', body: ManifestsBody, response: { 200: DiffOutcome, ...errors } } },
+    { schema: { tags: ['manifests'], summary: 'what apply would change, as vk diff -o json (writes nothing)', body: ManifestsBody, response: { 200: DiffOutcome, ...readErrors } } },
     async (req) => diffManifests(cluster, decodeRequestManifests(req.body)),
   );
   api.post(
     '/plan',
-    { schema: { tags: ['manifests'], summary: 'what the cluster would do, per node, as vk plan -o json (writes nothing)', body: PlanBody, response: { 200: PlanOutcome, ...errors } } },
+    { schema: { tags: ['manifests'], summary: 'what the cluster would do, per node, as vk plan -o json (writes nothing)', body: PlanBody, response: { 200: PlanOutcome, ...readErrors } } },
     async (req) => {
       const given = req.body.manifests !== undefined || req.body.yaml !== undefined;
       const { zxid, actions } = await planManifests(cluster, given ? decodeRequestManifests(req.body) : []);

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { Cluster } from '../../cli/connect.ts';
 import { followEvents, listEvents } from '../../core/events.ts';
 import { NameSchema } from '../../schemas/index.ts';
-import { ErrorBody } from '../schemas.ts';
+import { errorResponses } from '../schemas.ts';
 import type { StreamRegistry } from '../stream.ts';
 import { map } from 'rxjs';
 
@@ -40,7 +40,7 @@ export function eventRoutes(app: FastifyInstance, cluster: Cluster, stream: Stre
         tags: ['events'],
         summary: 'the events log (fence, recovery, hand-over, maintenance…), oldest first; follow=true streams it (application/x-ndjson)',
         querystring: EventsQuery,
-        response: { 200: z.array(EventEntryView), 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 503: ErrorBody },
+        response: { 200: z.array(EventEntryView), ...errorResponses(400, 401, 503) },
       },
     },
     async (req, reply) => {

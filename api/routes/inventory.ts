@@ -5,20 +5,21 @@ import { z } from 'zod';
 import type { Cluster } from '../../cli/connect.ts';
 import { networkViews, nodeViews } from '../../cli/commands/get.ts';
 import { NotFoundError } from '../../core/errors.ts';
-import { ErrorBody, NetworkView, NodeView, VmNameParams, VniParams } from '../schemas.ts';
+import { errorResponses, NetworkView, NodeView, VmNameParams, VniParams } from '../schemas.ts';
 
-const errors = { 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 503: ErrorBody };
+const errors = errorResponses(400, 401, 404, 503);
+const listErrors = errorResponses(401, 503);
 
 export function inventoryRoutes(app: FastifyInstance, cluster: Cluster): void {
   const api = app.withTypeProvider<ZodTypeProvider>();
   const { store, paths } = cluster;
-  api.get('/node', { schema: { tags: ['node'], summary: 'list nodes (as vk get nodes -o json)', response: { 200: z.array(NodeView), ...errors } } }, () => nodeViews(store, paths));
+  api.get('/node', { schema: { tags: ['node'], summary: 'list nodes (as vk get nodes -o json)', response: { 200: z.array(NodeView), ...listErrors } } }, () => nodeViews(store, paths));
   api.get('/node/:name', { schema: { tags: ['node'], summary: 'one node', params: VmNameParams, response: { 200: NodeView, ...errors } } }, async (req) => {
     const node = (await nodeViews(store, paths)).find((n) => n.name === req.params.name);
     if (!node) throw new NotFoundError(`node ${req.params.name} not found`);
     return node;
   });
-  api.get('/network', { schema: { tags: ['network'], summary: 'list networks (as vk get networks -o json)', response: { 200: z.array(NetworkView), ...errors } } }, () =>
+  api.get('/network', { schema: { tags: ['network'], summary: 'list networks (as vk get networks -o json)', response: { 200: z.array(NetworkView), ...listErrors } } }, () =>
     networkViews(store, paths),
   );
   api.get('/network/:vni', { schema: { tags: ['network'], summary: 'one network', params: VniParams, response: { 200: NetworkView, ...errors } } }, async (req) => {

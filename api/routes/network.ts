@@ -6,7 +6,7 @@ import { z } from 'zod';
 import type { Cluster } from '../../cli/connect.ts';
 import { createNetwork, removeNetwork } from '../../core/network.ts';
 import { NetworkSpecSchema, VniSchema } from '../../schemas/index.ts';
-import { ErrorBody, VniParams } from '../schemas.ts';
+import { errorResponses, VniParams } from '../schemas.ts';
 
 const CreateNetworkBody = z
   .strictObject({
@@ -18,7 +18,7 @@ const CreateNetworkBody = z
 const CreatedNetwork = z.object({ vni: z.string(), bridge: z.string(), generation: z.number().int() }).meta({ id: 'CreatedNetwork' });
 const RemovedNetwork = z.object({ vni: z.string(), removed: z.literal(true) }).meta({ id: 'RemovedNetwork' });
 
-const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody };
+const errors = errorResponses(400, 401, 403, 404, 409, 503);
 
 export function networkRoutes(app: FastifyInstance, cluster: Cluster): void {
   const api = app.withTypeProvider<ZodTypeProvider>();
@@ -29,7 +29,7 @@ export function networkRoutes(app: FastifyInstance, cluster: Cluster): void {
         tags: ['network'],
         summary: 'create a network, as vk network add (409 if it exists)',
         body: CreateNetworkBody,
-        response: { 201: CreatedNetwork, ...errors },
+        response: { 201: CreatedNetwork, ...errorResponses(400, 401, 403, 409, 503) },
       },
     },
     async (req, reply) => {

@@ -6,9 +6,8 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Cluster } from '../../cli/connect.ts';
 import { requestPrimary, setNodeDomainState } from '../../core/node.ts';
-import { ErrorBody, NodeNameParams } from '../schemas.ts';
+import { errorResponses, NodeNameParams } from '../schemas.ts';
 
-const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody };
 
 const NodeWriteResult = z
   .object({
@@ -38,7 +37,7 @@ export function nodeRoutes(app: FastifyInstance, cluster: Cluster): void {
   ] as const) {
     api.post(
       `/node/:name/${verb}`,
-      { schema: { tags: ['node'], summary, params: NodeNameParams, response: { 200: NodeWriteResult, ...errors } } },
+      { schema: { tags: ['node'], summary, params: NodeNameParams, response: { 200: NodeWriteResult, ...errorResponses(400, 401, 403, 404, 503) } } },
       async (req) => {
         const u = await setNodeDomainState(cluster, req.params.name, domainState);
         return { name: req.params.name, generation: u.version, changed: u.changed, domainState, ...(u.flushLockHolder ? { flushLockHolder: u.flushLockHolder } : {}) };
@@ -52,7 +51,7 @@ export function nodeRoutes(app: FastifyInstance, cluster: Cluster): void {
         tags: ['node'],
         summary: 'make a coordinator the primary (a planned hand-over, as vk node primary); 400 when it cannot be (not a live, ready coordinator), 409 while another hand-over runs',
         params: NodeNameParams,
-        response: { 200: PrimaryResult, ...errors },
+        response: { 200: PrimaryResult, ...errorResponses(400, 401, 403, 409, 503) },
       },
     },
     async (req) => {

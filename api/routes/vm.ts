@@ -9,7 +9,7 @@ import type { Cluster } from '../../cli/connect.ts';
 import { vmJson } from '../../cli/commands/get.ts';
 import { ValidationError } from '../../schemas/index.ts';
 import { changeVm, defineVm, migrateVm, moveVm, prepareDefine, prepareDefineManifest, removeVm, requestFlushLocks, restartVm, unmigrateVm } from '../../core/vm.ts';
-import { ChangeBody, DefineBody, ErrorBody, FlushLocksResult, MigrateBody, MoveBody, RemoveQuery, VmDetail, VmNameParams, VmQuery, VmView, WriteResult } from '../schemas.ts';
+import { ChangeBody, DefineBody, errorResponses, FlushLocksResult, MigrateBody, MoveBody, RemoveQuery, VmDetail, VmNameParams, VmQuery, VmView, WriteResult } from '../schemas.ts';
 import { waitForGeneration } from '../wait.ts';
 
 /**
@@ -29,13 +29,13 @@ async function withBodyFields<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody };
+const errors = errorResponses(400, 401, 403, 404, 409, 503);
 
 export function vmRoutes(app: FastifyInstance, cluster: Cluster): void {
   const api = app.withTypeProvider<ZodTypeProvider>();
   const { store, paths } = cluster;
 
-  api.get('/vm', { schema: { tags: ['vm'], summary: 'list VMs with their status (as vk get vms -o json)', response: { 200: z.array(VmView), ...errors } } }, async () => {
+  api.get('/vm', { schema: { tags: ['vm'], summary: 'list VMs with their status (as vk get vms -o json)', response: { 200: z.array(VmView), ...errorResponses(401, 503) } } }, async () => {
     const vms = await readAllVms(store, paths, { status: true, migration: true });
     return vms.map(vmJson);
   });
@@ -48,7 +48,7 @@ export function vmRoutes(app: FastifyInstance, cluster: Cluster): void {
         summary: "a VM's spec, status, migration and XML; with waitFor, once it has acted on that generation",
         params: VmNameParams,
         querystring: VmQuery,
-        response: { 200: VmDetail, ...errors },
+        response: { 200: VmDetail, ...errorResponses(400, 401, 404, 503) },
       },
     },
     async (req) => {
@@ -70,7 +70,7 @@ export function vmRoutes(app: FastifyInstance, cluster: Cluster): void {
         tags: ['vm'],
         summary: 'define a VM: {xml, meta?, node?, state?} (PVC) or a VM manifest; 409 when it exists',
         body: DefineBody,
-        response: { 201: WriteResult, ...errors },
+        response: { 201: WriteResult, ...errorResponses(400, 401, 403, 409, 503) },
       },
     },
     async (req, reply) => {

@@ -14,7 +14,7 @@ import { Option, type Command } from 'commander';
 import { CAS_ATTEMPTS, NodeExistsError, NoNodeError, VersionConflictError, ZkError } from '../../drivers/zk/index.ts';
 import { describeAcl, isSecretTo, openAclSession, secretAcl } from '../../drivers/zk/acl.ts';
 import { assertName, encodeNodeFence, FENCE_LEVELS, formatNodeFence, redactNodeFence, type NodeFence } from '../../schemas/index.ts';
-import { ConflictError, InvalidInputError, NotFoundError } from '../../core/errors.ts';
+import { ContentionError, InvalidInputError, NotFoundError } from '../../core/errors.ts';
 import { secureAcls, withCluster, type Cluster } from '../connect.ts';
 import { CliError } from '../errors.ts';
 import { readFenceFile, readFenceSettings } from '../fence.ts';
@@ -74,7 +74,7 @@ async function writeFence(cluster: Cluster, name: string, data: string): Promise
       throw error;
     }
   }
-  throw new ConflictError(`${path} kept changing while being written; gave up after ${CAS_ATTEMPTS} attempts`);
+  throw new ContentionError(`${path} kept changing while being written; gave up after ${CAS_ATTEMPTS} attempts`);
 }
 
 function levelsOf(fence: NodeFence): string {
@@ -155,7 +155,7 @@ function registerRemove(fence: Command): void {
             throw error;
           }
         }
-        throw new ConflictError(`${path} kept changing while being removed; gave up after ${CAS_ATTEMPTS} attempts`);
+        throw new ContentionError(`${path} kept changing while being removed; gave up after ${CAS_ATTEMPTS} attempts`);
       });
     });
 }
