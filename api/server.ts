@@ -3,9 +3,11 @@
 // schemas (schemas/, api/schemas.ts) through parseWith, so a 400 names the field and the value as
 // the CLI does; /openapi.json is generated from the same schemas by @fastify/swagger.
 //
-// Invariants: with tokens, every route but /openapi.json needs one (auth.ts); while the store is
-// not connected every route but /openapi.json answers 503 at once; request logs (pino, one request
-// id each) carry method, URL and status, never a header (so never a token).
+// Invariants: with tokens, every route but /openapi.json needs one (auth.ts); with a client CA and
+// no tokens, the verified client certificate is the credential; while the store is not connected
+// every route but /openapi.json answers 503 at once; over the rate limit a client gets 429 before
+// anything is read or written; request logs (pino, one request id each) carry method, URL and
+// status, never a header (so never a token).
 import { randomUUID } from 'node:crypto';
 import fastifySwagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
@@ -15,9 +17,12 @@ import type { z } from 'zod';
 import type { ZkStore } from '../drivers/zk/index.ts';
 import { parseWith, type ZkPaths } from '../schemas/index.ts';
 import type { Cluster } from '../cli/connect.ts';
-import { bearerOf, hashToken, type TokenSet } from './auth.ts';
+import { bearerOf, hashToken, type Scope, type TokenEntry } from './auth.ts';
+import { RateLimiter, type RateLimit } from './rate-limit.ts';
+import type { TokenLookup } from './tokens.ts';
+import type { TLSSocket } from 'node:tls';
 import { HttpError, toHttpError } from './errors.ts';
-import { unionBranches } from './schemas.ts';
+import { ErrorBody, unionBranches } from './schemas.ts';
 import { inventoryRoutes } from './routes/inventory.ts';
 import { vmRoutes } from './routes/vm.ts';
 import { nodeRoutes } from './routes/node.ts';
@@ -30,8 +35,14 @@ import { streamRegistry } from './stream.ts';
 export interface ApiOptions {
   store: ZkStore;
   paths: ZkPaths;
-  /** Bearer tokens; null: no auth (vk api allows that on loopback only, or with --insecure). */
-  auth: TokenSet | null;
+  /** Bearer tokens (a token file's, ZooKeeper's: api/tokens.ts); null: none (see clientCertScope). */
+  auth: TokenLookup | null;
+  /** TLS; with `ca`, a client must present a certificate it signed. */
+  https?: { key: string | Buffer; cert: string | Buffer; ca?: string | Buffer };
+  /** With https.ca and no tokens: the scope a verified client certificate gets (default admin). */
+  clientCertScope?: Scope;
+  /** Requests per second per client (token, certificate or address); absent: no limit. */
+  rateLimit?: RateLimit;
   /** ZooKeeper digest credentials the writes are made private to (vk --auth). */
   zkAuth?: { user: string; password: string };
   connectString?: string;
@@ -75,6 +86,7 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
         };
   const app = Fastify({
     logger,
+    ...(options.https && { https: { key: options.https.key, cert: options.https.cert, ...(options.https.ca && { ca: options.https.ca, requestCert: true, rejectUnauthorized: true }) } }),
     bodyLimit: options.bodyLimit ?? 4 * 1024 * 1024,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
@@ -93,19 +105,42 @@ export async function buildApi(options: ApiOptions): Promise<FastifyInstance> {
     void reply.code(404).send({ error: { reason: 'NotFound', message: `no route ${req.method} ${req.url.split('?')[0]}` } });
   });
 
-  app.addHook('onRequest', async (req) => {
+  const limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : undefined;
+  const certScope = options.https?.ca && !options.auth ? (options.clientCertScope ?? 'admin') : undefined;
+  app.addHook('onRequest', async (req, reply) => {
     const route = req.routeOptions.url ?? '';
     if (UNAUTHENTICATED.has(route)) return;
+    let who: TokenEntry | undefined;
     if (options.auth) {
       const token = bearerOf(req.headers.authorization);
-      const entry = token === undefined ? undefined : options.auth.get(hashToken(token));
-      if (!entry) throw new HttpError(401, 'Unauthorized', token === undefined ? 'a bearer token is required (Authorization: Bearer …)' : 'the bearer token is not valid');
-      req.log.info({ tokenName: entry.name, scope: entry.scope }, 'authenticated');
-      if (entry.scope !== 'admin' && req.method !== 'GET' && req.method !== 'HEAD' && !(req.method === 'POST' && READ_ONLY_POSTS.has(route))) {
-        throw new HttpError(403, 'Forbidden', `token ${entry.name} has scope ${entry.scope}; ${req.method} needs scope admin`);
+      who = token === undefined ? undefined : options.auth.get(hashToken(token));
+      if (!who) throw new HttpError(401, 'Unauthorized', token === undefined ? 'a bearer token is required (Authorization: Bearer …)' : 'the bearer token is not valid');
+    } else if (certScope) {
+      // The TLS handshake already refused a client without a certificate the CA signed.
+      const socket = req.raw.socket as TLSSocket;
+      const cn = socket.authorized ? socket.getPeerCertificate().subject?.CN : undefined;
+      if (typeof cn !== 'string' || cn === '') throw new HttpError(401, 'Unauthorized', 'a client certificate signed by the server\'s CA is required');
+      who = { name: `cert:${cn}`, scope: certScope };
+    }
+    if (who) {
+      req.log.info({ tokenName: who.name, scope: who.scope }, 'authenticated');
+      if (who.scope !== 'admin' && req.method !== 'GET' && req.method !== 'HEAD' && !(req.method === 'POST' && READ_ONLY_POSTS.has(route))) {
+        throw new HttpError(403, 'Forbidden', `${who.name.startsWith('cert:') ? 'client certificate' : 'token'} ${who.name} has scope ${who.scope}; ${req.method} needs scope admin`);
+      }
+    }
+    if (limiter) {
+      const wait = limiter.take(who ? `id:${who.name}` : `ip:${req.ip}`);
+      if (wait > 0) {
+        void reply.header('retry-after', String(wait));
+        throw new HttpError(429, 'RateLimited', `more than ${options.rateLimit!.perSecond} requests per second (burst ${options.rateLimit!.burst}) from ${who ? who.name : req.ip}; retry after ${wait} s`);
       }
     }
     if (options.store.connectionState !== 'connected') throw new HttpError(503, 'Unavailable', `ZooKeeper is ${options.store.connectionState}; try again`);
+  });
+  // Every route may answer 429 (the rate limit comes before the route): documented on each.
+  app.addHook('onRoute', (route) => {
+    const schema = route.schema as { response?: Record<number, unknown>; hide?: boolean } | undefined;
+    if (schema?.response && !schema.hide) schema.response[429] = ErrorBody;
   });
 
   await app.register(fastifySwagger, {

@@ -134,6 +134,11 @@ export class ZkPaths {
     return `${this.node(name)}/fence`;
   }
 
+  /** The REST API's bearer tokens kept in ZooKeeper: `sha256hex scope name` lines (api/tokens.ts). */
+  get apiTokens(): string {
+    return `${this.root}/api/tokens`;
+  }
+
   /** The bounded events log: persistent sequential children `e-<10 digits>` (core/events.ts). */
   get events(): string {
     return `${this.root}/events`;

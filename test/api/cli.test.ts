@@ -94,7 +94,7 @@ describe('vk api', () => {
   test('refuses a non-loopback address without tokens (exit 2), and a bad --listen', async () => {
     const open = await vk('api', '--listen', '0.0.0.0:0');
     assert.equal(open.code, 2);
-    assert.match(open.stderr, /^vk: --listen: 0\.0\.0\.0 is not a loopback address and no --token-file was given/);
+    assert.match(open.stderr, /^vk: --listen: 0\.0\.0\.0 is not a loopback address and no credential is required/);
     const bad = await vk('api', '--listen', 'localhost');
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--listen: invalid value "localhost"/);

@@ -2,7 +2,8 @@
 // ZooKeeper: the table below has one request per (route, status), the test fails when a documented
 // status has no request (or a request answers another status), and every error answer is checked
 // to have written nothing (every znode's version under the root). 401 (no token), 403 (a read
-// token on a write) and 503 (a server whose ZooKeeper connection is cut) are asked of every route
+// token on a write), 429 (a server whose rate limit is spent) and 503 (a server whose ZooKeeper
+// connection is cut) are asked of every route
 // that documents them; the rest are written out per route.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -18,6 +19,8 @@ const fx = new ApiFixture('/apicov');
 const { paths } = fx;
 let closed: FastifyInstance;
 let closedBase: string;
+let limited: FastifyInstance;
+let limitedBase: string;
 let proxy: TcpProxy;
 let cutStore: ZkStore;
 
@@ -60,9 +63,14 @@ before(async () => {
   const deadline = Date.now() + 10_000;
   while (cutStore.connectionState === 'connected' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   assert.notEqual(cutStore.connectionState, 'connected', 'the cut store is suspended');
+  // A server whose rate limit allows one request, then one every ~17 minutes: after the first, 429.
+  limited = await buildApi({ store: fx.store, paths, auth: parseTokenFile(fx.admin.line, 'tokens'), rateLimit: { perSecond: 0.001, burst: 1 }, log: false });
+  limitedBase = await limited.listen({ host: '127.0.0.1', port: 0 });
+  assert.equal((await fetch(`${limitedBase}/node`, { headers: { authorization: `Bearer ${fx.admin.token}` } })).status, 200);
 });
 
 after(async () => {
+  await limited?.close();
   await closed?.close();
   await cutStore?.close().catch(() => undefined);
   await proxy?.close();
@@ -170,7 +178,7 @@ test('every documented status of every route is answered by a request, and an er
   for (const op of ops) {
     for (const status of op.statuses) {
       const key = `${op.method} ${op.path} ${status}`;
-      if (!['401', '403', '503'].includes(status) && !specific.has(key)) missing.push(key);
+      if (!['401', '403', '429', '503'].includes(status) && !specific.has(key)) missing.push(key);
     }
   }
   assert.deepEqual(missing, [], 'a request for every documented status');
@@ -197,6 +205,15 @@ test('every documented status of every route is answered by a request, and an er
       const res = await fx.call(op.method, path, body, status === '401' ? null : fx.reader.token);
       assert.equal(res.status, Number(status), `${op.method} ${op.path} ${status}: ${JSON.stringify(res.json)}`);
       assert.deepEqual(await fx.versions(), before, `${op.method} ${op.path} ${status} wrote nothing`);
+    }
+    if (op.statuses.includes('429')) {
+      const before = await fx.versions();
+      const res = await fetch(`${limitedBase}${path}`, { method: op.method, headers: { authorization: `Bearer ${fx.admin.token}`, ...(body && { 'content-type': 'application/json' }) }, ...(body && { body: '{}' }) });
+      const json = (await res.json()) as { error: { reason: string } };
+      assert.equal(res.status, 429, `${op.method} ${op.path} 429: ${JSON.stringify(json)}`);
+      assert.equal(json.error.reason, 'RateLimited');
+      assert.ok(res.headers.get('retry-after'), 'Retry-After');
+      assert.deepEqual(await fx.versions(), before, `${op.method} ${op.path} 429 wrote nothing`);
     }
     if (op.statuses.includes('503')) {
       const res = await fetch(`${closedBase}${path}`, { method: op.method, headers: { authorization: `Bearer ${fx.admin.token}`, ...(body && { 'content-type': 'application/json' }) }, ...(body && { body: '{}' }) });

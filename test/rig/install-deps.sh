@@ -10,9 +10,10 @@
 # qemu-block-extra: QEMU's block-rbd, for guests whose disks are RBD images,
 # openipmi and ipmitool: ipmi_sim, a real IPMI v2 LAN endpoint on loopback that is each simulated node's
 # BMC (test/rig/bmc.ts), and the ipmitool CLI the fence driver runs against it),
+# openssl: the CLI the REST API tests make their CA, server and client certificates with,
 # but only those that are missing, so a provisioned machine pays nothing. Needs root on a fresh machine.
 set -euo pipefail
-wanted=(zookeeper libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils iproute2 procps iputils-ping frr frr-pythontools dnsmasq-base arping busybox ceph-mon ceph-osd ceph-common qemu-block-extra openipmi ipmitool)
+wanted=(zookeeper libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils iproute2 procps iputils-ping frr frr-pythontools dnsmasq-base arping busybox ceph-mon ceph-osd ceph-common qemu-block-extra openipmi ipmitool openssl)
 missing=()
 for p in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
