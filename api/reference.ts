@@ -147,8 +147,9 @@ export function renderReference(doc: OpenApiDocument): string {
     '',
     'Every route but `GET /openapi.json` needs `Authorization: Bearer <token>` when the server has tokens. Every error is',
     '`{"error": {"reason", "message", "field"?, "currentVersion"?}}` ([Error](#schema-error)): 400 bad input (nothing written),',
-    '401 no or unknown token, 403 a read token on a write, 404 not found, 409 refused or a version conflict, 503 ZooKeeper not',
-    'connected. How to run the server, tokens, TLS and limits: the repository README, "The REST API".',
+    '401 no or unknown token, 403 a read token on a write, 404 not found, 409 refused or a version conflict, 429 over the',
+    'rate limit (with Retry-After), 503 ZooKeeper not connected or other writers kept winning (try again). How to run the',
+    'server, tokens, TLS and limits: the repository README, "The REST API".',
     '',
   ];
   const byTag = new Map<string, string[]>();

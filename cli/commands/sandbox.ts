@@ -1,6 +1,7 @@
 // `vk sandbox up|status|down|env|netns`: a local cluster in one command. drivers/sandbox/ starts
 // and stops the processes and namespaces; this file installs what is missing, applies the example
 // manifests, waits for convergence (VMs and BGP EVPN) and tells people what to type next.
+import { newToken } from '../../api/auth.ts';
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
@@ -9,6 +10,8 @@ import { parseAllDocuments, stringify as toYaml } from 'yaml';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import {
   aptLine,
+  apiLog,
+  readApiToken,
   binDir,
   CLUSTER_CONFIG_FILE,
   defaultSandboxDir,
@@ -98,6 +101,8 @@ export function envLine(state: SandboxState): string {
   const parts = [`VK_ZK=${state.zookeeper.connectString}`];
   if (state.dir !== defaultSandboxDir({})) parts.push(`VK_SANDBOX_DIR=${shq(state.dir)}`);
   parts.push(`PATH="${binDir(state.dir)}:$PATH"`);
+  // The API's address, and its token read from its file (the line itself shows no secret).
+  if (state.api) parts.push(`VK_API=${state.api.url}`, `VK_API_TOKEN="$(cat ${shq(join(state.dir, 'api', 'token'))})"`);
   return `export ${parts.join(' ')}`;
 }
 
@@ -373,6 +378,12 @@ function addNodeAddresses(state: SandboxState): void {
 // ----------------------------------------------------------------------------------------- verbs
 
 function printNext(state: SandboxState): void {
+  const token = readApiToken(state.dir);
+  if (state.api && token) {
+    say();
+    say(`REST API: ${state.api.url}  (OpenAPI at ${state.api.url}/openapi.json; reference: api/README.md)`);
+    say(`admin token: ${token}  (kept in ${join(state.dir, 'api', 'token')}; the env line below sets VK_API and VK_API_TOKEN)`);
+  }
   say();
   say('Next, in this shell:');
   say();
@@ -435,6 +446,7 @@ async function up(flags: UpFlags): Promise<void> {
       dir,
       nodes: flags.nodes,
       driver,
+      apiToken: newToken('admin', 'sandbox'),
       ...(flags.logLevel ? { daemonLogLevel: flags.logLevel } : {}),
       log: say,
     });
@@ -527,13 +539,14 @@ async function status(flags: StatusFlags): Promise<void> {
   const view = h.zookeeper.serving ? await clusterView(h.state) : undefined;
   const healthy = h.healthy && view !== undefined && view.error === undefined && view.nodes.every((n) => n.alive);
   if (flags.output === 'json') {
-    say(JSON.stringify({ dir, running: true, healthy, phase: h.state.phase, driver: h.state.driver, zookeeper: h.zookeeper, connectString: h.state.zookeeper.connectString, fabric: h.fabric, nodes: h.nodes, cluster: view ?? null }, null, 2));
+    say(JSON.stringify({ dir, running: true, healthy, phase: h.state.phase, driver: h.state.driver, zookeeper: h.zookeeper, connectString: h.state.zookeeper.connectString, api: h.api ?? null, fabric: h.fabric, nodes: h.nodes, cluster: view ?? null }, null, 2));
     process.exitCode = healthy ? 0 : 1;
     return;
   }
   const ok = (b: boolean): string => (b ? 'ok' : 'DOWN');
   say(`sandbox ${dir}: ${h.state.nodes.length} nodes, ${h.state.driver === 'test' ? 'libvirt test driver' : 'QEMU/TCG guests'}, ${h.state.phase}${healthy ? '' : ' (DEGRADED)'}`);
   say(`zookeeper  ${h.state.zookeeper.connectString}  pid ${h.zookeeper.pid ?? '-'}  ${h.zookeeper.serving ? 'serving' : 'DOWN'}`);
+  if (h.api) say(`api        ${h.api.url}  pid ${h.api.pid ?? '-'}  ${h.api.alive ? 'serving' : `DOWN (log: ${apiLog(h.state)})`}`);
   say(`fabric     netns ${h.state.fabric.netns} ${ok(h.fabric)}`);
   const rows = [['NODE', 'NETNS', 'ADDRESS', 'LIBVIRTD', 'HOLDER', 'DAEMON', 'ZEBRA', 'BGPD', 'GUESTS', 'ALIVE', 'STATE']];
   for (const n of h.nodes) {

@@ -4,6 +4,7 @@ export { FABRIC_CIDR, netnsExists, netnsUsable, netnsWithPrefix, pidsIn } from '
 export { ensureLibvirtUsers } from '../launch/libvirtd.ts';
 export { frrDir, frrProblem, FRR_PACKAGES, frrRunning, nodeFrrLogTail } from './frr.ts';
 export { holdTestDriver } from './holder.ts';
+export { apiLog, readApiToken } from './api.ts';
 export { libvirtUri, qemuProcs, removeTestDomain, virshUri, VK_BIN } from './node.ts';
 export { aptLine, installPackages, missingPackages, missingPrograms, SANDBOX_PACKAGES } from './packages.ts';
 export { isAlive, tailFile, type ProcRef } from '../launch/process.ts';

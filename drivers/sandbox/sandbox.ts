@@ -4,6 +4,7 @@
 // cluster (apply, convergence). Everything made is recorded in DIR/sandbox.json the moment it
 // exists, and only what is recorded there is ever signalled or deleted.
 import { removeVmSides } from './vm-side.ts';
+import { readApiToken, startApi, writeApiToken } from './api.ts';
 import { mkdirSync, readdirSync, readFileSync, rmSync, rmdirSync, symlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import {
@@ -32,6 +33,8 @@ export interface StartOptions {
   dir: string;
   nodes: number;
   driver: SandboxDriver;
+  /** The admin token of the sandbox's API server (made by the caller: api/auth.ts newToken). */
+  apiToken: { token: string; line: string };
   daemonLogLevel?: string;
   /** Progress lines. */
   log?: (line: string) => void;
@@ -148,6 +151,10 @@ export async function startSandbox(opts: StartOptions): Promise<SandboxState> {
     mkdirSync(binDir(dir), { recursive: true });
     rmSync(join(binDir(dir), 'vk'), { force: true });
     symlinkSync(VK_BIN, join(binDir(dir), 'vk'));
+    writeApiToken(dir, opts.apiToken);
+    log('vk api: starting on loopback');
+    await startApi(state);
+    writeState(state);
     return state;
   } catch (error) {
     state.phase = 'failed';
@@ -211,6 +218,8 @@ async function teardown(state: SandboxState, opts: StopOptions): Promise<StopRep
     }
   };
 
+  // 0. The API server: nothing more comes in.
+  await stop('vk api', state.api?.proc, 5_000);
   // 1. Daemons first, so nothing reacts to libvirtd or FRR going away; then FRR (SIGKILL, as the
   //    launcher stops it, waiting until every thread is gone).
   await Promise.all(state.nodes.map((n) => stop(`vk daemon ${n.name}`, n.daemon, 10_000)));
@@ -274,6 +283,7 @@ async function teardown(state: SandboxState, opts: StopOptions): Promise<StopRep
   // 5. Check: nothing recorded may be left.
   const procs: Array<[string, ProcRef | undefined]> = [
     ['ZooKeeper', state.zookeeper.proc],
+    ['vk api', state.api?.proc],
     ...state.nodes.flatMap((n): Array<[string, ProcRef | undefined]> => [
       [`libvirtd ${n.name}`, n.libvirtd],
       [`test-driver holder ${n.name}`, n.holder],
@@ -293,7 +303,7 @@ async function teardown(state: SandboxState, opts: StopOptions): Promise<StopRep
     rmSync(statePath(state.dir), { force: true });
     if (!opts.keepFiles) {
       removeOutsideFrrDirs(state.nodes);
-      for (const sub of ['zookeeper', 'bin', 'vm-sides', CLUSTER_CONFIG_FILE, ...state.nodes.map((n) => n.name)]) rmSync(join(state.dir, sub), { recursive: true, force: true });
+      for (const sub of ['zookeeper', 'bin', 'vm-sides', 'api', CLUSTER_CONFIG_FILE, ...state.nodes.map((n) => n.name)]) rmSync(join(state.dir, sub), { recursive: true, force: true });
       try {
         if (readdirSync(state.dir).length === 0) rmdirSync(state.dir);
       } catch {
@@ -339,6 +349,8 @@ export interface NodeHealth {
 export interface SandboxHealth {
   state: SandboxState;
   zookeeper: ProcHealth & { serving: boolean };
+  /** The API server; undefined for a sandbox made before it had one. */
+  api: (ProcHealth & { url: string }) | undefined;
   fabric: boolean;
   nodes: NodeHealth[];
   /** Every recorded process runs and every namespace exists. */
@@ -369,12 +381,13 @@ export async function inspectSandbox(dir: string): Promise<SandboxHealth | undef
   }));
   const fabric = netnsExists(state.fabric.netns);
   const frrUp = (n: NodeHealth): boolean => n.frr !== undefined && n.frr.zebra.alive && n.frr.bgpd.alive;
-  const healthy = zk.serving && fabric && nodes.every((n) => n.netnsExists && n.libvirtd.alive && (n.holder?.alive ?? true) && frrUp(n) && n.daemon.alive);
-  const dead = !zk.alive && !fabric && nodes.every((n) => !n.netnsExists && !n.libvirtd.alive && !n.holder?.alive && !n.frr?.zebra.alive && !n.frr?.bgpd.alive && !n.daemon.alive);
+  const api = state.api ? { ...health(state.api.proc), url: state.api.url } : undefined;
+  const healthy = (api?.alive ?? true) && zk.serving && fabric && nodes.every((n) => n.netnsExists && n.libvirtd.alive && (n.holder?.alive ?? true) && frrUp(n) && n.daemon.alive);
+  const dead = !api?.alive && !zk.alive && !fabric && nodes.every((n) => !n.netnsExists && !n.libvirtd.alive && !n.holder?.alive && !n.frr?.zebra.alive && !n.frr?.bgpd.alive && !n.daemon.alive);
   // What restartNodes() can bring back in place: everything runs but some daemons, holders or
   // FRRs. A node without FRR recorded has a daemon config that names no FRR: it is built anew.
   const restartable = zk.serving && fabric && nodes.every((n) => n.netnsExists && n.libvirtd.alive && n.frr !== undefined);
-  return { state, zookeeper: zk, fabric, nodes, healthy, dead, restartable };
+  return { state, zookeeper: zk, api, fabric, nodes, healthy, dead, restartable };
 }
 
 export interface RestartOptions {
@@ -386,6 +399,8 @@ export interface RestartOptions {
 }
 
 export interface RestartReport {
+  /** The API server, when it was down and was started again. */
+  api?: { pid: number; url: string };
   /** Nodes whose daemon was (re)started, with the new PID. */
   daemons: Array<{ node: string; pid: number; was: 'running' | 'dead' }>;
   /** Nodes whose test-driver holder had died and was started again. */
@@ -440,6 +455,13 @@ export async function restartNodes(dir: string, opts: RestartOptions = {}): Prom
     writeState(state);
     report.daemons.push({ node: node.name, pid: node.daemon.pid, was: running ? 'running' : 'dead' });
     log(`started the vk daemon of ${node.name} (pid ${node.daemon.pid})`);
+  }
+  // The API server, when it is down (as systemd would restart vk-api).
+  if (state.api && !isAlive(state.api.proc) && readApiToken(state.dir) !== undefined) {
+    await startApi(state);
+    writeState(state);
+    report.api = { pid: state.api.proc!.pid, url: state.api.url };
+    log(`started vk api on ${state.api.url} (pid ${state.api.proc!.pid})`);
   }
   return report;
 }

@@ -72,6 +72,8 @@ export interface SandboxState {
   /** /run/netns was not a mount point before the first `ip netns add` of this sandbox (ip made it one). */
   madeNetnsMount: boolean;
   nodes: NodeState[];
+  /** The REST API server (drivers/sandbox/api.ts): `vk api` on loopback. */
+  api?: { port: number; url: string; proc?: ProcRef };
   /** `vk sandbox vm-side`: VM-side namespaces plugged into a node's bridge (drivers/sandbox/vm-side.ts). */
   vmSides?: Array<{ netns: string; node: string; vni: number }>;
   /** 'up' once `vk sandbox up` finished; 'starting' while it runs or if it died half-way. */

@@ -189,6 +189,7 @@ export function footprint(dir: string): Footprint {
   if (!state) throw new Error(`no sandbox state in ${dir}`);
   const procs: Footprint['procs'] = [];
   if (state.zookeeper.proc) procs.push({ what: 'ZooKeeper', ref: state.zookeeper.proc });
+  if (state.api?.proc) procs.push({ what: 'vk api', ref: state.api.proc });
   for (const n of state.nodes) {
     if (n.libvirtd) procs.push({ what: `libvirtd ${n.name}`, ref: n.libvirtd });
     if (n.holder) procs.push({ what: `test-driver holder ${n.name}`, ref: n.holder });

@@ -57,6 +57,17 @@ test('vk sandbox up / printed commands / status / down / up again / down', { tim
     assert.match(status.stdout, /^hv3\s.*\byes\s+run\/ready$/m);
     for (const n of state.nodes) assert.match(status.stdout, new RegExp(`^${n.name}\\s.*pid ${n.frr!.zebra.pid} ok\\s+pid ${n.frr!.bgpd.pid} ok\\s`, 'm'), `${n.name}'s zebra and bgpd in status`);
 
+    // ---- the REST API: up printed its address and a token; it answers with it, and only with it
+    assert.ok(state.api && isAlive(state.api.proc), 'vk api recorded and running');
+    assert.match(up.stdout, new RegExp(`REST API: ${state.api.url.replace(/[.]/g, '\\.')}`));
+    const token = /admin token: (vk_\S+)/.exec(up.stdout)?.[1];
+    assert.ok(token, 'up printed a token');
+    const vms = await fetch(`${state.api.url}/vm`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(vms.status, 200);
+    assert.equal(((await vms.json()) as unknown[]).length, 5, 'the five example VMs over HTTP');
+    assert.equal((await fetch(`${state.api.url}/vm`)).status, 401, 'no token: 401');
+    assert.match(status.stdout, new RegExp(`^api\\s+${state.api.url.replace(/[.]/g, '\\.')}\\s+pid ${state.api.proc!.pid}\\s+serving$`, 'm'));
+
     // ---- up again while up: says so, changes nothing
     const again = await vk(['sandbox', 'up', '--dir', dir], { env });
     assert.equal(again.code, 0, again.stderr);
