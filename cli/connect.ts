@@ -1,5 +1,6 @@
 // The connection to the cluster: global options (--zk, --root, --auth), a ZkStore for the
 // duration of one command, and the base layout that writing commands make sure exists.
+import { INDEX_SCHEMA_VERSION, migrateToIndex } from '../core/vm-index.ts';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { NodeExistsError, parentOf, ZkError, ZkStore } from '../drivers/zk/index.ts';
 import { describeAcl, isPrivateTo, openAclSession, tightenedAcl } from '../drivers/zk/acl.ts';
@@ -7,7 +8,8 @@ import { DEFAULT_ROOT, ValidationError, ZkPaths } from '../schemas/index.ts';
 import { CliError, usageError } from './errors.ts';
 
 export const DEFAULT_ZK = '127.0.0.1:2181';
-export const SCHEMA_VERSION = 1;
+/** Version 2 added the per-node VM index (core/vm-index.ts); a version-1 cluster is upgraded by its first write. */
+export const SCHEMA_VERSION = INDEX_SCHEMA_VERSION;
 
 export interface GlobalOptions {
   zk?: string;
@@ -150,8 +152,9 @@ export async function secureAcls(cluster: Cluster, written: readonly string[] = 
 }
 
 /**
- * Creates whatever is missing of the base layout (root, schema {"version":1}, vms, networks,
- * nodes, locks); refuses a cluster whose schema version this CLI does not know. Under --auth it
+ * Creates whatever is missing of the base layout (root, schema {"version":2}, vms, networks,
+ * nodes, locks); upgrades a version-1 cluster (builds the per-node VM index, says so on stderr);
+ * refuses a cluster whose schema version this CLI does not know. Under --auth it
  * first makes the existing layout, and the existing znodes of `written`, private (secureAcls).
  */
 export async function ensureLayout(cluster: Cluster, written: readonly string[] = []): Promise<void> {
@@ -159,7 +162,10 @@ export async function ensureLayout(cluster: Cluster, written: readonly string[] 
   await secureAcls(cluster, written);
   const schema = await store.get(paths.schema);
   if (schema) {
-    checkSchema(schema.data, paths.schema);
+    if (checkSchema(schema.data, paths.schema) === 1) {
+      const migrated = await migrateToIndex(store, paths);
+      if (migrated) process.stderr.write(`vk: upgraded ${paths.schema} to version ${SCHEMA_VERSION}: built the per-node VM index (${migrated.added.length} entries for ${migrated.vms} VMs)\n`);
+    }
     const missing = await Promise.all([paths.vms, paths.networks, paths.nodes, paths.locks].map(async (p) => ((await store.exists(p)) ? null : p)));
     await createAll(store, missing.filter((p): p is string => p !== null));
     return;
@@ -183,14 +189,16 @@ async function createAll(store: ZkStore, list: string[]): Promise<void> {
   }
 }
 
-function checkSchema(data: Buffer, path: string): void {
+/** The cluster's schema version: this one, or 1 (upgradable); anything else is refused. */
+function checkSchema(data: Buffer, path: string): number {
   let version: unknown;
   try {
     version = (JSON.parse(data.toString('utf8')) as { version?: unknown }).version;
   } catch {
     version = undefined;
   }
-  if (version !== SCHEMA_VERSION) {
-    throw new CliError(`${path} says schema version ${JSON.stringify(version)}; this vk knows version ${SCHEMA_VERSION} only`);
+  if (version !== SCHEMA_VERSION && version !== 1) {
+    throw new CliError(`${path} says schema version ${JSON.stringify(version)}; this vk knows versions 1 (upgraded at the first write) and ${SCHEMA_VERSION}`);
   }
+  return version;
 }

@@ -26,6 +26,7 @@ import { ensureLayout } from './connect.ts';
 import { CliError, EXIT_USAGE } from './errors.ts';
 import { objectId, sortForWrite, type DesiredObject } from './manifests.ts';
 import { toYaml } from './output.ts';
+import { dedupeCreates, indexOps } from '../core/vm-index.ts';
 
 export type ApplyResult = 'created' | 'configured' | 'unchanged';
 
@@ -150,6 +151,8 @@ export async function prepareObject({ store, paths }: Cluster, obj: DesiredObjec
       else if (part.same) ops.push({ op: 'check', path: part.path, version: part.live.version });
       else ops.push({ op: 'set', path: part.path, data: part.desired, version: part.live.version });
     }
+    // A VM's write also checks or creates the index entry of the node its spec names (core/vm-index.ts).
+    if (vmSpec) ops.push(...(await indexOps(store, paths, obj.name, vmSpec)));
   }
   return { obj, id: objectId(obj), result, parts, ops, ...(vmSpec && { vmSpec }) };
 }
@@ -277,7 +280,7 @@ export async function applyObjects(cluster: Cluster, objects: readonly DesiredOb
     prepared = await writeRetrying(
       cluster,
       prepared,
-      (all) => all.flatMap((p) => p.ops),
+      (all) => dedupeCreates(all.flatMap((p) => p.ops)),
       () => prepareAll(cluster, sorted, options, undefined),
       { zxid: options.planZxid, changed: 'the cluster changed' },
     );

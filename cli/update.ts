@@ -21,6 +21,7 @@ import { readExistingVm, readNode, specVersion, type LiveNode, type LiveVm, type
 import { secureAcls, type Cluster } from './connect.ts';
 import { CliError, withSource } from './errors.ts';
 import { ContentionError, NotFoundError } from '../core/errors.ts';
+import { indexOps } from '../core/vm-index.ts';
 
 export interface Updated<T> {
   before: T;
@@ -49,6 +50,8 @@ export async function updateVmSpec(
         return { value: vm.spec.value, version: vm.spec.version, vm };
       },
       encode: encodeVmSpec,
+      // The index entry of the node the spec names, in the same multi (core/vm-index.ts).
+      also: (after) => indexOps(store, paths, name, after),
       edit: (before, { vm }) => {
         const after = mutate(structuredClone(before), vm);
         const encoded = withSource(`vm ${name}`, () => encodeVmSpec(after));

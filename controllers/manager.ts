@@ -17,7 +17,7 @@ import type { ZkPaths } from '../schemas/index.ts';
 import { ConfigInformer } from './informers/config.ts';
 import { NetworkInformer } from './informers/networks.ts';
 import { NodeInformer } from './informers/nodes.ts';
-import { VmInformer } from './informers/vms.ts';
+import { VmInformer, type VmInformerOptions } from './informers/vms.ts';
 import type { Runnable } from './runnable.ts';
 
 export interface ManagerOptions {
@@ -29,6 +29,8 @@ export interface ManagerOptions {
   log: Logger;
   /** Closes the drivers (after everything else has stopped). */
   close?(): Promise<void>;
+  /** Which VMs the VM informer follows (default: every VM; a daemon: its node's index). */
+  vms?: VmInformerOptions;
 }
 
 export interface Informers {
@@ -57,7 +59,7 @@ export class Manager {
     this.hv = o.hv;
     this.log = o.log;
     this.informers = {
-      vms: new VmInformer(o.store, o.paths, o.log),
+      vms: new VmInformer(o.store, o.paths, o.log, o.vms),
       nodes: new NodeInformer(o.store, o.paths, o.log),
       networks: new NetworkInformer(o.store, o.paths, o.log),
       config: new ConfigInformer(o.store, o.paths, o.log),

@@ -21,6 +21,7 @@ import { decodeDocument, type DesiredVm } from '../cli/manifests.ts';
 import { applyObjects } from '../cli/objects.ts';
 import { updateVmSpec, type Updated } from '../cli/update.ts';
 import { ConflictError, ContentionError, InvalidInputError, RefusedError } from './errors.ts';
+import { removalIndexOps } from './vm-index.ts';
 
 export const DEFAULT_META: VmMeta = { nodeLimit: [], nodeSelector: 'default', autostart: false, migrationMethod: 'default', maxDowntimeMs: 300 };
 
@@ -268,6 +269,8 @@ export async function removeVm(cluster: Cluster, name: string, force: boolean): 
       await store.multi([
         ...stats.map((s) => ({ op: 'delete' as const, path: s.path, version: s.stat!.version })),
         { op: 'delete' as const, path: paths.vm(name), version: parent.version },
+        // Its index entries go with it (core/vm-index.ts): the nodes see it leave their index.
+        ...(await removalIndexOps(store, paths, name)),
       ]);
       return vm;
     } catch (error) {

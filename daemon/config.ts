@@ -149,6 +149,11 @@ export const DaemonConfigSchema = z.strictObject({
    */
   keepaliveMs: positiveInt.optional(),
   resyncMs: positiveInt.default(60_000),
+  /**
+   * How often the daemon scans every VM of the cluster for one that names this node but is missing
+   * from its index (core/vm-index.ts), and adds it. A repair: the writers keep the index.
+   */
+  indexScanMs: positiveInt.default(300_000),
   consolePollMs: positiveInt.default(500),
   /** Console lines kept per VM. Unset: the cluster config's consoleLogLines (default 1000), followed as it changes. */
   consoleLines: positiveInt.optional(),

@@ -4,6 +4,7 @@
 // Start: the alive marker first (peers see this daemon), then the informers sync, then each
 // concern in CONCERNS order; stop: the reverse. `planNode` (vk daemon --dry-run, vk plan --node)
 // builds the same manager with the same list and asks every concern for its plan instead.
+import { INDEX_SCHEMA_VERSION, migrateToIndex } from '../core/vm-index.ts';
 import type { Logger } from 'pino';
 import { LibvirtHypervisor } from '../drivers/libvirt-hypervisor.ts';
 import { bridgeExists } from '../drivers/links.ts';
@@ -215,7 +216,7 @@ export interface RunningDaemon {
   stop(): Promise<void>;
 }
 
-async function buildManager(cfg: DaemonConfig, log: Logger, deps: DaemonDeps): Promise<Manager> {
+async function buildManager(cfg: DaemonConfig, log: Logger, deps: DaemonDeps, following: 'index' | 'all' = 'index'): Promise<Manager> {
   const paths = new ZkPaths(cfg.zookeeper.root);
   const auth = cfg.zookeeper.auth ? splitAuth(cfg.zookeeper.auth) : undefined;
   const store = await ZkStore.connect({
@@ -242,6 +243,8 @@ async function buildManager(cfg: DaemonConfig, log: Logger, deps: DaemonDeps): P
       await hv.close();
       await store.close();
     },
+    // A daemon follows its node's index of VMs (core/vm-index.ts); a dry run reads every VM (it may run before any index).
+    vms: following === 'index' ? { node: cfg.node, indexScanMs: cfg.indexScanMs } : {},
   });
   for (const register of CONCERNS) register(manager, cfg, deps);
   return manager;
@@ -265,7 +268,10 @@ export async function startDaemon(cfg: DaemonConfig, deps: DaemonDeps = {}): Pro
     log,
   );
   try {
-    for (const path of [paths.vms, paths.nodes, paths.node(cfg.node)]) await store.ensurePath(path);
+    for (const path of [paths.vms, paths.nodes, paths.node(cfg.node), paths.nodeVms(cfg.node)]) await store.ensurePath(path);
+    // A cluster from before the index (schema version 1): build it first, so this daemon finds its VMs.
+    const migrated = await migrateToIndex(store, paths);
+    if (migrated) log.warn({ added: migrated.added.length, vms: migrated.vms }, `schema: upgraded ${paths.schema} to version ${INDEX_SCHEMA_VERSION} (the per-node VM index: ${migrated.added.length} entries)`);
     await alive.start();
     await manager.start();
   } catch (error) {
@@ -294,7 +300,7 @@ export async function startDaemon(cfg: DaemonConfig, deps: DaemonDeps = {}): Pro
  * the daemon runs); changes nothing.
  */
 export async function planNode(cfg: DaemonConfig, log: Logger): Promise<string[]> {
-  const manager = await buildManager(cfg, log, {});
+  const manager = await buildManager(cfg, log, {}, 'all');
   try {
     return await manager.plan();
   } finally {

@@ -5,6 +5,7 @@ import { DomainStateCache } from './domain-state-cache.ts';
 import type { DomainJob, DomainSummary, LifecycleNotice, LiveMigrationOptions, MigratingHypervisor, NodeResources } from './hypervisor.ts';
 import {
   DomainState,
+  DomainStatsTypes,
   ErrorCode,
   isLibvirtError,
   JobStatsFlags,
@@ -50,6 +51,10 @@ export class LibvirtHypervisor implements MigratingHypervisor {
   private readonly refs = new Map<string, Domain>();
   /** Run state and persistence per name, kept exact by events and our own calls (domain-state-cache.ts). */
   private readonly states = new DomainStateCache();
+  /** Whether libvirt answers the bulk statistics call (undefined until tried). */
+  private bulkStats: boolean | undefined;
+  /** uuid → memory and vCPUs, for libvirts whose bulk statistics lack them; dropped on define and when gone. */
+  private readonly sizes = new Map<string, { memoryKiB: number; vcpus: number }>();
 
   private constructor(readonly conn: LibvirtConnection) {
     conn.lifecycle$.subscribe((e) => {
@@ -135,7 +140,49 @@ export class LibvirtHypervisor implements MigratingHypervisor {
     });
   }
 
+  /**
+   * Every domain with its state, memory and vCPUs: two calls whatever the number of domains (one
+   * bulk statistics call, one list of the persistent ones). Memory and vCPUs come from the bulk
+   * reply when libvirt gives them (QEMU: balloon.current, vcpu.current), else from one DOMAIN_GET_INFO
+   * per domain the first time it is seen, kept until it is redefined or gone (the test driver
+   * gives only state). A libvirt without the bulk call gets DOMAIN_GET_INFO per domain each time.
+   */
   async listDomains(): Promise<DomainSummary[]> {
+    if (this.bulkStats !== false) {
+      try {
+        const [records, persistent] = await Promise.all([
+          this.conn.connectGetAllDomainStats(DomainStatsTypes.STATE | DomainStatsTypes.BALLOON | DomainStatsTypes.VCPU),
+          this.conn.connectListAllDomains(ListDomainsFlags.PERSISTENT),
+        ]);
+        this.bulkStats = true;
+        const persistentNames = new Set(persistent.map((d) => d.name));
+        const seen = new Set<string>();
+        const out = await Promise.all(
+          records.map(async ({ domain, params }): Promise<DomainSummary | null> => {
+            seen.add(domain.uuid);
+            const memory = params['balloon.current'];
+            const vcpus = params['vcpu.current'];
+            let sized = memory !== undefined && vcpus !== undefined ? { memoryKiB: Number(memory), vcpus: Number(vcpus) } : this.sizes.get(domain.uuid);
+            if (!sized) {
+              try {
+                const info = await this.conn.domainGetInfo(domain);
+                sized = { memoryKiB: info.memoryKiB, vcpus: info.nrVirtCpu };
+                this.sizes.set(domain.uuid, sized);
+              } catch (error) {
+                if (isLibvirtError(error, ErrorCode.NO_DOMAIN)) return null;
+                throw error;
+              }
+            }
+            return { name: domain.name, uuid: domain.uuid, state: runState(Number(params['state.state'] ?? DomainState.NOSTATE)), persistent: persistentNames.has(domain.name), ...sized };
+          }),
+        );
+        for (const uuid of [...this.sizes.keys()]) if (!seen.has(uuid)) this.sizes.delete(uuid);
+        return out.filter((d): d is DomainSummary => d !== null);
+      } catch (error) {
+        if (this.bulkStats === true || !isLibvirtError(error, ErrorCode.NO_SUPPORT)) throw error;
+        this.bulkStats = false;
+      }
+    }
     const [all, persistent] = await Promise.all([
       this.conn.connectListAllDomains(0),
       this.conn.connectListAllDomains(ListDomainsFlags.PERSISTENT),
@@ -165,6 +212,7 @@ export class LibvirtHypervisor implements MigratingHypervisor {
   async define(xml: string): Promise<void> {
     const domain = await this.conn.domainDefineXmlFlags(xml, 0);
     this.states.invalidate(domain.name);
+    this.sizes.delete(domain.uuid);
     this.refs.set(domain.name, domain);
   }
 

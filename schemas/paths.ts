@@ -25,6 +25,8 @@ export type ZkPathInfo =
   | { kind: 'network'; vni: string; leaf?: 'spec' | 'status' | 'leases' }
   | { kind: 'lease'; vni: string; mac: string }
   | { kind: 'node'; name: string; leaf?: 'spec' | 'status' | 'alive' | 'fence' }
+  | { kind: 'index' }
+  | { kind: 'nodeVms'; node: string; vm?: string }
   | { kind: 'events' }
   | { kind: 'event'; id: string }
   | { kind: 'lock'; name: string; child?: string };
@@ -106,6 +108,17 @@ export class ZkPaths {
     return `${this.networkLeases(vni)}/${mac}`;
   }
 
+  /** The per-node VM index (core/vm-index.ts): /index/<node>/<vm>, one empty znode per VM whose spec names the node. */
+  get index(): string {
+    return `${this.root}/index`;
+  }
+  nodeVms(node: string): string {
+    return `${this.index}/${assertName(node, 'node name')}`;
+  }
+  nodeVmEntry(node: string, vm: string): string {
+    return `${this.nodeVms(node)}/${assertName(vm, 'vm name')}`;
+  }
+
   /** {node, phase, since, term, …}: the primary coordinator (reconcilers/primary). */
   get primary(): string {
     return `${this.config}/primary`;
@@ -163,6 +176,11 @@ export class ZkPaths {
       case 'config':
         if (parts.length === 2 && id === 'primary') return { kind: 'primary' };
         return parts.length === 1 ? { kind: top } : undefined;
+      case 'index':
+        if (parts.length === 1) return { kind: 'index' };
+        if (!isValidName(id!) || parts.length > 3) return undefined;
+        if (parts.length === 2) return { kind: 'nodeVms', node: id! };
+        return isValidName(leaf!) ? { kind: 'nodeVms', node: id!, vm: leaf! } : undefined;
       case 'events':
         if (parts.length === 1) return { kind: 'events' };
         return parts.length === 2 && /^e-\d{10}$/.test(id!) ? { kind: 'event', id: id! } : undefined;

@@ -6,6 +6,7 @@ import {
   domainStateName,
   MigrateParam,
   Proc,
+  REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX,
   REMOTE_DOMAIN_JOB_STATS_MAX,
   REMOTE_DOMAIN_LIST_MAX,
   REMOTE_DOMAIN_MEMORY_STATS_MAX,
@@ -24,6 +25,7 @@ import {
   XdrReader,
   XdrWriter,
   type TypedParam,
+  type TypedParamValue,
 } from './xdr.ts';
 
 export interface DomainStateInfo {
@@ -32,6 +34,12 @@ export interface DomainStateInfo {
   /** virDomain*Reason of `state` */
   reason: number;
   stateName: DomainStateName | undefined;
+}
+
+/** One domain's statistics from CONNECT_GET_ALL_DOMAIN_STATS (names as libvirt's: state.state, balloon.current, vcpu.current…). */
+export interface DomainStatsRecord {
+  domain: Domain;
+  params: Record<string, TypedParamValue>;
 }
 
 export interface DomainInfo {
@@ -214,6 +222,24 @@ export class LibvirtClient {
         r.uint();
         return domains;
       },
+      opts,
+    );
+  }
+
+  /**
+   * Statistics of every domain in one call (virConnectGetAllDomainStats): `stats` is a sum of
+   * DomainStatsTypes, `flags` filters the domains (ListDomainsFlags' values: active, persistent…).
+   */
+  connectGetAllDomainStats(stats: number, flags = 0, opts?: CallOptions): Promise<DomainStatsRecord[]> {
+    return this.invoke(
+      Proc.CONNECT_GET_ALL_DOMAIN_STATS,
+      (w) => w.uint(0).uint(stats).uint(flags), // no domains listed: all of them
+      (r) =>
+        r.array(
+          REMOTE_DOMAIN_LIST_MAX,
+          (rr) => ({ domain: readDomain(rr), params: typedParamsToRecord(readTypedParams(rr, REMOTE_CONNECT_GET_ALL_DOMAIN_STATS_MAX, REMOTE_STRING_MAX)) }),
+          DOMAIN_MIN_BYTES + 4,
+        ),
       opts,
     );
   }

@@ -15,6 +15,7 @@ export { LibvirtClient, migrateParams } from './client.ts';
 export type {
   DomainInfo,
   DomainStateInfo,
+  DomainStatsRecord,
   JobStats,
   LibvirtClientOptions,
   MemoryStat,
@@ -31,6 +32,7 @@ export {
   DomainEventId,
   DomainState,
   domainStateName,
+  DomainStatsTypes,
   DrvFeature,
   JobStatsFlags,
   JobType,

@@ -9,7 +9,12 @@
 // the VM status it changes, all or nothing). They are written even when the edit says NO_CHANGE.
 // Only a lost race on the edited znode is retried; a failing `with` op ends the update with its
 // TransactionError.
-import { NodeExistsError, TransactionError, VersionConflictError } from './errors.ts';
+//
+// `also`: ops computed from each round's edited value, committed after the write in the same multi
+// (e.g. the per-node index entry of the node a VM spec names). A race lost on one of them (a
+// version, a create of a znode that appeared, a check of one that went) is retried like the
+// write's own.
+import { NodeExistsError, NoNodeError, TransactionError, VersionConflictError } from './errors.ts';
 import type { ZkStore } from './store.ts';
 import type { Op, OpResult } from './types.ts';
 
@@ -58,6 +63,8 @@ interface CasCommon<T, S extends CasSnapshot<T>> {
   what?: string;
   /** Ops written in the same multi, before the edited znode (see the top of this file). */
   with?: readonly Op[];
+  /** Ops for this round's new value, written in the same multi after the edited znode (see the top of this file). */
+  also?(next: NoInfer<T>, read: S): Promise<readonly Op[]>;
 }
 
 /** Read the znode itself: store.get, then `decode`. */
@@ -90,17 +97,21 @@ export async function compareAndSet<T, S extends CasSnapshot<T>>(store: ZkStore,
     const current = (await read()) as S | null;
     if (!current) return { kind: 'absent' };
     const next = edit(current.value, current);
-    if (o.with) {
+    const also = next === NO_CHANGE || !o.also ? [] : await o.also(next, current as S);
+    if (o.with || also.length > 0) {
+      const before = o.with ?? [];
       const own: Op[] = next === NO_CHANGE ? [] : [current.version === null ? { op: 'create', path, data: o.encode(next) } : { op: 'set', path, data: o.encode(next), version: current.version }];
       try {
-        const results = await store.multi([...o.with, ...own]);
-        const mine = results.slice(0, o.with.length);
-        if (next === NO_CHANGE) return { kind: 'unchanged', read: current, with: mine };
-        const version = current.version === null ? 0 : (results[o.with.length]?.stat?.version ?? current.version + 1);
-        return { kind: 'written', value: next, version, created: current.version === null, read: current, with: mine };
+        const results = await store.multi([...before, ...own, ...also]);
+        const mine = o.with ? results.slice(0, before.length) : undefined;
+        if (next === NO_CHANGE) return { kind: 'unchanged', read: current, ...(mine && { with: mine }) };
+        const version = current.version === null ? 0 : (results[before.length]?.stat?.version ?? current.version + 1);
+        return { kind: 'written', value: next, version, created: current.version === null, read: current, ...(mine && { with: mine }) };
       } catch (error) {
-        const ours = error instanceof TransactionError && error.failedIndex === o.with.length;
-        if (!ours || !(error.cause instanceof VersionConflictError || error.cause instanceof NodeExistsError)) throw error;
+        if (!(error instanceof TransactionError)) throw error;
+        const ours = error.failedIndex === before.length && (error.cause instanceof VersionConflictError || error.cause instanceof NodeExistsError);
+        const oursAlso = error.failedIndex > before.length && (error.cause instanceof VersionConflictError || error.cause instanceof NodeExistsError || error.cause instanceof NoNodeError);
+        if (!ours && !oursAlso) throw error;
         lost = error;
         continue;
       }

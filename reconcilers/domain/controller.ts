@@ -20,6 +20,7 @@ import type { NetworkInformer } from '../../controllers/informers/networks.ts';
 import { networkOfBridge, networksNotReady } from '../network-readiness.ts';
 import { rbdStartGate } from '../rbd-readiness.ts';
 import { NodeExistsError, NoNodeError, VersionConflictError, type ZkStore } from '../../drivers/zk/index.ts';
+import { releaseIndexEntry } from '../../core/vm-index.ts';
 
 export interface DomainControllerOptions {
   /** VMs reconciled at once (default 8). */
@@ -70,14 +71,14 @@ class DomainReconciler {
   private readonly now: () => string;
   /** The problem last logged per VM (InvalidSpec, InvalidXml), so each is logged once. */
   private readonly reported = new Map<string, string>();
-  private readonly o: { node: string; store: ZkStore; paths: ZkPaths; hv: Hypervisor; log: Logger; onAction?: (line: string) => void };
+  private readonly o: { node: string; store: ZkStore; paths: ZkPaths; hv: Hypervisor; log: Logger; indexed: boolean; onAction?: (line: string) => void };
   private readonly informer: VmInformer;
   private readonly networks: NetworkInformer | undefined;
   private readonly rbdGate: boolean;
 
   constructor(m: Manager, opts: DomainControllerOptions) {
     this.now = opts.now ?? (() => new Date().toISOString());
-    this.o = { node: m.node, store: m.store, paths: m.paths, hv: m.hv, log: m.log, ...(opts.onAction ? { onAction: opts.onAction } : {}) };
+    this.o = { node: m.node, store: m.store, paths: m.paths, hv: m.hv, log: m.log, indexed: m.informers.vms.indexed, ...(opts.onAction ? { onAction: opts.onAction } : {}) };
     this.informer = m.informers.vms;
     this.networks = opts.networkGate ? m.informers.networks : undefined;
     this.rbdGate = opts.rbdGate ?? false;
@@ -109,7 +110,11 @@ class DomainReconciler {
     } catch (error) {
       this.o.log.warn({ err: error }, 'listing local domains failed; looking each VM up');
     }
-    // Every local domain, ours or a stray; a VM known to neither side has nothing to do here.
+    // Every local domain, ours or a stray; a VM known to neither side has nothing to do here. With
+    // the index, a local domain's VM is followed whatever the index says (the informer's V3), and
+    // every VM followed is looked at: it is one this node has or had.
+    for (const name of domains) this.informer.pin(name);
+    if (this.o.indexed) return [...this.informer.names(), ...domains];
     return [...this.informer.names().filter((vm) => this.homedOrOwnedHere(vm)), ...domains];
   }
 
@@ -187,6 +192,12 @@ class DomainReconciler {
     if (this.o.store.connectionState !== 'connected') return requeueAfter(500);
     const entry = this.informer.get(vm);
     if (entry?.spec && 'error' in entry.spec) return this.reconcileUnreadableSpec(vm, entry.spec, ctx, signal);
+    // A local domain of a VM outside this node's index (a stray, a copy left behind): follow the
+    // VM; once read, the informer says so and this looks again.
+    if (this.o.indexed && !entry && !this.informer.wasRemoved(vm)) {
+      if (await this.o.hv.domainState(vm)) this.informer.pin(vm);
+      return done;
+    }
     const inputs = await this.inputsFor(vm);
     if (!inputs) return done;
     this.reportOnce(vm, inputs.desired?.xmlProblem && { reason: 'InvalidXml', message: inputs.desired.xmlProblem });
@@ -194,11 +205,29 @@ class DomainReconciler {
     // The migration concern follows the same informer and takes it from here.
     if (actions.some((a) => a.kind === 'migrate')) return done;
     if (actions.length === 0) {
-      if (!inputs.desired && !inputs.observed.domain) this.informer.forgetRemoved(vm);
+      if (!inputs.desired && !inputs.observed.domain) {
+        this.informer.forgetRemoved(vm);
+        // A VM whose spec went without its index entry (not through vk): the entry goes too.
+        if (this.o.indexed && entry) await releaseIndexEntry(this.o.store, this.o.paths, vm, this.o.node, null);
+      } else if (inputs.desired && !inputs.observed.domain) await this.releaseIfElsewhere(vm, inputs.desired, inputs.observed, ctx);
       return done;
     }
     const outcome = await executeDomain(this.o.node, vm, actions, this.effects(ctx), signal);
     return outcome.kind === 'requeueAfter' ? requeueAfter(outcome.ms) : done;
+  }
+
+  /**
+   * A VM this node holds nothing of (no local domain, its spec — node and previous node — and
+   * status name other nodes, no migration to or from here in flight): this node's index entry of it goes (core/vm-index.ts,
+   * conditional on the spec's version) and the informer stops following it.
+   */
+  private async releaseIfElsewhere(vm: string, desired: DomainDesired, observed: DomainObserved, ctx: ReconcileContext): Promise<void> {
+    const node = this.o.node;
+    if (!this.o.indexed || desired.spec.node === node || desired.spec.previousNode === node || observed.status?.value.node === node || migrationInFlight(observed.migration, node)) return;
+    if (await releaseIndexEntry(this.o.store, this.o.paths, vm, node, desired.generation)) {
+      ctx.logger.debug({ vm }, `VM index: ${vm} is elsewhere; released this node's entry`);
+      this.informer.unpin(vm);
+    }
   }
 
   /**

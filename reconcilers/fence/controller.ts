@@ -33,6 +33,8 @@ import {
   encodeVmSpec,
   encodeVmStatus,
   eventMessage,
+  isValidName,
+  VmXml,
   migrationInFlight,
   type Condition,
   type NodeFence,
@@ -42,6 +44,7 @@ import {
 } from '../../schemas/index.ts';
 import { aliveTakesLiveMigration, type NodeCandidate } from '../selectors.ts';
 import { appendEvent } from '../../core/events.ts';
+import { indexOps } from '../../core/vm-index.ts';
 import { statusHoldsGuest } from '../domain/plan.ts';
 import { blocklistEntry, runLevels, type FenceEffects } from './execute.ts';
 import { FENCE_LOCK, planFence, planRecovery, recoveryApplies, recoverySpec, retryDelayMs, type FenceStep, type RecoveryMove, type RecoveryVm } from './plan.ts';
@@ -399,15 +402,20 @@ export class FenceController implements Runnable {
     });
   }
 
-  private recoveryVms(): RecoveryVm[] {
-    const vms = this.m.informers.vms;
-    return vms.names().flatMap((name) => {
-      const entry = vms.get(name);
-      const spec = valueOf(entry?.spec);
-      if (!entry || !spec) return [];
-      const xml = valueOf(entry.xml);
-      const info = xml?.info;
-      const status = valueOf(entry.status);
+  /**
+   * The VMs that name the lost node (its index: spec or status), read from ZooKeeper now: this
+   * daemon's informer follows only its own node's VMs (core/vm-index.ts).
+   */
+  private async recoveryVms(lost: string): Promise<RecoveryVm[]> {
+    const { store, paths } = this.m;
+    const names = ((await store.children(paths.nodeVms(lost))) ?? []).filter(isValidName);
+    const read = await Promise.all(names.map((name) => Promise.all([store.get(paths.vmSpec(name)), store.get(paths.vmXml(name)), store.get(paths.vmStatus(name))])));
+    return names.flatMap((name, i) => {
+      const [specGot, xmlGot, statusGot] = read[i]!;
+      const spec = decodeOrNull(specGot, decodeVmSpec);
+      if (!spec) return [];
+      const info = xmlGot ? new VmXml(xmlGot.data.toString('utf8'), name).info : undefined;
+      const status = decodeOrNull(statusGot, decodeVmStatus);
       return [{
         name,
         spec,
@@ -424,7 +432,7 @@ export class FenceController implements Runnable {
     const status = valueOf(this.m.informers.nodes.get(node)?.status);
     const level = status?.fence?.level;
     if (!level || !this.m.informers.config.value.fence.recover) return done;
-    const moves = planRecovery({ lost: node, level, vms: this.recoveryVms(), nodes: this.candidates(), defaultSelector: this.m.informers.config.value.defaultNodeSelector });
+    const moves = planRecovery({ lost: node, level, vms: await this.recoveryVms(node), nodes: this.candidates(), defaultSelector: this.m.informers.config.value.defaultNodeSelector });
     if (moves.length === 0) return done;
     const blocklisted = await this.blocklistBeforeBreaking(node, status, moves, ctx);
     const recovered: string[] = [];
@@ -519,7 +527,7 @@ export class FenceController implements Runnable {
     delete (released as { crash?: unknown }).crash;
     ops.push(statusGot ? { op: 'set', path: p.vmStatus(move.vm), version: statusGot.version, data: encodeVmStatus(released) } : { op: 'create', path: p.vmStatus(move.vm), data: encodeVmStatus(released) });
     const next = recoverySpec(spec, move, lost);
-    if (next !== spec) ops.push({ op: 'set', path: p.vmSpec(move.vm), version: specGot.version, data: encodeVmSpec(next) });
+    if (next !== spec) ops.push({ op: 'set', path: p.vmSpec(move.vm), version: specGot.version, data: encodeVmSpec(next) }, ...(await indexOps(this.m.store, p, move.vm, next)));
     await this.m.store.multi(ops);
     this.event({ kind: 'vm.recovered', node: lost, vm: move.vm, level, message }, ctx);
     return true;
@@ -552,7 +560,10 @@ export class FenceController implements Runnable {
     const record = status?.fence;
     // A node that was only cut off may still run stale copies of the VMs recovered elsewhere (its
     // daemon destroys them as strays once back): the blocklist that holds them off their disks stays until they are gone.
-    const stale = (status?.runningVms ?? []).filter((vm) => record?.recovered.includes(vm) && valueOf(this.m.informers.vms.get(vm)?.spec)?.node !== node);
+    // Their specs are read from ZooKeeper: they are homed elsewhere now, outside this daemon's informer.
+    const recovered = (status?.runningVms ?? []).filter((vm) => record?.recovered.includes(vm));
+    const specs = await Promise.all(recovered.map((vm) => this.m.store.get(this.m.paths.vmSpec(vm))));
+    const stale = recovered.filter((_, i) => decodeOrNull(specs[i]!, decodeVmSpec)?.node !== node);
     if (record?.blocklist && stale.length > 0) {
       ctx.logger.info({ fenced: node, stale }, `fence: ${node} still runs ${stale.join(', ')}; the blocklist stays until they are gone`);
       return requeueAfter(1_000);
@@ -583,4 +594,14 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     const t = setTimeout(resolve, ms);
     signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
   });
+}
+
+/** A znode decoded, or null when absent or unreadable. */
+function decodeOrNull<T>(got: { data: Buffer } | null, decode: (text: string) => T): T | null {
+  if (!got) return null;
+  try {
+    return decode(got.data.toString('utf8'));
+  } catch {
+    return null;
+  }
 }

@@ -17,6 +17,7 @@
 // which carries domainState, observedGeneration and flush over from the current status; this
 // controller owns those fields and writes them with compare-and-set on a fresh read, retrying on
 // conflict. observedGeneration is the node spec version the operation serves (`vk node … --wait`).
+import { indexOps } from '../../core/vm-index.ts';
 import { Subject, Subscription, filter, map, merge } from 'rxjs';
 import { FLUSH_LOCK } from './plan.ts';
 import { Cancelled, FlushExecutor, type FlushEffects } from './execute.ts';
@@ -233,6 +234,8 @@ export class FlushController implements Runnable {
       decode: (data) => decodeVmSpec(data.toString('utf8')),
       encode: encodeVmSpec,
       edit: (spec) => edit(spec) ?? NO_CHANGE,
+      // The index entry of the node the spec now names, in the same multi (core/vm-index.ts).
+      also: (next) => indexOps(this.m.store, this.m.paths, vm, next),
     });
     return outcome.kind === 'written' ? { spec: outcome.value, version: outcome.version } : null;
   }

@@ -18,7 +18,7 @@ import { filter, map, mergeMap, type Observable } from 'rxjs';
 import type { MigratingHypervisor } from '../../drivers/hypervisor.ts';
 import { describeMigrationStep, planMigration, planPlacementCondition, isTerminal, UNKNOWN_NODE, type MigrationInputs, type MigrationStep, type PeerInfo } from './plan.ts';
 import { executeMigration, type MigrationEffects, type MigrationEvent } from './execute.ts';
-import { decodeVmSpec, decodeVmStatus, encodeMigrationRecord, encodeVmStatus, type MigrationRecord, type VmSpec, type VmStatus } from '../../schemas/index.ts';
+import { decodeVmSpec, decodeVmStatus, isValidName, encodeMigrationRecord, encodeVmStatus, type MigrationRecord, type VmSpec, type VmStatus } from '../../schemas/index.ts';
 import { done, requeueAfter, type ReconcileContext, type Result } from '../../controllers/reconciler.ts';
 import { Controller } from '../../controllers/controller.ts';
 import type { Manager } from '../../controllers/manager.ts';
@@ -163,8 +163,25 @@ class MigrationReconciler {
   }
 
   /** Every VM this node may have a migration part in (any other one's reconcile returns at once). */
-  keys(): string[] {
+  async keys(): Promise<string[]> {
+    await this.followUnknownNodes();
     return [...this.informer.names().filter((vm) => this.mayInvolveThisNode(vm)), ...this.placements()];
+  }
+
+  /**
+   * The reporter of UnknownNode for VMs without a status (the first live node by name) follows the
+   * index entries of names that are no node of the cluster (core/vm-index.ts): another tool wrote
+   * those specs, and no daemon's own index lists them.
+   */
+  private async followUnknownNodes(): Promise<void> {
+    const names = this.nodeNames();
+    if (!names || !this.informer.indexed || [...this.peers().keys()].sort()[0] !== this.m.node) return;
+    try {
+      const indexed = ((await this.m.store.children(this.m.paths.index)) ?? []).filter((n) => isValidName(n) && !names.has(n));
+      for (const unknown of indexed) for (const vm of (await this.m.store.children(this.m.paths.nodeVms(unknown))) ?? []) this.informer.pin(vm);
+    } catch (error) {
+      this.m.log.warn({ err: error }, 'could not list the index of names that are no node; trying again at the next resync');
+    }
   }
 
   /** The inverse of reconcile's first test: a record naming this node, or a status held here. */

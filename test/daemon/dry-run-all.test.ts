@@ -3,6 +3,7 @@
 // migration (mig: spec.node → hv2) and a flush (hv1 flushed; fl must move) — and the plan prints
 // all three. Started, the daemon then carries out exactly those actions (three libvirt
 // test-driver hypervisors, real ZooKeeper, the real `vk` binary).
+import { indexOps } from '../../core/vm-index.ts';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { vkFor, type Vk } from '../cli/helpers.ts';
@@ -35,7 +36,8 @@ describe('one dry-run path for every concern', { timeout: 180_000 }, () => {
     await rig.stopDaemon('hv1');
     const edit = async (vm: string, change: Partial<VmSpec>) => {
       const got = (await rig.store.get(paths.vmSpec(vm)))!;
-      await rig.store.set(paths.vmSpec(vm), encodeVmSpec({ ...(await rig.spec(vm)), ...change }), got.version);
+      const next = { ...(await rig.spec(vm)), ...change };
+      await rig.store.multi([{ op: 'set', path: paths.vmSpec(vm), data: encodeVmSpec(next), version: got.version }, ...(await indexOps(rig.store, paths, vm, next))]);
     };
     await edit('chg', { state: 'stopped' });
     await edit('mig', { node: 'hv2' });

@@ -160,6 +160,7 @@ describe('networks converge on every node', { timeout: 300_000, skip }, () => {
     await rig.store.create(paths.vm('netvm'));
     await rig.store.create(paths.vmSpec('netvm'), encodeVmSpec({ node: 'hv2', state: 'running', stopMode: 'force' }));
     await rig.store.create(paths.vmXml('netvm'), xml);
+    await rig.store.create(paths.nodeVmEntry('hv2', 'netvm'), '', { parents: true });
     await waitFor('netvm runs on hv2', () => rig.runsOn('netvm', 'hv2'), 30_000);
 
     await rig.store.deleteRecursive(paths.network(200));
@@ -179,6 +180,7 @@ describe('networks converge on every node', { timeout: 300_000, skip }, () => {
     await rig.store.create(paths.vm('gated'));
     await rig.store.create(paths.vmSpec('gated'), encodeVmSpec({ node: 'hv3', state: 'running', stopMode: 'force' }));
     await rig.store.create(paths.vmXml('gated'), xml);
+    await rig.store.create(paths.nodeVmEntry('hv3', 'gated'), '', { parents: true });
     await waitFor('gated waits for network 400', async () => (await rig.status('gated'))?.conditions.some((c) => c.type === 'NetworkNotReady' && c.message.includes('network 400')) ?? false, 20_000);
     const waiting = await rig.status('gated');
     assert.equal(waiting?.phase, 'Pending');

@@ -3,6 +3,7 @@
 // previousNode dropped). Shared by test/domain/storm.test.ts and bench/storm.ts.
 import { compareAndSet, type ZkStore } from '../../drivers/zk/index.ts';
 import { decodeVmSpec, encodeVmSpec, ZkPaths } from '../../schemas/index.ts';
+import { indexOps } from '../../core/vm-index.ts';
 
 /** The spacings a series of storms cycles through. */
 export const STORM_SPACINGS_MS = [5, 10, 20, 30, 50] as const;
@@ -15,6 +16,7 @@ export async function moveVm(store: ZkStore, vm: string, node: string): Promise<
     decode: (data) => decodeVmSpec(data.toString('utf8')),
     encode: encodeVmSpec,
     edit: ({ previousNode: _dropped, ...spec }) => ({ ...spec, node }),
+    also: (next) => indexOps(store, paths, vm, next),
   });
   if (outcome.kind === 'absent') throw new Error(`no spec for ${vm}`);
 }

@@ -3,6 +3,7 @@
 // connection closes), an in-process daemon config and runner, and helpers to write VMs and read
 // their status. (ZooKeeper: ./zookeeper.ts; waiting: ./wait.ts; several nodes with daemons:
 // ./cluster.ts, driver 'test'.)
+import { indexOps } from '../../core/vm-index.ts';
 import { LibvirtConnection } from '../../drivers/libvirt/index.ts';
 import { LibvirtHypervisor } from '../../drivers/libvirt-hypervisor.ts';
 import type { DaemonConfig } from '../../daemon/config.ts';
@@ -62,10 +63,12 @@ export async function runDaemon(cfg: DaemonConfig, actions: string[] = []): Prom
 
 export async function writeVm(store: ZkStore, name: string, spec: VmSpecInput, xml = testXml(name)): Promise<void> {
   await store.ensurePath(paths.vms);
+  // As vk writes a VM: with the index entry of its node (core/vm-index.ts).
   await store.multi([
     { op: 'create', path: paths.vm(name) },
     { op: 'create', path: paths.vmSpec(name), data: encodeVmSpec(spec) },
     { op: 'create', path: paths.vmXml(name), data: xml },
+    ...(await indexOps(store, paths, name, spec)),
   ]);
 }
 
@@ -76,8 +79,9 @@ export async function editSpec(store: ZkStore, name: string, edit: (spec: Record
   const spec = JSON.parse(current.data.toString('utf8')) as Record<string, unknown>;
   edit(spec);
   const data = encodeVmSpec(spec as VmSpecInput);
+  const index = await indexOps(store, paths, name, spec as VmSpecInput);
   const t = performance.now();
-  await store.set(paths.vmSpec(name), data, current.version);
+  await store.multi([{ op: 'set', path: paths.vmSpec(name), data, version: current.version }, ...index]);
   return t;
 }
 
