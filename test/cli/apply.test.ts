@@ -53,7 +53,7 @@ describe('vk apply and vk diff', () => {
     assert.match(run.stdout, /^vm\/db1 created$/m);
     assert.match(run.stdout, /^network\/100 created$/m);
 
-    assert.deepEqual(await readJson(store, `${root}/schema`), { version: 1 });
+    assert.deepEqual(await readJson(store, `${root}/schema`), { version: 2 });
     for (const p of ['vms', 'networks', 'nodes', 'locks']) assert.ok(await store.exists(`${root}/${p}`), p);
     const web1 = decodeVmSpec((await store.get(`${root}/vms/web1/spec`))!.data);
     assert.equal(web1.node, 'hv1');

@@ -149,7 +149,7 @@ describe('vk cluster maintenance', () => {
     // No cluster at all: the layout is made, as vk apply makes it.
     const fresh = await vkFor(server.connectString, '/fresh')('cluster', 'maintenance', 'on');
     assert.equal(fresh.code, 0, fresh.stderr);
-    assert.equal((await store.get('/fresh/schema'))?.data.toString(), '{"version":1}');
+    assert.equal((await store.get('/fresh/schema'))?.data.toString(), '{"version":2}');
     assert.equal(decodeClusterConfig((await store.get('/fresh/config'))!.data).maintenance, true);
     assert.equal((await listEvents(store, new ZkPaths('/fresh'))).at(-1)?.event.kind, 'cluster.maintenance');
   });
