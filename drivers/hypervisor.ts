@@ -40,6 +40,7 @@ export interface Hypervisor {
   start(name: string): Promise<void>;
   /** Asks the guest to shut down (ACPI); returns at once. */
   shutdown(name: string): Promise<void>;
+  /** Stops the domain at once; a domain already off (or gone) is left as it is, not an error. */
   destroy(name: string): Promise<void>;
   undefine(name: string): Promise<void>;
   nodeResources(): Promise<NodeResources>;

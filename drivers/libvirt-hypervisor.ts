@@ -229,8 +229,9 @@ export class LibvirtHypervisor implements MigratingHypervisor {
       try {
         await this.conn.domainDestroy(await this.ref(name));
       } catch (error) {
-        // Already off: the wanted end state.
-        if (!isLibvirtError(error, ErrorCode.OPERATION_INVALID)) throw error;
+        // Already off, or gone: the wanted end state.
+        if (isLibvirtError(error, ErrorCode.NO_DOMAIN)) this.refs.delete(name);
+        else if (!isLibvirtError(error, ErrorCode.OPERATION_INVALID)) throw error;
       }
     });
   }
