@@ -139,7 +139,8 @@ describe('IPMI fencer against ipmi_sim', { skip: bmcInstalled() }, () => {
     hv2.ignorePowerOff(true);
     try {
       const { ms, error } = await rejectsWith('FenceNotVerified', () => createIpmiFencer({ ...hv2.fenceOptions(), verifyTimeoutMs: 1000, verifyIntervalMs: 100 }).powerOff());
-      assert.ok(ms >= 1000 && ms < 8000, `took ${ms} ms`);
+      // It waited out the verify window (not a fast failure); timers may fire a few ms early or late.
+      assert.ok(ms >= 900 && ms < 8000, `took ${ms} ms`);
       assert.match(error.message, /still says "on"/);
       assertNoSecret(error, hv2.password);
       assert.equal(hv2.power(), 'on');
