@@ -154,6 +154,8 @@ export const DaemonConfigSchema = z.strictObject({
    * from its index (core/vm-index.ts), and adds it. A repair: the writers keep the index.
    */
   indexScanMs: positiveInt.default(300_000),
+  /** How long a VM this node holds nothing of any more stays followed before its index entry is released. */
+  indexReleaseAfterMs: positiveInt.default(30_000),
   consolePollMs: positiveInt.default(500),
   /** Console lines kept per VM. Unset: the cluster config's consoleLogLines (default 1000), followed as it changes. */
   consoleLines: positiveInt.optional(),

@@ -39,6 +39,8 @@ export interface DomainControllerOptions {
    * check (reconcilers/rbd-readiness.ts).
    */
   rbdGate?: boolean;
+  /** How long a VM this node holds nothing of stays followed before its index entry is released (default 30 s). */
+  indexReleaseAfterMs?: number;
 }
 
 /** The domain controller of the manager's node. */
@@ -75,6 +77,9 @@ class DomainReconciler {
   private readonly informer: VmInformer;
   private readonly networks: NetworkInformer | undefined;
   private readonly rbdGate: boolean;
+  /** VMs found to be elsewhere (nothing of them here), since when: released after releaseAfterMs. */
+  private readonly elsewhereSince = new Map<string, number>();
+  private readonly releaseAfterMs: number;
 
   constructor(m: Manager, opts: DomainControllerOptions) {
     this.now = opts.now ?? (() => new Date().toISOString());
@@ -82,6 +87,7 @@ class DomainReconciler {
     this.informer = m.informers.vms;
     this.networks = opts.networkGate ? m.informers.networks : undefined;
     this.rbdGate = opts.rbdGate ?? false;
+    this.releaseAfterMs = opts.indexReleaseAfterMs ?? 30_000;
   }
 
   /** The VMs homed here whose XML plugs into network `vni`'s bridge. */
@@ -209,7 +215,7 @@ class DomainReconciler {
         this.informer.forgetRemoved(vm);
         // A VM whose spec went without its index entry (not through vk): the entry goes too.
         if (this.o.indexed && entry) await releaseIndexEntry(this.o.store, this.o.paths, vm, this.o.node, null);
-      } else if (inputs.desired && !inputs.observed.domain) await this.releaseIfElsewhere(vm, inputs.desired, inputs.observed, ctx);
+      } else if (inputs.desired && !inputs.observed.domain) return this.releaseIfElsewhere(vm, inputs.desired, inputs.observed, ctx);
       return done;
     }
     const outcome = await executeDomain(this.o.node, vm, actions, this.effects(ctx), signal);
@@ -221,13 +227,24 @@ class DomainReconciler {
    * status name other nodes, no migration to or from here in flight): this node's index entry of it goes (core/vm-index.ts,
    * conditional on the spec's version) and the informer stops following it.
    */
-  private async releaseIfElsewhere(vm: string, desired: DomainDesired, observed: DomainObserved, ctx: ReconcileContext): Promise<void> {
+  private async releaseIfElsewhere(vm: string, desired: DomainDesired, observed: DomainObserved, ctx: ReconcileContext): Promise<Result> {
     const node = this.o.node;
-    if (!this.o.indexed || desired.spec.node === node || desired.spec.previousNode === node || observed.status?.value.node === node || migrationInFlight(observed.migration, node)) return;
+    if (!this.o.indexed || desired.spec.node === node || desired.spec.previousNode === node || observed.status?.value.node === node || migrationInFlight(observed.migration, node)) {
+      this.elsewhereSince.delete(vm);
+      return done;
+    }
+    // Only once it has stayed elsewhere a while: a VM whose spec moves back and forth (a move
+    // storm, a retargeted migration) stays followed, as every VM was before the index.
+    const now = Date.now();
+    const since = this.elsewhereSince.get(vm) ?? now;
+    this.elsewhereSince.set(vm, since);
+    if (now - since < this.releaseAfterMs) return requeueAfter(this.releaseAfterMs - (now - since));
+    this.elsewhereSince.delete(vm);
     if (await releaseIndexEntry(this.o.store, this.o.paths, vm, node, desired.generation)) {
       ctx.logger.debug({ vm }, `VM index: ${vm} is elsewhere; released this node's entry`);
       this.informer.unpin(vm);
     }
+    return done;
   }
 
   /**

@@ -22,7 +22,7 @@ import { Subject, Subscription, filter, map, merge } from 'rxjs';
 import { FLUSH_LOCK } from './plan.ts';
 import { Cancelled, FlushExecutor, type FlushEffects } from './execute.ts';
 import { aliveTakesLiveMigration, type NodeCandidate } from '../selectors.ts';
-import { decodeNodeStatus, decodeVmSpec, encodeNodeStatus, encodeVmSpec, type NodeSpec, type NodeStatus, type VmSpec } from '../../schemas/index.ts';
+import { decodeMigrationRecord, decodeNodeStatus, decodeVmSpec, decodeVmStatus, encodeNodeStatus, encodeVmSpec, type NodeSpec, type NodeStatus, type VmSpec } from '../../schemas/index.ts';
 import { ZkLock } from '../../drivers/zk/lock.ts';
 import { compareAndSet, NO_CHANGE, NoNodeError } from '../../drivers/zk/index.ts';
 import { Controller } from '../../controllers/controller.ts';
@@ -30,6 +30,7 @@ import { valueOf } from '../../controllers/informers/nodes.ts';
 import type { Manager } from '../../controllers/manager.ts';
 import { done, requeueAfter, type Result } from '../../controllers/reconciler.ts';
 import type { Runnable } from '../../controllers/runnable.ts';
+import type { Loaded, VmEntry } from '../../controllers/informers/vms.ts';
 
 export interface FlushControllerOptions {
   onAction?(line: string): void;
@@ -222,9 +223,26 @@ export class FlushController implements Runnable {
       acquireLock: (signal, onQueue) => this.lock.acquire(signal, onQueue),
       updateStatus: (edit) => this.updateStatus(edit),
       editSpec: (vm, edit) => this.editSpec(vm, edit),
+      readVm: (vm) => this.readVm(vm),
       hard: this.hard.signal,
       stopping: () => this.stopping,
     };
+  }
+
+  /** The spec, status and migration record of a VM, from ZooKeeper (undefined when it has no spec). */
+  private async readVm(vm: string): Promise<Pick<VmEntry, 'spec' | 'status' | 'migration'> | undefined> {
+    const { store, paths } = this.m;
+    const [spec, status, migration] = await Promise.all([store.get(paths.vmSpec(vm)), store.get(paths.vmStatus(vm)), store.get(paths.vmMigration(vm))]);
+    if (!spec) return undefined;
+    const load = <T,>(got: { data: Buffer; version: number } | null, decode: (text: string) => T): Loaded<T> => {
+      if (!got) return null;
+      try {
+        return { value: decode(got.data.toString('utf8')), version: got.version };
+      } catch (error) {
+        return { error: (error as Error).message, raw: got.data.toString('utf8').slice(0, 65_536), version: got.version };
+      }
+    };
+    return { spec: load(spec, decodeVmSpec), status: load(status, decodeVmStatus), migration: load(migration, decodeMigrationRecord) };
   }
 
   /** CAS read-modify-write of a VM spec; null from `edit` means "leave it". Returns the spec written and its version. */

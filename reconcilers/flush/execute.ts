@@ -53,6 +53,8 @@ export interface FlushEffects {
   candidate(name: string): NodeCandidate | undefined;
   /** The VMs as the informer holds them (read-only). */
   vms: { names(): string[]; get(name: string): VmEntry | undefined };
+  /** A VM read from ZooKeeper: one this node's informer no longer follows (it left this node's index, core/vm-index.ts). */
+  readVm(name: string): Promise<Pick<VmEntry, 'spec' | 'status' | 'migration'> | undefined>;
   /** The ZooKeeper session is connected (no move is written while it is not). */
   connected(): boolean;
   /** Resolves on the next change of any input, after a poll interval, or when `signal` aborts. */
@@ -349,7 +351,8 @@ export class FlushExecutor {
       if (move.kind === 'stop') note(`${move.vm} shut down: ${move.why}`);
     }
     for (;;) {
-      const entry = this.fx.vms.get(move.vm);
+      // A VM that left this node's index (it names this node no more) is read from ZooKeeper.
+      const entry = this.fx.vms.get(move.vm) ?? (await this.fx.readVm(move.vm));
       if (entry && written >= 0 && !(entry.spec && 'value' in entry.spec && entry.spec.version >= written)) {
         // Even when let go, wait (only) until the informer holds our write: whatever runs next plans
         // from the informer, and must see this move. Only the daemon stopping cuts this short.

@@ -31,7 +31,7 @@ describe('the per-node VM index', () => {
       const hv = await startHv(node);
       hvs.push(hv);
       // A short scan period, so the repair scan is seen here.
-      daemons.set(node, await runDaemon(daemonConfig(node, zk.connectString, hv.libvirtd.socketPath, { indexScanMs: 1_500 })));
+      daemons.set(node, await runDaemon(daemonConfig(node, zk.connectString, hv.libvirtd.socketPath, { indexScanMs: 1_500, indexReleaseAfterMs: 1_000 })));
     }
   });
 
