@@ -28,14 +28,18 @@ export const INDEX_SCHEMA_VERSION = 2;
  */
 export async function indexOps(store: ZkStore, paths: ZkPaths, vm: string, spec: { node: string; previousNode?: string | null | undefined }): Promise<Op[]> {
   const nodes = [spec.node, ...(spec.previousNode && spec.previousNode !== spec.node ? [spec.previousNode] : [])];
-  const [rootStat, ...perNode] = await Promise.all([store.exists(paths.index), ...nodes.map((node) => nodeIndexOps(store, paths, vm, node))]);
-  return [...(rootStat || perNode.every((ops) => ops[0]?.op === 'check') ? [] : [{ op: 'create' as const, path: paths.index }]), ...perNode.flat()];
+  // The usual case, entries that exist, costs one read per node; parents are looked at only when one is missing.
+  const perNode = await Promise.all(nodes.map((node) => nodeIndexOps(store, paths, vm, node)));
+  if (perNode.every((ops) => ops[0]?.op === 'check')) return perNode.flat();
+  const rootStat = await store.exists(paths.index);
+  return [...(rootStat ? [] : [{ op: 'create' as const, path: paths.index }]), ...perNode.flat()];
 }
 
 async function nodeIndexOps(store: ZkStore, paths: ZkPaths, vm: string, node: string): Promise<Op[]> {
   const entry = paths.nodeVmEntry(node, vm);
-  const [listStat, entryStat] = await Promise.all([store.exists(paths.nodeVms(node)), store.exists(entry)]);
+  const entryStat = await store.exists(entry);
   if (entryStat) return [{ op: 'check', path: entry, version: entryStat.version }];
+  const listStat = await store.exists(paths.nodeVms(node));
   return [...(listStat ? [] : [{ op: 'create' as const, path: paths.nodeVms(node) }]), { op: 'create', path: entry }];
 }
 
