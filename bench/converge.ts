@@ -9,7 +9,6 @@
 // DAEMON_NODE_ARGS (node's own argv, e.g. V8 flags) pass flags to the daemons for memory
 // experiments; DAEMON_STDOUT shows their stdout.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ListDomainsFlags } from '../drivers/libvirt/index.ts';
@@ -18,22 +17,14 @@ import { startZooKeeper } from '../test/rig/zookeeper.ts';
 import { startHv, stopHv, testXml, writeVm, type HvRig } from '../test/rig/testdriver.ts';
 import { measureRawWatch } from './lib/raw-watch.ts';
 import { describe, round3, summarize } from './lib/stats.ts';
+import { CLK_TCK, cpuTicks, rssMiB, stopByPid } from './lib/proc.ts';
 
 const VMS = Number(process.argv[2] ?? 1000);
 const IDLE_S = Number(process.argv[3] ?? 30);
 const NODES = ['hv1', 'hv2', 'hv3'];
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CLK_TCK = 100;
 
-function cpuTicks(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return Number(fields[11]) + Number(fields[12]); // utime + stime
-}
 
-function rssMiB(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))!;
-  return Number(line.split(/\s+/)[1]) / 1024;
-}
 
 async function zxid(store: ZkStore): Promise<bigint> {
   // A read of the root returns its stat; the store tracks the highest zxid seen in replies.
@@ -41,14 +32,6 @@ async function zxid(store: ZkStore): Promise<bigint> {
   return store.lastZxid();
 }
 
-async function stopByPid(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
-}
 
 const zk = await startZooKeeper();
 const rigs: HvRig[] = [];

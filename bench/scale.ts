@@ -6,8 +6,8 @@
 // ZooKeeper watches (4lw wchs: only the daemon watches) and its CPU over IDLE_S seconds. N = 0 is
 // the baseline; the ratios are to it.
 // Usage: npm run bench -- scale [LOCAL] [IDLE_S] [N,N,…]   (default 100, 20, 0,1000,10000)
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,7 @@ import { indexOps } from '../core/vm-index.ts';
 import { fourLetter } from '../drivers/launch/zookeeper.ts';
 import { startZooKeeper } from '../test/rig/zookeeper.ts';
 import { startHv, stopHv, testXml } from '../test/rig/testdriver.ts';
+import { CLK_TCK, cpuTicks, rssMiB, stopByPid } from './lib/proc.ts';
 import { round3 } from './lib/stats.ts';
 
 const LOCAL = Number(process.argv[2] ?? 100);
@@ -24,13 +25,7 @@ const IDLE_S = Number(process.argv[3] ?? 20);
 const ELSEWHERE = (process.argv[4] ?? '0,1000,10000').split(',').map(Number);
 const OTHER_NODES = 50;
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CLK_TCK = 100;
 
-const cpuTicks = (pid: number): number => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return Number(f[11]) + Number(f[12]);
-};
-const rssMiB = (pid: number): number => Number(readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))!.split(/\s+/)[1]) / 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const nodeStatus = () =>
   encodeNodeStatus({
@@ -70,14 +65,6 @@ async function totalWatches(port: number): Promise<number> {
   return Number(/Total watches:(\d+)/.exec(out)?.[1] ?? NaN);
 }
 
-async function stopByPid(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
-}
 
 const zk = await startZooKeeper();
 const port = Number(zk.connectString.split(':').at(-1));
