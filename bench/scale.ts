@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ZkStore, type Op } from '../drivers/zk/index.ts';
 import { encodeNodeStatus, encodeVmSpec, ZkPaths } from '../schemas/index.ts';
-import { indexOps } from '../core/vm-index.ts';
+import { dedupeCreates, indexOps } from '../core/vm-index.ts';
 import { fourLetter } from '../drivers/launch/zookeeper.ts';
 import { startZooKeeper } from '../test/rig/zookeeper.ts';
 import { startHv, stopHv, testXml } from '../test/rig/testdriver.ts';
@@ -45,18 +45,9 @@ async function writeVms(store: ZkStore, paths: ZkPaths, vms: Array<{ name: strin
         { op: 'create', path: paths.vmXml(vm.name), data: testXml(vm.name, 16) },
       );
     }
-    // Index ops per VM (a list created once: the first VM of a node in the batch creates it).
-    const created = new Set<string>();
-    for (const vm of batch) {
-      for (const op of await indexOps(store, paths, vm.name, { node: vm.node })) {
-        if (op.op === 'create' && op.path !== paths.nodeVmEntry(vm.node, vm.name)) {
-          if (created.has(op.path)) continue;
-          created.add(op.path);
-        }
-        ops.push(op);
-      }
-    }
-    await store.multi(ops);
+    for (const vm of batch) ops.push(...(await indexOps(store, paths, vm.name, { node: vm.node })));
+    // Several VMs of one node in a batch each create its index list: the first create stays.
+    await store.multi(dedupeCreates(ops));
   }
 }
 

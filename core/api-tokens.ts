@@ -4,11 +4,10 @@
 //
 // Invariants: every write is a compare-and-set of the znode (one CAS helper); a name is unique
 // (adding a name that exists is refused: revoke it first); the text written always parses.
-import { compareAndSet, NO_CHANGE } from '../drivers/zk/index.ts';
+import { CasConflictError, compareAndSet, NO_CHANGE } from '../drivers/zk/index.ts';
 import type { Cluster } from '../cli/connect.ts';
 import { parseTokenFile, type TokenEntry } from '../api/auth.ts';
 import { ContentionError, NotFoundError, RefusedError } from './errors.ts';
-import { CasConflictError } from '../drivers/zk/index.ts';
 
 function linesOf(text: string): string[] {
   return text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));

@@ -93,6 +93,29 @@ export async function repairIndexEntry(store: ZkStore, paths: ZkPaths, vm: strin
   }
 }
 
+/**
+ * The nodes whose index should list a VM, from its spec and status as read (undecodable ones name
+ * none): spec.node, spec.previousNode, and status.node (a VM still held there).
+ */
+export function namedNodes(spec: { data: Buffer } | null, status: { data: Buffer } | null): Set<string> {
+  const nodes = new Set<string>();
+  try {
+    if (spec) {
+      const value = decodeVmSpec(spec.data);
+      nodes.add(value.node);
+      if (value.previousNode) nodes.add(value.previousNode);
+    }
+  } catch {
+    // An unreadable spec names no node; its VM is repaired by whoever rewrites the spec.
+  }
+  try {
+    if (status) nodes.add(decodeVmStatus(status.data).node);
+  } catch {
+    // An unreadable status names no node.
+  }
+  return nodes;
+}
+
 export interface IndexScan {
   /** `node/vm` of each entry that was missing and was created. */
   added: string[];
@@ -113,22 +136,7 @@ export async function scanIndex(store: ZkStore, paths: ZkPaths, opts: { only?: s
     while (next < names.length) {
       const vm = names[next++]!;
       const [spec, status] = await Promise.all([store.get(paths.vmSpec(vm)), store.get(paths.vmStatus(vm))]);
-      const nodes = new Set<string>();
-      try {
-        if (spec) {
-          const value = decodeVmSpec(spec.data);
-          nodes.add(value.node);
-          if (value.previousNode) nodes.add(value.previousNode);
-        }
-      } catch {
-        // An unreadable spec names no node; its VM is repaired by whoever rewrites the spec.
-      }
-      try {
-        if (status) nodes.add(decodeVmStatus(status.data).node);
-      } catch {
-        // An unreadable status names no node.
-      }
-      for (const node of nodes) {
+      for (const node of namedNodes(spec, status)) {
         if (opts.only !== undefined && node !== opts.only) continue;
         if (await repairIndexEntry(store, paths, vm, node)) added.push(`${node}/${vm}`);
       }

@@ -32,7 +32,7 @@ import {
 } from '../../schemas/index.ts';
 import type { DataState, ZkStore } from '../../drivers/zk/index.ts';
 import { SyncGate } from './sync-gate.ts';
-import { repairIndexEntry, scanIndex } from '../../core/vm-index.ts';
+import { namedNodes, repairIndexEntry, scanIndex } from '../../core/vm-index.ts';
 
 /** A znode as read: its value, or why it could not be decoded (with its text and version), or absent. */
 export type Loaded<T> = { value: T; version: number } | { error: string; raw: string; version: number } | null;
@@ -221,21 +221,7 @@ export class VmInformer {
       const [spec, status] = await Promise.all([this.store.get(this.paths.vmSpec(name)), this.store.get(this.paths.vmStatus(name))]);
       if (this.listed.has(name) || this.pinned.has(name) || this.stopped) return;
       if (!spec) return this.drop(name, true);
-      const names = (text: Buffer | undefined, decode: (t: string) => { node: string }) => {
-        try {
-          return text !== undefined && decode(text.toString('utf8')).node === node;
-        } catch {
-          return false;
-        }
-      };
-      const previous = (() => {
-        try {
-          return decodeVmSpec(spec.data.toString('utf8')).previousNode === node;
-        } catch {
-          return false;
-        }
-      })();
-      if (names(spec.data, decodeVmSpec) || previous || names(status?.data, decodeVmStatus)) {
+      if (namedNodes(spec, status).has(node)) {
         if (await repairIndexEntry(this.store, this.paths, name, node)) {
           this.log.warn({ vm: name }, `VM index: ${this.paths.nodeVmEntry(node, name)} went while ${name} still names ${node}; created it again`);
         }

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { encodeNetworkSpec, encodeVmSpec } from '../../schemas/index.ts';
 import { vkFor, type Vk } from '../cli/helpers.ts';
-import { ApiFixture } from './helpers.ts';
+import { ApiFixture, streamReader } from './helpers.ts';
 
 const fx = new ApiFixture('/apidecl');
 const { root, paths, reader } = fx;
@@ -106,21 +106,13 @@ describe('GET /vm/{name}/log', () => {
     const res = await fetch(`${fx.base}/vm/con1/log?follow=true&lines=1`, { headers: { authorization: `Bearer ${reader.token}` }, signal: abort.signal });
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /text\/plain/);
-    const body = res.body!.getReader();
-    let text = '';
-    const until = async (pattern: RegExp) => {
-      while (!pattern.test(text)) {
-        const { value, done } = await body.read();
-        if (done) throw new Error(`stream ended before ${pattern}: ${text}`);
-        text += new TextDecoder().decode(value);
-      }
-    };
-    await until(/login:\n/);
+    const stream = streamReader(res);
+    await stream.until(/login:\n/);
     const got = await fx.store.get(paths.vmConsole('con1'));
     // The node's window slides: the first line drops out as two arrive.
     await fx.store.set(paths.vmConsole('con1'), 'boot 2\nlogin:\nroot\n# uptime', got!.version);
-    await until(/# uptime\n/);
-    assert.equal(text, 'login:\nroot\n# uptime\n', 'each line once');
+    await stream.until(/# uptime\n/);
+    assert.equal(stream.text(), 'login:\nroot\n# uptime\n', 'each line once');
     abort.abort();
     const refusedFollow = await call('GET', '/vm/nope/log?follow=true');
     assert.equal(refusedFollow.status, 404, 'an unknown VM is a 404 before any stream');

@@ -106,3 +106,21 @@ export class ApiFixture {
     return { ...decodeVmSpec(node.data), version: node.version };
   }
 }
+
+/** Reads a streamed reply: `until(pattern)` reads on until the text so far matches; `text()` is all read. */
+export function streamReader(res: Response): { until(pattern: RegExp): Promise<void>; text(): string; cancel(): Promise<void> } {
+  const body = res.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  return {
+    async until(pattern) {
+      while (!pattern.test(text)) {
+        const { value, done } = await body.read();
+        if (done) throw new Error(`stream ended before ${pattern}: ${text}`);
+        text += decoder.decode(value, { stream: true });
+      }
+    },
+    text: () => text,
+    cancel: () => body.cancel(),
+  };
+}

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { encodeVmSpec, type VmSpec } from '../../schemas/index.ts';
 import type { ZkServer } from '../rig/zookeeper.ts';
-import { ApiFixture } from './helpers.ts';
+import { ApiFixture, streamReader } from './helpers.ts';
 import { vkFor, type Vk } from '../cli/helpers.ts';
 
 const fx = new ApiFixture('/apiverbs');
@@ -176,22 +176,14 @@ describe('GET /events', () => {
     const res = await fetch(`${fx.base}/events?follow=true&node=hv3&limit=5`, { headers: { authorization: `Bearer ${reader.token}` }, signal: abort.signal });
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /ndjson/);
-    const reader2 = res.body!.getReader();
-    let text = '';
-    const until = async (pattern: RegExp) => {
-      while (!pattern.test(text)) {
-        const { value, done } = await reader2.read();
-        if (done) throw new Error(`stream ended before ${pattern}: ${text}`);
-        text += new TextDecoder().decode(value);
-      }
-    };
-    await until(/fence\.started/);
+    const stream = streamReader(res);
+    await stream.until(/fence\.started/);
     await appendEvent(store, paths, { at: at(), kind: 'vm.recovered', by: 'hv1', node: 'hv3', vm: 'web1', message: 'recovered to hv1' });
     await appendEvent(store, paths, { at: at(), kind: 'node.lost', by: 'hv1', node: 'hv2', message: 'not about hv3' });
-    await until(/vm\.recovered/);
-    const lines = text.trim().split('\n').map((l) => JSON.parse(l) as { kind: string; node?: string });
+    await stream.until(/vm\.recovered/);
+    const lines = stream.text().trim().split('\n').map((l) => JSON.parse(l) as { kind: string; node?: string });
     assert.deepEqual(lines.map((l) => l.kind), ['fence.started', 'vm.recovered']);
-    await reader2.cancel();
+    await stream.cancel();
     abort.abort();
   });
 });
