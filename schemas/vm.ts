@@ -96,6 +96,9 @@ export const VM_PHASES = [
 ] as const;
 export type VmPhase = (typeof VM_PHASES)[number];
 
+/** A ZooKeeper session id as drivers/zk prints it. */
+const SessionIdSchema = checkedString('session id', (v) => (/^[0-9a-f]{16}$/.test(v) ? undefined : 'must be 16 lower-case hex digits'), { pattern: '^[0-9a-f]{16}$' });
+
 export const VmStatusSchema = z.strictObject({
   phase: z.enum(VM_PHASES),
   node: NameSchema,
@@ -111,6 +114,12 @@ export const VmStatusSchema = z.strictObject({
   xmlHash: Sha256Schema.optional(),
   /** Consecutive unexpected deaths and the last one, for the restart back-off. */
   crash: z.strictObject({ count: intInRange(1), lastAt: TimestampSchema }).optional(),
+  /**
+   * A VM at rest on its node (Stopped, Disabled) that the node keeps for itself: the ZooKeeper
+   * session that wrote it. No other node claims the VM until its node releases it (or it is fenced),
+   * so that session may start the VM without claiming it first (reconcilers/domain/plan.ts).
+   */
+  reservedBy: SessionIdSchema.optional(),
   conditions: ConditionListSchema,
   updatedAt: TimestampSchema,
 });
@@ -165,7 +174,7 @@ export const MigrationRecordSchema = z
     /** When it reached a terminal phase. */
     endedAt: TimestampSchema.optional(),
     /** ZooKeeper session (16 hex digits) of the source daemon that owns the record. */
-    sourceSession: checkedString('session id', (v) => (/^[0-9a-f]{16}$/.test(v) ? undefined : 'must be 16 lower-case hex digits'), { pattern: '^[0-9a-f]{16}$' }).optional(),
+    sourceSession: SessionIdSchema.optional(),
     /** Consecutive failed attempts before this one (for the retry back-off). */
     failures: intInRange(0).optional(),
     /** The previous attempts of this VM, oldest first (at most MIGRATION_HISTORY_MAX). */

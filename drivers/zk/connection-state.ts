@@ -84,6 +84,8 @@ export class ZkSession {
   private expiryTimer: NodeJS.Timeout | null = null;
   private watchdog: NodeJS.Timeout | null = null;
   private lastHeard = 0;
+  /** performance.now() at which the newest request this session answered was sent (0: none yet). */
+  private provenAt = 0;
   private lastCheck = 0;
   private checkPeriodMs = 1000;
   private negotiatedTimeoutMs: number;
@@ -126,6 +128,21 @@ export class ZkSession {
 
   get sessionId(): string {
     return this.currentSessionId;
+  }
+
+  /**
+   * A request sent on `client` at `sentAt` (performance.now()) was answered. The server heard
+   * from this session no earlier than that, so the session cannot expire before sentAt + the
+   * session timeout. Notifications prove nothing (the server sends them unasked); a reply read
+   * late, after our process was frozen, proves only its old send time.
+   */
+  answered(client: RawClient, sentAt: number): void {
+    if (client === this.live && sentAt > this.provenAt) this.provenAt = sentAt;
+  }
+
+  /** Milliseconds since the newest request this session answered was sent (Infinity: none). */
+  provenAgoMs(): number {
+    return this.live && this.provenAt > 0 ? performance.now() - this.provenAt : Infinity;
   }
 
   /** The connected client, or null when not connected. */
@@ -265,6 +282,7 @@ export class ZkSession {
   private announce(c: RawClient): void {
     const id = sessionIdHex(c.getSessionId());
     const isNew = id !== this.currentSessionId;
+    if (isNew) this.provenAt = 0;
     this.currentSessionId = id;
     this.live = c;
     this.setState('connected');

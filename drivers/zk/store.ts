@@ -93,6 +93,15 @@ export class ZkStore {
     return this.session.state;
   }
 
+  /**
+   * Milliseconds since the newest request of this session that the server answered was sent
+   * (Infinity when not connected). Below the session timeout, the session certainly lives: a
+   * daemon may act on what it holds in ZooKeeper without a round trip that proves it.
+   */
+  provenAgoMs(): number {
+    return this.session.provenAgoMs();
+  }
+
   /** Highest zxid seen in any reply (or stat) on any session of this store. */
   lastZxid(): bigint {
     return this.session.lastZxid();
@@ -417,8 +426,13 @@ export class ZkStore {
   }
 
   private invoke<T>(c: RawClient, path: string, fn: (c: RawClient, cb: Callback<T>) => void): Promise<T> {
+    const sentAt = performance.now();
     return new Promise<T>((resolve, reject) => {
-      fn(c, (err, value) => (err ? reject(toZkError(err, path)) : resolve(value as T)));
+      fn(c, (err, value) => {
+        if (err) return reject(toZkError(err, path));
+        this.session.answered(c, sentAt);
+        resolve(value as T);
+      });
     });
   }
 }

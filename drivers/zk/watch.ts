@@ -35,6 +35,8 @@ export interface WatchHost {
   current(): RawClient | null;
   /** Emits on every (re)connection, same or new session; completes when the store is closed. */
   readonly connected$: Observable<RawClient>;
+  /** A read sent on `client` at `sentAt` (performance.now()) was answered: the session lived then. */
+  answered?(client: RawClient, sentAt: number): void;
 }
 
 /** Signals "the znode appeared between getX and exists: read again". */
@@ -85,7 +87,11 @@ function startLevelWatch<S>(host: WatchHost, path: string, read: Reader<S>, iden
     if (!client) return; // connected$ kicks us when a connection is back
     reading = true;
     dirty = false;
-    read(client, watcher, onRead);
+    const sentAt = performance.now();
+    read(client, watcher, (err, state) => {
+      if (!err) host.answered?.(client, sentAt);
+      onRead(err, state);
+    });
   };
 
   const onRead: ReadDone<S> = (err, state) => {

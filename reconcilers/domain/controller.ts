@@ -181,6 +181,8 @@ class DomainReconciler {
     const status = entry?.status && 'value' in entry.status ? entry.status : null;
     // Usually answered from the driver's state cache: no libvirt call for a VM it knows is absent.
     const domain = await this.o.hv.domainState(vm);
+    // A quiet session is proven with one read, so a start held here needs no claim (a write).
+    if (!sessionProven(this.o.store) && this.o.store.connectionState === 'connected') await this.o.store.exists(this.o.paths.vmStatus(vm)).catch(() => undefined);
     const migration = entry?.migration && 'value' in entry.migration ? entry.migration.value : null;
     return {
       desired,
@@ -190,6 +192,7 @@ class DomainReconciler {
         status,
         migration,
         now: this.now(),
+        session: { id: this.o.store.sessionId, proven: sessionProven(this.o.store) },
       },
     };
   }
@@ -346,4 +349,12 @@ class DomainReconciler {
     const fresh = await this.o.store.get(this.o.paths.vmStatus(vm));
     if (fresh) this.informer.noteStatus(vm, decodeVmStatus(fresh.data.toString('utf8')), fresh.version, true);
   }
+}
+
+/**
+ * The session surely lives: a request of it was answered within a third of its timeout (the
+ * server expires a session only after a whole timeout without hearing from it).
+ */
+function sessionProven(store: Pick<ZkStore, 'connectionState' | 'provenAgoMs' | 'sessionTimeoutMs'>): boolean {
+  return store.connectionState === 'connected' && store.provenAgoMs() < store.sessionTimeoutMs / 3;
 }

@@ -10,6 +10,17 @@
 // migration.ts), and the new home waits until the owner hands the guest over.
 // Status is written only when something other than its timestamps changed, so
 // a converged cluster makes no writes.
+//
+// Ownership (a VM never runs on two nodes):
+// - A node starts a VM only while the status holds it for that node (statusHoldsGuest). It wins
+//   a VM no one holds with a claim: a compare-and-set of the status it read.
+// - A VM at rest on its node (Stopped, Disabled) stays held there: the node writes its session's
+//   id as `reservedBy` with that status (never in a write of its own: sameStatus ignores it), by
+//   the same compare-and-set. No other node claims a
+//   reserved VM; the node releases it when spec.node moves away (or recovery does, once the node
+//   is fenced). So the session that reserved it may start it with no claim round trip — but only
+//   while ZooKeeper has proven that session alive recently (observed.session.proven): a daemon
+//   frozen past its session's end claims first, and that claim fails.
 import { ACTIVE_RUN_STATES, isActive, type LocalDomain } from '../../drivers/domain-run-state.ts';
 import { jsonEqual } from '../json-equal.ts';
 import type { RbdGate } from '../rbd-readiness.ts';
@@ -49,6 +60,12 @@ export interface DomainObserved {
   migration: MigrationRecord | null;
   /** ISO time, passed in to keep the planner pure. */
   now: string;
+  /**
+   * This daemon's ZooKeeper session: its id, and whether a request of it was answered recently
+   * enough that the session surely lives. Absent (`vk plan`, unit tests): nothing is reserved, and
+   * a start on a status held here needs no claim, as before reservations.
+   */
+  session?: { id: string; proven: boolean };
 }
 
 export type DomainAction =
@@ -183,11 +200,12 @@ export function planDomain(name: string, desired: DomainDesired | undefined, obs
     xmlProblem,
     networksNotReady: desired.networksNotReady,
     rbdBlocked: desired.rbd?.kind === 'blocked' ? desired.rbd : undefined,
+    session: observed.session?.id,
     now: observed.now,
   });
   const version = observed.status?.version ?? null;
   // Win the VM before starting it, unless the status already holds it for this node.
-  if (actions.some((a) => a.kind === 'start') && !(previous && previous.node === node && statusHoldsGuest(previous))) {
+  if (actions.some((a) => a.kind === 'start') && !holdsForThisSession(previous, node, observed.session)) {
     actions.unshift({ kind: 'claim', status: claimStatus(status, previous, domain, observed.now), version });
   }
   if (!previous || !sameStatus(previous, status)) actions.push({ kind: 'writeStatus', status, version });
@@ -235,17 +253,30 @@ export function planUnreadableSpec(raw: string, domain: LocalDomain | null): Dom
   return (state === 'stopped' || state === 'disabled') && isActive(domain) ? [{ kind: 'destroy' }] : [];
 }
 
-/** The status says the guest occupies its node (status.node). */
+/** The status holds the VM for its node (status.node): the guest occupies it, or the node reserves it at rest. */
 export function statusHoldsGuest(status: VmStatus): boolean {
+  return guestOccupies(status) || status.reservedBy !== undefined;
+}
+
+/** The status says the guest occupies its node. */
+function guestOccupies(status: VmStatus): boolean {
   // Failed: the owner's start (or stop) failed; it retries under its back-off without a new claim,
   // and releases the VM when spec.node moves away, like a running guest.
   return HOLDING_PHASES.has(status.phase) || (status.domainState !== undefined && ACTIVE_STATE_NAMES.has(status.domainState));
 }
 
+/** This node may start the VM without claiming it: the status holds it here, for a session proven alive. */
+function holdsForThisSession(previous: VmStatus | null, node: string, session: DomainObserved['session']): boolean {
+  if (!previous || previous.node !== node) return false;
+  if (!session) return guestOccupies(previous);
+  // A reservation counts only for the session that wrote it: a restarted daemon claims again.
+  return session.proven && (guestOccupies(previous) || previous.reservedBy === session.id);
+}
+
 /** What the former owner writes once nothing of the guest runs there any more. */
 function releasedStatus(previous: VmStatus, desired: DomainDesired, node: string, now: string): VmStatus {
   const { spec } = desired;
-  const { crash: _crash, ...rest } = previous;
+  const { crash: _crash, reservedBy: _reserved, ...rest } = previous;
   const phase: VmStatus['phase'] = spec.state === 'disabled' ? 'Disabled' : spec.state === 'stopped' ? 'Stopped' : 'Pending';
   const message = `no longer runs on ${node}; ${spec.node} takes over`;
   const conditions = [condition(previous, 'Running', 'False', 'MovedAway', message, now), ...previous.conditions.filter((c) => c.type !== 'Running')];
@@ -293,6 +324,8 @@ interface StatusInputs {
   xmlProblem: string | undefined;
   networksNotReady: string | undefined;
   rbdBlocked: { reason: string; message: string } | undefined;
+  /** This daemon's session id, written as the reservation of a VM at rest here. */
+  session: string | undefined;
   now: string;
 }
 
@@ -356,6 +389,7 @@ function nextStatus(i: StatusInputs): VmStatus {
   // A forced-stop request counts once: honoured by the stop it asked for, or overtaken by anything after it.
   if (spec.forceStopAt !== undefined) status.forceStopAt = spec.forceStopAt;
   if (i.crash !== undefined) status.crash = i.crash;
+  if (i.session !== undefined && (phase === 'Stopped' || phase === 'Disabled')) status.reservedBy = i.session;
   return status;
 }
 
@@ -378,7 +412,12 @@ export function sameStatus(a: VmStatus, b: VmStatus): boolean {
   // As their canonical encodings would compare (field order cannot make equal statuses differ),
   // without encoding: the planner asks this on every reconcile. The status schema has no
   // transforms and conditions always present, so the two agree (test/reconcilers/domain.test.ts).
-  return jsonEqual({ ...a, updatedAt: b.updatedAt }, b);
+  // A reservation is never worth a write of its own: it rides on the status writes that happen
+  // anyway (a stop), so a restarted daemon writes nothing for a VM at rest. Until then a start
+  // of it claims, as a start did before reservations.
+  const { reservedBy: _a, ...restA } = a;
+  const { reservedBy: _b, ...restB } = b;
+  return jsonEqual({ ...restA, updatedAt: b.updatedAt }, restB);
 }
 
 /**

@@ -47,7 +47,7 @@ import { appendEvent } from '../../core/events.ts';
 import { indexOps } from '../../core/vm-index.ts';
 import { statusHoldsGuest } from '../domain/plan.ts';
 import { blocklistEntry, runLevels, type FenceEffects } from './execute.ts';
-import { FENCE_LOCK, planFence, planRecovery, recoveryApplies, recoverySpec, retryDelayMs, type FenceStep, type RecoveryMove, type RecoveryVm } from './plan.ts';
+import { FENCE_LOCK, heldAtRest, planFence, planRecovery, recoveryApplies, recoverySpec, retryDelayMs, type FenceStep, type RecoveryMove, type RecoveryVm } from './plan.ts';
 
 export interface FenceControllerOptions {
   effects: Omit<FenceEffects, 'log' | 'onAction'>;
@@ -432,12 +432,21 @@ export class FenceController implements Runnable {
     const status = valueOf(this.m.informers.nodes.get(node)?.status);
     const level = status?.fence?.level;
     if (!level || !this.m.informers.config.value.fence.recover) return done;
-    const moves = planRecovery({ lost: node, level, vms: await this.recoveryVms(node), nodes: this.candidates(), defaultSelector: this.m.informers.config.value.defaultNodeSelector });
-    if (moves.length === 0) return done;
+    const vms = await this.recoveryVms(node);
+    let failures = 0;
+    for (const vm of heldAtRest(node, level, vms)) {
+      try {
+        await this.releaseAtRest(node, level, vm.name, ctx);
+      } catch (error) {
+        failures++;
+        ctx.logger.warn({ err: error, vm: vm.name }, `fence: releasing ${vm.name} failed; trying again`);
+      }
+    }
+    const moves = planRecovery({ lost: node, level, vms, nodes: this.candidates(), defaultSelector: this.m.informers.config.value.defaultNodeSelector });
+    if (moves.length === 0) return failures > 0 ? requeueAfter(1_000) : done;
     const blocklisted = await this.blocklistBeforeBreaking(node, status, moves, ctx);
     const recovered: string[] = [];
     const left: Array<{ vm: string; why: string }> = [];
-    let failures = 0;
     const queue = [...moves];
     const worker = async (): Promise<void> => {
       for (let move = queue.shift(); move; move = queue.shift()) {
@@ -525,12 +534,42 @@ export class FenceController implements Runnable {
       updatedAt: now,
     } as VmStatus;
     delete (released as { crash?: unknown }).crash;
+    delete (released as { reservedBy?: unknown }).reservedBy;
     ops.push(statusGot ? { op: 'set', path: p.vmStatus(move.vm), version: statusGot.version, data: encodeVmStatus(released) } : { op: 'create', path: p.vmStatus(move.vm), data: encodeVmStatus(released) });
     const next = recoverySpec(spec, move, lost);
     if (next !== spec) ops.push({ op: 'set', path: p.vmSpec(move.vm), version: specGot.version, data: encodeVmSpec(next) }, ...(await indexOps(this.m.store, p, move.vm, next)));
     await this.m.store.multi(ops);
     this.event({ kind: 'vm.recovered', node: lost, vm: move.vm, level, message }, ctx);
     return true;
+  }
+
+  /**
+   * A VM at rest that the fenced node held (heldAtRest): its status no longer holds it for that
+   * node, so the node its spec names may claim it. Nothing else changes.
+   */
+  private async releaseAtRest(lost: string, level: string, vm: string, ctx: ReconcileContext): Promise<void> {
+    let wrote = false;
+    await compareAndSet(this.m.store, this.m.paths.vmStatus(vm), {
+      what: `the status of ${vm}`,
+      decode: (data) => decodeVmStatus(data.toString('utf8')),
+      encode: encodeVmStatus,
+      edit: (s): VmStatus | typeof NO_CHANGE => {
+        if (s.node !== lost || !statusHoldsGuest(s)) return NO_CHANGE;
+        const now = new Date().toISOString();
+        const { reservedBy: _reserved, crash: _crash, ...rest } = s;
+        const message = `${lost} was fenced (${level}); released`;
+        wrote = true;
+        return {
+          ...rest,
+          phase: s.phase === 'Disabled' ? 'Disabled' : 'Stopped',
+          domainState: 'shutoff',
+          conditions: withCondition(s.conditions, { type: 'Running', status: 'False', reason: 'NodeFenced', message, lastTransitionTime: now }),
+          updatedAt: now,
+        };
+      },
+      with: [this.lockCheck()],
+    });
+    if (wrote) ctx.logger.info({ fenced: lost, vm }, `fence: ${vm} at rest on ${lost} released`);
   }
 
   /** F2: a VM the level does not cover stays, with a NotRecovered condition saying why. Resolves true when it is (still) left. */

@@ -147,6 +147,15 @@ export function recoveryCandidates(lost: string, vms: readonly RecoveryVm[]): Re
     .sort(byName);
 }
 
+/**
+ * The VMs at rest (not meant to run) that the lost node still holds — reserved at rest, or a guest
+ * it ran when it was lost — and that `level` covers: recovery releases them, so another node may
+ * start them. One the level does not cover stays held by the lost node.
+ */
+export function heldAtRest(lost: string, level: FenceLevel, vms: readonly RecoveryVm[]): RecoveryVm[] {
+  return vms.filter((vm) => vm.spec.state !== 'running' && vm.owner === lost && fenceGap(level, vm) === undefined).sort(byName);
+}
+
 /** Every recovery move for a fenced node (F2: a VM its level does not cover is left). */
 export function planRecovery(input: RecoveryInput): RecoveryMove[] {
   let placed: ReadonlyMap<string, Placed> = new Map();

@@ -233,6 +233,65 @@ describe('ownership: a VM never runs on two nodes (issue 12 §1)', () => {
   });
 });
 
+describe('reservations: a VM at rest stays held by its node, so its session starts it without a claim', () => {
+  const S1 = '0123456789abcdef';
+  const S2 = 'fedcba9876543210';
+  const session = (id = S1, proven = true) => ({ session: { id, proven } });
+  /** The status hv1 writes for web1 stopped there, under session S1. */
+  const stoppedHere = (): VmStatus => {
+    const write = planDomain('web1', desired({ state: 'stopped' }), observed(shutoff, null, session())).find((a) => a.kind === 'writeStatus');
+    assert.ok(write?.kind === 'writeStatus');
+    return write.status;
+  };
+
+  it('writes the session as reservedBy with a Stopped or Disabled status, and not with Running or Pending', () => {
+    assert.equal(stoppedHere().phase, 'Stopped');
+    assert.equal(stoppedHere().reservedBy, S1);
+    const disabled = planDomain('web1', desired({ state: 'disabled' }), observed(shutoff, null, session())).find((a) => a.kind === 'writeStatus');
+    assert.ok(disabled?.kind === 'writeStatus' && disabled.status.reservedBy === S1);
+    const started = planDomain('web1', desired(), observed(shutoff, stoppedHere(), session())).find((a) => a.kind === 'writeStatus');
+    assert.ok(started?.kind === 'writeStatus' && started.status.phase === 'Running' && started.status.reservedBy === undefined);
+  });
+
+  it('starts a VM reserved by its own proven session with no claim', () => {
+    assert.deepEqual(kinds(planDomain('web1', desired(), observed(shutoff, stoppedHere(), session()))), ['start', 'writeStatus']);
+  });
+
+  it('claims first when the session is not proven alive, or the reservation is another session\'s', () => {
+    assert.deepEqual(kinds(planDomain('web1', desired(), observed(shutoff, stoppedHere(), session(S1, false)))), ['claim', 'start', 'writeStatus']);
+    assert.deepEqual(kinds(planDomain('web1', desired(), observed(shutoff, stoppedHere(), session(S2)))), ['claim', 'start', 'writeStatus']);
+    assert.deepEqual(kinds(planDomain('web1', desired(), observed(shutoff, stoppedHere()))), ['claim', 'start', 'writeStatus'], 'no session known: claim');
+  });
+
+  it('an unproven session claims even a crash restart of a guest held here', () => {
+    const d = desired();
+    assert.deepEqual(kinds(planDomain('web1', d, observed(shutoff, convergedStatus(d, null), session(S1, false)))), ['claim', 'start', 'writeStatus']);
+  });
+
+  it('no other node claims a reserved VM: it waits for the release, which the owner writes once spec.node moves', () => {
+    const onHv2: DomainObserved = { ...observed(null, stoppedHere(), session(S2)), node: 'hv2' };
+    assert.deepEqual(planDomain('web1', desired({ node: 'hv2' }), onHv2), [], 'hv2 waits');
+    const release = planDomain('web1', desired({ node: 'hv2' }), observed(shutoff, stoppedHere(), session()));
+    assert.deepEqual(kinds(release), ['undefine', 'writeStatus']);
+    const released = release[1];
+    assert.ok(released?.kind === 'writeStatus');
+    assert.equal(released.status.reservedBy, undefined);
+    assert.equal(released.version, 7, 'the release is a compare-and-set too');
+    const after: DomainObserved = { ...onHv2, status: { value: released.status, version: 8 } };
+    assert.deepEqual(kinds(planDomain('web1', desired({ node: 'hv2' }), after)), ['claim', 'define', 'start', 'writeStatus'], 'then hv2 claims it');
+  });
+
+  it('a reservation is never a write of its own (no write after a restart): it rides on the next status write', () => {
+    const d = desired({ state: 'stopped' });
+    assert.deepEqual(planDomain('web1', d, observed(shutoff, stoppedHere(), session(S2))), [], 'an earlier session\'s reservation stays');
+    const unreserved = { ...stoppedHere() };
+    delete unreserved.reservedBy;
+    assert.deepEqual(planDomain('web1', d, observed(shutoff, unreserved, session())), [], 'an unreserved status at rest stays so');
+    const stopped = planDomain('web1', d, observed(running, convergedStatus(desired(), null), session())).find((a) => a.kind === 'writeStatus');
+    assert.ok(stopped?.kind === 'writeStatus' && stopped.status.reservedBy === S1, 'the stop\'s own status write reserves it');
+  });
+});
+
 describe('describeDomainAction', () => {
   it('prints one line per action naming node and VM', () => {
     assert.equal(describeDomainAction('hv1', 'web1', { kind: 'start' }), 'hv1 web1 start');

@@ -12,6 +12,7 @@ import {
   planRecovery,
   recoveryApplies,
   recoveryCandidates,
+  heldAtRest,
   recoverySpec,
   retryDelayMs,
   type FenceFacts,
@@ -291,6 +292,23 @@ describe('recoveryCandidates', () => {
       vm('disabled', { node: 'hv3', state: 'disabled' }),
     ];
     assert.deepEqual(recoveryCandidates('hv3', vms).map((v) => v.name), ['a-held', 'm-leaving', 'z-home']);
+  });
+});
+
+describe('heldAtRest', () => {
+  test('VMs not meant to run that the lost node holds, when the level covers them: recovery releases those', () => {
+    const vms = [
+      vm('stopped-held', { node: 'hv3', state: 'stopped' }, { owner: 'hv3' }),
+      vm('disabled-held', { node: 'hv3', state: 'disabled' }, { owner: 'hv3' }),
+      vm('moved-away-held', { node: 'hv1', state: 'stopped' }, { owner: 'hv3' }),
+      vm('stopped-free', { node: 'hv3', state: 'stopped' }),
+      vm('running-held', { node: 'hv3' }, { owner: 'hv3' }),
+      vm('other-holder', { node: 'hv3', state: 'stopped' }, { owner: 'hv2' }),
+    ];
+    assert.deepEqual(heldAtRest('hv3', 'ipmi', vms).map((v) => v.name), ['disabled-held', 'moved-away-held', 'stopped-held']);
+    const local = [vm('local-disk', { node: 'hv3', state: 'stopped' }, { owner: 'hv3', otherDisks: ['/var/lib/a.qcow2'] })];
+    assert.deepEqual(heldAtRest('hv3', 'storage', local), [], 'a storage fence does not cover a local disk: it stays held');
+    assert.deepEqual(heldAtRest('hv3', 'ipmi', local).map((v) => v.name), ['local-disk']);
   });
 });
 
