@@ -215,6 +215,12 @@ export function encodeVmStatus(status: VmStatusInput): string {
   return encodeWith(VmStatusSchema, status, 'status');
 }
 
+/** The status znode's codec, as a compare-and-set of it takes it (drivers/zk compareAndSet). */
+export const VM_STATUS_ZNODE = {
+  decode: (data: Buffer): VmStatus => decodeVmStatus(data.toString('utf8')),
+  encode: encodeVmStatus,
+} as const;
+
 /** Whether a migration of this VM that involves this node is in flight: the migration concern owns it then. */
 export function migrationInFlight(migration: MigrationRecord | null, node: string): boolean {
   if (!migration) return false;

@@ -9,7 +9,7 @@ import type { Manager } from '../../controllers/manager.ts';
 import type { Runnable } from '../../controllers/runnable.ts';
 import { isActive } from '../../drivers/domain-run-state.ts';
 import { compareAndSet, NO_CHANGE } from '../../drivers/zk/index.ts';
-import { decodeVmStatus, encodeVmStatus, type VmStatus } from '../../schemas/index.ts';
+import { VM_STATUS_ZNODE, type VmStatus } from '../../schemas/index.ts';
 
 const DEADLINE_MS = 3_000;
 const CONCURRENCY = 8;
@@ -39,8 +39,7 @@ export function reservationRelease(m: Manager): Runnable {
             if (isActive(await m.hv.domainState(vm))) continue;
             const out = await compareAndSet(m.store, m.paths.vmStatus(vm), {
               what: `the status of ${vm}`,
-              decode: (data) => decodeVmStatus(data.toString('utf8')),
-              encode: encodeVmStatus,
+              ...VM_STATUS_ZNODE,
               edit: (s): VmStatus | typeof NO_CHANGE => {
                 if (s.node !== m.node || s.reservedBy !== session) return NO_CHANGE;
                 const { reservedBy: _reserved, ...rest } = s;

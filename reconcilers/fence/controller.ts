@@ -35,6 +35,7 @@ import {
   eventMessage,
   isValidName,
   VmXml,
+  VM_STATUS_ZNODE,
   migrationInFlight,
   type Condition,
   type NodeFence,
@@ -545,14 +546,14 @@ export class FenceController implements Runnable {
 
   /**
    * A VM at rest that the fenced node held (heldAtRest): its status no longer holds it for that
-   * node, so the node its spec names may claim it. Nothing else changes.
+   * node (no reservation; phase Stopped or Disabled, domain shut off, a NodeFenced condition), so
+   * the node its spec names may claim it. Its spec is left as it is.
    */
   private async releaseAtRest(lost: string, level: string, vm: string, ctx: ReconcileContext): Promise<void> {
     let wrote = false;
     await compareAndSet(this.m.store, this.m.paths.vmStatus(vm), {
       what: `the status of ${vm}`,
-      decode: (data) => decodeVmStatus(data.toString('utf8')),
-      encode: encodeVmStatus,
+      ...VM_STATUS_ZNODE,
       edit: (s): VmStatus | typeof NO_CHANGE => {
         if (s.node !== lost || !statusHoldsGuest(s)) return NO_CHANGE;
         const now = new Date().toISOString();
@@ -577,8 +578,7 @@ export class FenceController implements Runnable {
     let wrote = false;
     const out = await compareAndSet(this.m.store, this.m.paths.vmStatus(move.vm), {
       what: `the status of ${move.vm}`,
-      decode: (data) => decodeVmStatus(data.toString('utf8')),
-      encode: encodeVmStatus,
+      ...VM_STATUS_ZNODE,
       edit: (s) => {
         const had = s.conditions.find((c) => c.type === 'NotRecovered');
         if (had?.status === 'True' && had.message === move.why) return NO_CHANGE;

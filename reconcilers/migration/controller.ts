@@ -18,7 +18,7 @@ import { filter, map, mergeMap, type Observable } from 'rxjs';
 import type { MigratingHypervisor } from '../../drivers/hypervisor.ts';
 import { describeMigrationStep, planMigration, planPlacementCondition, isTerminal, UNKNOWN_NODE, type MigrationInputs, type MigrationStep, type PeerInfo } from './plan.ts';
 import { executeMigration, type MigrationEffects, type MigrationEvent } from './execute.ts';
-import { decodeVmSpec, decodeVmStatus, isValidName, encodeMigrationRecord, encodeVmStatus, type MigrationRecord, type VmSpec, type VmStatus } from '../../schemas/index.ts';
+import { decodeVmSpec, decodeVmStatus, isValidName, encodeMigrationRecord, encodeVmStatus, VM_STATUS_ZNODE, type MigrationRecord, type VmSpec, type VmStatus } from '../../schemas/index.ts';
 import { done, requeueAfter, type ReconcileContext, type Result } from '../../controllers/reconciler.ts';
 import { Controller } from '../../controllers/controller.ts';
 import type { Manager } from '../../controllers/manager.ts';
@@ -412,8 +412,7 @@ class MigrationReconciler {
       async updateStatus(vm, nextOf) {
         try {
           const outcome = await compareAndSet(store, paths.vmStatus(vm), {
-            decode: (data) => decodeVmStatus(data.toString('utf8')),
-            encode: encodeVmStatus,
+            ...VM_STATUS_ZNODE,
             edit: (current) => nextOf(current) ?? NO_CHANGE,
           });
           if (outcome.kind === 'written') informer.noteStatus(vm, outcome.value, outcome.version);

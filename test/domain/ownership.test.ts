@@ -8,7 +8,6 @@
 // storm must end with it running only on the node written last.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ListDomainsFlags } from '../../drivers/libvirt/index.ts';
 import { Sampler } from '../rig/sampler.ts';
 import { Cluster } from '../rig/cluster.ts';
 import { waitFor } from '../rig/wait.ts';
@@ -30,16 +29,7 @@ describe('a VM never runs on two nodes', { timeout: 900_000 }, () => {
     await rig?.cleanup();
   });
 
-  async function activeOn(vm: string): Promise<Record<string, string | null>> {
-    const out: Record<string, string | null> = {};
-    await Promise.all(
-      rig.hvs.map(async (hv) => {
-        const active = await hv.probe.conn.connectListAllDomains(ListDomainsFlags.ACTIVE);
-        out[hv.name] = active.some((d) => d.name === vm) ? 'running' : null;
-      }),
-    );
-    return out;
-  }
+  const activeOn = (vm: string) => rig.activeOn(vm);
 
   it('a copy started by hand on its home node while another node owns it is destroyed there, with a condition', async () => {
     const vm = 'stray1';

@@ -5,7 +5,6 @@
 // libvirtds every 10 ms throughout: the VM never runs on both.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ListDomainsFlags } from '../../drivers/libvirt/index.ts';
 import { Cluster } from '../rig/cluster.ts';
 import { Sampler, type SamplerReport } from '../rig/sampler.ts';
 import { moveVm } from '../rig/storm.ts';
@@ -21,17 +20,7 @@ describe('a VM at rest is reserved by its node', { timeout: 300_000 }, () => {
   before(async () => {
     rig = await Cluster.start('test', { nodes: NODES, clusterConfig: {} });
     for (const node of NODES) await rig.startDaemon(node);
-    const activeOn = async (vm: string): Promise<Record<string, string | null>> => {
-      const out: Record<string, string | null> = {};
-      await Promise.all(
-        rig.hvs.map(async (hv) => {
-          const active = await hv.probe.conn.connectListAllDomains(ListDomainsFlags.ACTIVE);
-          out[hv.name] = active.some((d) => d.name === vm) ? 'running' : null;
-        }),
-      );
-      return out;
-    };
-    sampler = new Sampler(activeOn, 'rest1', { everyMs: 10, allowDowntime: true });
+    sampler = new Sampler((vm) => rig.activeOn(vm), 'rest1', { everyMs: 10, allowDowntime: true });
   });
 
   after(async () => {

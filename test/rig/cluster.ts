@@ -32,6 +32,7 @@ import type { MigrationEvent } from '../../reconcilers/migration/execute.ts';
 import type { FenceEvent } from '../../reconcilers/fence/index.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { LibvirtHypervisor } from '../../drivers/libvirt-hypervisor.ts';
+import { ListDomainsFlags } from '../../drivers/libvirt/index.ts';
 import type { LibvirtDriver } from '../../drivers/launch/libvirtd.ts';
 import {
   decodeMigrationRecord,
@@ -344,6 +345,21 @@ export class Cluster {
         } catch {
           out[hv.name] = 'unknown';
         }
+      }),
+    );
+    return out;
+  }
+
+  /**
+   * Per hypervisor, 'running' when the guest is among its active domains, else null: one list call
+   * per libvirtd (no lookup), cheap enough for a sampler every 10 ms.
+   */
+  async activeOn(vm: string): Promise<Record<string, string | null>> {
+    const out: Record<string, string | null> = {};
+    await Promise.all(
+      this.hvs.map(async (hv) => {
+        const active = await hv.probe.conn.connectListAllDomains(ListDomainsFlags.ACTIVE);
+        out[hv.name] = active.some((d) => d.name === vm) ? 'running' : null;
       }),
     );
     return out;
