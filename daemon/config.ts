@@ -122,8 +122,12 @@ export const DaemonConfigSchema = z.strictObject({
        */
       enabled: z.boolean().default(true),
       ipmitool: z.string().startsWith('/', 'must be an absolute path').default('/usr/bin/ipmitool'),
-      /** How often every node is looked at. */
-      resyncMs: positiveInt.default(1_000),
+      /**
+       * How often the fence lock's holder looks at every node when nothing else asks: node and
+       * config changes are looked at as they come, and the timed steps (grace, retries) ask for
+       * their own look; this catches a keepalive that stopped while the session lives.
+       */
+      resyncMs: positiveInt.default(5_000),
       /**
        * Self-fencing, off unless set: after this long without a ZooKeeper session this daemon
        * destroys its own guests that have RBD disks. Must be shorter than the session timeout plus

@@ -1,6 +1,7 @@
 // The fence concern's controller: on the coordinators (every node when none is configured), a
 // session-bound lock (/locks/fence) elects the one that acts; it looks at every node on each change
-// of the nodes informer, of the config, and every second, and steps per plan.ts.
+// of the nodes informer, of the config, and, while it holds the lock, every few seconds (the timed
+// steps ask for their own look with requeueAfter), and steps per plan.ts.
 //
 // Invariants:
 //   L1  Every write this concern makes is a multi that also checks the fence lock child it holds
@@ -52,7 +53,7 @@ import { FENCE_LOCK, heldAtRest, planFence, planRecovery, recoveryApplies, recov
 
 export interface FenceControllerOptions {
   effects: Omit<FenceEffects, 'log' | 'onAction'>;
-  /** How often every node is looked at (default 1000 ms). */
+  /** How often the holder looks at every node when nothing else asks (default 5000 ms). */
   resyncMs?: number;
   /** Recoveries run at once (default 8). */
   concurrency?: number;
@@ -95,8 +96,9 @@ export class FenceController implements Runnable {
       concurrency: 4,
       sources: [nodes.alive$, nodes.changes$],
       resync: {
-        keys: () => nodes.names(),
-        everyMs: o.resyncMs ?? 1_000,
+        // Only the holder acts; it queues every node when it takes the lock.
+        keys: () => (this.isHolder ? nodes.names() : []),
+        everyMs: o.resyncMs ?? 5_000,
         triggers: [m.informers.config.changes$, m.store.connectionState$.pipe(filter((s) => s === 'connected'))],
       },
       reconcile: (node, _signal, ctx) => this.reconcile(node, ctx),

@@ -146,8 +146,11 @@ export class NodeServices implements Runnable {
       },
       writeNodeStatus: async (status, version) => {
         const data = encodeNodeStatus(status);
-        if (version === null) await o.store.create(o.paths.nodeStatus(o.node), data, { parents: true });
-        else await o.store.set(o.paths.nodeStatus(o.node), data, version);
+        if (version === null) {
+          await o.store.create(o.paths.nodeStatus(o.node), data, { parents: true });
+          return 0;
+        }
+        return (await o.store.set(o.paths.nodeStatus(o.node), data, version)).version;
       },
     }).catch((error: unknown) => o.log.error({ err: error }, 'keepalive stopped'));
   }

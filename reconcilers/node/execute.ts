@@ -22,8 +22,11 @@ export interface KeepaliveEffects {
   readAssigned(signal: AbortSignal): Promise<AssignedVm[]>;
   /** The current node status and its znode version; null when there is none. */
   readNodeStatus(signal: AbortSignal): Promise<{ value: NodeStatus; version: number } | null>;
-  /** Compare-and-set on `version`; null: create. */
-  writeNodeStatus(status: NodeStatus, version: number | null): Promise<unknown>;
+  /**
+   * Compare-and-set on `version`; null: create. Resolving to the znode's new version lets the next
+   * tick write on top of it without reading the status first (a conflict still re-reads it).
+   */
+  writeNodeStatus(status: NodeStatus, version: number | null): Promise<number | void>;
   readHost(): HostSample | Promise<HostSample>;
   /** Default: always 'run'. */
   daemonState?(): NodeDaemonState;
@@ -60,13 +63,19 @@ interface LastKnown {
   resources: NodeResources | null;
   assigned: AssignedVm[] | null;
   host: HostSample | null;
+  /**
+   * The status this loop wrote last and the version it got, while nothing is known to have
+   * changed it since: the next tick computes on top of it instead of reading it again. Anyone
+   * else's write changes the version, so the compare-and-set fails and the tick re-reads.
+   */
+  written: { value: NodeStatus; version: number } | null;
 }
 
 /** Ticks until `signal` aborts; resolves once the tick in progress has settled (no write after that). */
 export async function runKeepalive(fx: KeepaliveEffects): Promise<void> {
   const intervalMs = fx.intervalMs ?? 5_000;
   const callTimeoutMs = fx.callTimeoutMs ?? Math.min(2_000, intervalMs);
-  const last: LastKnown = { domains: null, resources: null, assigned: null, host: null };
+  const last: LastKnown = { domains: null, resources: null, assigned: null, host: null, written: null };
   const log = fx.log.child({ component: 'keepalive' });
   while (!fx.signal.aborted) {
     const started = Date.now();
@@ -138,15 +147,19 @@ async function keepaliveTick(fx: KeepaliveEffects, last: LastKnown, timeoutMs: n
     });
 
   const isConflict = fx.isConflict ?? isVersionConflict;
-  let current = await call('readNodeStatus', () => fx.readNodeStatus(signal));
+  // A write on top of our own last one that conflicts costs no retry of the read's.
+  const retries = last.written ? 2 : 1;
+  let current = last.written ?? (await call('readNodeStatus', () => fx.readNodeStatus(signal)));
+  last.written = null;
   for (let attempt = 0; ; attempt++) {
     const status = compute(current);
     signal.throwIfAborted();
     try {
-      await call('writeNodeStatus', () => fx.writeNodeStatus(status, current?.version ?? null));
+      const version = await call('writeNodeStatus', () => fx.writeNodeStatus(status, current?.version ?? null));
+      if (typeof version === 'number') last.written = { value: status, version };
       return status;
     } catch (error) {
-      if (attempt > 0 || !isConflict(error)) throw error;
+      if (attempt >= retries || !isConflict(error)) throw error;
       log.debug({ err: error }, 'node status changed under the keepalive; re-reading it');
       current = await call('readNodeStatus', () => fx.readNodeStatus(signal));
     }

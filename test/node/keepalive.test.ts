@@ -335,6 +335,33 @@ describe('runKeepalive', () => {
     assert.equal(cell.conflictNext, 0);
   });
 
+  it('writes on top of its own last write without reading; another writer\'s change is re-read and kept', async () => {
+    const hv = new StubHypervisor(() => []);
+    const cell = statusCell();
+    let reads = 0;
+    const ac = new AbortController();
+    const fx = effects(hv, cell, ac.signal, {
+      readNodeStatus: () => (reads++, cell.read()),
+      // As the daemon's writer does: the new version comes back.
+      writeNodeStatus: async (s, v) => (await cell.write(s, v), cell.version),
+    });
+    const run = runKeepalive(fx);
+    try {
+      await waitFor('three keepalives', () => cell.writes.length >= 3, 5_000);
+      assert.equal(reads, 1, 'only the first tick should have read the status');
+      // Another writer (the flush) changes the status between two ticks.
+      cell.value = { ...cell.value!, domainState: 'flushing' };
+      cell.version++;
+      const before = cell.writes.length;
+      await waitFor('two keepalives after the change', () => cell.writes.length >= before + 2, 5_000);
+    } finally {
+      ac.abort();
+      await run;
+    }
+    assert.equal(reads, 2, 'the conflict should have cost exactly one read');
+    assert.ok(cell.writes.slice(-2).every((s) => s.domainState === 'flushing'), 'the other writer\'s domainState was lost');
+  });
+
   it('returns on abort and writes nothing after that', async () => {
     const hv = new StubHypervisor(() => []);
     const cell = statusCell();
