@@ -14,8 +14,8 @@ import { createLogger } from '../controllers/logger.ts';
 import { startDaemon } from '../daemon/daemon.ts';
 import { encodeVmSpec, type VmSpecInput } from '../schemas/index.ts';
 import { startZooKeeper } from '../test/rig/zookeeper.ts';
-import { daemonConfig, paths, readStatus, startHv, stopHv, writeVm } from '../test/rig/testdriver.ts';
-import { waitFor } from '../test/rig/wait.ts';
+import { daemonConfig, paths, readStatus, startHv, stopHv, testXml, writeVm } from '../test/rig/testdriver.ts';
+import { POLL_MS, waitFor } from '../test/rig/wait.ts';
 import { measureStoreWatch } from './lib/store-watch.ts';
 import { describe, nsToMs, round3, summarize } from './lib/stats.ts';
 
@@ -129,6 +129,29 @@ try {
   await observer.close();
   await store.close();
   await daemon.stop();
+
+  // libvirtd's own part of the share, for reference: the same two calls on a domain of its own,
+  // with the daemon stopped, each after a pause as long as the one before a trial (a waitFor poll).
+  const direct = await LibvirtHypervisor.open({ socket: hv1.libvirtd.socketPath, uri: 'test:///default' });
+  await direct.define(testXml('react-ref'));
+  const creates: number[] = [];
+  const destroys: number[] = [];
+  const timed = async (call: () => Promise<void>): Promise<number> => {
+    await new Promise((r) => setTimeout(r, POLL_MS));
+    const t0 = process.hrtime.bigint();
+    await call();
+    return nsToMs(process.hrtime.bigint() - t0);
+  };
+  for (let i = 0; i < TRIALS; i++) {
+    creates.push(await timed(() => direct.start('react-ref')));
+    destroys.push(await timed(() => direct.destroy('react-ref')));
+  }
+  await direct.close();
+  const create = summarize(creates);
+  const destroy = summarize(destroys);
+  console.log(describe(`libvirtd alone: DOMAIN_CREATE after ${POLL_MS} ms quiet`, create));
+  console.log(describe(`libvirtd alone: DOMAIN_DESTROY after ${POLL_MS} ms quiet`, destroy));
+  console.log(`our share beyond libvirtd's own call: start p50 ${round3(start.p50 - floor.p50 - create.p50)} ms; stop p50 ${round3(stop.p50 - floor.p50 - destroy.p50)} ms`);
   console.log(
     JSON.stringify({
       bench: 'react',
@@ -143,6 +166,8 @@ try {
       share_start_p99_ms: round3(start.p99 - floor.p99),
       share_stop_p50_ms: round3(stop.p50 - floor.p50),
       share_stop_p99_ms: round3(stop.p99 - floor.p99),
+      libvirt_create_p50_ms: round3(create.p50),
+      libvirt_destroy_p50_ms: round3(destroy.p50),
     }),
   );
 } finally {

@@ -33,6 +33,8 @@ export interface Hypervisor {
    * without a round trip. See drivers/domain-state-cache.ts.
    */
   domainState(name: string): Promise<LocalDomain | null>;
+  /** The state cache's answer when it is sure (as domainState would give it), else undefined; never a call. */
+  knownDomainState(name: string): LocalDomain | null | undefined;
   /** Lists every domain with its state into the state cache; returns their names. */
   refreshDomainStates(): Promise<string[]>;
   listDomains(): Promise<DomainSummary[]>;

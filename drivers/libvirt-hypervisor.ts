@@ -87,6 +87,10 @@ export class LibvirtHypervisor implements MigratingHypervisor {
     return summary && { state: summary.state, persistent: summary.persistent };
   }
 
+  knownDomainState(name: string): LocalDomain | null | undefined {
+    return this.states.lookup(name);
+  }
+
   async refreshDomainStates(): Promise<string[]> {
     const ticket = this.states.begin();
     const [all, persistent, running, paused, shutoff] = await Promise.all(
@@ -217,7 +221,7 @@ export class LibvirtHypervisor implements MigratingHypervisor {
   }
 
   async start(name: string): Promise<void> {
-    await this.mutating(name, async () => this.conn.domainCreate(await this.ref(name)));
+    await this.mutating(name, () => this.withRef(name, (ref) => this.conn.domainCreate(ref)));
   }
 
   async shutdown(name: string): Promise<void> {
@@ -227,7 +231,7 @@ export class LibvirtHypervisor implements MigratingHypervisor {
   async destroy(name: string): Promise<void> {
     await this.mutating(name, async () => {
       try {
-        await this.conn.domainDestroy(await this.ref(name));
+        await this.withRef(name, (ref) => this.conn.domainDestroy(ref));
       } catch (error) {
         // Already off, or gone: the wanted end state.
         if (isLibvirtError(error, ErrorCode.NO_DOMAIN)) this.refs.delete(name);
@@ -321,6 +325,12 @@ export class LibvirtHypervisor implements MigratingHypervisor {
     } finally {
       this.states.invalidate(name);
     }
+  }
+
+  /** fn on the domain's ref; with the ref known, fn is called at once (a start is sent in the caller's turn). */
+  private withRef<T>(name: string, fn: (ref: DomainRef) => Promise<T>): Promise<T> {
+    const cached = this.refs.get(name);
+    return cached ? fn(cached) : this.ref(name).then(fn);
   }
 
   private async ref(name: string): Promise<DomainRef> {

@@ -179,8 +179,10 @@ class DomainReconciler {
       };
     }
     const status = entry?.status && 'value' in entry.status ? entry.status : null;
-    // Usually answered from the driver's state cache: no libvirt call for a VM it knows is absent.
-    const domain = await this.o.hv.domainState(vm);
+    // Usually answered from the driver's state cache: no libvirt call, and no turn of the event
+    // loop either, so a start or stop is sent before other concerns' reconciles of the same change.
+    const known = this.o.hv.knownDomainState(vm);
+    const domain = known !== undefined ? known : await this.o.hv.domainState(vm);
     // A quiet session is proven with one read, so a start held here needs no claim (a write).
     if (!sessionProven(this.o.store) && this.o.store.connectionState === 'connected') await this.o.store.exists(this.o.paths.vmStatus(vm)).catch(() => undefined);
     const migration = entry?.migration && 'value' in entry.migration ? entry.migration.value : null;

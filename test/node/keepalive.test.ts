@@ -153,6 +153,10 @@ class StubHypervisor implements Hypervisor {
   domainState(name: string) {
     return this.stall('domainState', [name]);
   }
+  knownDomainState(name: string) {
+    this.record('knownDomainState', [name]);
+    return undefined;
+  }
   nodeResources(): Promise<NodeResources> {
     this.record('nodeResources', []);
     return Promise.resolve(this.resources);
