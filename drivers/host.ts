@@ -1,5 +1,5 @@
 // The host itself as the keepalive sees it: memory from /proc/meminfo and the one-minute load average.
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 
 export interface HostMemory {
@@ -29,8 +29,13 @@ export function parseMeminfo(text: string): HostMemory {
   return { totalKiB, availableKiB: Math.min(availableKiB, totalKiB) };
 }
 
+/**
+ * A synchronous read: /proc/meminfo is made in memory by the kernel, so it cannot block, and the
+ * thread pool's four round trips (open, stat, read, close) would wake the daemon four times more
+ * at every keepalive.
+ */
 export async function readMeminfo(path = '/proc/meminfo'): Promise<HostMemory> {
-  return parseMeminfo(await readFile(path, 'utf8'));
+  return parseMeminfo(readFileSync(path, 'utf8'));
 }
 
 export function loadAverage1(): number {

@@ -14,6 +14,9 @@ export interface DomainSummary {
   vcpus: number;
 }
 
+/** A domain's state and size, its persistence not asked. */
+export type DomainLoad = Omit<DomainSummary, 'persistent'>;
+
 export interface NodeResources {
   memoryKiB: number;
   cpus: number;
@@ -38,6 +41,8 @@ export interface Hypervisor {
   /** Lists every domain with its state into the state cache; returns their names. */
   refreshDomainStates(): Promise<string[]>;
   listDomains(): Promise<DomainSummary[]>;
+  /** listDomains without persistence: one call fewer (the keepalive's, every few seconds). */
+  domainLoads(): Promise<DomainLoad[]>;
   define(xml: string): Promise<void>;
   start(name: string): Promise<void>;
   /** Asks the guest to shut down (ACPI); returns at once. */

@@ -2,7 +2,7 @@
 import { distinctUntilChanged, map, type Observable } from 'rxjs';
 import { DOMAIN_RUN_STATES, type DomainRunState, type LocalDomain } from './domain-run-state.ts';
 import { DomainStateCache } from './domain-state-cache.ts';
-import type { DomainJob, DomainSummary, LifecycleNotice, LiveMigrationOptions, MigratingHypervisor, NodeResources } from './hypervisor.ts';
+import type { DomainJob, DomainLoad, DomainSummary, LifecycleNotice, LiveMigrationOptions, MigratingHypervisor, NodeResources } from './hypervisor.ts';
 import {
   DomainState,
   DomainStatsTypes,
@@ -144,25 +144,28 @@ export class LibvirtHypervisor implements MigratingHypervisor {
     });
   }
 
-  /**
-   * Every domain with its state, memory and vCPUs: two calls whatever the number of domains (one
-   * bulk statistics call, one list of the persistent ones). Memory and vCPUs come from the bulk
-   * reply when libvirt gives them (QEMU: balloon.current, vcpu.current), else from one DOMAIN_GET_INFO
-   * per domain the first time it is seen, kept until it is redefined or gone (the test driver
-   * gives only state). A libvirt without the bulk call gets DOMAIN_GET_INFO per domain each time.
-   */
+  /** Every domain with its state, memory and vCPUs (domainLoads) and whether it is persistent: one call more. */
   async listDomains(): Promise<DomainSummary[]> {
+    const [loads, persistent] = await Promise.all([this.domainLoads(), this.conn.connectListAllDomains(ListDomainsFlags.PERSISTENT)]);
+    const persistentNames = new Set(persistent.map((d) => d.name));
+    return loads.map((d) => ({ ...d, persistent: persistentNames.has(d.name) }));
+  }
+
+  /**
+   * Every domain with its state, memory and vCPUs: one call whatever the number of domains (bulk
+   * statistics). Memory and vCPUs come from the bulk reply when libvirt gives them (QEMU:
+   * balloon.current, vcpu.current), else from one DOMAIN_GET_INFO per domain the first time it is
+   * seen, kept until it is redefined or gone (the test driver gives only state). A libvirt without
+   * the bulk call gets DOMAIN_GET_INFO per domain each time.
+   */
+  async domainLoads(): Promise<DomainLoad[]> {
     if (this.bulkStats !== false) {
       try {
-        const [records, persistent] = await Promise.all([
-          this.conn.connectGetAllDomainStats(DomainStatsTypes.STATE | DomainStatsTypes.BALLOON | DomainStatsTypes.VCPU),
-          this.conn.connectListAllDomains(ListDomainsFlags.PERSISTENT),
-        ]);
+        const records = await this.conn.connectGetAllDomainStats(DomainStatsTypes.STATE | DomainStatsTypes.BALLOON | DomainStatsTypes.VCPU);
         this.bulkStats = true;
-        const persistentNames = new Set(persistent.map((d) => d.name));
         const seen = new Set<string>();
         const out = await Promise.all(
-          records.map(async ({ domain, params }): Promise<DomainSummary | null> => {
+          records.map(async ({ domain, params }): Promise<DomainLoad | null> => {
             seen.add(domain.uuid);
             const memory = params['balloon.current'];
             const vcpus = params['vcpu.current'];
@@ -177,40 +180,29 @@ export class LibvirtHypervisor implements MigratingHypervisor {
                 throw error;
               }
             }
-            return { name: domain.name, uuid: domain.uuid, state: runState(Number(params['state.state'] ?? DomainState.NOSTATE)), persistent: persistentNames.has(domain.name), ...sized };
+            return { name: domain.name, uuid: domain.uuid, state: runState(Number(params['state.state'] ?? DomainState.NOSTATE)), ...sized };
           }),
         );
         for (const uuid of [...this.sizes.keys()]) if (!seen.has(uuid)) this.sizes.delete(uuid);
-        return out.filter((d): d is DomainSummary => d !== null);
+        return out.filter((d): d is DomainLoad => d !== null);
       } catch (error) {
         if (this.bulkStats === true || !isLibvirtError(error, ErrorCode.NO_SUPPORT)) throw error;
         this.bulkStats = false;
       }
     }
-    const [all, persistent] = await Promise.all([
-      this.conn.connectListAllDomains(0),
-      this.conn.connectListAllDomains(ListDomainsFlags.PERSISTENT),
-    ]);
-    const persistentNames = new Set(persistent.map((d) => d.name));
+    const all = await this.conn.connectListAllDomains(0);
     const infos = await Promise.all(
-      all.map(async (d) => {
+      all.map(async (d): Promise<DomainLoad | null> => {
         try {
           const info = await this.conn.domainGetInfo(d);
-          return {
-            name: d.name,
-            uuid: d.uuid,
-            state: runState(info.state),
-            persistent: persistentNames.has(d.name),
-            memoryKiB: info.memoryKiB,
-            vcpus: info.nrVirtCpu,
-          };
+          return { name: d.name, uuid: d.uuid, state: runState(info.state), memoryKiB: info.memoryKiB, vcpus: info.nrVirtCpu };
         } catch (error) {
           if (isLibvirtError(error, ErrorCode.NO_DOMAIN)) return null;
           throw error;
         }
       }),
     );
-    return infos.filter((d): d is DomainSummary => d !== null);
+    return infos.filter((d): d is DomainLoad => d !== null);
   }
 
   async define(xml: string): Promise<void> {

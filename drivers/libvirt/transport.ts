@@ -213,20 +213,29 @@ export class Transport implements RpcChannel {
     if (!this.isOpen) return;
     const tick = Math.max(10, Math.floor(opts.intervalMs / 2));
     this.lastReceived = Date.now();
-    this.keepaliveTimer = setInterval(() => {
+    // One timer, due when the silence would reach an interval (not a fixed tick: a connection
+    // with traffic wakes nobody); while silent, every half interval, as a ping goes unanswered.
+    const check = (): void => {
+      this.keepaliveTimer = undefined;
+      if (!this.isOpen) return;
       const silent = Date.now() - this.lastReceived;
       if (silent >= opts.intervalMs * opts.count) {
         this.destroy(new LibvirtConnectionError(`no keepalive answer from ${this.label} for ${silent} ms`));
-      } else if (silent >= opts.intervalMs) {
+        return;
+      }
+      if (silent >= opts.intervalMs) {
         this.ka.pingsSent++;
         this.sendKeepalive(KeepaliveProc.PING);
       }
-    }, tick);
+      this.keepaliveTimer = setTimeout(check, silent >= opts.intervalMs ? tick : Math.max(10, opts.intervalMs - silent));
+      this.keepaliveTimer.unref();
+    };
+    this.keepaliveTimer = setTimeout(check, opts.intervalMs);
     this.keepaliveTimer.unref();
   }
 
   stopKeepalive(): void {
-    if (this.keepaliveTimer) clearInterval(this.keepaliveTimer);
+    if (this.keepaliveTimer) clearTimeout(this.keepaliveTimer);
     this.keepaliveTimer = undefined;
   }
 

@@ -2,12 +2,12 @@
 // /nodes/<name>/status (seed 004). runKeepalive() gathers the inputs of computeNodeStatus()
 // (./plan.ts), bounds every call with a timeout and writes the result with a compare-and-set.
 //
-// It makes no per-domain hypervisor call at all: listDomains() already carries state, memory and
+// It makes no per-domain hypervisor call at all: domainLoads() already carries state, memory and
 // vCPUs, so a paused or incoming domain (which stalled PVC's keepalive in memoryStats) is never
 // asked anything.
 import type { Logger } from 'pino';
 import type { HostSample } from '../../drivers/host.ts';
-import type { DomainSummary, Hypervisor, NodeResources } from '../../drivers/hypervisor.ts';
+import type { DomainLoad, Hypervisor, NodeResources } from '../../drivers/hypervisor.ts';
 import type { NodeDaemonState, NodeStatus } from '../../schemas/index.ts';
 import { sleep } from '../sleep.ts';
 import { computeNodeStatus, type AssignedVm, type HypervisorProblem } from './plan.ts';
@@ -16,8 +16,8 @@ export interface KeepaliveEffects {
   node: string;
   /** Daemon version string. */
   version: string;
-  /** Only listDomains() and nodeResources() are called. */
-  hv: Pick<Hypervisor, 'listDomains' | 'nodeResources'>;
+  /** Only domainLoads() and nodeResources() are called. */
+  hv: Pick<Hypervisor, 'domainLoads' | 'nodeResources'>;
   /** Every VM whose spec.node is this node, with the size its XML gives. */
   readAssigned(signal: AbortSignal): Promise<AssignedVm[]>;
   /** The current node status and its znode version; null when there is none. */
@@ -59,7 +59,7 @@ export function isVersionConflict(error: unknown): boolean {
 }
 
 interface LastKnown {
-  domains: DomainSummary[] | null;
+  domains: DomainLoad[] | null;
   resources: NodeResources | null;
   assigned: AssignedVm[] | null;
   host: HostSample | null;
@@ -97,7 +97,7 @@ async function keepaliveTick(fx: KeepaliveEffects, last: LastKnown, timeoutMs: n
   const call = <T>(name: string, fn: () => T | Promise<T>) => bounded(name, fn, timeoutMs, signal);
 
   const [domains, resources, assigned, host] = await Promise.allSettled([
-    call('libvirt listDomains', () => fx.hv.listDomains()),
+    call('libvirt domainLoads', () => fx.hv.domainLoads()),
     call('libvirt nodeResources', () => fx.hv.nodeResources()),
     call('readAssigned', () => fx.readAssigned(signal)),
     call('readHost', () => fx.readHost()),

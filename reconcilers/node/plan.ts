@@ -7,7 +7,7 @@
 // from the running domain when there is one and from the VM's XML otherwise.
 import type { DomainRunState } from '../../drivers/domain-run-state.ts';
 import type { HostMemory } from '../../drivers/host.ts';
-import type { DomainSummary, NodeResources } from '../../drivers/hypervisor.ts';
+import type { DomainLoad, NodeResources } from '../../drivers/hypervisor.ts';
 import { isValidName, type ClusterConfig, type Condition, type NodeDaemonState, type NodeDomainState, type NodeFlush, type NodeFrr, type NodeStorage, type NodeStatus, type NodeFenceStatus, type VmState } from '../../schemas/index.ts';
 
 /**
@@ -56,7 +56,7 @@ export interface KeepaliveInput {
   /** One-minute load average. */
   load: number;
   /** The domains of the local libvirt. */
-  domains: DomainSummary[];
+  domains: DomainLoad[];
   /** Every VM whose spec.node is this node. */
   assigned: AssignedVm[];
   /** Kept as is: the node flush/ready reconciler owns it. */

@@ -124,12 +124,12 @@ describe('parseMeminfo', () => {
 
 // ------------------------------------------------------------------------------ executor
 
-/** A Hypervisor that answers listDomains/nodeResources from data and records every call. */
+/** A Hypervisor that answers listDomains/domainLoads/nodeResources from data and records every call. */
 class StubHypervisor implements Hypervisor {
   readonly calls: Array<{ method: string; args: unknown[] }> = [];
   readonly lifecycle$ = EMPTY;
   readonly connected$ = NEVER;
-  /** listDomains answers; `'hang'` makes that call never resolve. */
+  /** listDomains/domainLoads answers; `'hang'` makes that call never resolve. */
   constructor(
     private readonly answers: () => DomainSummary[] | 'hang',
     private readonly resources: NodeResources = { memoryKiB: 64 * GiB, cpus: 8 },
@@ -144,6 +144,11 @@ class StubHypervisor implements Hypervisor {
   }
   listDomains(): Promise<DomainSummary[]> {
     this.record('listDomains', []);
+    const a = this.answers();
+    return a === 'hang' ? new Promise(() => {}) : Promise.resolve(a);
+  }
+  domainLoads(): Promise<DomainSummary[]> {
+    this.record('domainLoads', []);
     const a = this.answers();
     return a === 'hang' ? new Promise(() => {}) : Promise.resolve(a);
   }
@@ -253,7 +258,7 @@ describe('runKeepalive', () => {
       await run;
     }
 
-    assert.deepEqual([...new Set(hv.calls.map((c) => c.method))].sort(), ['listDomains', 'nodeResources']);
+    assert.deepEqual([...new Set(hv.calls.map((c) => c.method))].sort(), ['domainLoads', 'nodeResources']);
     assert.ok(!hv.calls.some((c) => c.args.includes('p')), 'the paused domain was asked something');
     const last = cell.writes.at(-1)!;
     assert.equal(last.memory.allocatedMiB, 1024);
@@ -286,12 +291,12 @@ describe('runKeepalive', () => {
     assert.equal(cond?.reason, 'HypervisorTimeout');
     assert.deepEqual(first.runningVms, []);
     assert.equal(first.memory.provisionedMiB, 7168, 'provisioned still comes from the XML sizes');
-    assert.ok(lines.some((l) => l['level'] === 'warn' && String(l['msg']).includes('listDomains')), 'the stall was not logged');
+    assert.ok(lines.some((l) => l['level'] === 'warn' && String(l['msg']).includes('domainLoads')), 'the stall was not logged');
 
     const recovered = cell.writes.find((s) => s.runningVms.length === 2)!;
     assert.deepEqual(recovered.runningVms, ['a', 'b']);
     assert.equal(recovered.conditions.find((c) => c.type === HYPERVISOR_CONDITION)?.status, 'True');
-    assert.ok(hv.calls.filter((c) => c.method === 'listDomains').length >= 2);
+    assert.ok(hv.calls.filter((c) => c.method === 'domainLoads').length >= 2);
   });
 
   it('re-reads the status after a version conflict, keeping the domainState another writer set, and retries once', async () => {
