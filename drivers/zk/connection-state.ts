@@ -86,6 +86,7 @@ export class ZkSession {
   private lastHeard = 0;
   /** performance.now() at which the newest request this session answered was sent (0: none yet). */
   private provenAt = 0;
+  private lastCheck = 0;
   private checkPeriodMs = 1000;
   private negotiatedTimeoutMs: number;
   private zxidFloor = 0n;
@@ -105,7 +106,9 @@ export class ZkSession {
   async start(): Promise<void> {
     this.newClient();
     this.checkPeriodMs = Math.max(50, Math.floor(this.readTimeoutMs() / 4));
-    this.scheduleWatchdog();
+    this.lastCheck = Date.now();
+    this.watchdog = setInterval(() => this.checkLiveness(), this.checkPeriodMs);
+    this.watchdog.unref();
     try {
       await this.whenConnected(this.opts.connectTimeoutMs);
     } catch (e) {
@@ -183,7 +186,7 @@ export class ZkSession {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.watchdog) clearTimeout(this.watchdog);
+    if (this.watchdog) clearInterval(this.watchdog);
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     for (const w of this.waiters) {
       clearTimeout(w.timer);
@@ -351,29 +354,21 @@ export class ZkSession {
   }
 
   /** Drop a connection that has been silent for the read timeout (partition, frozen server). */
-  /**
-   * One timer, due when the connection would have been silent for the read timeout (not a fixed
-   * tick: an idle daemon wakes only as often as the pings it hears). Without a connection it looks
-   * every checkPeriodMs.
-   */
-  private scheduleWatchdog(): void {
-    if (this.closed) return;
-    const due = connectedSocket(this.client) ? this.lastHeard + this.readTimeoutMs() - Date.now() : this.checkPeriodMs;
-    // The check itself runs after the I/O of the turn the timer fires in: when our own event loop
-    // was blocked (GC, CPU-bound work), replies waiting unread in the socket are read first, since
-    // timers run before I/O.
-    this.watchdog = setTimeout(() => setImmediate(() => this.checkLiveness()), Math.max(50, due + 1));
-    this.watchdog.unref();
-  }
-
   private checkLiveness(): void {
     if (this.closed) return;
-    const silentMs = Date.now() - this.lastHeard;
-    if (connectedSocket(this.client) && silentMs > this.readTimeoutMs()) {
+    const now = Date.now();
+    const sinceLastCheck = now - this.lastCheck;
+    this.lastCheck = now;
+    // Our own event loop was blocked (GC, CPU-bound work): replies may be waiting unread in the
+    // socket, since timers run before I/O. Judge the server on the next round, not this one.
+    if (sinceLastCheck > 2 * this.checkPeriodMs) return;
+    const sock = connectedSocket(this.client);
+    if (!sock) return;
+    const silentMs = now - this.lastHeard;
+    if (silentMs > this.readTimeoutMs()) {
       this.log?.warn({ zk: this.opts.connectString, silentMs }, 'zookeeper connection silent past the read timeout: dropping it');
       this.lastHeard = Date.now();
       dropConnection(this.client);
     }
-    this.scheduleWatchdog();
   }
 }
