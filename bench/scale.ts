@@ -18,6 +18,7 @@ import { fourLetter } from '../drivers/launch/zookeeper.ts';
 import { startZooKeeper } from '../test/rig/zookeeper.ts';
 import { startHv, stopHv, testXml } from '../test/rig/testdriver.ts';
 import { CLK_TCK, cpuTicks, rssMiB, stopByPid } from './lib/proc.ts';
+import { DAEMON_NODE_FLAGS } from '../drivers/launch/daemon.ts';
 import { round3 } from './lib/stats.ts';
 
 const LOCAL = Number(process.argv[2] ?? 100);
@@ -84,7 +85,7 @@ try {
       logLevel: 'warn',
     }));
     const started = performance.now();
-    const daemon = spawn(process.execPath, [join(repo, 'cli/vk.mjs'), 'daemon', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, VK_REQUIRE_BUNDLE: '1' } });
+    const daemon = spawn(process.execPath, [...DAEMON_NODE_FLAGS, join(repo, 'cli/vk.mjs'), 'daemon', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, VK_REQUIRE_BUNDLE: '1' } });
     try {
       // Its VMs running: every local VM's status says Running.
       let running = 0;

@@ -1,6 +1,6 @@
 // What the benches read of a process they started: CPU time and RSS from /proc, and a stop by PID.
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Clock ticks per second of /proc/<pid>/stat's times. */
 export const CLK_TCK = 100;
@@ -9,6 +9,23 @@ export const CLK_TCK = 100;
 export function cpuTicks(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return Number(fields[11]) + Number(fields[12]);
+}
+
+/**
+ * CPU time the scheduler ran the process's threads, in seconds, summed over /proc/<pid>/task/*:
+ * CFS's own runtime, not the tick-sampled utime + stime (which, on a tickless-idle kernel, charges
+ * a whole tick to a task that ran for microseconds when the tick restarts on its wakeup).
+ */
+export function schedCpuS(pid: number): number {
+  let ns = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return ns / 1e9;
 }
 
 export function rssMiB(pid: number): number {

@@ -39,6 +39,8 @@ type Field = 'alive' | 'spec' | 'status';
 export class NodeInformer {
   private readonly entries = new Map<string, NodeEntry & { seen: Set<Field> }>();
   private readonly watches = new Map<string, Subscription>();
+  /** The status version each node's entry holds from noteStatus (this daemon's own write). */
+  private readonly noted = new Map<string, number>();
   private listSub: Subscription | undefined;
   private listed = false;
   private readonly gate = new SyncGate(() => this.isSynced());
@@ -91,7 +93,10 @@ export class NodeInformer {
   /** Our own status write: cache it at once (a later watch emission older than it is ignored). */
   noteStatus(name: string, value: NodeStatus, version: number): void {
     const entry = this.entries.get(name);
-    if (entry && (entry.status === null || entry.status.version < version)) entry.status = { value, version };
+    if (entry && (entry.status === null || entry.status.version < version)) {
+      entry.status = { value, version };
+      this.noted.set(name, version);
+    }
   }
 
   private onList(children: string[]): void {
@@ -101,6 +106,7 @@ export class NodeInformer {
       sub.unsubscribe();
       this.watches.delete(name);
       this.entries.delete(name);
+      this.noted.delete(name);
       this.alive$.next(name);
       this.changes$.next(name);
     }
@@ -147,7 +153,8 @@ export class NodeInformer {
     const text = s.data.toString('utf8');
     if (field === 'status') {
       const current = entry.status;
-      if (current && current.version > s.version) return;
+      // Older than what we hold, or the very version this daemon wrote and noted (N2): no decode.
+      if (current && (current.version > s.version || (current.version === s.version && this.noted.get(entry.name) === s.version))) return;
     }
     try {
       if (field === 'spec') entry.spec = { value: decodeNodeSpec(text), version: s.version };

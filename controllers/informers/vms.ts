@@ -105,6 +105,8 @@ export class VmInformer {
   pin(name: string): void {
     if (this.opts.node === undefined || !isValidName(name) || this.pinned.has(name)) return;
     this.pinned.add(name);
+    // Followed already (the index lists it): nothing to look up.
+    if (this.entries.has(name)) return;
     // Only a VM the cluster has: a domain ZooKeeper never listed is not ours to touch (nor to plan as deleted).
     void this.store.exists(this.paths.vmSpec(name)).then(
       (stat) => {

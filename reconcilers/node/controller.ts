@@ -146,11 +146,16 @@ export class NodeServices implements Runnable {
       },
       writeNodeStatus: async (status, version) => {
         const data = encodeNodeStatus(status);
+        // The node informer caches our own write at once, so the watch emission it causes needs no decode.
+        const nodes = this.m.informers.nodes;
         if (version === null) {
           await o.store.create(o.paths.nodeStatus(o.node), data, { parents: true });
+          nodes.noteStatus(o.node, status, 0);
           return 0;
         }
-        return (await o.store.set(o.paths.nodeStatus(o.node), data, version)).version;
+        const written = (await o.store.set(o.paths.nodeStatus(o.node), data, version)).version;
+        nodes.noteStatus(o.node, status, written);
+        return written;
       },
     }).catch((error: unknown) => o.log.error({ err: error }, 'keepalive stopped'));
   }

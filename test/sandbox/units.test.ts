@@ -13,6 +13,7 @@ import { aptLine, frrDir, GUEST_GREETING, guestImage, nodeAddress, prefixFor, pr
 import { FRR_RUN_BASE, letFrrReach, removeOutsideFrrDirs } from '../../drivers/sandbox/frr.ts';
 import { writeDaemonConfig } from '../../drivers/sandbox/node.ts';
 import { frrIds } from '../../drivers/launch/frr.ts';
+import { DAEMON_NODE_FLAGS } from '../../drivers/launch/daemon.ts';
 import { decodeManifest, parseVmXml, splitVmManifestSpec, type ClusterConfig, type VmManifest } from '../../schemas/index.ts';
 import { parseTour, printedCommands, readmeTour, REPO } from './helpers.ts';
 
@@ -124,6 +125,10 @@ test('the shipped daemon config file loads, and the systemd unit runs the daemon
   assert.equal(loadDaemonConfig(join(REPO, 'manifests/systemd/virtkeeper.yaml'), {}, { network: false }).network.enabled, false, '--no-network');
   const unit = readFileSync(join(REPO, 'manifests/systemd/vk-daemon.service'), 'utf8');
   assert.match(unit, /^ExecStart=.*cli\/vk\.mjs daemon --config \/etc\/virtkeeper\/virtkeeper\.yaml$/m);
+  // The unit runs node with the daemon's flags, as the sandbox, the test rig and the benches do.
+  const execStart = unit.match(/^ExecStart=\/usr\/bin\/node (.*) \/opt\/virtkeeper\/cli\/vk\.mjs daemon /m);
+  assert.ok(execStart, 'ExecStart runs /usr/bin/node [flags] /opt/virtkeeper/cli/vk.mjs daemon');
+  assert.deepEqual(execStart[1]!.split(' '), [...DAEMON_NODE_FLAGS]);
   assert.match(unit, /^Restart=always$/m);
   assert.match(unit, /^\[Install\]$/m);
 });
