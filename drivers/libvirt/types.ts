@@ -23,7 +23,10 @@ export function uuidToBytes(uuid: string): Uint8Array {
 }
 
 export function uuidFromBytes(b: Uint8Array): string {
-  const h = Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+  return uuidFromHex(Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex'));
+}
+
+function uuidFromHex(h: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
 
@@ -38,7 +41,7 @@ export const DOMAIN_MIN_BYTES = 24;
 
 export function readDomain(r: XdrReader): Domain {
   const name = r.string(REMOTE_STRING_MAX);
-  const uuid = uuidFromBytes(r.fixedOpaque(VIR_UUID_BUFLEN));
+  const uuid = uuidFromHex(r.fixedOpaqueHex(VIR_UUID_BUFLEN));
   const id = r.int();
   return { name, uuid, id };
 }

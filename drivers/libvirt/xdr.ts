@@ -157,6 +157,8 @@ export class XdrReader {
   private pos: number;
   private readonly end: number;
   private readonly dv: DataView;
+  /** One Buffer view of buf: strings decode from it without a view (an allocation) each. */
+  private readonly bytes: Buffer;
 
   constructor(
     private readonly buf: Uint8Array,
@@ -167,6 +169,7 @@ export class XdrReader {
     this.pos = offset;
     this.end = end;
     this.dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.bytes = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
   get offset(): number {
@@ -234,6 +237,15 @@ export class XdrReader {
     return out;
   }
 
+  /** A fixed opaque of `len` bytes as lower-case hex, without copying it first (UUIDs). */
+  fixedOpaqueHex(len: number): string {
+    const total = len + pad4(len);
+    this.need(total, 'fixed opaque');
+    const hex = this.bytes.toString('hex', this.pos, this.pos + len);
+    this.pos += total;
+    return hex;
+  }
+
   opaque(max: number): Uint8Array {
     const at = this.pos;
     const len = this.uint();
@@ -247,7 +259,7 @@ export class XdrReader {
     if (len > max) throw new XdrError('too-long', `string length ${len} exceeds max ${max}`, at);
     const total = len + pad4(len);
     this.need(total, 'string');
-    const s = Buffer.from(this.buf.buffer, this.buf.byteOffset + this.pos, len).toString('utf8');
+    const s = this.bytes.toString('utf8', this.pos, this.pos + len);
     this.pos += total;
     return s;
   }

@@ -78,6 +78,25 @@ describe('XDR encoding', () => {
     assert.throws(() => uuidToBytes('not-a-uuid'), XdrError);
   });
 
+  it('reads strings and UUIDs from a view that starts inside a larger buffer, at a reader offset', () => {
+    const uuid = '00112233-4455-6677-8899-aabbccddeeff';
+    const w = new XdrWriter();
+    w.uint(7);
+    writeDomain(w, { name: 'vm-é', uuid, id: 5 });
+    w.string('tail');
+    const body = w.finish();
+    const big = new Uint8Array(body.length + 12);
+    big.fill(0xee);
+    big.set(body, 8);
+    const view = big.subarray(8, 8 + body.length);
+    const r = new XdrReader(view, 4);
+    assert.deepEqual(readDomain(r), { name: 'vm-é', uuid, id: 5 });
+    assert.equal(r.string(16), 'tail');
+    r.done();
+    // A UUID cut short is an error, not a read past the end.
+    assert.throws(() => new XdrReader(view, 4, 4 + 4 + 8).fixedOpaqueHex(16), XdrError);
+  });
+
   it('decodes remote_error with its optional members', () => {
     const w = new XdrWriter();
     w.int(42).int(10);
