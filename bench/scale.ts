@@ -9,8 +9,7 @@
 import { spawn } from 'node:child_process';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { ZkStore, type Op } from '../drivers/zk/index.ts';
 import { encodeNodeStatus, encodeVmSpec, ZkPaths } from '../schemas/index.ts';
 import { dedupeCreates, indexOps } from '../core/vm-index.ts';
@@ -18,14 +17,13 @@ import { fourLetter } from '../drivers/launch/zookeeper.ts';
 import { startZooKeeper } from '../test/rig/zookeeper.ts';
 import { startHv, stopHv, testXml } from '../test/rig/testdriver.ts';
 import { CLK_TCK, cpuTicks, rssMiB, stopByPid } from './lib/proc.ts';
-import { DAEMON_NODE_FLAGS } from '../drivers/launch/daemon.ts';
+import { daemonArgv } from '../drivers/launch/daemon.ts';
 import { round3 } from './lib/stats.ts';
 
 const LOCAL = Number(process.argv[2] ?? 100);
 const IDLE_S = Number(process.argv[3] ?? 20);
 const ELSEWHERE = (process.argv[4] ?? '0,1000,10000').split(',').map(Number);
 const OTHER_NODES = 50;
-const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const nodeStatus = () =>
@@ -85,7 +83,8 @@ try {
       logLevel: 'warn',
     }));
     const started = performance.now();
-    const daemon = spawn(process.execPath, [...DAEMON_NODE_FLAGS, join(repo, 'cli/vk.mjs'), 'daemon', '--config', config], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, VK_REQUIRE_BUNDLE: '1' } });
+    const [node, ...args] = daemonArgv(config);
+    const daemon = spawn(node!, args, { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, VK_REQUIRE_BUNDLE: '1' } });
     try {
       // Its VMs running: every local VM's status says Running.
       let running = 0;
