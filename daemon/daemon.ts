@@ -163,7 +163,7 @@ function primaryOptions(cfg: DaemonConfig, deps: DaemonDeps): primary.PrimaryCon
   return {
     effects: {
       observeGateways: () => observeGateways(gw),
-      applyGatewayLines: (lines) => applyGatewayLines(lines, gw),
+      applyGatewayLines: (lines, notAfterMs) => applyGatewayLines(lines, gw, notAfterMs),
       announce: (device, address) => announce(device, address, { ...gw, binary: p.arping }),
       setSysctls: (values) => setSysctls(values, cfg.netns !== undefined ? { netns: cfg.netns } : {}),
       dhcp: createDnsmasqDriver({ runDir: p.runDir, binary: p.dnsmasq, ...(cfg.netns !== undefined ? { netns: cfg.netns } : {}) }),

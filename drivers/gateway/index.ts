@@ -5,8 +5,8 @@
 //
 // Addresses carry a valid lifetime: the kernel removes an address whose lifetime runs out, so a
 // gateway whose daemon stops renewing it (crashed, frozen, cut off from ZooKeeper) goes away by
-// itself. `address change` renews; it fails on an address that is gone, so a renewal never brings
-// a lapsed gateway back (a fresh add does, with an announcement).
+// itself. For IPv4, `address change` re-creates an address that is gone: a renewal must look first,
+// and must never start late (the caller's deadline, checked by the child process itself).
 import { IpCommandError, IpParseError, applyBatch, inNetns, ipArgv, type BatchOutcome } from '../net/ip.ts';
 import { run } from '../net/run.ts';
 
@@ -63,9 +63,16 @@ export async function observeGateways(o: GatewayOptions): Promise<ObservedGatewa
   }
 }
 
-/** Runs the lines as one `ip -batch` (the net driver's, failures mapped back to lines). */
-export function applyGatewayLines(lines: readonly string[], o: GatewayOptions): Promise<BatchOutcome> {
-  return applyBatch(lines, { ...(o.netns !== undefined ? { netns: o.netns } : {}), ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}) });
+/**
+ * Runs the lines as one `ip -batch` (the net driver's, failures mapped back to lines); with
+ * `notAfterMs`, never starting after that time, however late this process runs (IpDeadlineError).
+ */
+export function applyGatewayLines(lines: readonly string[], o: GatewayOptions, notAfterMs?: number): Promise<BatchOutcome> {
+  return applyBatch(lines, {
+    ...(o.netns !== undefined ? { netns: o.netns } : {}),
+    ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
+    ...(notAfterMs !== undefined ? { notAfterMs } : {}),
+  });
 }
 
 /**

@@ -46,3 +46,13 @@ export class IpParseError extends IpError {
     super(`${command.join(' ')}: cannot parse the output: ${detail}`, command, stderr);
   }
 }
+
+/** The command was not run: its deadline (RunOptions.notAfterMs) had passed when the child was to start it. */
+export class IpDeadlineError extends IpError {
+  constructor(
+    command: readonly string[],
+    readonly notAfterMs: number,
+  ) {
+    super(`${command.join(' ')}: not run: its deadline ${new Date(notAfterMs).toISOString()} had passed when it was to start`, command, '');
+  }
+}

@@ -15,7 +15,7 @@ import { IpCommandError, IpParseError } from './errors.ts';
 import { run } from './run.ts';
 import type { BatchFailure, BatchResult, LinkObservation, ObservedLink } from './types.ts';
 
-export { IpCommandError, IpError, IpParseError, IpTimeoutError } from './errors.ts';
+export { IpCommandError, IpDeadlineError, IpError, IpParseError, IpTimeoutError } from './errors.ts';
 
 export interface IpOptions {
   /** A namespace from `ip netns`; absent = the daemon's own namespace. */
@@ -235,9 +235,10 @@ export function parseBatchStderr(stderr: string): { failed: Array<{ ipLine: numb
  * Applies lines with `ip [-n NS] -force -batch -` (stdin), normally in one process. Every failed
  * line is reported with its 0-based index and ip's message; the other lines are applied all the
  * same. Success = no failures. Blank and comment lines are skipped. Throws IpError when ip cannot
- * be run, times out, dies of a signal or prints what cannot be attributed to a line.
+ * be run, times out, dies of a signal or prints what cannot be attributed to a line. With
+ * `notAfterMs`, no process of the batch starts its lines after that time (IpDeadlineError).
  */
-export async function applyBatch(lines: readonly string[], opts: IpOptions = {}): Promise<BatchOutcome> {
+export async function applyBatch(lines: readonly string[], opts: IpOptions & { notAfterMs?: number } = {}): Promise<BatchOutcome> {
   lines.forEach(checkLine);
   const argv = [...ipArgv(opts), '-force', '-batch', '-'];
   const failures: BatchFailure[] = [];
@@ -258,7 +259,7 @@ export async function applyBatch(lines: readonly string[], opts: IpOptions = {})
     }
     if (sent.length === 0) break;
     processes++;
-    const r = await run(argv, { input: `${input.join('\n')}\n`, timeoutMs: timeoutOf(opts) });
+    const r = await run(argv, { input: `${input.join('\n')}\n`, timeoutMs: timeoutOf(opts), ...(opts.notAfterMs !== undefined ? { notAfterMs: opts.notAfterMs } : {}) });
     if (r.signal) throw new IpCommandError(argv, r.stderr, r.code, r.signal);
     const finished = r.stdout.split('\n').filter((l) => MARKER_OUTPUT.test(l)).length;
     const { failed, tail } = parseBatchStderr(r.stderr);

@@ -1,7 +1,16 @@
 // One bounded child process for the `ip` driver: argv (no shell), optional stdin, stdout and stderr
 // collected, killed by its PID with SIGKILL when it outlives its timeout or floods its output.
+//
+// A run with a deadline (`notAfterMs`) is checked by the child itself, by its own clock, right
+// before it executes the command, and its input is fixed before the child exists (a file, not a
+// pipe written afterwards). So a caller frozen at any point after its own check (SIGSTOP, a stall
+// in fork: a signal restarts fork) can never make the command run late: once the caller thaws,
+// the child sees the deadline passed and runs nothing.
 import { spawn } from 'node:child_process';
-import { IpCommandError, IpTimeoutError } from './errors.ts';
+import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { IpCommandError, IpDeadlineError, IpTimeoutError } from './errors.ts';
 
 export interface RunResult {
   code: number | null;
@@ -15,6 +24,36 @@ export interface RunOptions {
   timeoutMs: number;
   /** Bytes of stdout + stderr after which the process is killed and the run fails. */
   maxOutput?: number;
+  /** Date.now() after which the command must not start: the child checks it (IpDeadlineError). */
+  notAfterMs?: number;
+}
+
+/** Exit status and stderr line of the deadline guard (not one `ip` uses). */
+export const DEADLINE_STATUS = 75;
+const DEADLINE_LINE = 'vk: deadline passed, not run';
+// bash's EPOCHREALTIME is a builtin (no process), in microseconds with the locale's decimal mark.
+const GUARD = `d=\${EPOCHREALTIME/[.,]/}; if (( d > $1 )); then echo '${DEADLINE_LINE}' >&2; exit ${DEADLINE_STATUS}; fi; shift; exec "$@"`;
+
+/** argv behind the deadline guard: `bash -c GUARD vk-not-after <µs> argv…`. */
+export function guardedArgv(argv: readonly string[], notAfterMs: number): string[] {
+  return ['bash', '-c', GUARD, 'vk-not-after', String(Math.floor(notAfterMs) * 1000), ...argv];
+}
+
+let inputFiles = 0;
+/** A file descriptor reading `input` from its start, on a file already unlinked (nothing left behind). */
+function inputFd(input: string): number {
+  const path = join(tmpdir(), `vk-ip-input-${process.pid}-${inputFiles++}`);
+  const fd = openSync(path, 'wx+', 0o600);
+  try {
+    unlinkSync(path);
+    const data = Buffer.from(input, 'utf8');
+    // pwrite: the offset stays at 0, where the child starts reading.
+    for (let at = 0; at < data.length; ) at += writeSync(fd, data, at, data.length - at, at);
+    return fd;
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
 }
 
 const DEFAULT_MAX_OUTPUT = 64 * 1024 * 1024;
@@ -30,11 +69,24 @@ function killPid(pid: number | undefined): void {
 
 /** Runs argv to its end; rejects with IpTimeoutError / IpCommandError only when it cannot be run or read. */
 export function run(argv: readonly string[], opts: RunOptions): Promise<RunResult> {
-  const [file, ...args] = argv;
-  if (file === undefined) return Promise.reject(new TypeError('run: empty argv'));
+  if (argv.length === 0) return Promise.reject(new TypeError('run: empty argv'));
+  const guarded = opts.notAfterMs !== undefined;
+  const [file, ...args] = guarded ? guardedArgv(argv, opts.notAfterMs!) : argv;
   const maxOutput = opts.maxOutput ?? DEFAULT_MAX_OUTPUT;
+  let fd: number | undefined;
+  try {
+    if (guarded && opts.input !== undefined) fd = inputFd(opts.input);
+  } catch (error) {
+    return Promise.reject(new IpCommandError(argv, '', null, null, `cannot write its input: ${(error as Error).message}`));
+  }
   return new Promise<RunResult>((resolve, reject) => {
-    const child = spawn(file, args, { stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const stdin = fd ?? (opts.input === undefined ? 'ignore' : 'pipe');
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(file!, args, { stdio: [stdin, 'pipe', 'pipe'] });
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let size = 0;
@@ -69,9 +121,10 @@ export function run(argv: readonly string[], opts: RunOptions): Promise<RunResul
       settled = true;
       clearTimeout(timer);
       if (failure) reject(failure);
+      else if (guarded && code === DEADLINE_STATUS && stderrText().includes(DEADLINE_LINE)) reject(new IpDeadlineError(argv, opts.notAfterMs!));
       else resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: stderrText() });
     });
-    if (child.stdin) {
+    if (child.stdin && fd === undefined) {
       // EPIPE when the process exits before reading everything (a parse error ends ip -batch).
       child.stdin.on('error', () => {});
       child.stdin.end(opts.input);

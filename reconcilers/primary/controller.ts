@@ -10,9 +10,11 @@
 //  C2  A gateway address lives at most `lifetimeS` past the last write that extended it, and that
 //      write was started within RENEW_WITHIN_MS of sending a read that confirmed the duty through
 //      ZooKeeper (a confirmation dates from when it was asked for, never from when the answer was
-//      handled) and landed within `landByMs` of it, or everything is dropped at once. So no address
-//      outlives the session that confirmed it (gatewayTiming). Renewals only extend addresses that
-//      are there; adding one is a pass's job (it announces it).
+//      handled), its `ip` refused to start later than `startByMs` after it (checked by that process,
+//      so a freeze of this one after its own check cannot make it late), and it landed within
+//      `landByMs` of it, or everything is dropped at once. So no address outlives the session that
+//      confirmed it (gatewayTiming). Renewals only extend addresses that are there; adding one is a
+//      pass's job (it announces it).
 //  C3  Lost session, renewals lapsed (the process was frozen or starved): the gateways and DHCP
 //      servers are dropped at once, before anything else, and the role is taken again only
 //      through the state machine.
@@ -25,6 +27,8 @@ import { valueOf } from '../../controllers/informers/nodes.ts';
 import { done, requeueAfter, type Result } from '../../controllers/reconciler.ts';
 import type { Runnable } from '../../controllers/runnable.ts';
 import { compareAndSet, NodeExistsError, NoNodeError, TransactionError, VersionConflictError, type Op } from '../../drivers/zk/index.ts';
+import { IpDeadlineError } from '../../drivers/net/errors.ts';
+import type { BatchResult } from '../../drivers/net/types.ts';
 import { decodePrimaryLock, decodePrimaryRecord, encodePrimaryLock, encodePrimaryRecord, type PrimaryRecord } from '../../schemas/index.ts';
 import { convergeDhcp, convergeGateways, type LocalContext, type PrimaryEffects } from './execute.ts';
 import { activeLeases, readZkLeases, syncLeases } from './leases.ts';
@@ -183,7 +187,14 @@ export class PrimaryController implements Runnable {
     // A gateway missing (deleted by hand, lapsed): the pass adds it again and announces it.
     if (missing.length > 0) this.queue.add(KEY);
     if (lines.length === 0 || Date.now() - snap.readAt > RENEW_WITHIN_MS) return;
-    const result = await this.o.effects.applyGatewayLines(lines);
+    let result: BatchResult;
+    try {
+      result = await this.o.effects.applyGatewayLines(lines, snap.readAt + this.timing.startByMs);
+    } catch (error) {
+      // Stalled past its start bound: nothing was renewed; the addresses lapse unless a fresh renewal comes.
+      if (error instanceof IpDeadlineError) return;
+      throw error;
+    }
     if (await this.landedLate(snap, 'a renewal')) return;
     if (this.confirmedAt !== undefined) this.noteConfirmed(snap.readAt);
     if (result.failures.length > 0) this.queue.add(KEY);
@@ -313,7 +324,7 @@ export class PrimaryController implements Runnable {
     const gateways = plan.duties.gateways ? desiredGateways(networks, this.m.node) : [];
     const failures: string[] = [];
     if (!plan.duties.dhcp) failures.push(...(await convergeDhcp([], async () => [], ctx)));
-    const gw = await convergeGateways(gateways, ctx, () => Date.now() - snap.readAt <= RENEW_WITHIN_MS);
+    const gw = await convergeGateways(gateways, ctx, { fresh: () => Date.now() - snap.readAt <= RENEW_WITHIN_MS, notAfterMs: snap.readAt + this.timing.startByMs });
     failures.push(...gw.failures);
     if (gateways.length > 0 && Date.now() - snap.readAt > this.timing.landByMs) {
       // Inside exclusive(): the drop's own effects run right after this pass (C5).

@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import type { ObservedGateway } from '../../drivers/gateway/index.ts';
 import type { BatchResult } from '../../drivers/net/types.ts';
+import { IpDeadlineError } from '../../drivers/net/errors.ts';
 import type { DnsmasqDriver, DnsmasqSpec, ScriptLease } from '../../drivers/dnsmasq/types.ts';
 import { gatewaySysctls, planGateways, type DesiredGateway, type DhcpWanted } from './local.ts';
 
@@ -13,7 +14,8 @@ export type { ScriptLease };
 
 export interface PrimaryEffects {
   observeGateways(): Promise<ObservedGateway[]>;
-  applyGatewayLines(lines: readonly string[]): Promise<BatchResult>;
+  /** With `notAfterMs`: nothing of it starts after that time, however late this process runs (rejects then). */
+  applyGatewayLines(lines: readonly string[], notAfterMs?: number): Promise<BatchResult>;
   announce(device: string, address: string): Promise<void>;
   setSysctls(values: Record<string, string>): Promise<{ failures: Array<{ key: string; message: string }> }>;
   dhcp: DhcpServers;
@@ -38,12 +40,21 @@ export interface GatewayOutcome {
   created: number[];
 }
 
+/** When a pass that adds or renews gateways may write (its confirmation from ZooKeeper). */
+export interface GatewayDeadline {
+  /** Asked right before the write: false when the confirmation went stale meanwhile. */
+  fresh(): boolean;
+  /** Date.now() after which the write must not start, however late this process runs. */
+  notAfterMs: number;
+}
+
 /**
  * Brings the gateway links to `desired` (all removed for []), announcing every address added.
- * `fresh` is asked right before anything is added: a pass whose confirmation went stale meanwhile
- * (the process was frozen while it observed) adds nothing and says so.
+ * With desired gateways, `deadline` bounds the write: a pass whose confirmation went stale (the
+ * process was frozen while it observed, or between its check and the write) adds nothing and
+ * says so.
  */
-export async function convergeGateways(desired: readonly DesiredGateway[], ctx: LocalContext, fresh: () => boolean = () => true): Promise<GatewayOutcome> {
+export async function convergeGateways(desired: readonly DesiredGateway[], ctx: LocalContext, deadline?: GatewayDeadline): Promise<GatewayOutcome> {
   const observed = await ctx.effects.observeGateways();
   const pass = planGateways(desired, observed, ctx.group, ctx.lifetimeS);
   if (pass.lines.length === 0) return { failures: [], added: 0, removed: 0, created: [] };
@@ -52,8 +63,15 @@ export async function convergeGateways(desired: readonly DesiredGateway[], ctx: 
     if (s.failures.length > 0) ctx.log.warn({ failures: s.failures }, 'primary: cannot stop the bridges answering ARP for the gateways');
   }
   // Asked last, right before the write (the sysctls above take time too).
-  if (desired.length > 0 && !fresh()) return { failures: ['the confirmation from ZooKeeper went stale during the pass: nothing added'], added: 0, removed: 0, created: [] };
-  const result = await ctx.effects.applyGatewayLines(pass.lines);
+  const stale = { failures: ['the confirmation from ZooKeeper went stale during the pass: nothing added'], added: 0, removed: 0, created: [] };
+  if (desired.length > 0 && deadline && !deadline.fresh()) return stale;
+  let result: BatchResult;
+  try {
+    result = await ctx.effects.applyGatewayLines(pass.lines, desired.length > 0 ? deadline?.notAfterMs : undefined);
+  } catch (error) {
+    if (error instanceof IpDeadlineError) return stale;
+    throw error;
+  }
   const failures = result.failures.map((f) => `${pass.lines[f.line]}: ${f.message}`);
   for (const a of pass.actions) {
     ctx.onAction?.(`${ctx.node} primary ${a}`);

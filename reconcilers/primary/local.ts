@@ -169,9 +169,15 @@ export function renewPass(desired: readonly DesiredGateway[], observed: readonly
  * within RENEW_WITHIN_MS of the read, and one that lands later than `landByMs` after it (the
  * process stalled in between) is undone at once. Half of T, less half a second, as the lifetime
  * leaves `landByMs` ≥ T/2 − 500 ms.
+ *
+ * The process can also stall after its own check, before its `ip` starts (frozen in fork, or
+ * while the child waits for its input), and an `address change` then re-creates a lapsed IPv4
+ * address long after the session ended. So the `ip` process itself refuses to start after
+ * `startByMs` (half of `landByMs`, the other half left for it to land), by its own clock.
  */
 export const RENEW_WITHIN_MS = 500;
-export function gatewayTiming(sessionTimeoutMs: number): { lifetimeS: number; renewMs: number; landByMs: number } {
+export function gatewayTiming(sessionTimeoutMs: number): { lifetimeS: number; renewMs: number; landByMs: number; startByMs: number } {
   const lifetimeS = Math.max(1, Math.floor((sessionTimeoutMs / 2 - RENEW_WITHIN_MS) / 1000));
-  return { lifetimeS, renewMs: Math.max(100, Math.floor((lifetimeS * 1000) / 4)), landByMs: sessionTimeoutMs - lifetimeS * 1000 - 1000 };
+  const landByMs = sessionTimeoutMs - lifetimeS * 1000 - 1000;
+  return { lifetimeS, renewMs: Math.max(100, Math.floor((lifetimeS * 1000) / 4)), landByMs, startByMs: Math.floor(landByMs / 2) };
 }
