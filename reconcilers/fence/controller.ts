@@ -294,6 +294,8 @@ export class FenceController implements Runnable {
   private async report(node: string, message: string, ctx: ReconcileContext): Promise<void> {
     let changed = false;
     await this.editRecord(node, (s) => {
+      // Planned from a cache that has not seen this holder's own "fenced" write yet: the next look plans again.
+      if (s.fence?.state === 'fenced') return NO_CHANGE;
       if (s.fence?.state === 'lost' && s.fence.message === message) return NO_CHANGE;
       changed = true;
       return { ...s, fence: this.record(s.fence, { state: 'lost', message }) };
@@ -304,7 +306,9 @@ export class FenceController implements Runnable {
   private async clear(node: string, why: string, kind: FenceEvent['kind'], level: string | undefined, ctx: ReconcileContext): Promise<void> {
     let changed = false;
     await this.editRecord(node, (s) => {
-      if (!s.fence) return NO_CHANGE;
+      // "Back before it was fenced" planned from a cache behind this holder's own "fenced" write: a
+      // fenced record is only lifted (vk node ready, kind fence.lifted), as it holds the blocklist to undo.
+      if (!s.fence || (kind === 'fence.cleared' && s.fence.state === 'fenced')) return NO_CHANGE;
       changed = true;
       const { fence: _gone, ...rest } = s;
       return rest;
@@ -326,11 +330,13 @@ export class FenceController implements Runnable {
   private async fence(node: string, ctx: ReconcileContext): Promise<Result> {
     // L3: the cache may lag; a node that is back is not fenced.
     if ((await this.m.store.exists(this.m.paths.nodeAlive(node))) !== null) return requeueAfter(200);
-    const started = await this.editRecord(node, (s) => ({
-      ...s,
-      fence: this.record(s.fence?.state === 'fenced' ? undefined : s.fence, { state: 'fencing', message: `fencing ${node}: its alive znode is gone past the grace period` }),
-    }));
+    // Already fenced (the plan came from a cache behind this holder's own last write): recover, never
+    // fence again, which would replace the proof recovery waits for with a new round.
+    const started = await this.editRecord(node, (s) =>
+      s.fence?.state === 'fenced' ? NO_CHANGE : { ...s, fence: this.record(s.fence, { state: 'fencing', message: `fencing ${node}: its alive znode is gone past the grace period` }) },
+    );
     if (!started) return done;
+    if (started.fence?.state === 'fenced') return this.recover(node, ctx, started);
     const round = (started.fence?.rounds ?? 0) + 1;
     this.event({ kind: 'fence.started', node, message: `fencing ${node} (round ${round}), lost since ${started.fence?.lostAt}` }, ctx);
     const { settings, problem } = await this.readSettings(node);
@@ -365,7 +371,7 @@ export class FenceController implements Runnable {
     if (spec && decodeNodeSpec(spec.data.toString('utf8')).domainState === 'flushed') [specOp, generation] = [[{ op: 'check', path, version: spec.version }], spec.version];
     else if (spec) [specOp, generation] = [[{ op: 'set', path, data: flushed, version: spec.version }], spec.version + 1];
     else [specOp, generation] = [[{ op: 'create', path, data: flushed }], 0];
-    await this.editRecord(
+    const fenced = await this.editRecord(
       node,
       (s) => ({
         ...s,
@@ -391,7 +397,7 @@ export class FenceController implements Runnable {
       specOp,
     );
     this.event({ kind: 'fence.succeeded', node, level, message: `${node} fenced by ${level}` }, ctx);
-    return this.recover(node, ctx);
+    return this.recover(node, ctx, fenced);
   }
 
   // ------------------------------------------------------------------------------ recovery
@@ -431,9 +437,14 @@ export class FenceController implements Runnable {
     });
   }
 
-  private async recover(node: string, ctx: ReconcileContext): Promise<Result> {
-    const status = valueOf(this.m.informers.nodes.get(node)?.status);
-    const level = status?.fence?.level;
+  /**
+   * F1: recovers only under a fenced record read from ZooKeeper now (or just written by this
+   * holder): the node cache may still show the record as it was before this holder's last write.
+   */
+  private async recover(node: string, ctx: ReconcileContext, fresh?: NodeStatus): Promise<Result> {
+    const got = fresh ? undefined : await this.m.store.get(this.m.paths.nodeStatus(node));
+    const status = fresh ?? (got ? decodeNodeStatus(got.data.toString('utf8')) : null);
+    const level = status?.fence?.state === 'fenced' ? status.fence.level : undefined;
     if (!level || !this.m.informers.config.value.fence.recover) return done;
     const vms = await this.recoveryVms(node);
     let failures = 0;

@@ -154,7 +154,9 @@ describe('fencing and recovery: three nodes, a BMC simulator, real Ceph, real da
     assert.equal(f?.level, 'ipmi');
     assert.deepEqual([...(f?.recovered ?? [])].sort(), VMS);
     const kinds = c.fenceEvents.slice(mark).map((e) => e.kind);
-    assert.ok(kinds.includes('fence.started') && kinds.includes('fence.succeeded'), kinds.join(' '));
+    // One fence round: a holder that looks again before its cache has its own "fenced" write recovers, it does not fence again.
+    assert.equal(kinds.filter((k) => k === 'fence.started').length, 1, kinds.join(' '));
+    assert.equal(kinds.filter((k) => k === 'fence.succeeded').length, 1, kinds.join(' '));
     assert.equal(kinds.filter((k) => k === 'vm.recovered').length, 3, kinds.join(' '));
     // One coordinator acted (the holder of the fence lock), though both run the fence concern.
     assert.equal(new Set(c.fenceEvents.slice(mark).map((e) => e.by)).size, 1);
@@ -194,6 +196,7 @@ describe('fencing and recovery: three nodes, a BMC simulator, real Ceph, real da
   });
 
   it('BMC unreachable too: the storage level fences (blocklist in ceph osd blocklist ls); RBD-only VMs are recovered, d1 (a local disk) is not, and says why', async () => {
+    const mark = c.fenceEvents.length;
     await bmc.kill();
     await c.powerLoss('hv3');
     await recoveredOff(RBD_ONLY);
@@ -206,6 +209,8 @@ describe('fencing and recovery: three nodes, a BMC simulator, real Ceph, real da
     assert.match(d1.message, /vdb .*not on RBD/);
     assert.equal((await c.spec('d1')).node, 'hv3');
     assert.deepEqual(f?.notRecovered.map((n) => n.vm), ['d1']);
+    const kinds = c.fenceEvents.slice(mark).filter((e) => e.node === 'hv3').map((e) => e.kind);
+    assert.equal(kinds.filter((k) => k === 'fence.started').length, 1, kinds.join(' '));
     assertNoDoubleRun();
     await bmc.restart();
     await repairAndReady();
