@@ -21,10 +21,13 @@
 //   is fenced). So the session that reserved it may start it with no claim round trip — but only
 //   while ZooKeeper has proven that session alive recently (observed.session.proven): a daemon
 //   frozen past its session's end claims first, and that claim fails.
-import { ACTIVE_RUN_STATES, isActive, type LocalDomain } from '../../drivers/domain-run-state.ts';
+import { isActive, type LocalDomain } from '../../drivers/domain-run-state.ts';
+import { guestOccupies, statusHoldsGuest } from '../vm-holding.ts';
 import { jsonEqual } from '../json-equal.ts';
 import type { RbdGate } from '../rbd-readiness.ts';
 import { migrationInFlight, type Condition, type MigrationRecord, type VmSpec, type VmStatus } from '../../schemas/index.ts';
+
+export { statusHoldsGuest };
 
 export interface DomainDesired {
   spec: VmSpec;
@@ -228,9 +231,6 @@ function claimStatus(planned: VmStatus, previous: VmStatus | null, domain: Local
   return claim;
 }
 
-const ACTIVE_STATE_NAMES: ReadonlySet<string> = ACTIVE_RUN_STATES;
-const HOLDING_PHASES: ReadonlySet<VmStatus['phase']> = new Set(['Starting', 'Running', 'Migrating', 'Failed']);
-
 /**
  * What an unreadable spec still tells: its `state` and `node` when the text is JSON with those
  * fields as strings. Enough to stop a VM whose spec says it must not run, and to know whose status
@@ -251,18 +251,6 @@ export function peekSpec(raw: string): { state?: string; node?: string } {
 export function planUnreadableSpec(raw: string, domain: LocalDomain | null): DomainAction[] {
   const { state } = peekSpec(raw);
   return (state === 'stopped' || state === 'disabled') && isActive(domain) ? [{ kind: 'destroy' }] : [];
-}
-
-/** The status holds the VM for its node (status.node): the guest occupies it, or the node reserves it at rest. */
-export function statusHoldsGuest(status: VmStatus): boolean {
-  return guestOccupies(status) || status.reservedBy !== undefined;
-}
-
-/** The status says the guest occupies its node. */
-function guestOccupies(status: VmStatus): boolean {
-  // Failed: the owner's start (or stop) failed; it retries under its back-off without a new claim,
-  // and releases the VM when spec.node moves away, like a running guest.
-  return HOLDING_PHASES.has(status.phase) || (status.domainState !== undefined && ACTIVE_STATE_NAMES.has(status.domainState));
 }
 
 /** This node may start the VM without claiming it: the status holds it here, for a session proven alive. */

@@ -47,7 +47,7 @@ import {
 import { aliveTakesLiveMigration, type NodeCandidate } from '../selectors.ts';
 import { appendEvent } from '../../core/events.ts';
 import { indexOps } from '../../core/vm-index.ts';
-import { statusHoldsGuest } from '../domain/plan.ts';
+import { statusHoldsGuest } from '../vm-holding.ts';
 import { blocklistEntry, runLevels, type FenceEffects } from './execute.ts';
 import { FENCE_LOCK, heldAtRest, planFence, planRecovery, recoveryApplies, recoverySpec, retryDelayMs, type FenceStep, type RecoveryMove, type RecoveryVm } from './plan.ts';
 
