@@ -29,13 +29,13 @@ export interface RunOptions {
 }
 
 /** Exit status and stderr line of the deadline guard (not one `ip` uses). */
-export const DEADLINE_STATUS = 75;
+const DEADLINE_STATUS = 75;
 const DEADLINE_LINE = 'vk: deadline passed, not run';
 // bash's EPOCHREALTIME is a builtin (no process), in microseconds with the locale's decimal mark.
 const GUARD = `d=\${EPOCHREALTIME/[.,]/}; if (( d > $1 )); then echo '${DEADLINE_LINE}' >&2; exit ${DEADLINE_STATUS}; fi; shift; exec "$@"`;
 
 /** argv behind the deadline guard: `bash -c GUARD vk-not-after <µs> argv…`. */
-export function guardedArgv(argv: readonly string[], notAfterMs: number): string[] {
+function guardedArgv(argv: readonly string[], notAfterMs: number): string[] {
   return ['bash', '-c', GUARD, 'vk-not-after', String(Math.floor(notAfterMs) * 1000), ...argv];
 }
 

@@ -442,8 +442,7 @@ export class FenceController implements Runnable {
    * holder): the node cache may still show the record as it was before this holder's last write.
    */
   private async recover(node: string, ctx: ReconcileContext, fresh?: NodeStatus): Promise<Result> {
-    const got = fresh ? undefined : await this.m.store.get(this.m.paths.nodeStatus(node));
-    const status = fresh ?? (got ? decodeNodeStatus(got.data.toString('utf8')) : null);
+    const status = fresh ?? decodeOrNull(await this.m.store.get(this.m.paths.nodeStatus(node)), decodeNodeStatus);
     const level = status?.fence?.state === 'fenced' ? status.fence.level : undefined;
     if (!level || !this.m.informers.config.value.fence.recover) return done;
     const vms = await this.recoveryVms(node);
