@@ -11,6 +11,7 @@ import {
   decodeRbdCheck,
   decodeNetworkStatus,
   decodeNodeSpec,
+  decodeNodeLease,
   decodeNodeStatus,
   decodeVmSpec,
   decodeVmStatus,
@@ -235,16 +236,23 @@ export interface LiveNode {
   alive: boolean;
   /** Its alive znode publishes a migration URI: it takes live migrations. */
   liveMigration: boolean;
+  /** The keepalive's last lease renewal (its node's clock); absent before the first or when unreadable. */
+  leaseRenewedAt?: string;
 }
 
 export async function readNode(store: ZkStore, paths: ZkPaths, name: string): Promise<LiveNode> {
-  const [parent, spec, status, alive] = await Promise.all([
+  const [parent, spec, status, alive, lease] = await Promise.all([
     store.exists(paths.node(name)),
     store.get(paths.nodeSpec(name)),
     store.get(paths.nodeStatus(name)),
     store.get(paths.nodeAlive(name)),
+    store.get(paths.nodeLease(name)),
   ]);
   const node: LiveNode = { name, parent, spec: null, status: null, alive: alive !== null, liveMigration: alive !== null && aliveTakesLiveMigration(alive.data.toString('utf8')) };
+  if (lease) {
+    const decoded = decodeLenient(lease.data, (v) => decodeNodeLease(v));
+    if ('value' in decoded) node.leaseRenewedAt = decoded.value.renewedAt;
+  }
   if (spec) Object.assign(node, decodeSpec(paths.nodeSpec(name), spec, (v) => decodeNodeSpec(v)));
   if (status) {
     const decoded = decodeLenient(status.data, (v) => decodeNodeStatus(v));

@@ -155,3 +155,21 @@ export function decodeNodeStatus(value: unknown, fieldPrefix = 'status'): NodeSt
 export function encodeNodeStatus(status: NodeStatusInput): string {
   return encodeWith(NodeStatusSchema, status, 'status');
 }
+
+/**
+ * The keepalive's heartbeat (/nodes/<name>/lease), renewed every tick, as Kubernetes' node Lease:
+ * the full status is written only when its figures change (or to refresh it now and then), so a
+ * steady cluster does not send every node's status to every daemon every few seconds.
+ */
+export const NodeLeaseSchema = z.strictObject({
+  /** The node's clock at the renewal. */
+  renewedAt: TimestampSchema,
+});
+export type NodeLease = z.output<typeof NodeLeaseSchema>;
+
+export function decodeNodeLease(value: unknown, fieldPrefix = 'lease'): NodeLease {
+  return decodeWith(NodeLeaseSchema, value, fieldPrefix);
+}
+export function encodeNodeLease(lease: NodeLease): string {
+  return encodeWith(NodeLeaseSchema, lease, 'lease');
+}

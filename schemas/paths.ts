@@ -141,6 +141,13 @@ export class ZkPaths {
   nodeAlive(name: string): string {
     return `${this.node(name)}/alive`;
   }
+  /**
+   * {renewedAt}: the keepalive's heartbeat, renewed every tick (schemas/node.ts NodeLease). Tiny
+   * and watched by nobody: the status carries the figures and is written only when they change.
+   */
+  nodeLease(name: string): string {
+    return `${this.node(name)}/lease`;
+  }
 
   /** The node's fence settings (schemas/fence.ts), under an admin-only ACL when the cluster uses auth. */
   nodeFence(name: string): string {

@@ -160,9 +160,13 @@ async function configForViews(store: ZkStore, paths: ZkPaths): Promise<ClusterCo
   }
 }
 
-/** The node's keepalive age, stale when older than keepaliveDeadAfterMs; undefined without a status. */
+/**
+ * The node's keepalive age, stale when older than keepaliveDeadAfterMs; undefined without a status.
+ * The later of the lease's renewal (every tick) and the status's keepaliveAt (written on change).
+ */
 function keepaliveOf(node: LiveNode, deadAfter: number, nowMs: number) {
-  const at = node.status?.value.keepaliveAt;
+  const written = node.status?.value.keepaliveAt;
+  const at = written === undefined ? undefined : node.leaseRenewedAt !== undefined && Date.parse(node.leaseRenewedAt) > Date.parse(written) ? node.leaseRenewedAt : written;
   const age = at === undefined ? undefined : keepaliveAge(at, deadAfter, nowMs);
   return age && { at: at!, ageMs: age.ageMs, stale: age.stale, deadAfterMs: deadAfter };
 }
@@ -226,7 +230,7 @@ export function printNodes(
       orDash(s?.memory.provisionedMiB),
       orDash(s?.memory.totalMiB),
     ];
-    if (format === 'wide') row.push(s ? `${s.vcpus.allocated}/${s.vcpus.total}` : '-', orDash(s?.keepaliveAt), orDash(s?.version));
+    if (format === 'wide') row.push(s ? `${s.vcpus.allocated}/${s.vcpus.total}` : '-', orDash(keepaliveOf(node, deadAfter, nowMs)?.at), orDash(s?.version));
     row.push(orDash(nodeRole(node.name, roles.coordinators, roles.primary, format === 'wide')), bgpCell(node));
     if (format === 'wide') row.push(frrCell(node));
     row.push(fenceCell(s?.fence), flushCell(node, flushQueue));
@@ -557,7 +561,7 @@ async function describeNode(cmd: Command, name: string): Promise<void> {
             field(
               'Keepalive at',
               keepalive
-                ? `${s.keepaliveAt} (${Math.round(keepalive.ageMs / 1000)} s ago${keepalive.stale ? `, STALE: older than keepaliveDeadAfterMs ${deadAfter}` : ''})`
+                ? `${keepalive.at} (${Math.round(keepalive.ageMs / 1000)} s ago${keepalive.stale ? `, STALE: older than keepaliveDeadAfterMs ${deadAfter}` : ''})`
                 : s.keepaliveAt,
             ),
             field('Version', s.version),

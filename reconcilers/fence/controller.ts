@@ -82,7 +82,10 @@ export class FenceController implements Runnable {
   /** Per node: when this holder saw its alive znode gone (performance.now()). */
   private readonly absentSince = new Map<string, number>();
   /** Per node: the status version this holder last saw change, and when; and whether its silence was reported. */
-  private readonly statusSeen = new Map<string, { version: number; since: number; reported: boolean }>();
+  /** Per node: its status and lease versions as this holder last saw them, and since when unchanged. */
+  private readonly statusSeen = new Map<string, { version: string; since: number; reported: boolean }>();
+  /** Per live node: its lease's version, read at each of this holder's looks (nobody watches leases). */
+  private readonly leaseVersions = new Map<string, number>();
 
   constructor(
     private readonly m: Manager,
@@ -154,6 +157,7 @@ export class FenceController implements Runnable {
       }
       this.absentSince.clear();
       this.statusSeen.clear();
+      this.leaseVersions.clear();
       this.holding = handle;
       this.m.log.info({ lock: handle.child }, 'fence: this coordinator holds the fence lock');
       this.o.onAction?.(`${this.m.node} holds the fence lock`);
@@ -189,7 +193,8 @@ export class FenceController implements Runnable {
     else if (!this.absentSince.has(node)) this.absentSince.set(node, now);
     const since = this.absentSince.get(node);
     const config = this.m.informers.config.value;
-    const version = entry.status && 'version' in entry.status ? entry.status.version : -1;
+    // A keepalive renews the lease every tick and writes the status only when its figures change.
+    const version = `${entry.status && 'version' in entry.status ? entry.status.version : -1}/${this.leaseVersions.get(node) ?? -1}`;
     const seen = this.statusSeen.get(node);
     if (!seen || seen.version !== version || !alive) this.statusSeen.set(node, { version, since: now, reported: false });
     const staleForMs = alive ? Math.round(now - this.statusSeen.get(node)!.since) : 0;
@@ -214,7 +219,18 @@ export class FenceController implements Runnable {
     return step.kind === 'none' || step.kind === 'wait' ? [] : [`fence ${node}: ${step.kind}${'message' in step ? ` (${step.message})` : ''}`];
   }
 
+  /** The holder reads a live node's lease version before it plans (how stale its keepalive is). */
+  private async readLease(node: string): Promise<void> {
+    if (!this.isHolder || node === this.m.node || !this.m.informers.nodes.get(node)?.alive) return;
+    try {
+      this.leaseVersions.set(node, (await this.m.store.exists(this.m.paths.nodeLease(node)))?.version ?? -1);
+    } catch {
+      // ZooKeeper unreachable: the next look reads it again
+    }
+  }
+
   private async reconcile(node: string, ctx: ReconcileContext): Promise<Result> {
+    await this.readLease(node);
     const f = this.facts(node);
     if (!f) return done;
     const step: FenceStep = planFence(f);

@@ -10,7 +10,7 @@ import { createConsoleFollower, type ConsoleFollower } from './console.ts';
 import { runKeepalive } from './execute.ts';
 import { compareAndSet, NO_CHANGE } from '../../drivers/zk/index.ts';
 import { effectiveSettings, type AssignedVm } from './plan.ts';
-import { decodeNodeStatus, defaultClusterConfig, encodeNodeStatus } from '../../schemas/index.ts';
+import { decodeNodeStatus, defaultClusterConfig, encodeNodeLease, encodeNodeStatus } from '../../schemas/index.ts';
 import type { Manager } from '../../controllers/manager.ts';
 import type { Runnable } from '../../controllers/runnable.ts';
 
@@ -131,6 +131,7 @@ export class NodeServices implements Runnable {
 
   private runKeepalive(signal: AbortSignal, intervalMs: number): Promise<void> {
     const { o } = this;
+    let leaseVersion: number | null | undefined;
     return runKeepalive({
       node: o.node,
       version: o.version,
@@ -156,6 +157,18 @@ export class NodeServices implements Runnable {
         const written = (await o.store.set(o.paths.nodeStatus(o.node), data, version)).version;
         nodes.noteStatus(o.node, status, written);
         return written;
+      },
+      renewLease: async (renewedAt) => {
+        // A compare-and-set on the version this loop wrote last (read once, and again after a failure).
+        const path = o.paths.nodeLease(o.node);
+        const data = encodeNodeLease({ renewedAt });
+        try {
+          if (leaseVersion === undefined) leaseVersion = (await o.store.exists(path))?.version ?? null;
+          leaseVersion = leaseVersion === null ? (await o.store.create(path, data, { parents: true }), 0) : (await o.store.set(path, data, leaseVersion)).version;
+        } catch (error) {
+          leaseVersion = undefined;
+          throw error;
+        }
       },
     }).catch((error: unknown) => o.log.error({ err: error }, 'keepalive stopped'));
   }

@@ -10,7 +10,7 @@ import type { HostSample } from '../../drivers/host.ts';
 import type { DomainLoad, Hypervisor, NodeResources } from '../../drivers/hypervisor.ts';
 import type { NodeDaemonState, NodeStatus } from '../../schemas/index.ts';
 import { sleep } from '../sleep.ts';
-import { computeNodeStatus, type AssignedVm, type HypervisorProblem } from './plan.ts';
+import { computeNodeStatus, statusFiguresChanged, type AssignedVm, type HypervisorProblem } from './plan.ts';
 
 export interface KeepaliveEffects {
   node: string;
@@ -27,6 +27,15 @@ export interface KeepaliveEffects {
    * tick write on top of it without reading the status first (a conflict still re-reads it).
    */
   writeNodeStatus(status: NodeStatus, version: number | null): Promise<number | void>;
+  /**
+   * Renews the node's lease (/nodes/<name>/lease) with this tick's time. When given, the status is
+   * written only when its figures changed (statusFiguresChanged) or `statusRefreshMs` passed since
+   * it was last written, and the lease alone says the keepalive runs; without it, every tick writes
+   * the status.
+   */
+  renewLease?(renewedAt: string): Promise<void>;
+  /** With renewLease: the longest a status goes unwritten while its figures hold. Default 60000. */
+  statusRefreshMs?: number;
   readHost(): HostSample | Promise<HostSample>;
   /** Default: always 'run'. */
   daemonState?(): NodeDaemonState;
@@ -69,13 +78,15 @@ interface LastKnown {
    * else's write changes the version, so the compare-and-set fails and the tick re-reads.
    */
   written: { value: NodeStatus; version: number } | null;
+  /** Date.now() of the last status write (with a lease, the status is written only on change). */
+  writtenAt: number;
 }
 
 /** Ticks until `signal` aborts; resolves once the tick in progress has settled (no write after that). */
 export async function runKeepalive(fx: KeepaliveEffects): Promise<void> {
   const intervalMs = fx.intervalMs ?? 5_000;
   const callTimeoutMs = fx.callTimeoutMs ?? Math.min(2_000, intervalMs);
-  const last: LastKnown = { domains: null, resources: null, assigned: null, host: null, written: null };
+  const last: LastKnown = { domains: null, resources: null, assigned: null, host: null, written: null, writtenAt: 0 };
   const log = fx.log.child({ component: 'keepalive' });
   while (!fx.signal.aborted) {
     const started = Date.now();
@@ -125,11 +136,12 @@ async function keepaliveTick(fx: KeepaliveEffects, last: LastKnown, timeoutMs: n
   take('assigned', assigned, false);
   take('host', host, false);
 
+  const now = (fx.now ?? (() => new Date().toISOString()))();
   const compute = (current: { value: NodeStatus; version: number } | null): NodeStatus =>
     computeNodeStatus({
       node: fx.node,
       version: fx.version,
-      now: (fx.now ?? (() => new Date().toISOString()))(),
+      now,
       resources: last.resources ?? { memoryKiB: 0, cpus: 0 },
       hostMemory: last.host?.memory ?? { totalKiB: 0, availableKiB: 0 },
       load: last.host?.load ?? 0,
@@ -146,6 +158,35 @@ async function keepaliveTick(fx: KeepaliveEffects, last: LastKnown, timeoutMs: n
       hypervisorProblem,
     });
 
+  // With a lease, a status whose figures hold is not written again (until the refresh is due):
+  // the lease says the keepalive runs. Another writer's change to the status is not lost: the next
+  // status write is a compare-and-set on the version this loop wrote, so it re-reads first.
+  if (fx.renewLease && last.written && Date.now() - last.writtenAt < (fx.statusRefreshMs ?? 60_000) && !statusFiguresChanged(last.written.value, compute(last.written))) {
+    await renew(fx, now, call, log);
+    return last.written.value;
+  }
+  const status = await writeStatus(fx, last, compute, call, log);
+  if (fx.renewLease) await renew(fx, now, call, log);
+  return status;
+}
+
+/** The lease renewal of a tick; a failure is logged (the next tick renews again). */
+async function renew(fx: KeepaliveEffects, now: string, call: <T>(name: string, fn: () => T | Promise<T>) => Promise<T>, log: Logger): Promise<void> {
+  try {
+    await call('renewLease', () => fx.renewLease!(now));
+  } catch (error) {
+    if (!fx.signal.aborted) log.warn({ err: error }, 'keepalive: the lease was not renewed');
+  }
+}
+
+async function writeStatus(
+  fx: KeepaliveEffects,
+  last: LastKnown,
+  compute: (current: { value: NodeStatus; version: number } | null) => NodeStatus,
+  call: <T>(name: string, fn: () => T | Promise<T>) => Promise<T>,
+  log: Logger,
+): Promise<NodeStatus> {
+  const { signal } = fx;
   const isConflict = fx.isConflict ?? isVersionConflict;
   // A write on top of our own last one that conflicts costs no retry of the read's.
   const retries = last.written ? 2 : 1;
@@ -157,6 +198,7 @@ async function keepaliveTick(fx: KeepaliveEffects, last: LastKnown, timeoutMs: n
     try {
       const version = await call('writeNodeStatus', () => fx.writeNodeStatus(status, current?.version ?? null));
       if (typeof version === 'number') last.written = { value: status, version };
+      last.writtenAt = Date.now();
       return status;
     } catch (error) {
       if (attempt >= retries || !isConflict(error)) throw error;

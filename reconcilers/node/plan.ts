@@ -8,6 +8,7 @@
 import type { DomainRunState } from '../../drivers/domain-run-state.ts';
 import type { HostMemory } from '../../drivers/host.ts';
 import type { DomainLoad, NodeResources } from '../../drivers/hypervisor.ts';
+import { jsonEqual } from '../json-equal.ts';
 import { isValidName, type ClusterConfig, type Condition, type NodeDaemonState, type NodeDomainState, type NodeFlush, type NodeFrr, type NodeStorage, type NodeStatus, type NodeFenceStatus, type VmState } from '../../schemas/index.ts';
 
 /**
@@ -151,4 +152,23 @@ function nonNegative(n: number): number {
 /** The keepalive interval and console lines in force: the node's own setting, else the cluster's. */
 export function effectiveSettings(own: { keepaliveMs: number | undefined; consoleLines: number | undefined }, config: ClusterConfig): { keepaliveMs: number; consoleLines: number } {
   return { keepaliveMs: own.keepaliveMs ?? config.keepaliveIntervalMs, consoleLines: own.consoleLines ?? config.consoleLogLines };
+}
+
+/** Used or free memory moving by less than this is not a change worth a status write (MiB, or 1 % of the total). */
+export const MEMORY_NOISE_MIB = 64;
+/** The load average moving by less than this is not a change worth a status write. */
+export const LOAD_NOISE = 0.5;
+
+/**
+ * Whether `next` says something `prev` does not (a status write is due): anything but the
+ * keepalive time, the host's used and free memory within max(MEMORY_NOISE_MIB, 1 % of the total)
+ * and the load average within LOAD_NOISE (those drift all the time; the selectors need them only
+ * roughly, and the periodic refresh brings them up to date).
+ */
+export function statusFiguresChanged(prev: NodeStatus, next: NodeStatus): boolean {
+  const memNoise = Math.max(MEMORY_NOISE_MIB, next.memory.totalMiB / 100);
+  if (Math.abs(prev.memory.usedMiB - next.memory.usedMiB) >= memNoise || Math.abs(prev.memory.freeMiB - next.memory.freeMiB) >= memNoise) return true;
+  if (Math.abs(prev.load - next.load) >= LOAD_NOISE) return true;
+  const steady = (s: NodeStatus) => ({ ...s, keepaliveAt: '', load: 0, memory: { ...s.memory, usedMiB: 0, freeMiB: 0 } });
+  return !jsonEqual(steady(prev), steady(next));
 }

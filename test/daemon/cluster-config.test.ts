@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Subscription } from 'rxjs';
 import type { RunningDaemon } from '../../daemon/daemon.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
-import { decodeNodeStatus, encodeClusterConfig, encodeNodeStatus, type ClusterConfigInput } from '../../schemas/index.ts';
+import { decodeNodeLease, decodeNodeStatus, encodeClusterConfig, encodeNodeLease, encodeNodeStatus, type ClusterConfigInput } from '../../schemas/index.ts';
 import { vkFor } from '../cli/helpers.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 import { daemonConfig, paths, runDaemon, startHv, stopHv, testXml, writeVm, type HvRig } from '../rig/testdriver.ts';
@@ -30,7 +30,7 @@ describe('cluster config: keepalive interval, console lines, stale keepalives', 
   const daemons: RunningDaemon[] = [];
   const subs: Subscription[] = [];
   const logDir = mkdtempSync(join(tmpdir(), 'vk-cfg-'));
-  /** Distinct keepaliveAt values each node has written, as a watch saw them. */
+  /** Distinct lease renewals each node has written (every keepalive tick), as a watch saw them. */
   const keepalives = new Map<string, Set<string>>();
 
   async function setConfig(config: ClusterConfigInput): Promise<void> {
@@ -42,8 +42,8 @@ describe('cluster config: keepalive interval, console lines, stale keepalives', 
   function watchKeepalives(node: string): void {
     keepalives.set(node, new Set());
     subs.push(
-      store.watchData(paths.nodeStatus(node)).subscribe((s) => {
-        if (s.kind === 'data') keepalives.get(node)!.add(decodeNodeStatus(s.data).keepaliveAt);
+      store.watchData(paths.nodeLease(node)).subscribe((s) => {
+        if (s.kind === 'data') keepalives.get(node)!.add(decodeNodeLease(s.data).renewedAt);
       }),
     );
   }
@@ -164,5 +164,9 @@ describe('cluster config: keepalive interval, console lines, stale keepalives', 
     // Reported, not acted on: the node's status and spec are left alone.
     assert.equal(decodeNodeStatus((await store.get(paths.nodeStatus('hv9')))!.data).keepaliveAt, old);
     assert.equal(await store.get(paths.nodeSpec('hv9')), null);
+    // A lease renewed just now is a keepalive: the status's own time is only when it last changed.
+    await store.create(paths.nodeLease('hv9'), encodeNodeLease({ renewedAt: new Date().toISOString() }));
+    nodes = await vk('get', 'nodes');
+    assert.match(nodes.stdout, /^hv9 +yes +ready /m, nodes.stdout);
   });
 });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RunningDaemon } from '../../daemon/daemon.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
-import { decodeNodeStatus, type NodeStatus } from '../../schemas/index.ts';
+import { decodeNodeLease, decodeNodeStatus, type NodeStatus } from '../../schemas/index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 import { daemonConfig, domainState, paths, runDaemon, startHv, stopHv, testXml, writeVm, type HvRig } from '../rig/testdriver.ts';
 import { waitFor } from '../rig/wait.ts';
@@ -56,12 +56,17 @@ describe('keepalive and console log', () => {
     const run1 = await hv1.hv.getDomain('run1');
     await hv1.hv.conn.domainSuspend(run1!);
     assert.equal(await domainState(hv1, 'run1'), 'paused');
-    const first = (await nodeStatus())!.keepaliveAt;
+    // Each tick renews the lease (the status is written only when its figures change).
+    const renewedAt = async () => {
+      const got = await store.get(paths.nodeLease('hv1'));
+      return got ? decodeNodeLease(got.data).renewedAt : undefined;
+    };
+    const first = (await waitFor('a lease', renewedAt, 10_000))!;
     // Several further ticks arrive while the domain stays paused.
     let seen = first;
     for (let tick = 0; tick < 3; tick++) {
       seen = await waitFor('next keepalive', async () => {
-        const at = (await nodeStatus())?.keepaliveAt;
+        const at = await renewedAt();
         return at && at > seen ? at : undefined;
       }, 10_000);
     }

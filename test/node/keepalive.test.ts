@@ -4,7 +4,7 @@ import { EMPTY, NEVER } from 'rxjs';
 import { createLogger } from '../../controllers/logger.ts';
 import { parseMeminfo } from '../../drivers/host.ts';
 import type { DomainSummary, Hypervisor, NodeResources } from '../../drivers/hypervisor.ts';
-import { computeNodeStatus, HYPERVISOR_CONDITION, type AssignedVm, type KeepaliveInput } from '../../reconcilers/node/plan.ts';
+import { computeNodeStatus, HYPERVISOR_CONDITION, statusFiguresChanged, type AssignedVm, type KeepaliveInput } from '../../reconcilers/node/plan.ts';
 import { runKeepalive, type KeepaliveEffects } from '../../reconcilers/node/execute.ts';
 import { encodeNodeStatus, type NodeStatus } from '../../schemas/index.ts';
 import { waitFor } from '../rig/wait.ts';
@@ -119,6 +119,25 @@ describe('parseMeminfo', () => {
     });
     assert.deepEqual(parseMeminfo('MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 50 kB\nCached: 200 kB\n'), { totalKiB: 1000, availableKiB: 350 });
     assert.throws(() => parseMeminfo('MemFree: 1 kB\n'), /MemTotal/);
+  });
+});
+
+describe('statusFiguresChanged (with a lease, a status is written only when it says something new)', () => {
+  const base = computeNodeStatus(input({ domains: [dom('a', 'running', GiB)], assigned: [{ name: 'a', memoryKiB: GiB, vcpus: 1 }] }));
+  it('the keepalive time alone, and drift of used/free memory or load within the noise, change nothing', () => {
+    assert.equal(statusFiguresChanged(base, { ...base, keepaliveAt: '2026-11-21T12:05:00.000Z' }), false);
+    // 1 % of 64 GiB is 655 MiB: 600 MiB of drift is noise.
+    assert.equal(statusFiguresChanged(base, { ...base, memory: { ...base.memory, usedMiB: base.memory.usedMiB + 600, freeMiB: base.memory.freeMiB - 600 } }), false);
+    assert.equal(statusFiguresChanged(base, { ...base, load: base.load + 0.4 }), false);
+  });
+  it('memory or load past the noise, a VM starting or stopping, a condition, anything else is a change', () => {
+    assert.equal(statusFiguresChanged(base, { ...base, memory: { ...base.memory, freeMiB: base.memory.freeMiB - 700 } }), true);
+    assert.equal(statusFiguresChanged(base, { ...base, load: base.load + 0.5 }), true);
+    assert.equal(statusFiguresChanged(base, { ...base, runningVms: [] }), true);
+    assert.equal(statusFiguresChanged(base, { ...base, memory: { ...base.memory, allocatedMiB: 0 } }), true);
+    const hung = computeNodeStatus(input({ domains: [dom('a', 'running', GiB)], assigned: [{ name: 'a', memoryKiB: GiB, vcpus: 1 }], hypervisorProblem: { reason: 'HypervisorTimeout', message: 'no answer' } }));
+    assert.equal(statusFiguresChanged(base, hung), true);
+    assert.equal(statusFiguresChanged(base, { ...base, domainState: 'flushed' }), true);
   });
 });
 
@@ -369,6 +388,66 @@ describe('runKeepalive', () => {
     }
     assert.equal(reads, 2, 'the conflict should have cost exactly one read');
     assert.ok(cell.writes.slice(-2).every((s) => s.domainState === 'flushing'), 'the other writer\'s domainState was lost');
+  });
+
+  it('with a lease: renewed every tick; the status written once while its figures hold, at once when they change, on top of another writer\'s change', async () => {
+    let domains = [dom('a', 'running', GiB, 1)];
+    let load = 1.25;
+    const hv = new StubHypervisor(() => domains);
+    const cell = statusCell();
+    const renewals: string[] = [];
+    const ac = new AbortController();
+    let tick = 0;
+    const fx = effects(hv, cell, ac.signal, {
+      now: () => new Date(Date.parse(NOW) + tick++ * 1000).toISOString(),
+      readHost: () => ({ memory: { totalKiB: 64 * GiB, availableKiB: 32 * GiB }, load }),
+      writeNodeStatus: async (s, v) => (await cell.write(s, v), cell.version),
+      renewLease: async (at) => void renewals.push(at),
+    });
+    const run = runKeepalive(fx);
+    try {
+      await waitFor('five renewals', () => renewals.length >= 5, 5_000);
+      assert.equal(cell.writes.length, 1, 'a status whose figures hold is written once');
+      assert.deepEqual([...new Set(renewals)].length, renewals.length, 'each renewal carries its own tick time');
+      // Load drift within the noise: still no write.
+      load = 1.5;
+      const seen = renewals.length;
+      await waitFor('three more renewals', () => renewals.length >= seen + 3, 5_000);
+      assert.equal(cell.writes.length, 1);
+      // Another writer (the flush) changes the status; then a VM starts: written at once, keeping it.
+      cell.value = { ...cell.value!, domainState: 'flushing' };
+      cell.version++;
+      domains = [dom('a', 'running', GiB, 1), dom('b', 'running', GiB, 1)];
+      await waitFor('the new running VM written', () => cell.writes.some((w) => w.runningVms.length === 2), 5_000);
+    } finally {
+      ac.abort();
+      await run;
+    }
+    const last = cell.writes.at(-1)!;
+    assert.deepEqual(last.runningVms, ['a', 'b']);
+    assert.equal(last.domainState, 'flushing', "the other writer's domainState was lost");
+  });
+
+  it('with a lease: a status whose figures hold is still rewritten once statusRefreshMs has passed', async () => {
+    const hv = new StubHypervisor(() => []);
+    const cell = statusCell();
+    let renewals = 0;
+    const ac = new AbortController();
+    const fx = effects(hv, cell, ac.signal, {
+      writeNodeStatus: async (s, v) => (await cell.write(s, v), cell.version),
+      renewLease: async () => void renewals++,
+      statusRefreshMs: 150,
+    });
+    const started = Date.now();
+    const run = runKeepalive(fx);
+    try {
+      await waitFor('a refresh', () => cell.writes.length >= 2, 5_000);
+    } finally {
+      ac.abort();
+      await run;
+    }
+    assert.ok(Date.now() - started >= 150, 'refreshed before statusRefreshMs');
+    assert.ok(renewals > cell.writes.length, `${renewals} renewals for ${cell.writes.length} writes`);
   });
 
   it('returns on abort and writes nothing after that', async () => {
