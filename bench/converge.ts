@@ -5,9 +5,9 @@
 // (zxid delta; the goal is keepalives only), beside the raw watch latency of the same ZooKeeper.
 // The idle window is three resync periods of the VM controllers (180 s: each resync and status
 // refresh counted three times, and an occasional full collection weighs a third of what it does
-// in one period), and starts 75 s after converging, past the first resync. (The daemons run without V8's memory
-// reducer, DAEMON_NODE_FLAGS: its heap-shrinking collections once allocation slows down used to
-// fall inside or outside this window depending on the run, 0.5–1 % of a core.)
+// in one period), and starts 75 s after converging, past the first resync. (The daemons run
+// without V8's memory reducer, DAEMON_NODE_FLAGS: its heap-shrinking collections once allocation
+// slows down used to fall inside or outside a 60 s window depending on the run, 0.5–1 % of a core.)
 // Idle CPU is read both as utime+stime (tick-sampled) and as the scheduler's runtime.
 // Usage: npm run bench -- converge [VMS] [IDLE_SECONDS] [SETTLE_SECONDS]   (default 1000, 180, 75)
 // The daemons run the bundle (VK_REQUIRE_BUNDLE): a stale one fails the bench instead of

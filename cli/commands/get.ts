@@ -166,9 +166,11 @@ async function configForViews(store: ZkStore, paths: ZkPaths): Promise<ClusterCo
  */
 function keepaliveOf(node: LiveNode, deadAfter: number, nowMs: number) {
   const written = node.status?.value.keepaliveAt;
-  const at = written === undefined ? undefined : node.leaseRenewedAt !== undefined && Date.parse(node.leaseRenewedAt) > Date.parse(written) ? node.leaseRenewedAt : written;
-  const age = at === undefined ? undefined : keepaliveAge(at, deadAfter, nowMs);
-  return age && { at: at!, ageMs: age.ageMs, stale: age.stale, deadAfterMs: deadAfter };
+  if (written === undefined) return undefined;
+  const renewed = node.leaseRenewedAt;
+  const at = renewed !== undefined && Date.parse(renewed) > Date.parse(written) ? renewed : written;
+  const age = keepaliveAge(at, deadAfter, nowMs);
+  return age && { at, ageMs: age.ageMs, stale: age.stale, deadAfterMs: deadAfter };
 }
 
 /** ALIVE: yes, no, or stale (a session but no keepalive for longer than keepaliveDeadAfterMs: reported, not acted on). */

@@ -81,8 +81,7 @@ export class FenceController implements Runnable {
   private lockLoop: Promise<void> | undefined;
   /** Per node: when this holder saw its alive znode gone (performance.now()). */
   private readonly absentSince = new Map<string, number>();
-  /** Per node: the status version this holder last saw change, and when; and whether its silence was reported. */
-  /** Per node: its status and lease versions as this holder last saw them, and since when unchanged. */
+  /** Per node: its status and lease versions as this holder last saw them, since when unchanged, and whether its silence was reported. */
   private readonly statusSeen = new Map<string, { version: string; since: number; reported: boolean }>();
   /** Per live node: its lease's version, read at each of this holder's looks (nobody watches leases). */
   private readonly leaseVersions = new Map<string, number>();
