@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isAlive, missingPackages, netnsWithPrefix, readState, type ProcRef, type SandboxState } from '../../drivers/sandbox/index.ts';
 import { pidsIn } from '../../drivers/launch/netns.ts';
+import { refOf } from '../../drivers/launch/process.ts';
 import { qemuProcs } from '../../drivers/sandbox/node.ts';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');
@@ -196,9 +197,10 @@ export function footprint(dir: string): Footprint {
     if (n.daemon) procs.push({ what: `vk daemon ${n.name}`, ref: n.daemon });
     if (n.frr) procs.push({ what: `FRR zebra ${n.name}`, ref: n.frr.zebra }, { what: `FRR bgpd ${n.name}`, ref: n.frr.bgpd });
     for (const q of qemuProcs(n)) procs.push({ what: `QEMU on ${n.name}`, ref: q });
+    // A short-lived child (an `ip` or `vtysh` a daemon ran) may exit between the listing and the read: it left nothing.
     for (const pid of pidsIn(n.netns)) {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      procs.push({ what: `pid ${pid} in ${n.netns}`, ref: { pid, startTime: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]) } });
+      const ref = refOf(pid);
+      if (ref) procs.push({ what: `pid ${pid} in ${n.netns}`, ref });
     }
   }
   return { procs, netns: [state.fabric.netns, ...state.nodes.map((n) => n.netns)], prefix: state.prefix, dir };
