@@ -158,33 +158,39 @@ export class LibvirtHypervisor implements MigratingHypervisor {
    * seen, kept until it is redefined or gone (the test driver gives only state). A libvirt without
    * the bulk call gets DOMAIN_GET_INFO per domain each time.
    */
+  /** A domain's load when its stats record had no sizes: memory and vCPUs from its info (remembered), or null once it is gone. */
+  private async sizedByInfo(domain: DomainRef, state: DomainRunState): Promise<DomainLoad | null> {
+    try {
+      const info = await this.conn.domainGetInfo(domain);
+      const sized = { memoryKiB: info.memoryKiB, vcpus: info.nrVirtCpu };
+      this.sizes.set(domain.uuid, sized);
+      return { name: domain.name, uuid: domain.uuid, state, ...sized };
+    } catch (error) {
+      if (isLibvirtError(error, ErrorCode.NO_DOMAIN)) return null;
+      throw error;
+    }
+  }
+
   async domainLoads(): Promise<DomainLoad[]> {
     if (this.bulkStats !== false) {
       try {
         const records = await this.conn.connectGetAllDomainStats(DomainStatsTypes.STATE | DomainStatsTypes.BALLOON | DomainStatsTypes.VCPU);
         this.bulkStats = true;
         const seen = new Set<string>();
-        const out = await Promise.all(
-          records.map(async ({ domain, params }): Promise<DomainLoad | null> => {
-            seen.add(domain.uuid);
-            const memory = params['balloon.current'];
-            const vcpus = params['vcpu.current'];
-            let sized = memory !== undefined && vcpus !== undefined ? { memoryKiB: Number(memory), vcpus: Number(vcpus) } : this.sizes.get(domain.uuid);
-            if (!sized) {
-              try {
-                const info = await this.conn.domainGetInfo(domain);
-                sized = { memoryKiB: info.memoryKiB, vcpus: info.nrVirtCpu };
-                this.sizes.set(domain.uuid, sized);
-              } catch (error) {
-                if (isLibvirtError(error, ErrorCode.NO_DOMAIN)) return null;
-                throw error;
-              }
-            }
-            return { name: domain.name, uuid: domain.uuid, state: runState(Number(params['state.state'] ?? DomainState.NOSTATE)), ...sized };
-          }),
-        );
+        // Sized from the record (or an earlier answer) without a turn of the event loop; only a
+        // domain that reports neither costs a call. A keepalive tick maps every domain here.
+        const out: Array<DomainLoad | Promise<DomainLoad | null>> = [];
+        for (const { domain, params } of records) {
+          seen.add(domain.uuid);
+          const memory = params['balloon.current'];
+          const vcpus = params['vcpu.current'];
+          const state = runState(Number(params['state.state'] ?? DomainState.NOSTATE));
+          const sized = memory !== undefined && vcpus !== undefined ? { memoryKiB: Number(memory), vcpus: Number(vcpus) } : this.sizes.get(domain.uuid);
+          out.push(sized ? { name: domain.name, uuid: domain.uuid, state, ...sized } : this.sizedByInfo(domain, state));
+        }
         for (const uuid of [...this.sizes.keys()]) if (!seen.has(uuid)) this.sizes.delete(uuid);
-        return out.filter((d): d is DomainLoad => d !== null);
+        const loads = out.some((d) => d instanceof Promise) ? await Promise.all(out) : (out as DomainLoad[]);
+        return loads.filter((d): d is DomainLoad => d !== null);
       } catch (error) {
         if (this.bulkStats === true || !isLibvirtError(error, ErrorCode.NO_SUPPORT)) throw error;
         this.bulkStats = false;
