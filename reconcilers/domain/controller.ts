@@ -6,6 +6,12 @@
 //
 // A VM whose spec moves it to another node is the migration concern's: both controllers follow
 // the same informer, so this one only leaves such a VM alone (no hand-off call between them).
+//
+// The periodic resync lists the local domains (one libvirt listing) and, but for one in
+// FULL_RESYNC_EVERY, looks only at the VMs not settled: a VM whose last look planned nothing is
+// left out while everything that look read is unchanged (reconcilers/settled.ts): its informer
+// objects, its domain's state in that listing, this session, the networks. A look whose plan
+// depends on the clock (a crash streak, an RBD gate) or on an unproven session settles nothing.
 import { filter, map, mergeMap } from 'rxjs';
 import type { Logger } from 'pino';
 import type { Hypervisor } from '../../drivers/hypervisor.ts';
@@ -13,14 +19,18 @@ import { peekSpec, planDomain, planUnreadableSpec, describeDomainAction, type Do
 import { executeDomain, StatusConflictError, type DomainEffects } from './execute.ts';
 import { decodeMigrationRecord, encodeVmStatus, decodeVmStatus, migrationInFlight, type Condition, type VmStatus, type ZkPaths } from '../../schemas/index.ts';
 import { done, requeueAfter, type ReconcileContext, type Result } from '../../controllers/reconciler.ts';
-import { Controller } from '../../controllers/controller.ts';
+import { Controller, type ResyncLook } from '../../controllers/controller.ts';
 import type { Manager } from '../../controllers/manager.ts';
-import type { VmInformer } from '../../controllers/informers/vms.ts';
+import type { VmEntry, VmInformer } from '../../controllers/informers/vms.ts';
 import type { NetworkInformer } from '../../controllers/informers/networks.ts';
 import { networkOfBridge, networksNotReady } from '../network-readiness.ts';
 import { rbdStartGate } from '../rbd-readiness.ts';
 import { NodeExistsError, NoNodeError, VersionConflictError, type ZkStore } from '../../drivers/zk/index.ts';
 import { releaseIndexEntry } from '../../core/vm-index.ts';
+import { SettledLooks } from '../settled.ts';
+
+/** One periodic resync in this many looks at every VM, settled or not (10 minutes at the default period). */
+const FULL_RESYNC_EVERY = 10;
 
 export interface DomainControllerOptions {
   /** VMs reconciled at once (default 8). */
@@ -39,6 +49,8 @@ export interface DomainControllerOptions {
    * check (reconcilers/rbd-readiness.ts).
    */
   rbdGate?: boolean;
+  /** One periodic resync in this many looks at settled VMs too (default FULL_RESYNC_EVERY). */
+  fullResyncEvery?: number;
   /** How long a VM this node holds nothing of stays followed before its index entry is released (default 30 s). */
   indexReleaseAfterMs?: number;
 }
@@ -58,8 +70,9 @@ export function domainController(m: Manager, o: DomainControllerOptions = {}): C
       ...(o.networkGate ? [m.informers.networks.changes$.pipe(mergeMap((vni) => r.usersOf(vni)))] : []),
     ],
     resync: {
-      keys: () => r.keys(),
+      keys: (look) => r.keys(look),
       everyMs: o.resyncMs ?? 60_000,
+      fullEvery: o.fullResyncEvery ?? FULL_RESYNC_EVERY,
       triggers: [m.store.connectionState$.pipe(filter((state) => state === 'connected')), m.hv.connected$.pipe(filter((up) => up))],
     },
     // Every line of a reconcile carries node, vm and its reconcile id (ctx.logger).
@@ -80,6 +93,10 @@ class DomainReconciler {
   /** VMs found to be elsewhere (nothing of them here), since when: released after releaseAfterMs. */
   private readonly elsewhereSince = new Map<string, number>();
   private readonly releaseAfterMs: number;
+  /** The VMs whose last look planned nothing, with what it read. */
+  private readonly settled = new SettledLooks<string>();
+  /** Counts the network informer's changes: a settled look read the networks as of one epoch. */
+  private networksEpoch = 0;
 
   constructor(m: Manager, opts: DomainControllerOptions) {
     this.now = opts.now ?? (() => new Date().toISOString());
@@ -88,6 +105,8 @@ class DomainReconciler {
     this.networks = opts.networkGate ? m.informers.networks : undefined;
     this.rbdGate = opts.rbdGate ?? false;
     this.releaseAfterMs = opts.indexReleaseAfterMs ?? 30_000;
+    // Subscribed before the informers start (registration precedes Manager.start).
+    this.networks?.changes$.subscribe(() => this.networksEpoch++);
   }
 
   /** The VMs homed here whose XML plugs into network `vni`'s bridge. */
@@ -109,19 +128,45 @@ class DomainReconciler {
    * to do). The domains are listed first, with their states, so the reconciles that follow find
    * them in the driver's state cache.
    */
-  async keys(): Promise<string[]> {
+  async keys(look: ResyncLook = 'full'): Promise<string[]> {
     let domains: string[] = [];
+    let listed = true;
     try {
       domains = await this.o.hv.refreshDomainStates();
     } catch (error) {
+      listed = false;
       this.o.log.warn({ err: error }, 'listing local domains failed; looking each VM up');
     }
     // Every local domain, ours or a stray; a VM known to neither side has nothing to do here. With
     // the index, a local domain's VM is followed whatever the index says (the informer's V3), and
     // every VM followed is looked at: it is one this node has or had.
     for (const name of domains) this.informer.pin(name);
-    if (this.o.indexed) return [...this.informer.names(), ...domains];
-    return [...this.informer.names().filter((vm) => this.homedOrOwnedHere(vm)), ...domains];
+    const keys = this.o.indexed ? [...this.informer.names(), ...domains] : [...this.informer.names().filter((vm) => this.homedOrOwnedHere(vm)), ...domains];
+    // Without a fresh listing, drift in libvirt could hide behind a settled look: look at them all.
+    if (look === 'full' || !listed) return keys;
+    return keys.filter((vm) => !this.settled.holds(vm, this.lookNow(vm)));
+  }
+
+  /** What a look at `vm` would read now, in the order `settle` records it; undefined when unknown. */
+  private lookNow(vm: string): unknown[] | undefined {
+    const entry = this.informer.get(vm);
+    const domain = this.o.hv.knownDomainState(vm);
+    if (!entry || domain === undefined) return undefined;
+    return [...this.entryRead(entry), domainRead(domain), this.networksEpoch, this.o.store.sessionId];
+  }
+
+  private entryRead(entry: VmEntry): unknown[] {
+    return [entry, entry.spec, entry.xml, entry.status, entry.migration, entry.rbd];
+  }
+
+  /**
+   * Records a look that planned nothing, unless its plan may change with nothing it read changing:
+   * the clock (a crash streak still counting, an RBD gate) or a session not proven alive.
+   */
+  private settle(vm: string, read: unknown[], inputs: { desired: DomainDesired | undefined; observed: DomainObserved }): void {
+    const { desired, observed } = inputs;
+    if (!observed.session?.proven || desired?.rbd !== undefined || observed.status?.value.crash !== undefined) return;
+    this.settled.note(vm, [...read, domainRead(observed.domain), this.networksEpoch, observed.session.id]);
   }
 
   /** spec.node or status.node names this node (or the VM is not fully read yet). */
@@ -140,8 +185,9 @@ class DomainReconciler {
     return inputs && planDomain(vm, inputs.desired, inputs.observed);
   }
 
-  private async inputsFor(vm: string): Promise<{ desired: DomainDesired | undefined; observed: DomainObserved } | undefined> {
+  private async inputsFor(vm: string): Promise<{ desired: DomainDesired | undefined; observed: DomainObserved; read: unknown[] } | undefined> {
     const entry = this.informer.get(vm);
+    const read = entry ? this.entryRead(entry) : [];
     const removed = this.informer.wasRemoved(vm);
     // A domain libvirt has but ZooKeeper never listed is not ours to touch.
     if (!entry && !removed) return undefined;
@@ -187,6 +233,7 @@ class DomainReconciler {
     if (!sessionProven(this.o.store) && this.o.store.connectionState === 'connected') await this.o.store.exists(this.o.paths.vmStatus(vm)).catch(() => undefined);
     const migration = entry?.migration && 'value' in entry.migration ? entry.migration.value : null;
     return {
+      read,
       desired,
       observed: {
         node: this.o.node,
@@ -200,6 +247,8 @@ class DomainReconciler {
   }
 
   async reconcile(vm: string, signal: AbortSignal, ctx: ReconcileContext): Promise<Result> {
+    // Settled again only by a look that plans nothing (S2 of reconcilers/settled.ts).
+    this.settled.forget(vm);
     if (this.o.store.connectionState !== 'connected') return requeueAfter(500);
     const entry = this.informer.get(vm);
     if (entry?.spec && 'error' in entry.spec) return this.reconcileUnreadableSpec(vm, entry.spec, ctx, signal);
@@ -220,7 +269,15 @@ class DomainReconciler {
         this.informer.forgetRemoved(vm);
         // A VM whose spec went without its index entry (not through vk): the entry goes too.
         if (this.o.indexed && entry) await releaseIndexEntry(this.o.store, this.o.paths, vm, this.o.node, null);
-      } else if (inputs.desired && !inputs.observed.domain) return this.releaseIfElsewhere(vm, inputs.desired, inputs.observed, ctx);
+        return done;
+      }
+      if (inputs.desired && !inputs.observed.domain) {
+        const result = await this.releaseIfElsewhere(vm, inputs.desired, inputs.observed, ctx);
+        // Still followed and nothing pending (a release waits with requeueAfter).
+        if (result.kind === 'done' && this.informer.get(vm)) this.settle(vm, inputs.read, inputs);
+        return result;
+      }
+      this.settle(vm, inputs.read, inputs);
       return done;
     }
     const outcome = await executeDomain(this.o.node, vm, actions, this.effects(ctx), signal);
@@ -351,6 +408,11 @@ class DomainReconciler {
     const fresh = await this.o.store.get(this.o.paths.vmStatus(vm));
     if (fresh) this.informer.noteStatus(vm, decodeVmStatus(fresh.data.toString('utf8')), fresh.version, true);
   }
+}
+
+/** A domain as a settled look records it: its state and persistence, or that there is none. */
+function domainRead(domain: DomainObserved['domain']): string {
+  return domain ? `${domain.state}:${domain.persistent}` : 'none';
 }
 
 /**

@@ -14,13 +14,17 @@
 // records it drives, the target the ones it acknowledged, each including writes still in flight,
 // and the count, the plan and the reservation happen in one synchronous stretch, so concurrent
 // reconciles of different VMs cannot overshoot.
+//
+// The periodic resync, but for one in FULL_RESYNC_EVERY, leaves out the VMs at rest whose last
+// look found no migration part for this node while nothing it read changed (reconcilers/settled.ts):
+// their informer objects, the node list and peers, this session.
 import { filter, map, mergeMap, type Observable } from 'rxjs';
 import type { MigratingHypervisor } from '../../drivers/hypervisor.ts';
 import { describeMigrationStep, planMigration, planPlacementCondition, isTerminal, UNKNOWN_NODE, type MigrationInputs, type MigrationStep, type PeerInfo } from './plan.ts';
 import { executeMigration, type MigrationEffects, type MigrationEvent } from './execute.ts';
 import { decodeVmSpec, decodeVmStatus, isValidName, encodeMigrationRecord, encodeVmStatus, VM_STATUS_ZNODE, type MigrationRecord, type VmSpec, type VmStatus } from '../../schemas/index.ts';
 import { done, requeueAfter, type ReconcileContext, type Result } from '../../controllers/reconciler.ts';
-import { Controller } from '../../controllers/controller.ts';
+import { Controller, type ResyncLook } from '../../controllers/controller.ts';
 import type { Manager } from '../../controllers/manager.ts';
 import type { VmInformer } from '../../controllers/informers/vms.ts';
 import type { NodeAlive } from '../../controllers/informers/nodes.ts';
@@ -28,6 +32,10 @@ import { bridgeExists } from '../../drivers/links.ts';
 import { networksNotReady } from '../network-readiness.ts';
 import { rbdIncomingGate } from '../rbd-readiness.ts';
 import { CasConflictError, compareAndSet, NO_CHANGE, TransactionError, VersionConflictError, type Op } from '../../drivers/zk/index.ts';
+import { SettledLooks } from '../settled.ts';
+
+/** One periodic resync in this many looks at every VM, settled or not (10 minutes at the default period). */
+const FULL_RESYNC_EVERY = 20;
 
 export interface MigrationControllerOptions {
   /** Cap on outgoing migrations' bandwidth, MiB/s. */
@@ -44,6 +52,8 @@ export interface MigrationControllerOptions {
   /** Workers: VMs stepped at once (a live copy holds one for its duration). Default 64. */
   concurrency?: number;
   resyncMs?: number;
+  /** One periodic resync in this many looks at settled VMs too (default FULL_RESYNC_EVERY). */
+  fullResyncEvery?: number;
   progressIntervalMs?: number;
   now?: () => number;
 }
@@ -84,8 +94,9 @@ export function migrationController(m: Manager, o: MigrationControllerOptions = 
       nodes.list$.pipe(mergeMap(() => r.placements())),
     ],
     resync: {
-      keys: () => r.keys(),
+      keys: (look) => r.keys(look),
       everyMs: o.resyncMs ?? 30_000,
+      fullEvery: o.fullResyncEvery ?? FULL_RESYNC_EVERY,
       triggers: [m.store.connectionState$.pipe(filter((state) => state === 'connected')), config.changes$],
     },
     reconcile: (vm, signal, ctx) => r.reconcile(vm, signal, ctx),
@@ -94,7 +105,8 @@ export function migrationController(m: Manager, o: MigrationControllerOptions = 
 }
 
 type Decision =
-  | { kind: 'done' }
+  /** `settled`: what a look that found nothing for this node read (SettledLooks), when its answer can only change with that. */
+  | { kind: 'done'; settled?: unknown[] }
   | { kind: 'placement'; placement: NonNullable<ReturnType<typeof planPlacementCondition>>; message: string | undefined }
   | { kind: 'step'; step: MigrationStep; inputs: MigrationInputs; reservation: Set<string> | undefined };
 
@@ -110,6 +122,8 @@ class MigrationReconciler {
   private readonly reservedIn = new Set<string>();
   private readonly now: () => number;
   private readonly informer: VmInformer;
+  /** The VMs at rest whose last look found nothing to do here, with what it read. */
+  private readonly settled = new SettledLooks<string>();
 
   /** Derived from the nodes informer, rebuilt only when a node's alive znode or the node list changes. */
   private peersCache: ReadonlyMap<string, PeerInfo> | undefined;
@@ -163,9 +177,16 @@ class MigrationReconciler {
   }
 
   /** Every VM this node may have a migration part in (any other one's reconcile returns at once). */
-  async keys(): Promise<string[]> {
+  async keys(look: ResyncLook = 'full'): Promise<string[]> {
     await this.followUnknownNodes();
-    return [...this.informer.names().filter((vm) => this.mayInvolveThisNode(vm)), ...this.placements()];
+    const keys = [...this.informer.names().filter((vm) => this.mayInvolveThisNode(vm)), ...this.placements()];
+    return look === 'full' ? keys : keys.filter((vm) => !this.settled.holds(vm, this.lookNow(vm)));
+  }
+
+  /** What a look at `vm` at rest reads now (see decide); undefined when there is no entry. */
+  private lookNow(vm: string): unknown[] | undefined {
+    const entry = this.informer.get(vm);
+    return entry && [entry, entry.spec, entry.status, entry.migration, this.names, this.peers(), this.m.store.sessionId];
   }
 
   /**
@@ -232,10 +253,13 @@ class MigrationReconciler {
   }
 
   async reconcile(vm: string, signal: AbortSignal, ctx: ReconcileContext): Promise<Result> {
+    // Settled again only by a look that finds nothing to do (S2 of reconcilers/settled.ts).
+    this.settled.forget(vm);
     if (this.m.store.connectionState !== 'connected') return requeueAfter(500);
     const d = await this.decide(vm, true);
     switch (d.kind) {
       case 'done':
+        if (d.settled) this.settled.note(vm, d.settled);
         return done;
       case 'placement': {
         const path = this.m.paths.vmStatus(vm);
@@ -295,10 +319,12 @@ class MigrationReconciler {
     const status = entry.status && 'value' in entry.status ? entry.status : null;
     const nodeNames = this.nodeNames();
     const peers = this.peers();
+    // Everything the answers up to the first await depend on (lookNow reads the same, in the same order).
+    const read = [entry, entry.spec, entry.status, entry.migration, nodeNames, peers, store.sessionId];
     if (nodeNames) {
       const placement = planPlacementCondition(node, spec, status, nodeNames, [...peers.keys()], new Date(this.now()).toISOString());
       if (placement) return { kind: 'placement', placement, message: placement.status.conditions.find((c) => c.type === UNKNOWN_NODE)?.message };
-      if (spec && !nodeNames.has(spec.node)) return { kind: 'done' };
+      if (spec && !nodeNames.has(spec.node)) return { kind: 'done', settled: read };
     }
     const record = this.recordOf(vm);
     const r = record?.value;
@@ -307,7 +333,8 @@ class MigrationReconciler {
     const unsettled = status?.value.node === node && status.value.conditions.some((c) => c.type === 'Migrating' && c.status === 'True');
     if (!involved && !mayStart && !unsettled) {
       this.orphanSince.delete(vm);
-      return { kind: 'done' };
+      // A record of our own write not yet seen is no input the next look would see as changed.
+      return nodeNames && !this.ownWrites.has(vm) ? { kind: 'done', settled: read } : { kind: 'done' };
     }
 
     const summary = await hv.getDomain(vm);

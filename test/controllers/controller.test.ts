@@ -1,10 +1,10 @@
-// The generic Controller<K> (controllers/controller.ts): invariants C1–C3, the resync moments
+// The generic Controller<K> (controllers/controller.ts): invariants C1–C4, the resync moments
 // (start, every trigger emission, every everyMs), plan(), and stop(). Pure machinery: sources are
 // rxjs Subjects, the reconcile is a plain function, the interval runs under node:test mock timers.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Observable, Subject } from 'rxjs';
-import { Controller, type ControllerOptions } from '../../controllers/controller.ts';
+import { Controller, type ControllerOptions, type ResyncLook } from '../../controllers/controller.ts';
 import { createLogger, silentLogger } from '../../controllers/logger.ts';
 import { done, type ReconcileFn } from '../../controllers/reconciler.ts';
 import { ReconcileAbortedError } from '../../controllers/workqueue.ts';
@@ -134,6 +134,93 @@ describe('Controller: resync', () => {
     t.mock.timers.tick(10_000);
     await flush();
     assert.equal(keysCalls(), after, 'a stopped controller still resyncs on its timer');
+  });
+
+  it('C4: the first resync, every trigger\'s and every fullEvery-th periodic one are full; the rest are drift looks', async (t) => {
+    t.mock.timers.enable({ apis: ['setInterval'] });
+    const looks: ResyncLook[] = [];
+    const reconnect = new Subject<unknown>();
+    const c = new Controller<string>({
+      name: 'test',
+      log: silentLogger(),
+      concurrency: 1,
+      sources: [],
+      resync: {
+        keys: (look) => {
+          looks.push(look);
+          return [];
+        },
+        everyMs: 1000,
+        fullEvery: 3,
+        triggers: [reconnect],
+      },
+      reconcile: async () => done,
+    });
+    await c.start();
+    try {
+      await flush();
+      assert.deepEqual(looks, ['full'], 'the resync at start');
+      for (let i = 0; i < 6; i++) {
+        t.mock.timers.tick(1000);
+        await flush();
+      }
+      assert.deepEqual(looks, ['full', 'drift', 'drift', 'full', 'drift', 'drift', 'full']);
+      reconnect.next(undefined);
+      await flush();
+      assert.equal(looks.at(-1), 'full', "a trigger's resync is full");
+      assert.deepEqual(await c.plan(), [], 'plan lists its keys with a full look');
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('a key listed twice by one resync is looked at once, even when a worker took it at once', async () => {
+    const gate = deferred<void>();
+    const seen: string[] = [];
+    const c = new Controller<string>({
+      name: 'test',
+      log: silentLogger(),
+      concurrency: 4,
+      sources: [],
+      resync: { keys: () => ['a', 'b', 'a'], everyMs: HOUR },
+      reconcile: async (key) => {
+        seen.push(key);
+        await gate.promise;
+        return done;
+      },
+    });
+    await c.start();
+    try {
+      await waitFor('a and b taken by workers', () => seen.length === 2);
+      gate.resolve();
+      await c.queue.idle();
+      assert.deepEqual(seen, ['a', 'b']);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('without fullEvery every periodic resync is full', async (t) => {
+    t.mock.timers.enable({ apis: ['setInterval'] });
+    const looks: ResyncLook[] = [];
+    const c = new Controller<string>({
+      name: 'test',
+      log: silentLogger(),
+      concurrency: 1,
+      sources: [],
+      resync: { keys: (look) => (looks.push(look), []), everyMs: 1000 },
+      reconcile: async () => done,
+    });
+    await c.start();
+    try {
+      for (let i = 0; i < 3; i++) {
+        t.mock.timers.tick(1000);
+        await flush();
+      }
+      assert.deepEqual(looks, ['full', 'full', 'full', 'full']);
+    } finally {
+      await c.stop();
+    }
   });
 
   it('a resync whose keys() fails is logged and changes nothing else', async () => {
