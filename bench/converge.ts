@@ -5,7 +5,9 @@
 // (zxid delta; the goal is keepalives only), beside the raw watch latency of the same ZooKeeper.
 // The idle window is three resync periods of the VM controllers (180 s: each resync and status
 // refresh counted three times, and an occasional full collection weighs a third of what it does
-// in one period), and starts 75 s after converging, past the first resync. (The daemons run
+// in one period), and starts 75 s after converging, past the first resync. The resyncs in it are
+// drift resyncs (the daemon's fullResyncEvery, 10: the first full one after start comes at 10 min);
+// DAEMON_ARGS='--full-resync-every 1' measures with every resync full. (The daemons run
 // without V8's memory reducer, DAEMON_NODE_FLAGS: its heap-shrinking collections once allocation
 // slows down used to fall inside or outside a 60 s window depending on the run, 0.5–1 % of a core.)
 // Idle CPU is read both as utime+stime (tick-sampled) and as the scheduler's runtime.

@@ -154,6 +154,11 @@ export const DaemonConfigSchema = z.strictObject({
   keepaliveMs: positiveInt.optional(),
   resyncMs: positiveInt.default(60_000),
   /**
+   * One periodic resync in this many looks at every VM; the others leave out the VMs whose last
+   * look planned nothing while nothing it read has changed (reconcilers/settled.ts). 1: every one.
+   */
+  fullResyncEvery: positiveInt.default(10),
+  /**
    * How often the daemon scans every VM of the cluster for one that names this node but is missing
    * from its index (core/vm-index.ts), and adds it. A repair: the writers keep the index.
    */
@@ -178,6 +183,7 @@ export interface DaemonOverrides {
   libvirtUri?: string;
   keepaliveMs?: number;
   resyncMs?: number;
+  fullResyncEvery?: number;
   concurrency?: number;
   logLevel?: string;
   /** false: the daemon leaves the node's links alone (--no-network). */
@@ -235,6 +241,7 @@ function apply(target: Record<string, unknown>, o: DaemonOverrides): void {
   if (o.libvirtUri !== undefined) section('libvirt').uri = o.libvirtUri;
   if (o.keepaliveMs !== undefined) target.keepaliveMs = o.keepaliveMs;
   if (o.resyncMs !== undefined) target.resyncMs = o.resyncMs;
+  if (o.fullResyncEvery !== undefined) target.fullResyncEvery = o.fullResyncEvery;
   if (o.concurrency !== undefined) target.concurrency = o.concurrency;
   if (o.logLevel !== undefined) target.logLevel = o.logLevel;
   if (o.network !== undefined) section('network').enabled = o.network;

@@ -61,11 +61,12 @@ const CONCERNS: ReadonlyArray<(m: Manager, cfg: DaemonConfig, deps: DaemonDeps) 
   (m, cfg, deps) => cfg.network.enabled && cfg.primary.enabled && primary.register(m, primaryOptions(cfg, deps)),
   // Before the domain concern: its verdicts gate the starts of VMs with RBD disks.
   (m, cfg, deps) => cfg.rbd.enabled && rbd.register(m, rbdOptions(cfg, deps)),
-  (m, cfg, deps) => domain.register(m, { concurrency: cfg.concurrency, resyncMs: cfg.resyncMs, indexReleaseAfterMs: cfg.indexReleaseAfterMs, networkGate: cfg.network.enabled, rbdGate: cfg.rbd.enabled, ...hooks(deps) }),
+  (m, cfg, deps) => domain.register(m, { concurrency: cfg.concurrency, resyncMs: cfg.resyncMs, fullResyncEvery: cfg.fullResyncEvery, indexReleaseAfterMs: cfg.indexReleaseAfterMs, networkGate: cfg.network.enabled, rbdGate: cfg.rbd.enabled, ...hooks(deps) }),
   (m, cfg, deps) =>
     migration.register(m, {
       // One resync interval for the node: the config's resyncMs governs both VM controllers.
       resyncMs: cfg.resyncMs,
+      fullResyncEvery: cfg.fullResyncEvery,
       ...(cfg.migration.bandwidthMiBs !== undefined ? { bandwidthMiBs: cfg.migration.bandwidthMiBs } : {}),
       bridgeExists: (name: string) => bridgeExists(name, cfg.netns),
       networkGate: cfg.network.enabled,

@@ -14,6 +14,7 @@ interface DaemonFlags {
   libvirtUri?: string;
   keepaliveMs?: string;
   resyncMs?: string;
+  fullResyncEvery?: string;
   concurrency?: string;
   logLevel?: string;
   network?: boolean;
@@ -42,9 +43,11 @@ function overridesFrom(f: DaemonFlags): DaemonOverrides {
   if (f.primary === false) o.primary = false;
   const keepaliveMs = toInt('--keepalive-ms', f.keepaliveMs);
   const resyncMs = toInt('--resync-ms', f.resyncMs);
+  const fullResyncEvery = toInt('--full-resync-every', f.fullResyncEvery);
   const concurrency = toInt('--concurrency', f.concurrency);
   if (keepaliveMs !== undefined) o.keepaliveMs = keepaliveMs;
   if (resyncMs !== undefined) o.resyncMs = resyncMs;
+  if (fullResyncEvery !== undefined) o.fullResyncEvery = fullResyncEvery;
   if (concurrency !== undefined) o.concurrency = concurrency;
   return o;
 }
@@ -58,7 +61,8 @@ export function registerDaemon(program: Command): void {
     .option('--libvirt-socket <path>', 'libvirtd unix socket (env VK_LIBVIRT_SOCKET)')
     .option('--libvirt-uri <uri>', 'libvirt connection URI, e.g. qemu:///system (env VK_LIBVIRT_URI)')
     .option('--keepalive-ms <ms>', 'node status interval (default: the cluster config\'s keepaliveIntervalMs, 5000)')
-    .option('--resync-ms <ms>', 'periodic full resync interval (default 60000)')
+    .option('--resync-ms <ms>', 'periodic resync interval (default 60000)')
+    .option('--full-resync-every <n>', 'one periodic resync in n looks at every VM, settled or not (default 10; 1: every one)')
     .option('--concurrency <n>', 'VMs reconciled at once (default 8)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env VK_LOG_LEVEL)')
     .option('--no-network', "leave this node's links alone (no bridges, VXLANs or vLANs made or repaired)")

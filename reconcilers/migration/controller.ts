@@ -34,8 +34,8 @@ import { rbdIncomingGate } from '../rbd-readiness.ts';
 import { CasConflictError, compareAndSet, NO_CHANGE, TransactionError, VersionConflictError, type Op } from '../../drivers/zk/index.ts';
 import { SettledLooks } from '../settled.ts';
 
-/** One periodic resync in this many looks at every VM, settled or not (10 minutes at the default period). */
-const FULL_RESYNC_EVERY = 20;
+/** One periodic resync in this many looks at every VM, settled or not (10 minutes at the daemon's period). */
+const FULL_RESYNC_EVERY = 10;
 
 export interface MigrationControllerOptions {
   /** Cap on outgoing migrations' bandwidth, MiB/s. */
