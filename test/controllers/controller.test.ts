@@ -48,6 +48,20 @@ function rig(opts: Partial<ControllerOptions<string>> & { keys?: () => string[] 
   return { c, seen, keysCalls: () => keysCalls };
 }
 
+/** A controller with no keys that records the look of every resync (resync every 1000 ms). */
+function lookRecorder(o: { fullEvery?: number; triggers?: Subject<unknown>[] }): { c: Controller<string>; looks: ResyncLook[] } {
+  const looks: ResyncLook[] = [];
+  const c = new Controller<string>({
+    name: 'test',
+    log: silentLogger(),
+    concurrency: 1,
+    sources: [],
+    resync: { keys: (look) => (looks.push(look), []), everyMs: 1000, ...(o.fullEvery !== undefined && { fullEvery: o.fullEvery }), triggers: o.triggers ?? [] },
+    reconcile: async () => done,
+  });
+  return { c, looks };
+}
+
 describe('Controller: C1, sources are subscribed only once started', () => {
   it('nothing is subscribed or queued before start(); an emission before start is never reconciled', async () => {
     const hot = new Subject<string>();
@@ -138,24 +152,8 @@ describe('Controller: resync', () => {
 
   it('C4: the first resync, every trigger\'s and every fullEvery-th periodic one are full; the rest are drift looks', async (t) => {
     t.mock.timers.enable({ apis: ['setInterval'] });
-    const looks: ResyncLook[] = [];
     const reconnect = new Subject<unknown>();
-    const c = new Controller<string>({
-      name: 'test',
-      log: silentLogger(),
-      concurrency: 1,
-      sources: [],
-      resync: {
-        keys: (look) => {
-          looks.push(look);
-          return [];
-        },
-        everyMs: 1000,
-        fullEvery: 3,
-        triggers: [reconnect],
-      },
-      reconcile: async () => done,
-    });
+    const { c, looks } = lookRecorder({ fullEvery: 3, triggers: [reconnect] });
     await c.start();
     try {
       await flush();
@@ -177,12 +175,8 @@ describe('Controller: resync', () => {
   it('a key listed twice by one resync is looked at once, even when a worker took it at once', async () => {
     const gate = deferred<void>();
     const seen: string[] = [];
-    const c = new Controller<string>({
-      name: 'test',
-      log: silentLogger(),
-      concurrency: 4,
-      sources: [],
-      resync: { keys: () => ['a', 'b', 'a'], everyMs: HOUR },
+    const { c } = rig({
+      keys: () => ['a', 'b', 'a'],
       reconcile: async (key) => {
         seen.push(key);
         await gate.promise;
@@ -202,15 +196,7 @@ describe('Controller: resync', () => {
 
   it('without fullEvery every periodic resync is full', async (t) => {
     t.mock.timers.enable({ apis: ['setInterval'] });
-    const looks: ResyncLook[] = [];
-    const c = new Controller<string>({
-      name: 'test',
-      log: silentLogger(),
-      concurrency: 1,
-      sources: [],
-      resync: { keys: (look) => (looks.push(look), []), everyMs: 1000 },
-      reconcile: async () => done,
-    });
+    const { c, looks } = lookRecorder({});
     await c.start();
     try {
       for (let i = 0; i < 3; i++) {
