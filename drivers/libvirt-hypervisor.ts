@@ -158,19 +158,6 @@ export class LibvirtHypervisor implements MigratingHypervisor {
    * seen, kept until it is redefined or gone (the test driver gives only state). A libvirt without
    * the bulk call gets DOMAIN_GET_INFO per domain each time.
    */
-  /** A domain's load when its stats record had no sizes: memory and vCPUs from its info (remembered), or null once it is gone. */
-  private async sizedByInfo(domain: DomainRef, state: DomainRunState): Promise<DomainLoad | null> {
-    try {
-      const info = await this.conn.domainGetInfo(domain);
-      const sized = { memoryKiB: info.memoryKiB, vcpus: info.nrVirtCpu };
-      this.sizes.set(domain.uuid, sized);
-      return { name: domain.name, uuid: domain.uuid, state, ...sized };
-    } catch (error) {
-      if (isLibvirtError(error, ErrorCode.NO_DOMAIN)) return null;
-      throw error;
-    }
-  }
-
   async domainLoads(): Promise<DomainLoad[]> {
     if (this.bulkStats !== false) {
       try {
@@ -209,6 +196,19 @@ export class LibvirtHypervisor implements MigratingHypervisor {
       }),
     );
     return infos.filter((d): d is DomainLoad => d !== null);
+  }
+
+  /** A domain's load when its stats record had no sizes: memory and vCPUs from its info (remembered), or null once it is gone. */
+  private async sizedByInfo(domain: DomainRef, state: DomainRunState): Promise<DomainLoad | null> {
+    try {
+      const info = await this.conn.domainGetInfo(domain);
+      const sized = { memoryKiB: info.memoryKiB, vcpus: info.nrVirtCpu };
+      this.sizes.set(domain.uuid, sized);
+      return { name: domain.name, uuid: domain.uuid, state, ...sized };
+    } catch (error) {
+      if (isLibvirtError(error, ErrorCode.NO_DOMAIN)) return null;
+      throw error;
+    }
   }
 
   async define(xml: string): Promise<void> {

@@ -147,12 +147,17 @@ class DomainReconciler {
     return keys.filter((vm) => !this.settled.holds(vm, this.lookNow(vm)));
   }
 
-  /** What a look at `vm` would read now, in the order `settle` records it; undefined when unknown. */
+  /** What a look at `vm` would read now, as `settle` records it; undefined when unknown. */
   private lookNow(vm: string): unknown[] | undefined {
     const entry = this.informer.get(vm);
     const domain = this.o.hv.knownDomainState(vm);
     if (!entry || domain === undefined) return undefined;
-    return [...this.entryRead(entry), domainRead(domain), this.networksEpoch, this.o.store.sessionId];
+    return this.look(this.entryRead(entry), domain, this.o.store.sessionId);
+  }
+
+  /** A look's tuple: what it read of the informer, then the domain, the networks epoch and the session. */
+  private look(read: unknown[], domain: DomainObserved['domain'], session: string): unknown[] {
+    return [...read, domainRead(domain), this.networksEpoch, session];
   }
 
   private entryRead(entry: VmEntry): unknown[] {
@@ -166,7 +171,7 @@ class DomainReconciler {
   private settle(vm: string, read: unknown[], inputs: { desired: DomainDesired | undefined; observed: DomainObserved }): void {
     const { desired, observed } = inputs;
     if (!observed.session?.proven || desired?.rbd !== undefined || observed.status?.value.crash !== undefined) return;
-    this.settled.note(vm, [...read, domainRead(observed.domain), this.networksEpoch, observed.session.id]);
+    this.settled.note(vm, this.look(read, observed.domain, observed.session.id));
   }
 
   /** spec.node or status.node names this node (or the VM is not fully read yet). */

@@ -26,7 +26,7 @@ import { decodeVmSpec, decodeVmStatus, isValidName, encodeMigrationRecord, encod
 import { done, requeueAfter, type ReconcileContext, type Result } from '../../controllers/reconciler.ts';
 import { Controller, type ResyncLook } from '../../controllers/controller.ts';
 import type { Manager } from '../../controllers/manager.ts';
-import type { VmInformer } from '../../controllers/informers/vms.ts';
+import type { VmEntry, VmInformer } from '../../controllers/informers/vms.ts';
 import type { NodeAlive } from '../../controllers/informers/nodes.ts';
 import { bridgeExists } from '../../drivers/links.ts';
 import { networksNotReady } from '../network-readiness.ts';
@@ -183,10 +183,15 @@ class MigrationReconciler {
     return look === 'full' ? keys : keys.filter((vm) => !this.settled.holds(vm, this.lookNow(vm)));
   }
 
-  /** What a look at `vm` at rest reads now (see decide); undefined when there is no entry. */
+  /** What a look at `vm` at rest reads now; undefined when there is no entry. */
   private lookNow(vm: string): unknown[] | undefined {
     const entry = this.informer.get(vm);
-    return entry && [entry, entry.spec, entry.status, entry.migration, this.names, this.peers(), this.m.store.sessionId];
+    return entry && this.restRead(entry);
+  }
+
+  /** Everything decide's answers before its first await depend on: the entry's objects, the node list, the peers, the session. */
+  private restRead(entry: VmEntry): unknown[] {
+    return [entry, entry.spec, entry.status, entry.migration, this.names, this.peers(), this.m.store.sessionId];
   }
 
   /**
@@ -319,8 +324,7 @@ class MigrationReconciler {
     const status = entry.status && 'value' in entry.status ? entry.status : null;
     const nodeNames = this.nodeNames();
     const peers = this.peers();
-    // Everything the answers up to the first await depend on (lookNow reads the same, in the same order).
-    const read = [entry, entry.spec, entry.status, entry.migration, nodeNames, peers, store.sessionId];
+    const read = this.restRead(entry);
     if (nodeNames) {
       const placement = planPlacementCondition(node, spec, status, nodeNames, [...peers.keys()], new Date(this.now()).toISOString());
       if (placement) return { kind: 'placement', placement, message: placement.status.conditions.find((c) => c.type === UNKNOWN_NODE)?.message };
