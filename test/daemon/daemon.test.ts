@@ -65,6 +65,10 @@ describe('vk daemon with the libvirt test driver', () => {
 
     await editSpec(store, 'web1', (s) => (s.state = 'running'));
     await waitFor('web1 running again', async () => (await domainState(hv1, 'web1')) === 'running');
+    // libvirt says running before the daemon's start call has returned and been logged: wait for the
+    // status written after it, so the start is not counted as part of the restart below.
+    await waitFor('Running status again', async () => (await readStatus(store, 'web1'))?.phase === 'Running');
+    await daemon!.domain.queue.idle();
 
     const before = actions.length;
     await editSpec(store, 'web1', (s) => (s.restartedAt = new Date().toISOString()));
