@@ -15,6 +15,7 @@
 import { filter, map, mergeMap } from 'rxjs';
 import type { Logger } from 'pino';
 import type { Hypervisor } from '../../drivers/hypervisor.ts';
+import type { LocalDomain } from '../../drivers/domain-run-state.ts';
 import { peekSpec, planDomain, planUnreadableSpec, describeDomainAction, type DomainAction, type DomainDesired, type DomainObserved } from './plan.ts';
 import { executeDomain, StatusConflictError, type DomainEffects } from './execute.ts';
 import { decodeMigrationRecord, encodeVmStatus, decodeVmStatus, migrationInFlight, type Condition, type VmStatus, type ZkPaths } from '../../schemas/index.ts';
@@ -28,6 +29,9 @@ import { rbdStartGate } from '../rbd-readiness.ts';
 import { NodeExistsError, NoNodeError, VersionConflictError, type ZkStore } from '../../drivers/zk/index.ts';
 import { releaseIndexEntry } from '../../core/vm-index.ts';
 import { SettledLooks } from '../settled.ts';
+
+/** What a reconcile plans from: the desired and observed state, and what it read (reconcilers/settled.ts). */
+type DomainInputs = { desired: DomainDesired | undefined; observed: DomainObserved; read: unknown[] };
 
 /** One periodic resync in this many looks at every VM, settled or not (10 minutes at the default period). */
 const FULL_RESYNC_EVERY = 10;
@@ -190,7 +194,13 @@ class DomainReconciler {
     return inputs && planDomain(vm, inputs.desired, inputs.observed);
   }
 
-  private async inputsFor(vm: string): Promise<{ desired: DomainDesired | undefined; observed: DomainObserved; read: unknown[] } | undefined> {
+  /**
+   * The planner's inputs for `vm`, answered in the caller's turn when the driver's state cache knows
+   * the domain and the session is proven (the usual case): no libvirt call and no turn of the event
+   * loop, so a start or stop is sent inside the informer's "look again", before the other concerns'
+   * reconciles of the same change run. Otherwise a promise: a libvirt or ZooKeeper read comes first.
+   */
+  private inputsFor(vm: string): DomainInputs | undefined | Promise<DomainInputs | undefined> {
     const entry = this.informer.get(vm);
     const read = entry ? this.entryRead(entry) : [];
     const removed = this.informer.wasRemoved(vm);
@@ -229,13 +239,19 @@ class DomainReconciler {
         ...(rbd !== undefined && { rbd }),
       };
     }
-    const status = entry?.status && 'value' in entry.status ? entry.status : null;
-    // Usually answered from the driver's state cache: no libvirt call, and no turn of the event
-    // loop either, so a start or stop is sent before other concerns' reconciles of the same change.
     const known = this.o.hv.knownDomainState(vm);
-    const domain = known !== undefined ? known : await this.o.hv.domainState(vm);
     // A quiet session is proven with one read, so a start held here needs no claim (a write).
-    if (!sessionProven(this.o.store) && this.o.store.connectionState === 'connected') await this.o.store.exists(this.o.paths.vmStatus(vm)).catch(() => undefined);
+    const prove = (): boolean => !sessionProven(this.o.store) && this.o.store.connectionState === 'connected';
+    if (known !== undefined && !prove()) return this.observed(entry, desired, read, known);
+    return (async () => {
+      const domain = known !== undefined ? known : await this.o.hv.domainState(vm);
+      if (prove()) await this.o.store.exists(this.o.paths.vmStatus(vm)).catch(() => undefined);
+      return this.observed(entry, desired, read, domain);
+    })();
+  }
+
+  private observed(entry: VmEntry | undefined, desired: DomainDesired | undefined, read: unknown[], domain: LocalDomain | null): DomainInputs {
+    const status = entry?.status && 'value' in entry.status ? entry.status : null;
     const migration = entry?.migration && 'value' in entry.migration ? entry.migration.value : null;
     return {
       read,
@@ -263,7 +279,9 @@ class DomainReconciler {
       if (await this.o.hv.domainState(vm)) this.informer.pin(vm);
       return done;
     }
-    const inputs = await this.inputsFor(vm);
+    const pending = this.inputsFor(vm);
+    // Not awaited when answered at once: an await is a turn in which other reconciles run first.
+    const inputs = pending instanceof Promise ? await pending : pending;
     if (!inputs) return done;
     this.reportOnce(vm, inputs.desired?.xmlProblem && { reason: 'InvalidXml', message: inputs.desired.xmlProblem });
     const actions = planDomain(vm, inputs.desired, inputs.observed);
