@@ -1,57 +1,94 @@
 // react: the reaction time a user sees — a version-checked write of a VM's desired state → libvirt's
 // own lifecycle event (STARTED / STOPPED), observed on a separate libvirt connection — for a start
-// and for a forced stop, beside the floor: a ZkStore write → another ZkStore's data watch on the
-// same ZooKeeper, in the same run. Our share = reaction − floor.
+// and for a forced stop, beside the floor: the same kind of write (a read, then a version-checked
+// set) to another znode → its data delivered on the daemon's own ZooKeeper session, in the same
+// run. Our share = reaction − floor.
 //
-// One real ZooKeeper, one private libvirtd (test driver), one daemon in this process. Each trial
-// also records a timeline: the write issued (t0), the informer's "look again" for the VM, every
-// libvirt call the daemon issues and its answer, and the event on the observer's connection.
+// One real ZooKeeper, one private libvirtd (test driver), and the daemon in a process of its own
+// (bench/lib/react-daemon.ts, with the V8 flags a real daemon runs with), as in production: its
+// work after a start (the status write, its own lifecycle event) never delays the observer here.
+// Every measured write, floor or trial, comes after QUIET_MS of quiet (nothing of the bench, the
+// daemon or libvirtd running): a user's write reaching an idle cluster. The floor samples
+// alternate with the trials, so both see the same machine. The back-to-back floor of earlier
+// versions of this bench (a writer and a watcher in this process, no pause: warmer than any
+// trial) is printed beside it as floor_hot.
+//
+// Each trial also records a timeline: the write issued (t0), the daemon's informer "look again"
+// for the VM (as it is emitted, before any controller runs), every libvirt call the daemon issues
+// and its answer, and the event on the observer's connection (one monotonic clock for every
+// process of the machine); and the slowest trials are printed step by step.
 // Usage: npm run bench -- react [TRIALS]   (default 200 each)
-import type { Hypervisor } from '../drivers/hypervisor.ts';
+import { spawn } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DAEMON_NODE_FLAGS } from '../drivers/launch/daemon.ts';
 import { LibvirtHypervisor } from '../drivers/libvirt-hypervisor.ts';
 import { ZkStore } from '../drivers/zk/index.ts';
-import { createLogger } from '../controllers/logger.ts';
-import { startDaemon } from '../daemon/daemon.ts';
 import { encodeVmSpec, type VmSpecInput } from '../schemas/index.ts';
 import { startZooKeeper } from '../test/rig/zookeeper.ts';
-import { daemonConfig, paths, readStatus, startHv, stopHv, testXml, writeVm } from '../test/rig/testdriver.ts';
+import { paths, readStatus, startHv, stopHv, testXml, writeVm } from '../test/rig/testdriver.ts';
 import { POLL_MS, waitFor } from '../test/rig/wait.ts';
+import { stopByPid } from './lib/proc.ts';
 import { measureStoreWatch } from './lib/store-watch.ts';
 import { describe, nsToMs, round3, summarize } from './lib/stats.ts';
 
 const TRIALS = Number(process.argv[2] ?? 200);
 const VM = 'react1';
+const FLOOR = '/react-floor';
+const QUIET_MS = POLL_MS;
+const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 type Mark = { what: string; t: bigint };
-let marks: Mark[] | undefined;
-const mark = (what: string): void => void marks?.push({ what, t: process.hrtime.bigint() });
+type FromDaemon = { ready: true } | { floorSeen: number; t: string } | { id: number; marks?: Array<{ what: string; t: string }> };
 
-/** The daemon's hypervisor, each call marked when issued and when answered. */
-function traced<T extends Hypervisor>(hv: T): T {
-  return new Proxy(hv, {
-    get(target, prop, receiver) {
-      const value = Reflect.get(target, prop, receiver) as unknown;
-      if (typeof value !== 'function' || prop === 'constructor') return value;
-      return (...args: unknown[]) => {
-        const result = (value as (...a: unknown[]) => unknown).apply(target, args);
-        if (!(result instanceof Promise) || args[0] !== VM) return result;
-        const name = String(prop);
-        mark(`${name} issued`);
-        return result.then(
-          (v) => (mark(`${name} answered`), v),
-          (e: unknown) => (mark(`${name} failed`), Promise.reject(e)),
-        );
-      };
-    },
-  });
-}
-
-const zk = await startZooKeeper();
-const hv1 = await startHv('hv1');
+/** What this run started, stopped in reverse order whatever happens. */
+const cleanups: Array<() => Promise<unknown>> = [];
 try {
-
-  const daemon = await startDaemon(daemonConfig('hv1', zk.connectString, hv1.libvirtd.socketPath), { log: createLogger({ level: 'silent' }), wrapHypervisor: traced });
+  const zk = await startZooKeeper();
+  cleanups.push(() => zk.cleanup());
+  const hv1 = await startHv('hv1');
+  cleanups.push(() => stopHv(hv1));
   const store = await ZkStore.connect({ connectString: zk.connectString });
+  cleanups.push(() => store.close());
+  await store.create(FLOOR, '0');
+  const child = spawn(
+    process.execPath,
+    [...DAEMON_NODE_FLAGS, '--import', 'tsx', join(repo, 'bench/lib/react-daemon.ts'), zk.connectString, hv1.libvirtd.socketPath, VM, FLOOR],
+    { cwd: repo, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, NODE_OPTIONS: '' } },
+  );
+  cleanups.push(() => stopByPid(child));
+  let exited: Error | undefined;
+  const replies = new Map<number, { resolve: (m: FromDaemon) => void; reject: (e: Error) => void }>();
+  let floorWaiter: { version: number; resolve: (t: bigint) => void } | undefined;
+  let ready!: () => void;
+  const daemonReady = new Promise<void>((r) => (ready = r));
+  child.on('message', (m: FromDaemon) => {
+    if ('ready' in m) ready();
+    else if ('floorSeen' in m) {
+      if (floorWaiter && m.floorSeen >= floorWaiter.version) {
+        const w = floorWaiter;
+        floorWaiter = undefined;
+        w.resolve(BigInt(m.t));
+      }
+    } else {
+      replies.get(m.id)?.resolve(m);
+      replies.delete(m.id);
+    }
+  });
+  child.on('exit', (code, signal) => {
+    exited = new Error(`the bench's daemon exited (code ${code}, signal ${signal})`);
+    for (const r of replies.values()) r.reject(exited);
+  });
+  let lastId = 0;
+  const ask = (cmd: 'settle' | 'stop'): Promise<FromDaemon> =>
+    new Promise((resolve, reject) => {
+      if (exited) return reject(exited);
+      const id = ++lastId;
+      replies.set(id, { resolve, reject });
+      child.send({ cmd, id });
+    });
+  await Promise.race([daemonReady, new Promise((_, reject) => child.once('exit', () => reject(exited)))]);
+
   const observer = await LibvirtHypervisor.open({ socket: hv1.libvirtd.socketPath, uri: 'test:///default' });
   let waitingFor: { event: string; resolve: (t: bigint) => void } | undefined;
   const sub = observer.lifecycle$.subscribe((n) => {
@@ -60,44 +97,60 @@ try {
     waitingFor = undefined;
     w.resolve(process.hrtime.bigint());
   });
-  daemon.manager.informers.vms.changes$.subscribe((name) => name === VM && mark('informer: look again'));
   await writeVm(store, VM, { node: 'hv1', state: 'stopped', stopMode: 'force' });
   await waitFor(`${VM} Stopped`, async () => (await readStatus(store, VM))?.phase === 'Stopped');
+  await ask('settle');
+  const quiet = (): Promise<void> => new Promise((r) => setTimeout(r, QUIET_MS));
+
+  const floorSample = async (): Promise<number> => {
+    await quiet();
+    const current = (await store.get(FLOOR))!;
+    const seen = new Promise<bigint>((resolve) => (floorWaiter = { version: current.version + 1, resolve }));
+    const t0 = process.hrtime.bigint();
+    await store.set(FLOOR, String(current.version + 1), current.version);
+    return nsToMs((await seen) - t0);
+  };
 
   const trial = async (state: 'running' | 'stopped', event: string): Promise<{ ms: number; timeline: Mark[]; t0: bigint }> => {
+    await quiet();
     const current = (await store.get(paths.vmSpec(VM)))!;
     const spec = JSON.parse(current.data.toString('utf8')) as VmSpecInput;
     const next: VmSpecInput = state === 'running' ? { ...spec, state } : { ...spec, state, forceStopAt: new Date().toISOString() };
     const data = encodeVmSpec(next);
-    marks = [];
     const seen = new Promise<bigint>((resolve) => (waitingFor = { event, resolve }));
     const t0 = process.hrtime.bigint();
     await store.set(paths.vmSpec(VM), data, current.version);
     const t1 = await seen;
-    const timeline = [...marks, { what: `${event} event seen`, t: t1 }];
-    // Settled before the next trial: the status written, both queues idle.
+    // Settled before the next write: the status written, both of the daemon's queues idle.
     const phase = state === 'running' ? 'Running' : 'Stopped';
     await waitFor(phase, async () => (await readStatus(store, VM))?.phase === phase);
-    await Promise.all([daemon.domain.queue.idle(), daemon.migration.queue.idle()]);
-    marks = undefined;
+    const settled = await ask('settle');
+    const marks = 'marks' in settled ? (settled.marks ?? []) : [];
+    const timeline = [...marks.map((m) => ({ what: m.what, t: BigInt(m.t) })), { what: `${event} event seen`, t: t1 }];
     return { ms: nsToMs(t1 - t0), timeline, t0 };
   };
 
   // Warm-up (not measured): JIT, connections, caches.
   for (let i = 0; i < 20; i++) {
+    await floorSample();
     await trial('running', 'started');
+    await floorSample();
     await trial('stopped', 'stopped');
   }
-  // The floor, measured warm (a first round discarded), just before the trials.
-  await measureStoreWatch(zk.connectString, '/react-floor-warmup', 200);
-  const floor = summarize(await measureStoreWatch(zk.connectString, '/react-floor', Math.max(500, TRIALS * 2)));
-  console.log(describe('floor: ZkStore write → ZkStore watch', floor));
+  await measureStoreWatch(zk.connectString, '/react-floor-hot-warmup', 200);
+  const floorHot = summarize(await measureStoreWatch(zk.connectString, '/react-floor-hot', Math.max(500, TRIALS * 2)));
+  const floors: number[] = [];
   const starts: Awaited<ReturnType<typeof trial>>[] = [];
   const stops: Awaited<ReturnType<typeof trial>>[] = [];
   for (let i = 0; i < TRIALS; i++) {
+    floors.push(await floorSample());
     starts.push(await trial('running', 'started'));
+    floors.push(await floorSample());
     stops.push(await trial('stopped', 'stopped'));
   }
+  const floor = summarize(floors);
+  console.log(describe(`floor: write → daemon's session`, floor));
+  console.log(describe('floor_hot: back-to-back, in-process', floorHot));
 
   /** The median time of each step after t0, over the trials that have it (ms). */
   const medianTimeline = (trials: typeof starts): string[] => {
@@ -116,19 +169,29 @@ try {
       .sort((a, b) => a.p50 - b.p50)
       .map((s) => `  ${round3(s.p50).toFixed(3).padStart(7)} ms  ${s.what}${s.n < trials.length ? ` (${s.n}/${trials.length} trials)` : ''}`);
   };
+  /** The slowest trials, each step after t0: where a tail comes from. */
+  const slowest = (trials: typeof starts, n = 3): string[] =>
+    [...trials]
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, n)
+      .map((t) => `  ${round3(t.ms)} ms: ${t.timeline.map((m) => `${m.what} ${round3(nsToMs(m.t - t.t0))}`).join(', ')}`);
   const start = summarize(starts.map((s) => s.ms));
   const stop = summarize(stops.map((s) => s.ms));
   console.log(describe('start: spec write → STARTED seen', start));
   console.log('start timeline (median ms after the write):');
   for (const line of medianTimeline(starts)) console.log(line);
+  console.log('slowest starts (ms after the write):');
+  for (const line of slowest(starts)) console.log(line);
   console.log(describe('stop (force): spec write → STOPPED seen', stop));
   console.log('stop timeline (median ms after the write):');
   for (const line of medianTimeline(stops)) console.log(line);
+  console.log('slowest stops (ms after the write):');
+  for (const line of slowest(stops)) console.log(line);
+  console.log(`against floor_hot: start p50 ${round3(start.p50 - floorHot.p50)} ms, p99 ${round3(start.p99 - floorHot.p99)} ms; stop p50 ${round3(stop.p50 - floorHot.p50)} ms, p99 ${round3(stop.p99 - floorHot.p99)} ms`);
   console.log(`our share (minus the floor): start p50 ${round3(start.p50 - floor.p50)} ms, p99 ${round3(start.p99 - floor.p99)} ms; stop p50 ${round3(stop.p50 - floor.p50)} ms, p99 ${round3(stop.p99 - floor.p99)} ms (goals ≤ 1.5 ms, ≤ 5 ms)`);
   sub.unsubscribe();
   await observer.close();
-  await store.close();
-  await daemon.stop();
+  await ask('stop');
 
   // libvirtd's own part of the share, for reference: the same two calls on a domain of its own,
   // with the daemon stopped, each after a pause as long as the one before a trial (a waitFor poll).
@@ -158,6 +221,8 @@ try {
       trials: TRIALS,
       floor_p50_ms: round3(floor.p50),
       floor_p99_ms: round3(floor.p99),
+      floor_hot_p50_ms: round3(floorHot.p50),
+      floor_hot_p99_ms: round3(floorHot.p99),
       start_p50_ms: round3(start.p50),
       start_p99_ms: round3(start.p99),
       stop_p50_ms: round3(stop.p50),
@@ -171,6 +236,5 @@ try {
     }),
   );
 } finally {
-  await stopHv(hv1);
-  await zk.cleanup();
+  for (const stop of cleanups.reverse()) await stop().catch((error: unknown) => console.error('react: cleanup failed:', error));
 }

@@ -1,0 +1,75 @@
+// The daemon of bench/react, in a process of its own as a real one runs (the bench starts it with
+// the daemon's V8 flags): startDaemon for one node, its hypervisor traced for one VM, and one more
+// data watch on the daemon's own ZooKeeper session, for the floor. Talks to the bench over IPC:
+//   → { ready: true } once started
+//   → { floorSeen: version, t } when the floor znode's new version reaches the daemon's session
+//   ← { cmd: 'settle', id } → { id, marks } once both VM queues are idle: the marks recorded since
+//     the last settle (informer "look again", each traced libvirt call issued / answered)
+//   ← { cmd: 'stop', id } → { id } once the daemon has stopped
+// Times are process.hrtime (CLOCK_MONOTONIC), the same clock in every process of the machine.
+// Usage (by bench/react): react-daemon.ts ZK_CONNECT LIBVIRT_SOCKET VM FLOOR_PATH (the floor znode exists)
+import type { Hypervisor } from '../../drivers/hypervisor.ts';
+import { createLogger } from '../../controllers/logger.ts';
+import { startDaemon } from '../../daemon/daemon.ts';
+import { daemonConfig } from '../../test/rig/testdriver.ts';
+
+const [connectString, socket, vm, floorPath] = process.argv.slice(2) as [string, string, string, string];
+if (!process.send || !floorPath) throw new Error('react-daemon runs as a child of bench/react, with an IPC channel');
+const send = (message: object): void => void process.send!(message);
+
+type Mark = { what: string; t: string };
+let marks: Mark[] = [];
+const mark = (what: string): void => void marks.push({ what, t: process.hrtime.bigint().toString() });
+
+/** The daemon's hypervisor, each call for the VM marked when issued and when answered. */
+function traced<T extends Hypervisor>(hv: T): T {
+  return new Proxy(hv, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      if (typeof value !== 'function' || prop === 'constructor') return value;
+      return (...args: unknown[]) => {
+        const result = (value as (...a: unknown[]) => unknown).apply(target, args);
+        if (!(result instanceof Promise) || args[0] !== vm) return result;
+        const name = String(prop);
+        mark(`${name} issued`);
+        return result.then(
+          (v) => (mark(`${name} answered`), v),
+          (e: unknown) => (mark(`${name} failed`), Promise.reject(e)),
+        );
+      };
+    },
+  });
+}
+
+const daemon = await startDaemon(daemonConfig('hv1', connectString, socket), { log: createLogger({ level: 'silent' }), wrapHypervisor: traced });
+// Marked as the informer emits, before any controller's subscriber runs (a free worker starts its
+// reconcile inside the emission).
+const changes$ = daemon.manager.informers.vms.changes$;
+const emit = changes$.next.bind(changes$);
+changes$.next = (name: string) => {
+  if (name === vm) mark('informer: look again');
+  emit(name);
+};
+const unfollow = daemon.store.followData(floorPath, {
+  next: (state) => {
+    if (state.kind === 'data') send({ floorSeen: state.version, t: process.hrtime.bigint().toString() });
+  },
+  error: () => undefined,
+  complete: () => undefined,
+});
+
+process.on('message', (m: { cmd: 'settle' | 'stop'; id: number }) => {
+  if (m.cmd === 'settle') {
+    void Promise.all([daemon.domain.queue.idle(), daemon.migration.queue.idle()]).then(() => {
+      send({ id: m.id, marks });
+      marks = [];
+    });
+  } else {
+    unfollow();
+    void daemon.stop().then(() => {
+      send({ id: m.id });
+      process.disconnect();
+    });
+  }
+});
+send({ ready: true });
