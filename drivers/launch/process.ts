@@ -47,6 +47,17 @@ export function procStartTime(pid: number): number | undefined {
   return v === undefined ? undefined : Number(v);
 }
 
+/** The process's state letter (field 3 of its stat: R, S, Z, …), or undefined once it is gone. */
+export function procState(pid: number): string | undefined {
+  return statFields(pid)?.[0];
+}
+
+/** The process recorded is a zombie: it exited and its parent has not reaped it. */
+export function isZombie(ref: ProcRef): boolean {
+  const f = statFields(ref.pid);
+  return f?.[0] === 'Z' && Number(f[19]) === ref.startTime;
+}
+
 /** The process exists, is not a zombie, and is the one recorded (same start time). */
 export function isAlive(ref: ProcRef | undefined): boolean {
   if (!ref || !Number.isInteger(ref.pid) || ref.pid <= 1) return false;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isAlive, missingPackages, netnsWithPrefix, readState, type ProcRef, type SandboxState } from '../../drivers/sandbox/index.ts';
 import { pidsIn } from '../../drivers/launch/netns.ts';
-import { refOf } from '../../drivers/launch/process.ts';
+import { isZombie, procState, refOf } from '../../drivers/launch/process.ts';
 import { qemuProcs } from '../../drivers/sandbox/node.ts';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url)).replace(/\/$/, '');
@@ -214,9 +214,8 @@ export function leftovers(fp: Footprint): string[] {
   // Any running process whose command line or working directory is in the sandbox directory.
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    if (procState(Number(entry)) === 'Z') continue;
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z') continue;
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ');
       let cwd = '';
       try {
@@ -238,15 +237,5 @@ export function leftovers(fp: Footprint): string[] {
 
 /** Processes of the footprint left as zombies (exited, not reaped by their parent, e.g. a PID 1 that never reaps). */
 export function zombies(fp: Footprint): number {
-  let n = 0;
-  for (const p of fp.procs) {
-    try {
-      const stat = readFileSync(`/proc/${p.ref.pid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (f[0] === 'Z' && Number(f[19]) === p.ref.startTime) n++;
-    } catch {
-      // reaped
-    }
-  }
-  return n;
+  return fp.procs.filter((p) => isZombie(p.ref)).length;
 }
