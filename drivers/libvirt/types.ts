@@ -22,10 +22,6 @@ export function uuidToBytes(uuid: string): Uint8Array {
   return Uint8Array.from(Buffer.from(uuid.replace(/-/g, ''), 'hex'));
 }
 
-export function uuidFromBytes(b: Uint8Array): string {
-  return uuidFromHex(Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex'));
-}
-
 function uuidFromHex(h: string): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
 }
