@@ -22,6 +22,7 @@ import { cephInstalled, startCephRig, type CephRig } from '../rig/ceph.ts';
 import { Cluster, clusterUnavailable, paths, type Sampler } from '../rig/cluster.ts';
 import { rbdGuestImage, rbdGuestXml } from '../rig/rbd-guest.ts';
 import { startTcpProxy, type TcpProxy } from '../rig/tcp-proxy.ts';
+import { moveVm } from '../rig/storm.ts';
 import { writeVm } from '../rig/testdriver.ts';
 import { waitFor } from '../rig/wait.ts';
 import { vkFor } from '../cli/helpers.ts';
@@ -29,6 +30,8 @@ import { vkFor } from '../cli/helpers.ts';
 const MON = '198.51.100.254';
 const VMS = ['d1', 'r1', 'r2'];
 const RBD_ONLY = ['r1', 'r2'];
+/** A VM hv3 holds at rest (stopped): fenced, hv3 gives it up through recovery. */
+const REST = 'rest1';
 const unavailable = clusterUnavailable() ?? cephInstalled() ?? bmcInstalled();
 if (unavailable) console.error(`!!! SKIPPING the fencing cluster tests: ${unavailable} !!!`);
 
@@ -146,6 +149,12 @@ describe('fencing and recovery: three nodes, a BMC simulator, real Ceph, real da
   });
 
   it('power loss of hv3 (its BMC powers it off behind the cluster\'s back): every VM runs on hv1/hv2 exactly once; hv3 is fenced by ipmi', async () => {
+    // A VM at rest that hv3 holds (its status reserved by hv3's session): recovery releases it.
+    await writeVm(c.store, REST, { node: 'hv3', state: 'stopped' }, `<domain type='qemu'><name>${REST}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os><devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices></domain>`);
+    const reserved = await waitFor(`${REST} reserved at rest by hv3`, async () => {
+      const s = await c.status(REST);
+      return s?.node === 'hv3' && s.phase === 'Stopped' && s.reservedBy !== undefined ? s : undefined;
+    }, 30_000, state);
     const mark = c.fenceEvents.length;
     await createIpmiFencer(bmc.fenceOptions()).powerOff();
     await recoveredOff(VMS);
@@ -173,6 +182,25 @@ describe('fencing and recovery: three nodes, a BMC simulator, real Ceph, real da
     const out = await vkFor(c.zk.connectString, paths.root)('get', 'nodes');
     assert.match(out.stdout, /hv3.*fenced/, out.stdout);
     assert.doesNotMatch(out.stdout + out.stderr, /hv3-Secret-7/);
+
+    // The VM at rest: released (no reservation, a NodeFenced condition), its spec left as it was.
+    const released = await waitFor(`${REST} released`, async () => {
+      const s = await c.status(REST);
+      return s && s.reservedBy === undefined ? s : undefined;
+    }, 30_000, state);
+    assert.notEqual(reserved.reservedBy, undefined);
+    assert.equal(released.phase, 'Stopped');
+    const condition = released.conditions.find((k) => k.type === 'Running');
+    assert.equal(condition?.reason, 'NodeFenced', JSON.stringify(released.conditions));
+    assert.match(condition?.message ?? '', /hv3 was fenced \(ipmi\); released/);
+    assert.equal((await c.spec(REST)).node, 'hv3', 'a release leaves the spec alone');
+    assert.ok(!(f?.recovered ?? []).includes(REST), 'a VM at rest is released, not recovered (moved)');
+    // Released, it is free: moved to hv1, hv1 holds it at once (hv3 is dead and cannot let it go itself).
+    await moveVm(c.store, REST, 'hv1');
+    await waitFor(`${REST} reserved at rest by hv1`, async () => {
+      const s = await c.status(REST);
+      return s?.node === 'hv1' && s.phase === 'Stopped' && s.reservedBy !== undefined;
+    }, 30_000, state);
   });
 
   it('vk node ready hv3 after the repair brings its VMs back', async () => {
