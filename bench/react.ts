@@ -194,13 +194,13 @@ try {
   await ask('stop');
 
   // libvirtd's own part of the share, for reference: the same two calls on a domain of its own,
-  // with the daemon stopped, each after a pause as long as the one before a trial (a waitFor poll).
+  // with the daemon stopped, each after the same quiet as every measured write (QUIET_MS).
   const direct = await LibvirtHypervisor.open({ socket: hv1.libvirtd.socketPath, uri: 'test:///default' });
   await direct.define(testXml('react-ref'));
   const creates: number[] = [];
   const destroys: number[] = [];
   const timed = async (call: () => Promise<void>): Promise<number> => {
-    await new Promise((r) => setTimeout(r, POLL_MS));
+    await quiet();
     const t0 = process.hrtime.bigint();
     await call();
     return nsToMs(process.hrtime.bigint() - t0);
@@ -212,8 +212,8 @@ try {
   await direct.close();
   const create = summarize(creates);
   const destroy = summarize(destroys);
-  console.log(describe(`libvirtd alone: DOMAIN_CREATE after ${POLL_MS} ms quiet`, create));
-  console.log(describe(`libvirtd alone: DOMAIN_DESTROY after ${POLL_MS} ms quiet`, destroy));
+  console.log(describe(`libvirtd alone: DOMAIN_CREATE after ${QUIET_MS} ms quiet`, create));
+  console.log(describe(`libvirtd alone: DOMAIN_DESTROY after ${QUIET_MS} ms quiet`, destroy));
   console.log(`our share beyond libvirtd's own call: start p50 ${round3(start.p50 - floor.p50 - create.p50)} ms; stop p50 ${round3(stop.p50 - floor.p50 - destroy.p50)} ms`);
   console.log(
     JSON.stringify({

@@ -32,6 +32,8 @@ const STARTS = Number(process.argv[5] ?? 3);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const median = (xs: number[]): number => summarize(xs).p50;
+/** Each N's cluster lives under a root of its own. */
+const pathsOf = (n: number): ZkPaths => new ZkPaths(`/scale${n}`);
 const nodeStatus = () =>
   encodeNodeStatus({
     daemonState: 'run', domainState: 'ready', memory: { totalMiB: 65536, usedMiB: 1024, freeMiB: 64512, allocatedMiB: 0, provisionedMiB: 0 },
@@ -71,7 +73,7 @@ let starts = 0;
 
 /** One start of the daemon on N's root and a fresh libvirtd; resolves once its VMs run, the daemon still running. */
 async function startOnce(n: number): Promise<{ runningS: number; daemon: ChildProcess; hv: HvRig }> {
-  const paths = new ZkPaths(`/scale${n}`);
+  const paths = pathsOf(n);
   // Each status as the last start left it, removed at the version read (the first start finds none).
   await Promise.all(
     Array.from({ length: LOCAL }, async (_, i) => {
@@ -103,8 +105,7 @@ async function startOnce(n: number): Promise<{ runningS: number; daemon: ChildPr
     }
     return { runningS: (performance.now() - started) / 1000, daemon, hv };
   } catch (error) {
-    await stopByPid(daemon);
-    await stopHv(hv);
+    await stopRun({ daemon, hv });
     throw error;
   }
 }
@@ -116,7 +117,7 @@ async function stopRun(run: { daemon: ChildProcess; hv: HvRig }): Promise<void> 
 
 try {
   for (const n of ELSEWHERE) {
-    const paths = new ZkPaths(`/scale${n}`);
+    const paths = pathsOf(n);
     await store.ensurePath(paths.vms);
     await store.create(paths.schema, JSON.stringify({ version: 2 }));
     // The other nodes of the cluster, with the statuses their daemons would keep (the selectors read them).
