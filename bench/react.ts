@@ -13,33 +13,39 @@
 // versions of this bench (a writer and a watcher in this process, no pause: warmer than any
 // trial) is printed beside it as floor_hot.
 //
+// The bare reactor beside it (bench/lib/react-bare.ts) is the least any daemon could do: the
+// project's ZooKeeper and libvirt clients in a process of its own, sending the libvirt call as the
+// data arrives (no decode, queue, plan or status), measured the same way on a domain of its own
+// after the daemon has stopped, with its own floor. Its share is what sending the libvirt call,
+// libvirtd and the event's way to the observer cost here whatever a daemon does; ours beyond it
+// is the daemon's own.
+//
 // Each trial also records a timeline: the write issued (t0), the daemon's informer "look again"
-// for the VM (as it is emitted, before any controller runs), every libvirt call the daemon issues
-// and its answer, and the event on the observer's connection (one monotonic clock for every
+// for the VM (as it is emitted, before any controller runs), the daemon's libvirt calls for it
+// (react-daemon.ts's TRACED) sent and answered, and the event on the observer's connection (one monotonic clock for every
 // process of the machine); and the slowest trials are printed step by step.
 // Usage: npm run bench -- react [TRIALS]   (default 200 each)
-import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DAEMON_NODE_FLAGS } from '../drivers/launch/daemon.ts';
 import { LibvirtHypervisor } from '../drivers/libvirt-hypervisor.ts';
 import { ZkStore } from '../drivers/zk/index.ts';
 import { encodeVmSpec, type VmSpecInput } from '../schemas/index.ts';
 import { startZooKeeper } from '../test/rig/zookeeper.ts';
 import { paths, readStatus, startHv, stopHv, testXml, writeVm } from '../test/rig/testdriver.ts';
 import { POLL_MS, waitFor } from '../test/rig/wait.ts';
-import { stopByPid } from './lib/proc.ts';
+import { spawnReactor, type Reactor } from './lib/reactor.ts';
 import { measureStoreWatch } from './lib/store-watch.ts';
 import { describe, nsToMs, round3, summarize } from './lib/stats.ts';
 
 const TRIALS = Number(process.argv[2] ?? 200);
 const VM = 'react1';
 const FLOOR = '/react-floor';
+const BARE_DOMAIN = 'react-ref';
+const BARE_WANT = '/react-bare';
 const QUIET_MS = POLL_MS;
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 type Mark = { what: string; t: bigint };
-type FromDaemon = { ready: true } | { floorSeen: number; t: string } | { id: number; marks?: Array<{ what: string; t: string }> };
 
 /** What this run started, stopped in reverse order whatever happens. */
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -51,61 +57,33 @@ try {
   const store = await ZkStore.connect({ connectString: zk.connectString });
   cleanups.push(() => store.close());
   await store.create(FLOOR, '0');
-  const child = spawn(
-    process.execPath,
-    [...DAEMON_NODE_FLAGS, '--import', 'tsx', join(repo, 'bench/lib/react-daemon.ts'), zk.connectString, hv1.libvirtd.socketPath, VM, FLOOR],
-    { cwd: repo, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, NODE_OPTIONS: '' } },
-  );
-  cleanups.push(() => stopByPid(child));
-  let exited: Error | undefined;
-  const replies = new Map<number, { resolve: (m: FromDaemon) => void; reject: (e: Error) => void }>();
-  let floorWaiter: { version: number; resolve: (t: bigint) => void } | undefined;
-  let ready!: () => void;
-  const daemonReady = new Promise<void>((r) => (ready = r));
-  child.on('message', (m: FromDaemon) => {
-    if ('ready' in m) ready();
-    else if ('floorSeen' in m) {
-      if (floorWaiter && m.floorSeen >= floorWaiter.version) {
-        const w = floorWaiter;
-        floorWaiter = undefined;
-        w.resolve(BigInt(m.t));
-      }
-    } else {
-      replies.get(m.id)?.resolve(m);
-      replies.delete(m.id);
-    }
-  });
-  child.on('exit', (code, signal) => {
-    exited = new Error(`the bench's daemon exited (code ${code}, signal ${signal})`);
-    for (const r of replies.values()) r.reject(exited);
-  });
-  let lastId = 0;
-  const ask = (cmd: 'settle' | 'stop'): Promise<FromDaemon> =>
-    new Promise((resolve, reject) => {
-      if (exited) return reject(exited);
-      const id = ++lastId;
-      replies.set(id, { resolve, reject });
-      child.send({ cmd, id });
-    });
-  await Promise.race([daemonReady, new Promise((_, reject) => child.once('exit', () => reject(exited)))]);
+  await store.create(BARE_WANT, 'stopped');
+  const daemon = await spawnReactor(repo, join(repo, 'bench/lib/react-daemon.ts'), [zk.connectString, hv1.libvirtd.socketPath, VM, FLOOR]);
+  cleanups.push(() => daemon.kill());
 
   const observer = await LibvirtHypervisor.open({ socket: hv1.libvirtd.socketPath, uri: 'test:///default' });
-  let waitingFor: { event: string; resolve: (t: bigint) => void } | undefined;
+  let waitingFor: { name: string; event: string; resolve: (t: bigint) => void } | undefined;
   const sub = observer.lifecycle$.subscribe((n) => {
-    if (n.name !== VM || !waitingFor || n.event !== waitingFor.event) return;
+    if (!waitingFor || n.name !== waitingFor.name || n.event !== waitingFor.event) return;
     const w = waitingFor;
     waitingFor = undefined;
     w.resolve(process.hrtime.bigint());
   });
+  cleanups.push(async () => {
+    sub.unsubscribe();
+    await observer.close();
+  });
+  /** Resolves to the time `event` of domain `name` reaches the observer. */
+  const eventSeen = (name: string, event: string): Promise<bigint> => new Promise((resolve) => (waitingFor = { name, event, resolve }));
   await writeVm(store, VM, { node: 'hv1', state: 'stopped', stopMode: 'force' });
   await waitFor(`${VM} Stopped`, async () => (await readStatus(store, VM))?.phase === 'Stopped');
-  await ask('settle');
+  await daemon.ask('settle');
   const quiet = (): Promise<void> => new Promise((r) => setTimeout(r, QUIET_MS));
 
-  const floorSample = async (): Promise<number> => {
+  const floorSample = async (reactor: Reactor): Promise<number> => {
     await quiet();
     const current = (await store.get(FLOOR))!;
-    const seen = new Promise<bigint>((resolve) => (floorWaiter = { version: current.version + 1, resolve }));
+    const seen = reactor.floorSeen(current.version + 1);
     const t0 = process.hrtime.bigint();
     await store.set(FLOOR, String(current.version + 1), current.version);
     return nsToMs((await seen) - t0);
@@ -117,24 +95,24 @@ try {
     const spec = JSON.parse(current.data.toString('utf8')) as VmSpecInput;
     const next: VmSpecInput = state === 'running' ? { ...spec, state } : { ...spec, state, forceStopAt: new Date().toISOString() };
     const data = encodeVmSpec(next);
-    const seen = new Promise<bigint>((resolve) => (waitingFor = { event, resolve }));
+    const seen = eventSeen(VM, event);
     const t0 = process.hrtime.bigint();
     await store.set(paths.vmSpec(VM), data, current.version);
     const t1 = await seen;
     // Settled before the next write: the status written, both of the daemon's queues idle.
     const phase = state === 'running' ? 'Running' : 'Stopped';
     await waitFor(phase, async () => (await readStatus(store, VM))?.phase === phase);
-    const settled = await ask('settle');
-    const marks = 'marks' in settled ? (settled.marks ?? []) : [];
+    const settled = await daemon.ask('settle');
+    const marks = settled.marks ?? [];
     const timeline = [...marks.map((m) => ({ what: m.what, t: BigInt(m.t) })), { what: `${event} event seen`, t: t1 }];
     return { ms: nsToMs(t1 - t0), timeline, t0 };
   };
 
   // Warm-up (not measured): JIT, connections, caches.
   for (let i = 0; i < 20; i++) {
-    await floorSample();
+    await floorSample(daemon);
     await trial('running', 'started');
-    await floorSample();
+    await floorSample(daemon);
     await trial('stopped', 'stopped');
   }
   await measureStoreWatch(zk.connectString, '/react-floor-hot-warmup', 200);
@@ -143,9 +121,9 @@ try {
   const starts: Awaited<ReturnType<typeof trial>>[] = [];
   const stops: Awaited<ReturnType<typeof trial>>[] = [];
   for (let i = 0; i < TRIALS; i++) {
-    floors.push(await floorSample());
+    floors.push(await floorSample(daemon));
     starts.push(await trial('running', 'started'));
-    floors.push(await floorSample());
+    floors.push(await floorSample(daemon));
     stops.push(await trial('stopped', 'stopped'));
   }
   const floor = summarize(floors);
@@ -189,14 +167,64 @@ try {
   for (const line of slowest(stops)) console.log(line);
   console.log(`against floor_hot: start p50 ${round3(start.p50 - floorHot.p50)} ms, p99 ${round3(start.p99 - floorHot.p99)} ms; stop p50 ${round3(stop.p50 - floorHot.p50)} ms, p99 ${round3(stop.p99 - floorHot.p99)} ms`);
   console.log(`our share (minus the floor): start p50 ${round3(start.p50 - floor.p50)} ms, p99 ${round3(start.p99 - floor.p99)} ms; stop p50 ${round3(stop.p50 - floor.p50)} ms, p99 ${round3(stop.p99 - floor.p99)} ms (goals ≤ 1.5 ms, ≤ 5 ms)`);
-  sub.unsubscribe();
-  await observer.close();
-  await ask('stop');
+  await daemon.ask('stop');
+
+  // The bare reactor (bench/lib/react-bare.ts), on a domain of its own once the daemon has stopped:
+  // the same quiet before every write, its own floor samples interleaved.
+  await hv1.hv.define(testXml(BARE_DOMAIN));
+  const bare = await spawnReactor(repo, join(repo, 'bench/lib/react-bare.ts'), [zk.connectString, hv1.libvirtd.socketPath, BARE_DOMAIN, BARE_WANT, FLOOR]);
+  cleanups.push(() => bare.kill());
+  /** Per bare trial: the write → the event seen, and the call sent → the event seen (ms). */
+  const bareTrial = async (want: 'running' | 'stopped', event: string): Promise<{ ms: number; libvirtMs: number }> => {
+    await quiet();
+    const current = (await store.get(BARE_WANT))!;
+    const seen = eventSeen(BARE_DOMAIN, event);
+    const t0 = process.hrtime.bigint();
+    await store.set(BARE_WANT, want, current.version);
+    const t1 = await seen;
+    const sent = (await bare.ask('settle')).marks?.find((m) => m.what === 'call sent');
+    if (!sent) throw new Error('the bare reactor sent no call');
+    return { ms: nsToMs(t1 - t0), libvirtMs: nsToMs(t1 - BigInt(sent.t)) };
+  };
+  for (let i = 0; i < 20; i++) {
+    await floorSample(bare);
+    await bareTrial('running', 'started');
+    await floorSample(bare);
+    await bareTrial('stopped', 'stopped');
+  }
+  const bareFloors: number[] = [];
+  const bareStarts: Awaited<ReturnType<typeof bareTrial>>[] = [];
+  const bareStops: Awaited<ReturnType<typeof bareTrial>>[] = [];
+  for (let i = 0; i < TRIALS; i++) {
+    bareFloors.push(await floorSample(bare));
+    bareStarts.push(await bareTrial('running', 'started'));
+    bareFloors.push(await floorSample(bare));
+    bareStops.push(await bareTrial('stopped', 'stopped'));
+  }
+  await bare.ask('stop');
+  const bareFloor = summarize(bareFloors);
+  const bareStart = summarize(bareStarts.map((t) => t.ms));
+  const bareStop = summarize(bareStops.map((t) => t.ms));
+  /** Call sent → event seen, median (ms): libvirtd and the observer, when the bare reactor or the daemon calls. */
+  const sentToSeen = (trials: typeof starts, call: string): number =>
+    summarize(trials.flatMap(({ timeline }) => {
+      const sent = timeline.find((m) => m.what === `${call} issued`);
+      const seen = timeline.at(-1)!;
+      return sent ? [nsToMs(seen.t - sent.t)] : [];
+    })).p50;
+  console.log(describe(`bare: floor`, bareFloor));
+  console.log(describe(`bare: write → STARTED seen`, bareStart));
+  console.log(describe(`bare: write → STOPPED seen`, bareStop));
+  console.log(`bare reactor's share (the least any daemon could have): start p50 ${round3(bareStart.p50 - bareFloor.p50)} ms, p99 ${round3(bareStart.p99 - bareFloor.p99)} ms; stop p50 ${round3(bareStop.p50 - bareFloor.p50)} ms, p99 ${round3(bareStop.p99 - bareFloor.p99)} ms`);
+  console.log(
+    `call sent → event seen, p50: start ${round3(sentToSeen(starts, 'start'))} ms (daemon), ${round3(summarize(bareStarts.map((t) => t.libvirtMs)).p50)} ms (bare); ` +
+      `stop ${round3(sentToSeen(stops, 'destroy'))} ms (daemon), ${round3(summarize(bareStops.map((t) => t.libvirtMs)).p50)} ms (bare)`,
+  );
+  console.log(`our share beyond the bare reactor's: start p50 ${round3(start.p50 - floor.p50 - (bareStart.p50 - bareFloor.p50))} ms; stop p50 ${round3(stop.p50 - floor.p50 - (bareStop.p50 - bareFloor.p50))} ms`);
 
   // libvirtd's own part of the share, for reference: the same two calls on a domain of its own,
   // with the daemon stopped, each after the same quiet as every measured write (QUIET_MS).
   const direct = await LibvirtHypervisor.open({ socket: hv1.libvirtd.socketPath, uri: 'test:///default' });
-  await direct.define(testXml('react-ref'));
   const creates: number[] = [];
   const destroys: number[] = [];
   const timed = async (call: () => Promise<void>): Promise<number> => {
@@ -206,8 +234,8 @@ try {
     return nsToMs(process.hrtime.bigint() - t0);
   };
   for (let i = 0; i < TRIALS; i++) {
-    creates.push(await timed(() => direct.start('react-ref')));
-    destroys.push(await timed(() => direct.destroy('react-ref')));
+    creates.push(await timed(() => direct.start(BARE_DOMAIN)));
+    destroys.push(await timed(() => direct.destroy(BARE_DOMAIN)));
   }
   await direct.close();
   const create = summarize(creates);
@@ -231,6 +259,10 @@ try {
       share_start_p99_ms: round3(start.p99 - floor.p99),
       share_stop_p50_ms: round3(stop.p50 - floor.p50),
       share_stop_p99_ms: round3(stop.p99 - floor.p99),
+      bare_share_start_p50_ms: round3(bareStart.p50 - bareFloor.p50),
+      bare_share_start_p99_ms: round3(bareStart.p99 - bareFloor.p99),
+      bare_share_stop_p50_ms: round3(bareStop.p50 - bareFloor.p50),
+      bare_share_stop_p99_ms: round3(bareStop.p99 - bareFloor.p99),
       libvirt_create_p50_ms: round3(create.p50),
       libvirt_destroy_p50_ms: round3(destroy.p50),
     }),
