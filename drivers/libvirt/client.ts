@@ -212,6 +212,11 @@ export class LibvirtClient {
 
   // ---- domains ----
 
+  /** How many domains are active (running or paused): one int, however many there are. */
+  connectNumOfDomains(opts?: CallOptions): Promise<number> {
+    return this.invoke(Proc.CONNECT_NUM_OF_DOMAINS, undefined, (r) => r.int(), opts);
+  }
+
   /** Flags: ListDomainsFlags (0 = all). */
   connectListAllDomains(flags = 0, opts?: CallOptions): Promise<Domain[]> {
     return this.invoke(

@@ -8,6 +8,7 @@
 //    session never connects to a server that is behind what we already saw.
 //  - a fix for Transaction's `version = version || -1`, which turns version 0 into a blind write.
 //  - reconnecting with a known session id/password (to close an old session: see connection-state).
+//  - no stack trace on the library's error replies (withoutStackTraces, below).
 import zookeeper from 'node-zookeeper-client';
 import type { Client, Transaction } from 'node-zookeeper-client';
 import type { Socket } from 'node:net';
@@ -49,6 +50,33 @@ export interface RawClientOptions {
   sessionId?: Buffer;
   sessionPassword?: Buffer;
 }
+
+/**
+ * The library makes an Exception, with Error.captureStackTrace, for every reply that carries an
+ * error code: each NO_NODE answer to exists() or getData() of an absent znode, which a daemon
+ * following its VMs (their usually absent migration and RBD records, a new VM's status) gets
+ * hundreds of times while a cluster converges. That stack only ever shows the library's socket
+ * handler, and collecting it was about 2 % of a converging daemon's CPU (a profile of
+ * bench/converge): its Exceptions are made without one. Every module of the library calls the one
+ * `Exception.create` it exports.
+ */
+const patched = Symbol('virtkeeper: Exception.create without stack traces');
+function withoutStackTraces(): void {
+  const lib = zookeeper.Exception as unknown as { create(code: number): Error; [patched]?: true };
+  if (lib[patched]) return;
+  const create = lib.create;
+  lib.create = function (this: unknown, code: number): Error {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      return create.call(this, code);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
+  };
+  lib[patched] = true;
+}
+withoutStackTraces();
 
 export function createRawClient(connectString: string, opts: RawClientOptions): RawClient {
   // `sessionId`/`sessionPassword` are supported by the library but missing from its typings.

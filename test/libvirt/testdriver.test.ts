@@ -11,6 +11,7 @@ import {
   LibvirtConnection,
   LibvirtConnectionError,
   LibvirtError,
+  ListDomainsFlags,
   MemoryStatTag,
   type ConnectionState,
   type LifecycleEvent,
@@ -76,8 +77,12 @@ describe('libvirt client against libvirtd (test driver)', { timeout: 120_000 }, 
     const seen: LifecycleEvent[] = [];
     const sub = conn.lifecycle$.pipe(filter((e) => e.domain.name === name)).subscribe((e) => seen.push(e));
     try {
+      // NUM_OF_DOMAINS counts the active domains (running or paused), as the active listing does.
+      const active = await conn.connectNumOfDomains();
+      assert.equal(active, (await conn.connectListAllDomains(ListDomainsFlags.ACTIVE)).length);
       let ev = nextEvent(conn.lifecycle$, name);
       const d = await conn.domainDefineXmlFlags(xml(name));
+      assert.equal(await conn.connectNumOfDomains(), active, 'a defined domain is not active');
       assert.equal(d.name, name);
       assert.equal(d.id, -1);
       assert.equal((await ev).eventName, 'defined');
@@ -90,6 +95,7 @@ describe('libvirt client against libvirtd (test driver)', { timeout: 120_000 }, 
       assert.equal((await conn.domainGetState(d)).stateName, 'running');
       assert.equal(await conn.domainIsActive(d), true);
       assert.equal(await conn.domainIsPersistent(d), true);
+      assert.equal(await conn.connectNumOfDomains(), active + 1);
       const info = await conn.domainGetInfo(d);
       assert.equal(info.stateName, 'running');
       assert.equal(info.maxMemKiB, 64 * 1024);
@@ -99,6 +105,7 @@ describe('libvirt client against libvirtd (test driver)', { timeout: 120_000 }, 
       await conn.domainSuspend(d);
       assert.equal((await ev).eventName, 'suspended');
       assert.equal((await conn.domainGetState(d)).stateName, 'paused');
+      assert.equal(await conn.connectNumOfDomains(), active + 1, 'a paused domain is active');
 
       ev = nextEvent(conn.lifecycle$, name);
       await conn.domainResume(d);
@@ -108,6 +115,7 @@ describe('libvirt client against libvirtd (test driver)', { timeout: 120_000 }, 
       await conn.domainShutdown(d);
       assert.deepEqual([(await ev).eventName, (await ev).detailName], ['stopped', 'shutdown']);
       assert.equal((await conn.domainGetState(d)).stateName, 'shutoff');
+      assert.equal(await conn.connectNumOfDomains(), active);
 
       ev = nextEvent(conn.lifecycle$, name);
       const started = await conn.domainCreateWithFlags(d);
