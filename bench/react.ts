@@ -108,24 +108,30 @@ try {
     return { ms: nsToMs(t1 - t0), timeline, t0 };
   };
 
-  // Warm-up (not measured): JIT, connections, caches.
-  for (let i = 0; i < 20; i++) {
-    await floorSample(daemon);
-    await trial('running', 'started');
-    await floorSample(daemon);
-    await trial('stopped', 'stopped');
-  }
+  /**
+   * 20 rounds not measured (JIT, connections, caches), then TRIALS rounds of a floor sample, a
+   * start, a floor sample and a stop, against one reactor.
+   */
+  const rounds = async <T>(reactor: Reactor, run: (state: 'running' | 'stopped', event: string) => Promise<T>): Promise<{ floors: number[]; starts: T[]; stops: T[] }> => {
+    const floors: number[] = [];
+    const starts: T[] = [];
+    const stops: T[] = [];
+    for (let i = 0; i < 20 + TRIALS; i++) {
+      const floorA = await floorSample(reactor);
+      const started = await run('running', 'started');
+      const floorB = await floorSample(reactor);
+      const stopped = await run('stopped', 'stopped');
+      if (i < 20) continue;
+      floors.push(floorA, floorB);
+      starts.push(started);
+      stops.push(stopped);
+    }
+    return { floors, starts, stops };
+  };
+
   await measureStoreWatch(zk.connectString, '/react-floor-hot-warmup', 200);
   const floorHot = summarize(await measureStoreWatch(zk.connectString, '/react-floor-hot', Math.max(500, TRIALS * 2)));
-  const floors: number[] = [];
-  const starts: Awaited<ReturnType<typeof trial>>[] = [];
-  const stops: Awaited<ReturnType<typeof trial>>[] = [];
-  for (let i = 0; i < TRIALS; i++) {
-    floors.push(await floorSample(daemon));
-    starts.push(await trial('running', 'started'));
-    floors.push(await floorSample(daemon));
-    stops.push(await trial('stopped', 'stopped'));
-  }
+  const { floors, starts, stops } = await rounds(daemon, trial);
   const floor = summarize(floors);
   console.log(describe(`floor: write → daemon's session`, floor));
   console.log(describe('floor_hot: back-to-back, in-process', floorHot));
@@ -186,21 +192,7 @@ try {
     if (!sent) throw new Error('the bare reactor sent no call');
     return { ms: nsToMs(t1 - t0), libvirtMs: nsToMs(t1 - BigInt(sent.t)) };
   };
-  for (let i = 0; i < 20; i++) {
-    await floorSample(bare);
-    await bareTrial('running', 'started');
-    await floorSample(bare);
-    await bareTrial('stopped', 'stopped');
-  }
-  const bareFloors: number[] = [];
-  const bareStarts: Awaited<ReturnType<typeof bareTrial>>[] = [];
-  const bareStops: Awaited<ReturnType<typeof bareTrial>>[] = [];
-  for (let i = 0; i < TRIALS; i++) {
-    bareFloors.push(await floorSample(bare));
-    bareStarts.push(await bareTrial('running', 'started'));
-    bareFloors.push(await floorSample(bare));
-    bareStops.push(await bareTrial('stopped', 'stopped'));
-  }
+  const { floors: bareFloors, starts: bareStarts, stops: bareStops } = await rounds(bare, bareTrial);
   await bare.ask('stop');
   const bareFloor = summarize(bareFloors);
   const bareStart = summarize(bareStarts.map((t) => t.ms));

@@ -12,14 +12,13 @@ import type { Hypervisor } from '../../drivers/hypervisor.ts';
 import { createLogger } from '../../controllers/logger.ts';
 import { startDaemon } from '../../daemon/daemon.ts';
 import { daemonConfig } from '../../test/rig/testdriver.ts';
+import { serveBench, type ReactorChild } from './reactor-child.ts';
 
 const [connectString, socket, vm, floorPath] = process.argv.slice(2) as [string, string, string, string];
-if (!process.send || !floorPath) throw new Error('react-daemon runs as a child of bench/react, with an IPC channel');
-const send = (message: object): void => void process.send!(message);
-
-type Mark = { what: string; t: string };
-let marks: Mark[] = [];
-const mark = (what: string): void => void marks.push({ what, t: process.hrtime.bigint().toString() });
+if (!floorPath) throw new Error('usage: react-daemon.ts ZK_CONNECT LIBVIRT_SOCKET VM FLOOR_PATH');
+/** Set once the daemon is up: its driver's calls and informer are traced from then on. */
+let bench: ReactorChild | undefined;
+const mark = (what: string): void => bench?.mark(what);
 
 /** The calls of the hypervisor driver a trial's timeline shows. */
 const TRACED = ['domainState', 'start', 'shutdown', 'destroy', 'undefine'] as const;
@@ -56,26 +55,7 @@ changes$.next = (name: string) => {
   if (name === vm) mark('informer: look again');
   emit(name);
 };
-const unfollow = daemon.store.followData(floorPath, {
-  next: (state) => {
-    if (state.kind === 'data') send({ floorSeen: state.version, t: process.hrtime.bigint().toString() });
-  },
-  error: () => undefined,
-  complete: () => undefined,
+bench = serveBench(daemon.store, floorPath, {
+  settled: () => Promise.all([daemon.domain.queue.idle(), daemon.migration.queue.idle()]),
+  stop: () => daemon.stop(),
 });
-
-process.on('message', (m: { cmd: 'settle' | 'stop'; id: number }) => {
-  if (m.cmd === 'settle') {
-    void Promise.all([daemon.domain.queue.idle(), daemon.migration.queue.idle()]).then(() => {
-      send({ id: m.id, marks });
-      marks = [];
-    });
-  } else {
-    unfollow();
-    void daemon.stop().then(() => {
-      send({ id: m.id });
-      process.disconnect();
-    });
-  }
-});
-send({ ready: true });
