@@ -29,10 +29,13 @@ export const INDEX_SCHEMA_VERSION = 2;
 export async function indexOps(store: ZkStore, paths: ZkPaths, vm: string, spec: { node: string; previousNode?: string | null | undefined }): Promise<Op[]> {
   const nodes = [spec.node, ...(spec.previousNode && spec.previousNode !== spec.node ? [spec.previousNode] : [])];
   // The usual case, entries that exist, costs one read per node; parents are looked at only when one is missing.
-  const perNode = await Promise.all(nodes.map((node) => nodeIndexOps(store, paths, vm, node)));
-  if (perNode.every((ops) => ops[0]?.op === 'check')) return perNode.flat();
+  const ops = (await Promise.all(nodes.map((node) => nodeIndexOps(store, paths, vm, node)))).flat();
+  // An entry or node list that exists has /index above it: the root is read only when a list is to
+  // be created (a new VM, the usual create, costs two reads, as a rename of its node does).
+  const lists = new Set(nodes.map((node) => paths.nodeVms(node)));
+  if (!ops.some((op) => op.op === 'create' && lists.has(op.path))) return ops;
   const rootStat = await store.exists(paths.index);
-  return [...(rootStat ? [] : [{ op: 'create' as const, path: paths.index }]), ...perNode.flat()];
+  return [...(rootStat ? [] : [{ op: 'create' as const, path: paths.index }]), ...ops];
 }
 
 async function nodeIndexOps(store: ZkStore, paths: ZkPaths, vm: string, node: string): Promise<Op[]> {

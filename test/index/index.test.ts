@@ -134,6 +134,21 @@ describe('index helpers', () => {
     await assert.rejects(store.multi(again), 'a check of an entry that went fails the write');
   });
 
+  it('indexOps reads /index only when a node list is to be created: an entry or a list that exists is below it', async () => {
+    await store.ensurePath(paths.nodeVms('hv1'));
+    const reads: string[] = [];
+    const counting = Object.create(store, { exists: { value: (path: string) => (reads.push(path), store.exists(path)) } }) as ZkStore;
+    // A new VM on a node whose list exists: its entry and that list are read, not the root.
+    assert.deepEqual(await indexOps(counting, paths, 'x9', { node: 'hv1' }), [{ op: 'create', path: paths.nodeVmEntry('hv1', 'x9') }]);
+    assert.deepEqual(reads, [paths.nodeVmEntry('hv1', 'x9'), paths.nodeVms('hv1')]);
+    // A node with no list yet: the root is read, and not created again.
+    reads.length = 0;
+    const ops = await indexOps(counting, paths, 'x9', { node: 'hv7' });
+    assert.deepEqual(ops.map((o) => `${o.op} ${o.path}`), [`create ${paths.nodeVms('hv7')}`, `create ${paths.nodeVmEntry('hv7', 'x9')}`]);
+    assert.deepEqual(reads, [paths.nodeVmEntry('hv7', 'x9'), paths.nodeVms('hv7'), paths.index]);
+    await store.multi(ops);
+  });
+
   it('releaseIndexEntry refuses while the spec changed; removalIndexOps deletes every entry', async () => {
     await store.multi([{ op: 'create', path: paths.vm('x2') }, { op: 'create', path: paths.vmSpec('x2'), data: encodeVmSpec({ node: 'hv1', state: 'stopped' }) }, ...(await indexOps(store, paths, 'x2', { node: 'hv1', previousNode: 'hv2' }))]);
     assert.equal(await releaseIndexEntry(store, paths, 'x2', 'hv2', 5), false, 'spec is not at version 5: kept');
