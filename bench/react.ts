@@ -22,8 +22,9 @@
 //
 // Each trial also records a timeline: the write issued (t0), the daemon's informer "look again"
 // for the VM (as it is emitted, before any controller runs), the daemon's libvirt calls for it
-// (react-daemon.ts's TRACED) sent and answered, and the event on the observer's connection (one monotonic clock for every
-// process of the machine); and the slowest trials are printed step by step.
+// (react-daemon.ts's TRACED) sent and answered, and the event on the observer's connection (one
+// monotonic clock for every process of the machine); and the slowest trials are printed step by
+// step.
 // Usage: npm run bench -- react [TRIALS]   (default 200 each)
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
