@@ -36,7 +36,7 @@ import { paths, readStatus, startHv, stopHv, testXml, writeVm } from '../test/ri
 import { POLL_MS, waitFor } from '../test/rig/wait.ts';
 import { spawnReactor, type Reactor } from './lib/reactor.ts';
 import { measureStoreWatch } from './lib/store-watch.ts';
-import { describe, nsToMs, round3, summarize } from './lib/stats.ts';
+import { describe, nsToMs, round3, summarize, type Summary } from './lib/stats.ts';
 
 const TRIALS = Number(process.argv[2] ?? 200);
 const VM = 'react1';
@@ -47,6 +47,16 @@ const QUIET_MS = POLL_MS;
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 type Mark = { what: string; t: bigint };
+/** A reactor's share: its reactions' percentiles minus its floor's (ms). */
+type Share = { startP50: number; startP99: number; stopP50: number; stopP99: number };
+
+function shareOf(start: Summary, stop: Summary, floor: Summary): Share {
+  return { startP50: start.p50 - floor.p50, startP99: start.p99 - floor.p99, stopP50: stop.p50 - floor.p50, stopP99: stop.p99 - floor.p99 };
+}
+
+function describeShare(s: Share): string {
+  return `start p50 ${round3(s.startP50)} ms, p99 ${round3(s.startP99)} ms; stop p50 ${round3(s.stopP50)} ms, p99 ${round3(s.stopP99)} ms`;
+}
 
 /** What this run started, stopped in reverse order whatever happens. */
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -162,6 +172,7 @@ try {
       .map((t) => `  ${round3(t.ms)} ms: ${t.timeline.map((m) => `${m.what} ${round3(nsToMs(m.t - t.t0))}`).join(', ')}`);
   const start = summarize(starts.map((s) => s.ms));
   const stop = summarize(stops.map((s) => s.ms));
+  const share = shareOf(start, stop, floor);
   console.log(describe('start: spec write → STARTED seen', start));
   console.log('start timeline (median ms after the write):');
   for (const line of medianTimeline(starts)) console.log(line);
@@ -173,7 +184,7 @@ try {
   console.log('slowest stops (ms after the write):');
   for (const line of slowest(stops)) console.log(line);
   console.log(`against floor_hot: start p50 ${round3(start.p50 - floorHot.p50)} ms, p99 ${round3(start.p99 - floorHot.p99)} ms; stop p50 ${round3(stop.p50 - floorHot.p50)} ms, p99 ${round3(stop.p99 - floorHot.p99)} ms`);
-  console.log(`our share (minus the floor): start p50 ${round3(start.p50 - floor.p50)} ms, p99 ${round3(start.p99 - floor.p99)} ms; stop p50 ${round3(stop.p50 - floor.p50)} ms, p99 ${round3(stop.p99 - floor.p99)} ms (goals ≤ 1.5 ms, ≤ 5 ms)`);
+  console.log(`our share (minus the floor): ${describeShare(share)} (goals ≤ 1.5 ms, ≤ 5 ms)`);
   await daemon.ask('stop');
 
   // The bare reactor (bench/lib/react-bare.ts), on a domain of its own once the daemon has stopped:
@@ -208,12 +219,13 @@ try {
   console.log(describe(`bare: floor`, bareFloor));
   console.log(describe(`bare: write → STARTED seen`, bareStart));
   console.log(describe(`bare: write → STOPPED seen`, bareStop));
-  console.log(`bare reactor's share (the least any daemon could have): start p50 ${round3(bareStart.p50 - bareFloor.p50)} ms, p99 ${round3(bareStart.p99 - bareFloor.p99)} ms; stop p50 ${round3(bareStop.p50 - bareFloor.p50)} ms, p99 ${round3(bareStop.p99 - bareFloor.p99)} ms`);
+  const bareShare = shareOf(bareStart, bareStop, bareFloor);
+  console.log(`bare reactor's share (the least any daemon could have): ${describeShare(bareShare)}`);
   console.log(
     `call sent → event seen, p50: start ${round3(sentToSeen(starts, 'start'))} ms (daemon), ${round3(summarize(bareStarts.map((t) => t.libvirtMs)).p50)} ms (bare); ` +
       `stop ${round3(sentToSeen(stops, 'destroy'))} ms (daemon), ${round3(summarize(bareStops.map((t) => t.libvirtMs)).p50)} ms (bare)`,
   );
-  console.log(`our share beyond the bare reactor's: start p50 ${round3(start.p50 - floor.p50 - (bareStart.p50 - bareFloor.p50))} ms; stop p50 ${round3(stop.p50 - floor.p50 - (bareStop.p50 - bareFloor.p50))} ms`);
+  console.log(`our share beyond the bare reactor's: start p50 ${round3(share.startP50 - bareShare.startP50)} ms; stop p50 ${round3(share.stopP50 - bareShare.stopP50)} ms`);
 
   // libvirtd's own part of the share, for reference: the same two calls on a domain of its own,
   // with the daemon stopped, each after the same quiet as every measured write (QUIET_MS).
@@ -235,7 +247,7 @@ try {
   const destroy = summarize(destroys);
   console.log(describe(`libvirtd alone: DOMAIN_CREATE after ${QUIET_MS} ms quiet`, create));
   console.log(describe(`libvirtd alone: DOMAIN_DESTROY after ${QUIET_MS} ms quiet`, destroy));
-  console.log(`our share beyond libvirtd's own call: start p50 ${round3(start.p50 - floor.p50 - create.p50)} ms; stop p50 ${round3(stop.p50 - floor.p50 - destroy.p50)} ms`);
+  console.log(`our share beyond libvirtd's own call: start p50 ${round3(share.startP50 - create.p50)} ms; stop p50 ${round3(share.stopP50 - destroy.p50)} ms`);
   console.log(
     JSON.stringify({
       bench: 'react',
@@ -248,14 +260,14 @@ try {
       start_p99_ms: round3(start.p99),
       stop_p50_ms: round3(stop.p50),
       stop_p99_ms: round3(stop.p99),
-      share_start_p50_ms: round3(start.p50 - floor.p50),
-      share_start_p99_ms: round3(start.p99 - floor.p99),
-      share_stop_p50_ms: round3(stop.p50 - floor.p50),
-      share_stop_p99_ms: round3(stop.p99 - floor.p99),
-      bare_share_start_p50_ms: round3(bareStart.p50 - bareFloor.p50),
-      bare_share_start_p99_ms: round3(bareStart.p99 - bareFloor.p99),
-      bare_share_stop_p50_ms: round3(bareStop.p50 - bareFloor.p50),
-      bare_share_stop_p99_ms: round3(bareStop.p99 - bareFloor.p99),
+      share_start_p50_ms: round3(share.startP50),
+      share_start_p99_ms: round3(share.startP99),
+      share_stop_p50_ms: round3(share.stopP50),
+      share_stop_p99_ms: round3(share.stopP99),
+      bare_share_start_p50_ms: round3(bareShare.startP50),
+      bare_share_start_p99_ms: round3(bareShare.startP99),
+      bare_share_stop_p50_ms: round3(bareShare.stopP50),
+      bare_share_stop_p99_ms: round3(bareShare.stopP99),
       libvirt_create_p50_ms: round3(create.p50),
       libvirt_destroy_p50_ms: round3(destroy.p50),
     }),

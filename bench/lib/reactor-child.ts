@@ -3,7 +3,8 @@
 // bench's settle / stop commands answered.
 import type { ZkStore } from '../../drivers/zk/index.ts';
 
-type Mark = { what: string; t: string };
+/** One mark as it crosses the IPC channel: the time is process.hrtime's bigint, as a string. */
+export type ReactorMark = { what: string; t: string };
 
 export interface ReactorChild {
   /** Records `what` now (process.hrtime: one clock for every process of the machine). */
@@ -18,7 +19,7 @@ export interface ReactorChild {
 export function serveBench(store: ZkStore, floorPath: string, o: { settled(): Promise<unknown>; stop(): Promise<unknown> }): ReactorChild {
   if (!process.send) throw new Error('a reactor runs as a child of bench/react, with an IPC channel');
   const send = (message: object): void => void process.send!(message);
-  let marks: Mark[] = [];
+  let marks: ReactorMark[] = [];
   const unfollow = store.followData(floorPath, {
     next: (state) => {
       if (state.kind === 'data') send({ floorSeen: state.version, t: process.hrtime.bigint().toString() });

@@ -5,8 +5,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { DAEMON_NODE_FLAGS } from '../../drivers/launch/daemon.ts';
 import { stopByPid } from './proc.ts';
+import type { ReactorMark } from './reactor-child.ts';
 
-export type ReactorReply = { id: number; marks?: Array<{ what: string; t: string }> };
+export type ReactorReply = { id: number; marks?: ReactorMark[] };
 type FromReactor = { ready: true } | { floorSeen: number; t: string } | ReactorReply;
 
 export interface Reactor {
