@@ -31,7 +31,7 @@ export async function indexOps(store: ZkStore, paths: ZkPaths, vm: string, spec:
   // The usual case, entries that exist, costs one read per node; parents are looked at only when one is missing.
   const ops = (await Promise.all(nodes.map((node) => nodeIndexOps(store, paths, vm, node)))).flat();
   // An entry or node list that exists has /index above it: the root is read only when a list is to
-  // be created (a new VM, the usual create, costs two reads, as a rename of its node does).
+  // be created (a new VM on a node that has VMs costs two reads, as a move to such a node does).
   const lists = new Set(nodes.map((node) => paths.nodeVms(node)));
   if (!ops.some((op) => op.op === 'create' && lists.has(op.path))) return ops;
   const rootStat = await store.exists(paths.index);

@@ -197,7 +197,7 @@ export class VmInformer {
       for (const name of [...this.entries.keys()]) if (!names.has(name) && !this.pinned.has(name)) void this.entryGone(name);
     }
     // A VM that appears after the first listing was just created: its status (and migration
-    // record) do not exist yet, so probe them with exists() first (no exception per read).
+    // record) do not exist yet, so probe them with exists() first (one request each, not two).
     const fresh = this.listLoaded;
     for (const name of names) if (!this.entries.has(name)) this.watchVm(name, fresh);
     this.listLoaded = true;

@@ -153,8 +153,8 @@ function whenAbsent<S>(client: RawClient, path: string, watcher: (e: Event) => v
 
 export interface WatchDataOptions {
   /**
-   * The znode is usually absent (a VM's migration record): probe it with exists() first, which
-   * costs the client no exception object when it is; the first read only.
+   * The znode is usually absent (a VM's migration record): probe it with exists() first, one
+   * request when it is absent instead of a failed getData() and then exists(); the first read only.
    */
   expectAbsent?: boolean;
 }
