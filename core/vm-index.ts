@@ -12,7 +12,7 @@
 //      the spec's version, so a spec write naming the node again in between keeps it).
 //  (3) The index is repairable, never trusted blindly: a daemon that sees one of its entries go
 //      while the VM still names its node creates it again, and scanIndex adds any entry missing.
-import { NodeExistsError, TransactionError, type Op, type ZkStore } from '../drivers/zk/index.ts';
+import { TransactionError, type Op, type ZkStore } from '../drivers/zk/index.ts';
 import { decodeVmSpec, decodeVmStatus, isValidName, type ZkPaths } from '../schemas/index.ts';
 
 /** The schema version that has the index (version 1 had none). */
@@ -82,16 +82,25 @@ export async function releaseIndexEntry(store: ZkStore, paths: ZkPaths, vm: stri
   }
 }
 
-/** Creates `node`'s entry of `vm` when missing (a repair); true when it was missing. */
-export async function repairIndexEntry(store: ZkStore, paths: ZkPaths, vm: string, node: string): Promise<boolean> {
+/**
+ * Creates `node`'s entry of `vm` when missing (a repair), only while the znode the caller read to
+ * decide it (the spec, or the status of a VM with no spec) is still at the version read: a VM
+ * removed (or rewritten) since gets no entry from that read, so a repair racing `vk vm remove`
+ * cannot leave an entry of a VM that is gone. True when the entry was created; false when it
+ * existed or that znode moved on (the next look decides again).
+ */
+export async function repairIndexEntry(store: ZkStore, paths: ZkPaths, vm: string, node: string, readAt: { path: string; version: number }): Promise<boolean> {
   const entry = paths.nodeVmEntry(node, vm);
   if (await store.exists(entry)) return false;
   await store.ensurePath(paths.nodeVms(node));
   try {
-    await store.create(entry);
+    await store.multi([
+      { op: 'check', path: readAt.path, version: readAt.version },
+      { op: 'create', path: entry },
+    ]);
     return true;
   } catch (error) {
-    if (error instanceof NodeExistsError) return false;
+    if (error instanceof TransactionError) return false;
     throw error;
   }
 }
@@ -119,6 +128,13 @@ export function namedNodes(spec: { data: Buffer } | null, status: { data: Buffer
   return nodes;
 }
 
+/** The znode (and its version) a repair decided from: the spec, or the status of a VM with no spec. */
+export function decidedBy(paths: ZkPaths, vm: string, spec: { version: number } | null, status: { version: number } | null): { path: string; version: number } | undefined {
+  if (spec) return { path: paths.vmSpec(vm), version: spec.version };
+  if (status) return { path: paths.vmStatus(vm), version: status.version };
+  return undefined;
+}
+
 export interface IndexScan {
   /** `node/vm` of each entry that was missing and was created. */
   added: string[];
@@ -139,9 +155,10 @@ export async function scanIndex(store: ZkStore, paths: ZkPaths, opts: { only?: s
     while (next < names.length) {
       const vm = names[next++]!;
       const [spec, status] = await Promise.all([store.get(paths.vmSpec(vm)), store.get(paths.vmStatus(vm))]);
+      const readAt = decidedBy(paths, vm, spec, status);
       for (const node of namedNodes(spec, status)) {
         if (opts.only !== undefined && node !== opts.only) continue;
-        if (await repairIndexEntry(store, paths, vm, node)) added.push(`${node}/${vm}`);
+        if (await repairIndexEntry(store, paths, vm, node, readAt!)) added.push(`${node}/${vm}`);
       }
     }
   };

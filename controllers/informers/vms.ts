@@ -224,7 +224,7 @@ export class VmInformer {
       if (this.listed.has(name) || this.pinned.has(name) || this.stopped) return;
       if (!spec) return this.drop(name, true);
       if (namedNodes(spec, status).has(node)) {
-        if (await repairIndexEntry(this.store, this.paths, name, node)) {
+        if (await repairIndexEntry(this.store, this.paths, name, node, { path: this.paths.vmSpec(name), version: spec.version })) {
           this.log.warn({ vm: name }, `VM index: ${this.paths.nodeVmEntry(node, name)} went while ${name} still names ${node}; created it again`);
         }
         return;

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { RunningDaemon } from '../../daemon/daemon.ts';
 import { ZkStore } from '../../drivers/zk/index.ts';
 import { encodeVmSpec, encodeVmStatus } from '../../schemas/index.ts';
-import { indexOps, migrateToIndex, releaseIndexEntry, removalIndexOps, scanIndex } from '../../core/vm-index.ts';
+import { indexOps, migrateToIndex, releaseIndexEntry, removalIndexOps, repairIndexEntry, scanIndex } from '../../core/vm-index.ts';
 import { startZooKeeper, type ZkServer } from '../rig/zookeeper.ts';
 import { daemonConfig, domainState, editSpec, paths, readStatus, runDaemon, startHv, stopHv, testXml, writeVm, type HvRig } from '../rig/testdriver.ts';
 import { waitFor } from '../rig/wait.ts';
@@ -147,6 +147,21 @@ describe('index helpers', () => {
     assert.deepEqual(ops.map((o) => `${o.op} ${o.path}`), [`create ${paths.nodeVms('hv7')}`, `create ${paths.nodeVmEntry('hv7', 'x9')}`]);
     assert.deepEqual(reads, [paths.nodeVmEntry('hv7', 'x9'), paths.nodeVms('hv7'), paths.index]);
     await store.multi(ops);
+  });
+
+  it('repairIndexEntry creates an entry only while what it was decided from is unchanged: a repair racing a removal leaves none', async () => {
+    await store.multi([{ op: 'create', path: paths.vm('x3') }, { op: 'create', path: paths.vmSpec('x3'), data: encodeVmSpec({ node: 'hv1', state: 'stopped' }) }]);
+    const read = (await store.get(paths.vmSpec('x3')))!;
+    // The VM is removed between the repair's read and its write.
+    await store.delete(paths.vmSpec('x3'), read.version);
+    assert.equal(await repairIndexEntry(store, paths, 'x3', 'hv1', { path: paths.vmSpec('x3'), version: read.version }), false);
+    assert.equal(await store.exists(paths.nodeVmEntry('hv1', 'x3')), null, 'no entry for a VM that is gone');
+    // Unchanged: created, once.
+    await store.create(paths.vmSpec('x3'), encodeVmSpec({ node: 'hv1', state: 'stopped' }));
+    const now = { path: paths.vmSpec('x3'), version: (await store.get(paths.vmSpec('x3')))!.version };
+    assert.equal(await repairIndexEntry(store, paths, 'x3', 'hv1', now), true);
+    assert.ok(await store.exists(paths.nodeVmEntry('hv1', 'x3')));
+    assert.equal(await repairIndexEntry(store, paths, 'x3', 'hv1', now), false);
   });
 
   it('releaseIndexEntry refuses while the spec changed; removalIndexOps deletes every entry', async () => {
